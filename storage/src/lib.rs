@@ -1,0 +1,1 @@
+//! `outpost-storage`: the HTTP-agnostic two-tier store (placeholder, filled by the storage issue).
