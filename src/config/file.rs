@@ -1,0 +1,83 @@
+//! The configuration file as written: serde structs mirroring the TOML.
+//!
+//! Leaf values that can be wrong in more than one way (addresses, URLs,
+//! durations, sizes) are kept as strings here and checked by
+//! [`super::validate`], so that `outpost check` can report every error at
+//! once instead of stopping at the first.
+
+use serde::Deserialize;
+
+/// A byte size: either an integer number of bytes or a string like `"256MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// A plain number of bytes.
+    Bytes(i64),
+    /// A human-readable size, e.g. `"1GiB"`, `"512 KiB"`, `"10MB"`.
+    Text(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileConfig {
+    pub listen: Option<FileListen>,
+    pub server: Option<FileServer>,
+    pub timeouts: Option<FileTimeouts>,
+    pub storage: Option<FileStorage>,
+    pub log: Option<FileLog>,
+    #[serde(default)]
+    pub site: Vec<FileSite>,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileListen {
+    pub proxy: Option<String>,
+    pub admin: Option<String>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileServer {
+    pub drain_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub max_header_bytes: Option<SizeValue>,
+    pub h2_max_concurrent_streams: Option<i64>,
+    pub via: Option<String>,
+}
+
+/// `[timeouts]`: talking to origins.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileTimeouts {
+    pub connect: Option<String>,
+    pub response_header: Option<String>,
+    pub idle_body: Option<String>,
+    pub pool_idle: Option<String>,
+    pub pool_max_idle_per_origin: Option<i64>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileStorage {
+    pub path: Option<String>,
+    pub memory: Option<SizeValue>,
+    pub disk: Option<SizeValue>,
+    pub chunk_size: Option<SizeValue>,
+    pub max_object_size: Option<SizeValue>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+/// `[[site]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileSite {
+    pub name: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub origins: Option<Vec<String>>,
+}

@@ -1,0 +1,370 @@
+//! Configuration: the TOML file ([`file`]), its validation ([`validate`]) and
+//! the typed [`Config`] the node runs on.
+//!
+//! Loading goes `text → FileConfig (serde, unknown keys collected) →
+//! validate() (every error with its key path) → Config`. With no file the
+//! embedded default ([`DEFAULT_CONFIG`]) is used.
+
+mod file;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::parse_size;
+
+/// The configuration used when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// One problem in a configuration, with the key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `site[0].origins[1]`; empty for syntax errors.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub server: ServerConfig,
+    pub timeouts: Timeouts,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub sites: Vec<Site>,
+}
+
+/// `[listen]`: where the node accepts connections.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// `[server]`: the client-facing side.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long in-flight requests may run after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Time a client has to send a complete request head (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list).
+    pub max_header_bytes: u64,
+    pub h2_max_concurrent_streams: u32,
+    /// Pseudonym in the `Via` header (RFC 9110 §7.6.3).
+    pub via: String,
+}
+
+/// `[timeouts]`: the origin side.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response_header: Duration,
+    pub idle_body: Duration,
+    pub pool_idle: Duration,
+    pub pool_max_idle_per_origin: usize,
+}
+
+/// `[storage]`: the cache store.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    pub memory: u64,
+    pub disk: u64,
+    pub chunk_size: u64,
+    pub max_object_size: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+/// `[[site]]`: hosts served from one origin pool.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub origins: Vec<OriginUrl>,
+}
+
+/// A host pattern: `example.com`, `*.example.com` or the catch-all `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: any subdomain (not the bare domain); stores `.example.com`.
+    Suffix(String),
+    Any,
+}
+
+impl HostPattern {
+    /// Parses a pattern; hosts are case-insensitive and stored lower-cased.
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let s = s.trim().to_ascii_lowercase();
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        if s == "*" {
+            Ok(HostPattern::Any)
+        } else if let Some(rest) = s.strip_prefix("*.") {
+            if valid(rest) {
+                Ok(HostPattern::Suffix(format!(".{rest}")))
+            } else {
+                Err(format!("`*.{rest}` is not a valid wildcard host pattern"))
+            }
+        } else if valid(&s) {
+            Ok(HostPattern::Exact(s))
+        } else {
+            Err(format!(
+                "`{s}` is not a host name (use `example.com`, `*.example.com` or `*`)"
+            ))
+        }
+    }
+
+    /// Whether a lower-cased host (without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+            HostPattern::Any => true,
+        }
+    }
+}
+
+/// An origin server's base URL (`http://host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginUrl {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+}
+
+impl OriginUrl {
+    /// Parses `http://host[:port]`, with no path beyond `/`.
+    pub fn parse(s: &str) -> Result<OriginUrl, String> {
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| format!("`{s}` is not a URL ({e})"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("`{s}` needs a scheme, e.g. http://{s}"))?;
+        if scheme != http::uri::Scheme::HTTP {
+            return Err(format!(
+                "`{s}`: only http:// origins are supported so far"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("`{s}` has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("`{s}`: credentials in origin URLs are not allowed"));
+        }
+        if let Some(pq) = uri.path_and_query()
+            && pq.as_str() != "/"
+        {
+            return Err(format!(
+                "`{s}`: an origin URL is scheme://host:port only, without a path"
+            ));
+        }
+        Ok(OriginUrl { scheme, authority })
+    }
+}
+
+impl fmt::Display for OriginUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub origin: Option<String>,
+    pub listen: Option<String>,
+    pub admin: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The values every missing key falls back to.
+    fn builtin_defaults() -> Config {
+        Config {
+            listen: Listen {
+                proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                admin: SocketAddr::from(([127, 0, 0, 1], 9080)),
+            },
+            server: ServerConfig {
+                drain_timeout: Duration::from_secs(30),
+                header_read_timeout: Duration::from_secs(10),
+                max_header_bytes: 64 << 10,
+                h2_max_concurrent_streams: 256,
+                via: "outpost".into(),
+            },
+            timeouts: Timeouts {
+                connect: Duration::from_secs(5),
+                response_header: Duration::from_secs(30),
+                idle_body: Duration::from_secs(30),
+                pool_idle: Duration::from_secs(60),
+                pool_max_idle_per_origin: 256,
+            },
+            storage: StorageConfig {
+                path: default_cache_dir(),
+                memory: 256 << 20,
+                disk: 4 << 30,
+                chunk_size: 1 << 20,
+                max_object_size: 1 << 30,
+            },
+            log: LogConfig {
+                level: "info".into(),
+                format: LogFormat::Text,
+                access_log: true,
+            },
+            sites: Vec::new(),
+        }
+    }
+
+    /// Parses and validates TOML text, returning every error found.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_toml_with(text, &Overrides::default())
+    }
+
+    /// Parses TOML text and applies command-line overrides before validating.
+    pub fn from_toml_with(text: &str, ov: &Overrides) -> Result<Config, ConfigErrors> {
+        let mut errs = validate::Errors::default();
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                message: format!("TOML syntax: {}", e.message()),
+            }])
+        })?;
+        let mut unknown = Vec::new();
+        let parsed: Result<file::FileConfig, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(key_path(&path.to_string())));
+        let mut fc = match parsed {
+            Ok(fc) => fc,
+            Err(e) => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    key: String::new(),
+                    message: e.to_string().trim_end().to_string(),
+                }]));
+            }
+        };
+        for k in unknown {
+            errs.push(k, "unknown key");
+        }
+        if let Some(o) = &ov.origin {
+            fc.site = vec![file::FileSite {
+                name: Some("default".into()),
+                hosts: Some(vec!["*".into()]),
+                origins: Some(vec![o.clone()]),
+            }];
+        }
+        let listen = fc.listen.get_or_insert_with(Default::default);
+        if let Some(l) = &ov.listen {
+            listen.proxy = Some(l.clone());
+        }
+        if let Some(a) = &ov.admin {
+            listen.admin = Some(a.clone());
+        }
+        let mut cfg = validate::validate(&fc, &mut errs);
+        if let Some(d) = &ov.cache_dir {
+            cfg.storage.path = d.clone();
+        }
+        if errs.0.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errs.0))
+        }
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }])
+        })?;
+        Self::from_toml_with(&text, ov)
+    }
+
+    /// The embedded default configuration, with overrides.
+    pub fn embedded(ov: &Overrides) -> Result<Config, ConfigErrors> {
+        Self::from_toml_with(DEFAULT_CONFIG, ov)
+    }
+}
+
+/// `$XDG_CACHE_HOME/outpost`, else `$HOME/.cache/outpost`, else a temp dir.
+fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("outpost");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("outpost");
+    }
+    std::env::temp_dir().join("outpost-cache")
+}
+
+/// Turns serde_ignored's `site.0.foo` into `site[0].foo`.
+fn key_path(dotted: &str) -> String {
+    let mut out = String::new();
+    for part in dotted.split('.').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,332 @@
+//! Turning a [`FileConfig`] into a typed [`Config`], collecting every error
+//! with the key path it belongs to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{FileConfig, FileSite, SizeValue};
+use super::{
+    Config, ConfigError, HostPattern, Listen, LogConfig, LogFormat, OriginUrl, ServerConfig, Site,
+    StorageConfig, Timeouts,
+};
+
+/// Accumulates `(key path, message)` pairs.
+#[derive(Default)]
+pub(super) struct Errors(pub(super) Vec<ConfigError>);
+
+impl Errors {
+    pub(super) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn addr(errs: &mut Errors, key: &str, v: Option<&String>, default: SocketAddr) -> SocketAddr {
+    match v {
+        None => default,
+        Some(s) => s.parse().unwrap_or_else(|e| {
+            errs.push(key, format!("`{s}` is not an IP:port address ({e})"));
+            default
+        }),
+    }
+}
+
+fn duration(errs: &mut Errors, key: &str, v: Option<&String>, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) if d.is_zero() => {
+                errs.push(key, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                errs.push(
+                    key,
+                    format!("`{s}` is not a duration like \"30s\" or \"5m\" ({e})"),
+                );
+                default
+            }
+        },
+    }
+}
+
+/// Parses `"256MiB"`, `"1 GiB"`, `"10MB"`, `"4096"`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("unknown size unit `{unit}` (use B, KiB, MiB, GiB, TiB)")),
+    };
+    if num.is_empty() {
+        return Err("missing number".into());
+    }
+    let n: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 / 2.0 {
+        return Err("size out of range".into());
+    }
+    Ok(bytes as u64)
+}
+
+fn size(errs: &mut Errors, key: &str, v: Option<&SizeValue>, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(SizeValue::Bytes(n)) if *n >= 0 => *n as u64,
+        Some(SizeValue::Bytes(n)) => {
+            errs.push(key, format!("{n} is negative"));
+            default
+        }
+        Some(SizeValue::Text(s)) => parse_size(s).unwrap_or_else(|e| {
+            errs.push(key, format!("`{s}`: {e}"));
+            default
+        }),
+    }
+}
+
+fn site(errs: &mut Errors, i: usize, s: &FileSite) -> Site {
+    let base = format!("site[{i}]");
+    let name = s.name.clone().unwrap_or_else(|| format!("site{i}"));
+    let mut hosts = Vec::new();
+    match &s.hosts {
+        None => hosts.push(HostPattern::Any),
+        Some(list) if list.is_empty() => errs.push(
+            format!("{base}.hosts"),
+            "must list at least one host pattern (use \"*\" for a catch-all)",
+        ),
+        Some(list) => {
+            for (j, h) in list.iter().enumerate() {
+                match HostPattern::parse(h) {
+                    Ok(p) => hosts.push(p),
+                    Err(e) => errs.push(format!("{base}.hosts[{j}]"), e),
+                }
+            }
+        }
+    }
+    let mut origins = Vec::new();
+    match &s.origins {
+        None => errs.push(
+            format!("{base}.origins"),
+            "missing: give at least one origin URL, e.g. origins = [\"http://10.0.0.5:8000\"]",
+        ),
+        Some(list) if list.is_empty() => errs.push(
+            format!("{base}.origins"),
+            "must list at least one origin URL",
+        ),
+        Some(list) => {
+            for (j, o) in list.iter().enumerate() {
+                match OriginUrl::parse(o) {
+                    Ok(u) => origins.push(u),
+                    Err(e) => errs.push(format!("{base}.origins[{j}]"), e),
+                }
+            }
+        }
+    }
+    Site {
+        name,
+        hosts,
+        origins,
+    }
+}
+
+/// Validates the whole file; `Err` holds every problem found.
+pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
+    let d = Config::builtin_defaults();
+    let l = f.listen.clone().unwrap_or_default();
+    let listen = Listen {
+        proxy: addr(errs, "listen.proxy", l.proxy.as_ref(), d.listen.proxy),
+        admin: addr(errs, "listen.admin", l.admin.as_ref(), d.listen.admin),
+    };
+    if listen.proxy == listen.admin && listen.proxy.port() != 0 {
+        errs.push("listen.admin", "must differ from listen.proxy");
+    }
+    let s = f.server.clone().unwrap_or_default();
+    let h2_streams = match s.h2_max_concurrent_streams {
+        None => d.server.h2_max_concurrent_streams,
+        Some(n) if (1..=10_000).contains(&n) => n as u32,
+        Some(n) => {
+            errs.push(
+                "server.h2_max_concurrent_streams",
+                format!("{n} is out of range 1..=10000"),
+            );
+            d.server.h2_max_concurrent_streams
+        }
+    };
+    let via = s.via.clone().unwrap_or(d.server.via.clone());
+    if via.is_empty() || !via.bytes().all(|b| b.is_ascii_graphic()) {
+        errs.push(
+            "server.via",
+            "must be a non-empty token (visible ASCII, no spaces)",
+        );
+    }
+    let max_header_bytes = size(
+        errs,
+        "server.max_header_bytes",
+        s.max_header_bytes.as_ref(),
+        d.server.max_header_bytes,
+    );
+    if max_header_bytes < 8192 {
+        errs.push("server.max_header_bytes", "must be at least 8KiB");
+    }
+    let server = ServerConfig {
+        drain_timeout: duration(
+            errs,
+            "server.drain_timeout",
+            s.drain_timeout.as_ref(),
+            d.server.drain_timeout,
+        ),
+        header_read_timeout: duration(
+            errs,
+            "server.header_read_timeout",
+            s.header_read_timeout.as_ref(),
+            d.server.header_read_timeout,
+        ),
+        max_header_bytes,
+        h2_max_concurrent_streams: h2_streams,
+        via,
+    };
+    let t = f.timeouts.clone().unwrap_or_default();
+    let pool_max = match t.pool_max_idle_per_origin {
+        None => d.timeouts.pool_max_idle_per_origin,
+        Some(n) if (0..=100_000).contains(&n) => n as usize,
+        Some(n) => {
+            errs.push(
+                "timeouts.pool_max_idle_per_origin",
+                format!("{n} is out of range 0..=100000"),
+            );
+            d.timeouts.pool_max_idle_per_origin
+        }
+    };
+    let timeouts = Timeouts {
+        connect: duration(
+            errs,
+            "timeouts.connect",
+            t.connect.as_ref(),
+            d.timeouts.connect,
+        ),
+        response_header: duration(
+            errs,
+            "timeouts.response_header",
+            t.response_header.as_ref(),
+            d.timeouts.response_header,
+        ),
+        idle_body: duration(
+            errs,
+            "timeouts.idle_body",
+            t.idle_body.as_ref(),
+            d.timeouts.idle_body,
+        ),
+        pool_idle: duration(
+            errs,
+            "timeouts.pool_idle",
+            t.pool_idle.as_ref(),
+            d.timeouts.pool_idle,
+        ),
+        pool_max_idle_per_origin: pool_max,
+    };
+    let st = f.storage.clone().unwrap_or_default();
+    let storage = StorageConfig {
+        path: st.path.as_ref().map(PathBuf::from).unwrap_or(d.storage.path),
+        memory: size(
+            errs,
+            "storage.memory",
+            st.memory.as_ref(),
+            d.storage.memory,
+        ),
+        disk: size(errs, "storage.disk", st.disk.as_ref(), d.storage.disk),
+        chunk_size: size(
+            errs,
+            "storage.chunk_size",
+            st.chunk_size.as_ref(),
+            d.storage.chunk_size,
+        ),
+        max_object_size: size(
+            errs,
+            "storage.max_object_size",
+            st.max_object_size.as_ref(),
+            d.storage.max_object_size,
+        ),
+    };
+    if !(4096..=(64 << 20)).contains(&storage.chunk_size) {
+        errs.push("storage.chunk_size", "must be between 4KiB and 64MiB");
+    }
+    if storage.memory < storage.chunk_size {
+        errs.push(
+            "storage.memory",
+            "must be at least one chunk (storage.chunk_size)",
+        );
+    }
+    if storage.disk < 16 * storage.chunk_size {
+        errs.push(
+            "storage.disk",
+            "must be at least 16 chunks (16 × storage.chunk_size)",
+        );
+    }
+    if storage.max_object_size > storage.disk {
+        errs.push(
+            "storage.max_object_size",
+            "must not exceed storage.disk",
+        );
+    }
+    let lg = f.log.clone().unwrap_or_default();
+    let format = match lg.format.as_deref() {
+        None => d.log.format,
+        Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            errs.push(
+                "log.format",
+                format!("`{other}` is not one of \"text\", \"json\""),
+            );
+            d.log.format
+        }
+    };
+    let level = lg.level.clone().unwrap_or(d.log.level.clone());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        errs.push(
+            "log.level",
+            format!("`{level}` is not a log filter like \"info\" or \"outpost=debug\""),
+        );
+    }
+    let log = LogConfig {
+        level,
+        format,
+        access_log: lg.access_log.unwrap_or(d.log.access_log),
+    };
+    let sites: Vec<Site> = f
+        .site
+        .iter()
+        .enumerate()
+        .map(|(i, s)| site(errs, i, s))
+        .collect();
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in sites.iter().enumerate() {
+        if !names.insert(s.name.clone()) {
+            errs.push(format!("site[{i}].name"), format!("duplicate site name `{}`", s.name));
+        }
+    }
+    Config {
+        listen,
+        server,
+        timeouts,
+        storage,
+        log,
+        sites,
+    }
+}

@@ -1,0 +1,147 @@
+//! The one error type of the `outpost` library, with a kind and whose fault
+//! it was (the client's, the origin's or ours), which decides the status
+//! code sent to the client.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// Boxed error used in bodies and client plumbing.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whose fault an error was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Origin,
+    Ours,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or not allowed (400).
+    BadRequest,
+    /// No site serves the request's Host (421 Misdirected Request is for
+    /// this exact case: RFC 9110 §15.5.20).
+    NoSite,
+    /// The origin refused the connection.
+    OriginRefused,
+    /// The origin could not be reached (DNS, routing, reset during connect).
+    OriginUnreachable,
+    /// Connecting to the origin took longer than `timeouts.connect`.
+    OriginConnectTimeout,
+    /// The origin did not send a response head within `timeouts.response_header`.
+    OriginResponseTimeout,
+    /// The origin closed the connection or sent something that is not HTTP.
+    OriginProtocol,
+    /// Binding a listener failed.
+    Bind,
+    /// Opening the cache store failed.
+    Storage,
+    /// Anything else on our side.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Stable name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NoSite => "no_site",
+            ErrorKind::OriginRefused => "origin_refused",
+            ErrorKind::OriginUnreachable => "origin_unreachable",
+            ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
+            ErrorKind::OriginResponseTimeout => "origin_response_timeout",
+            ErrorKind::OriginProtocol => "origin_protocol",
+            ErrorKind::Bind => "bind",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Whose fault this kind is.
+    pub fn fault(self) -> Fault {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::NoSite => Fault::Client,
+            ErrorKind::OriginRefused
+            | ErrorKind::OriginUnreachable
+            | ErrorKind::OriginConnectTimeout
+            | ErrorKind::OriginResponseTimeout
+            | ErrorKind::OriginProtocol => Fault::Origin,
+            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => Fault::Ours,
+        }
+    }
+
+    /// The status sent to a client for this kind (RFC 9110 §15.6.3, §15.6.5).
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NoSite => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::OriginRefused | ErrorKind::OriginUnreachable | ErrorKind::OriginProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
+            ErrorKind::OriginConnectTimeout | ErrorKind::OriginResponseTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The short plain-text body sent to the client. It names the failure
+    /// but never an origin's address (origins stay hidden).
+    pub fn client_message(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad request\n",
+            ErrorKind::NoSite => "no site is configured for this host\n",
+            ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
+            ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
+            ErrorKind::OriginConnectTimeout => "gateway timeout: connecting to the origin timed out\n",
+            ErrorKind::OriginResponseTimeout => "gateway timeout: the origin did not answer in time\n",
+            ErrorKind::OriginProtocol => "bad gateway: the origin sent an invalid or incomplete response\n",
+            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => "internal error\n",
+        }
+    }
+}
+
+/// The library's error: a kind plus detail for logs.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.detail)
+    }
+}
+
+impl Error {
+    /// An error of `kind` with a log detail.
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Error {
+        Error {
+            kind,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Error {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}

@@ -1,0 +1,179 @@
+//! Header rules at the proxy boundary: removing hop-by-hop fields
+//! (RFC 9110 §7.6.1) and adding `Via` (§7.6.3), `X-Forwarded-For` and
+//! `X-Forwarded-Proto`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1,
+/// plus the obsolete `Keep-Alive` and `Proxy-Connection` of RFC 7230).
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether a request or response asks for a protocol upgrade
+/// (`Connection: upgrade` plus `Upgrade`, RFC 9110 §7.8).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|t| t == "upgrade")
+}
+
+/// Lower-cased tokens of every `Connection` field line.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop fields: `Connection` and every field it names,
+/// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`
+/// (RFC 9110 §7.6.1). With `keep_upgrade`, `Upgrade` and a bare
+/// `Connection: upgrade` survive so a WebSocket handshake can pass.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<String> = connection_tokens(headers).collect();
+    for n in &named {
+        if keep_upgrade && n == "upgrade" {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+            // Never let Connection strip end-to-end framing we rely on.
+            if name != header::CONTENT_LENGTH && name != header::HOST {
+                headers.remove(name);
+            }
+        }
+    }
+    let upgrade = keep_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    for h in HOP_BY_HOP.iter() {
+        headers.remove(h);
+    }
+    let proxy_fields: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-") || k.as_str() == "keep-alive")
+        .cloned()
+        .collect();
+    for k in proxy_fields {
+        headers.remove(k);
+    }
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The `Via` value this hop adds, e.g. `1.1 outpost` (RFC 9110 §7.6.3).
+pub fn via_value(version: http::Version, pseudonym: &str) -> Option<HeaderValue> {
+    let proto = match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    HeaderValue::from_str(&format!("{proto} {pseudonym}")).ok()
+}
+
+/// Appends `via` as a new `Via` line after any existing ones.
+pub fn add_via(headers: &mut HeaderMap, via: Option<&HeaderValue>) {
+    if let Some(v) = via {
+        headers.append(header::VIA, v.clone());
+    }
+}
+
+/// Adds the client address to `X-Forwarded-For` (appended to the existing
+/// list, combined into one line) and sets `X-Forwarded-Proto`.
+pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    let mut list = String::new();
+    for v in headers.get_all(&XFF) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                list.push_str(s);
+                list.push_str(", ");
+            }
+        }
+    }
+    list.push_str(&client_ip.to_string());
+    if let Ok(v) = HeaderValue::from_str(&list) {
+        headers.insert(&XFF, v);
+    }
+    headers.insert(&XFP, HeaderValue::from_static(proto));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_fixed_and_named_fields() {
+        // RFC 9110 §7.6.1
+        let mut h = map(&[
+            ("connection", "close, X-Secret"),
+            ("connection", "x-other"),
+            ("x-secret", "1"),
+            ("x-other", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-keep", "a"),
+            ("x-keep", "b"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["x-keep"]);
+        let vals: Vec<_> = h.get_all("x-keep").iter().collect();
+        assert_eq!(vals, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn connection_cannot_strip_content_length() {
+        let mut h = map(&[("connection", "content-length"), ("content-length", "5")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.get("content-length").unwrap(), "5");
+    }
+
+    #[test]
+    fn keeps_websocket_upgrade() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("sec-websocket-key").unwrap(), "k");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
+        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+}

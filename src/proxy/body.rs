@@ -1,0 +1,173 @@
+//! The response body sent to clients: a streaming wrapper that counts bytes,
+//! enforces the origin idle-body timeout, and writes the access-log line
+//! when the response ends (completed, cut off or abandoned by the client).
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::time::Sleep;
+
+use crate::error::BoxError;
+
+/// Boxed body of any source.
+pub type InnerBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What the access log records about one request.
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    pub method: http::Method,
+    pub host: String,
+    pub path: String,
+    pub version: http::Version,
+    pub client: IpAddr,
+    pub status: u16,
+    /// Cache phase (`Cache-Status` vocabulary); `pass` until caching lands.
+    pub cache: &'static str,
+    /// Error kind, if the request failed.
+    pub error: Option<&'static str>,
+    pub start: Instant,
+    pub enabled: bool,
+}
+
+impl AccessRecord {
+    fn emit(&self, bytes: u64, outcome: &'static str) {
+        if !self.enabled {
+            return;
+        }
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            version = ?self.version,
+            client = %self.client,
+            status = self.status,
+            bytes,
+            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            cache = self.cache,
+            outcome,
+            error = self.error.unwrap_or("-"),
+        );
+    }
+}
+
+/// The client-facing response body.
+pub struct ProxyBody {
+    inner: InnerBody,
+    idle: Option<Duration>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    record: Option<AccessRecord>,
+    bytes: u64,
+    outcome: &'static str,
+}
+
+/// Raised when the origin pauses longer than `timeouts.idle_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("origin body idle for longer than {0:?}")]
+pub struct IdleTimeout(pub Duration);
+
+impl ProxyBody {
+    /// Wraps `inner`; `idle` applies the idle-body timeout to an origin body.
+    pub fn new(inner: InnerBody, idle: Option<Duration>, record: AccessRecord) -> ProxyBody {
+        ProxyBody {
+            inner,
+            idle,
+            sleep: None,
+            record: Some(record),
+            bytes: 0,
+            outcome: "aborted",
+        }
+    }
+
+    /// A complete in-memory body.
+    pub fn full(data: impl Into<Bytes>, record: AccessRecord) -> ProxyBody {
+        let b = http_body_util::Full::new(data.into())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        ProxyBody::new(b, None, record)
+    }
+
+    /// An empty body.
+    pub fn empty(record: AccessRecord) -> ProxyBody {
+        ProxyBody::full(Bytes::new(), record)
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        self.outcome = outcome;
+        if let Some(r) = self.record.take() {
+            r.emit(self.bytes, outcome);
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+                this.sleep = None;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "response body cut off");
+                this.finish("cut_off");
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish("complete");
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Some(idle) = this.idle {
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        tracing::warn!(?idle, "origin body idle timeout; cutting the response off");
+                        this.finish("idle_timeout");
+                        return Poll::Ready(Some(Err(Box::new(IdleTimeout(idle)))));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            // hyper does not poll the body of a HEAD response or a 304; an
+            // empty body counts as complete.
+            let outcome = if self.inner.is_end_stream() {
+                "complete"
+            } else {
+                self.outcome
+            };
+            self.finish(outcome);
+        }
+    }
+}

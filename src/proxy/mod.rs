@@ -1,0 +1,290 @@
+//! The request pipeline: route by Host to a site, forward to the site's
+//! origin pool, and stream the response back.
+//!
+//! This is where admission control, the cache lookup and purge requests plug
+//! in (see the data flow in DESIGN.md); today every request is passed to the
+//! origin.
+
+pub mod body;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::config::{Config, HostPattern};
+use crate::error::{Error, ErrorKind};
+use crate::origin::headers::{add_forwarded, add_via, is_upgrade, strip_hop_by_hop, via_value};
+use crate::origin::{OriginBody, OriginClient, Pool};
+use body::{AccessRecord, ProxyBody};
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `http` or `https`, for `X-Forwarded-Proto` and cache keys.
+    pub scheme: &'static str,
+}
+
+/// A site at run time.
+pub struct SiteRuntime {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub pool: Pool,
+}
+
+/// The proxy: sites, the origin client and the settings of the pipeline.
+pub struct Proxy {
+    sites: Vec<SiteRuntime>,
+    origin: OriginClient,
+    via: String,
+    idle_body: Duration,
+    access_log: bool,
+}
+
+impl Proxy {
+    /// Builds the pipeline from a validated config.
+    pub fn new(cfg: &Config) -> Proxy {
+        Proxy {
+            sites: cfg
+                .sites
+                .iter()
+                .map(|s| SiteRuntime {
+                    name: s.name.clone(),
+                    hosts: s.hosts.clone(),
+                    pool: Pool::new(&s.origins),
+                })
+                .collect(),
+            origin: OriginClient::new(&cfg.timeouts),
+            via: cfg.server.via.clone(),
+            idle_body: cfg.timeouts.idle_body,
+            access_log: cfg.log.access_log,
+        }
+    }
+
+    /// The first site with a pattern matching `host` (lower-cased, no port).
+    fn route(&self, host: &str) -> Option<&SiteRuntime> {
+        self.sites
+            .iter()
+            .find(|s| s.hosts.iter().any(|p| p.matches(host)))
+    }
+
+    /// Handles one request; never fails (errors become responses).
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        let host = request_host(&req);
+        let mut rec = AccessRecord {
+            method: req.method().clone(),
+            host: host.clone().unwrap_or_default(),
+            path: req.uri().path().to_string(),
+            version: req.version(),
+            client: conn.peer.ip(),
+            status: 0,
+            cache: "pass",
+            error: None,
+            start: Instant::now(),
+            enabled: self.access_log,
+        };
+        match self.forward(req, host, conn, &mut rec).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                match e.kind().fault() {
+                    crate::error::Fault::Client => tracing::info!(error = %e, "bad request"),
+                    _ => tracing::warn!(error = %e, "request failed"),
+                }
+                error_response(e.kind(), rec)
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        host: Option<String>,
+        conn: ConnInfo,
+        rec: &mut AccessRecord,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let host = host.ok_or_else(|| {
+            Error::new(ErrorKind::BadRequest, "missing or invalid Host")
+        })?;
+        let site = self
+            .route(&normalise_host(&host))
+            .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
+        // RFC 9110 §7.8: only HTTP/1.1 has Upgrade.
+        let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let client_version = parts.version;
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers, upgrade);
+        if !headers.contains_key(header::HOST) {
+            // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1).
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        add_via(headers, via_value(client_version, &self.via).as_ref());
+        add_forwarded(headers, conn.peer.ip(), conn.scheme);
+
+        let replayable = body.is_end_stream();
+        let mut body = Some(body);
+        let attempts = if replayable { site.pool.len().min(2) } else { 1 };
+        let mut last_err = None;
+        let mut resp = None;
+        for _ in 0..attempts.max(1) {
+            let origin = site
+                .pool
+                .select()
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "empty origin pool"))?;
+            let uri = OriginClient::uri_for(&origin, &path_and_query)?;
+            let out_body: OriginBody = match body.take() {
+                Some(b) if !replayable => b.map_err(Into::into).boxed_unsync(),
+                _ => http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            };
+            let mut out = Request::new(out_body);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = Version::HTTP_11;
+            *out.headers_mut() = parts.headers.clone();
+            match self.origin.send(&origin, out).await {
+                Ok(r) => {
+                    resp = Some(r);
+                    break;
+                }
+                Err(e) => {
+                    let retry = replayable
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::OriginRefused
+                                | ErrorKind::OriginUnreachable
+                                | ErrorKind::OriginConnectTimeout
+                        );
+                    tracing::warn!(error = %e, site = %site.name, retry, "origin request failed");
+                    last_err = Some(e);
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(mut resp) = resp else {
+            return Err(last_err
+                .unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")));
+        };
+
+        rec.status = resp.status().as_u16();
+        if let Some(client_up) = client_upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let origin_up = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_up, origin_up));
+            let (mut rp, _) = resp.into_parts();
+            strip_hop_by_hop(&mut rp.headers, true);
+            add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
+            rp.version = client_version;
+            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
+        }
+        let (mut rp, body) = resp.into_parts();
+        strip_hop_by_hop(&mut rp.headers, false);
+        add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
+        rp.version = client_version;
+        let body = body.map_err(Into::into).boxed_unsync();
+        Ok(Response::from_parts(
+            rp,
+            ProxyBody::new(body, Some(self.idle_body), rec.clone()),
+        ))
+    }
+}
+
+/// Copies bytes both ways between an upgraded client and origin connection.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, origin) {
+        Ok((c, o)) => {
+            let mut c = TokioIo::new(c);
+            let mut o = TokioIo::new(o);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut o).await {
+                tracing::debug!(error = %e, "upgraded connection closed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
+    }
+}
+
+/// The plain-text error response for `kind`.
+pub fn error_response(kind: ErrorKind, mut rec: AccessRecord) -> Response<ProxyBody> {
+    let status = kind.status();
+    rec.status = status.as_u16();
+    rec.error = Some(kind.as_str());
+    let mut resp = Response::new(ProxyBody::full(
+        Bytes::from_static(kind.client_message().as_bytes()),
+        rec,
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// The request's host as sent: the absolute-form or HTTP/2 authority wins
+/// over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1). `None` when absent or
+/// not valid text.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_owned());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let h = hosts.next()?;
+    if hosts.next().is_some() {
+        // RFC 9112 §3.2: more than one Host is a bad request.
+        return None;
+    }
+    let s = h.to_str().ok()?.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Lower-cases a host and strips the port (`[::1]:80` → `[::1]`).
+pub fn normalise_host(host: &str) -> String {
+    let h = host.trim();
+    let no_port = if h.starts_with('[') {
+        match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        }
+    } else {
+        match h.rfind(':') {
+            Some(i) if h[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..i],
+            _ => h,
+        }
+    };
+    no_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_normalisation() {
+        assert_eq!(normalise_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalise_host("example.com."), "example.com");
+        assert_eq!(normalise_host("[::1]:80"), "[::1]");
+        assert_eq!(normalise_host("[::1]"), "[::1]");
+        assert_eq!(normalise_host("h"), "h");
+    }
+}

@@ -1,0 +1,181 @@
+//! Listeners and connection serving: the proxy and admin listeners, HTTP/1.1
+//! and cleartext HTTP/2 (prior knowledge) on one port, and graceful
+//! shutdown (stop accepting, drain in-flight requests up to a deadline).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ServerConfig};
+use crate::error::{Error, ErrorKind};
+use crate::proxy::{ConnInfo, Proxy};
+
+/// A running node: its bound addresses and the handle to stop it.
+pub struct Node {
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<bool>>,
+}
+
+impl Node {
+    /// Binds both listeners and starts serving.
+    pub async fn start(cfg: Config) -> Result<Node, Error> {
+        let proxy_l = bind(cfg.listen.proxy, "proxy").await?;
+        let admin_l = bind(cfg.listen.admin, "admin").await?;
+        let proxy_addr = local(&proxy_l)?;
+        let admin_addr = local(&admin_l)?;
+        let proxy = Arc::new(Proxy::new(&cfg));
+        let cancel = CancellationToken::new();
+        let builder = http_builder(&cfg.server);
+        let drain = cfg.server.drain_timeout;
+
+        let p = proxy.clone();
+        let proxy_task = tokio::spawn(serve(
+            proxy_l,
+            builder.clone(),
+            cancel.clone(),
+            drain,
+            move |req: Request<Incoming>, peer: SocketAddr| {
+                let p = p.clone();
+                async move {
+                    let info = ConnInfo {
+                        peer,
+                        scheme: "http",
+                    };
+                    p.handle(req, info).await
+                }
+            },
+        ));
+        let admin_task = tokio::spawn(serve(
+            admin_l,
+            builder,
+            cancel.clone(),
+            drain,
+            |req: Request<Incoming>, _peer| crate::admin::handle(req),
+        ));
+        tracing::info!(%proxy_addr, %admin_addr, "outpost started");
+        Ok(Node {
+            proxy_addr,
+            admin_addr,
+            cancel,
+            tasks: vec![proxy_task, admin_task],
+        })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to the drain
+    /// timeout) and returns whether everything drained in time.
+    pub async fn shutdown(self) -> bool {
+        self.cancel.cancel();
+        let mut clean = true;
+        for t in self.tasks {
+            clean &= t.await.unwrap_or(false);
+        }
+        clean
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(ErrorKind::Bind, format!("cannot listen on {addr} ({what}): {e}"))
+            .with_source(e)
+    })
+}
+
+fn local(l: &TcpListener) -> Result<SocketAddr, Error> {
+    l.local_addr()
+        .map_err(|e| Error::new(ErrorKind::Bind, format!("local_addr: {e}")).with_source(e))
+}
+
+fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
+    let mut b = Builder::new(TokioExecutor::new());
+    let max_buf = usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(max_buf.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Accepts connections until cancelled, then drains. Returns whether every
+/// connection finished within `drain`.
+async fn serve<F, Fut, B>(
+    listener: TcpListener,
+    builder: Builder<TokioExecutor>,
+    cancel: CancellationToken,
+    drain: Duration,
+    handler: F,
+) -> bool
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let svc = service_fn(move |req| {
+            let h = h.clone();
+            async move { Ok::<_, Infallible>(h(req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(?drain, "drain timeout reached; closing remaining connections");
+            false
+        }
+    }
+}
