@@ -353,7 +353,7 @@ fn default_cache_dir() -> PathBuf {
 /// Turns serde_ignored's `site.0.foo` into `site[0].foo`.
 fn key_path(dotted: &str) -> String {
     let mut out = String::new();
-    for part in dotted.split('.').filter(|p| !p.is_empty()) {
+    for part in dotted.split('.').filter(|p| !p.is_empty() && *p != "?") {
         if part.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{part}]"));
         } else {

@@ -256,13 +256,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             st.chunk_size.as_ref(),
             d.storage.chunk_size,
         ),
-        max_object_size: size(
-            errs,
-            "storage.max_object_size",
-            st.max_object_size.as_ref(),
-            d.storage.max_object_size,
-        ),
+        max_object_size: 0,
     };
+    // Unset, the largest object is the default or half the disk tier,
+    // whichever is smaller; set explicitly, it must fit the disk tier.
+    let mut storage = storage;
+    storage.max_object_size = size(
+        errs,
+        "storage.max_object_size",
+        st.max_object_size.as_ref(),
+        d.storage.max_object_size.min(storage.disk / 2),
+    );
     if !(4096..=(64 << 20)).contains(&storage.chunk_size) {
         errs.push("storage.chunk_size", "must be between 4KiB and 64MiB");
     }

@@ -1,0 +1,319 @@
+//! Test harness: in-process origins that count and record what they
+//! receive, an in-process node or a node child process, and small clients.
+//! Everything binds 127.0.0.1:0 and uses temp dirs.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
+type HandlerFut = Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>;
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> HandlerFut + Send + Sync>;
+
+/// What an origin saw of one request (its head).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    /// The request target exactly as hyper parsed it (path and query).
+    pub target: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+/// An in-process origin server.
+pub struct TestOrigin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestOrigin {
+    /// Starts an origin answering every request with `handler`.
+    pub async fn start<F, Fut>(handler: F) -> TestOrigin
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |r| Box::pin(handler(r)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
+                };
+                let h = handler.clone();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        seen.lock().unwrap().push(Seen {
+                            method: req.method().clone(),
+                            target: req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.as_str().to_owned())
+                                .unwrap_or_default(),
+                            version: req.version(),
+                            headers: req.headers().clone(),
+                        });
+                        let h = h.clone();
+                        async move { Ok::<_, Infallible>(h(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        TestOrigin { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received in total.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Requests received for one path (query ignored).
+    pub fn count_path(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.target.split('?').next() == Some(path))
+            .count()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("no request seen")
+    }
+
+    /// Stops accepting (existing connections may linger).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A complete body.
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|n| match n {}).boxed_unsync()
+}
+
+/// A response with a body.
+pub fn resp(status: u16, body: impl Into<Bytes>) -> Response<TestBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// A body of `total` bytes produced in `chunk`-sized pieces on the fly.
+pub fn generated_body(total: u64, chunk: usize) -> TestBody {
+    let piece = Bytes::from((0..chunk).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let n = total / chunk as u64;
+    let rest = (total % chunk as u64) as usize;
+    let s = futures_util::stream::iter((0..n).map(move |_| piece.clone()).chain(
+        (rest > 0).then(|| Bytes::from(vec![7u8; rest])),
+    ))
+    .map(|b| Ok::<_, BoxError>(http_body::Frame::data(b)));
+    http_body_util::StreamBody::new(s).boxed_unsync()
+}
+
+use futures_util::StreamExt;
+
+/// blake3 hex of everything in a body, and its length.
+pub async fn hash_body<B>(mut body: B) -> Result<(u64, String), B::Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f?.into_data() {
+            n += d.len() as u64;
+            h.update(&d);
+        }
+    }
+    Ok((n, h.finalize().to_hex().to_string()))
+}
+
+/// Config text for a node in front of `origin` on loopback port 0.
+pub fn node_config(origin: &str, cache_dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [log]\naccess_log = true\n{extra}\n\
+         [[site]]\nname = \"default\"\norigins = [\"{origin}\"]\n",
+        cache_dir.display().to_string()
+    )
+}
+
+/// An in-process node with its temp dir.
+pub struct TestNode {
+    pub node: Option<outpost::Node>,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Starts a node in front of `origin`; `extra` is TOML spliced before the site.
+    pub async fn start(origin: &str, extra: &str) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let text = node_config(origin, dir.path(), extra);
+        let cfg = outpost::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
+        let node = outpost::Node::start(cfg).await.unwrap();
+        TestNode {
+            proxy: node.proxy_addr(),
+            admin: node.admin_addr(),
+            node: Some(node),
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub async fn shutdown(mut self) -> bool {
+        match self.node.take() {
+            Some(n) => n.shutdown().await,
+            None => true,
+        }
+    }
+}
+
+/// A node running as a child process of the real `outpost` binary.
+pub struct NodeProcess {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    pub fn start(origin: &str, extra: &str) -> NodeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("outpost.toml");
+        std::fs::write(&cfg_path, node_config(origin, &dir.path().join("cache"), extra)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
+        let mut proxy = None;
+        let mut admin = None;
+        while proxy.is_none() || admin.is_none() {
+            let line = lines.next().expect("node exited before listening").unwrap();
+            if let Some(a) = line.strip_prefix("outpost: proxy listening on http://") {
+                proxy = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("outpost: admin listening on http://") {
+                admin = Some(a.parse().unwrap());
+            }
+        }
+        NodeProcess {
+            child,
+            proxy: proxy.unwrap(),
+            admin: admin.unwrap(),
+            dir,
+        }
+    }
+
+    /// Peak resident memory (VmHWM) of the node, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP/1.1 client (pooled keep-alive).
+pub fn client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    TestBody,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client.
+pub fn h2_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    TestBody,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A simple GET; returns status, headers and the whole body.
+pub async fn get(url: &str) -> (http::StatusCode, HeaderMap, Bytes) {
+    let req = Request::get(url).body(full(Bytes::new())).unwrap();
+    let r = client().request(req).await.unwrap();
+    let (p, b) = r.into_parts();
+    let body = b.collect().await.unwrap().to_bytes();
+    (p.status, p.headers, body)
+}
+
+/// Writes raw bytes to `addr` and reads until the peer closes (or `limit`).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Counts requests per path; handy for handlers.
+pub type Counts = Arc<Mutex<HashMap<String, usize>>>;
