@@ -98,9 +98,15 @@ impl ErrorKind {
             ErrorKind::NoSite => "no site is configured for this host\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
-            ErrorKind::OriginConnectTimeout => "gateway timeout: connecting to the origin timed out\n",
-            ErrorKind::OriginResponseTimeout => "gateway timeout: the origin did not answer in time\n",
-            ErrorKind::OriginProtocol => "bad gateway: the origin sent an invalid or incomplete response\n",
+            ErrorKind::OriginConnectTimeout => {
+                "gateway timeout: connecting to the origin timed out\n"
+            }
+            ErrorKind::OriginResponseTimeout => {
+                "gateway timeout: the origin did not answer in time\n"
+            }
+            ErrorKind::OriginProtocol => {
+                "bad gateway: the origin sent an invalid or incomplete response\n"
+            }
             ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => "internal error\n",
         }
     }

@@ -97,8 +97,11 @@ impl Node {
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Error> {
     TcpListener::bind(addr).await.map_err(|e| {
-        Error::new(ErrorKind::Bind, format!("cannot listen on {addr} ({what}): {e}"))
-            .with_source(e)
+        Error::new(
+            ErrorKind::Bind,
+            format!("cannot listen on {addr} ({what}): {e}"),
+        )
+        .with_source(e)
     })
 }
 
@@ -174,7 +177,10 @@ where
     match tokio::time::timeout(drain, graceful.shutdown()).await {
         Ok(()) => true,
         Err(_) => {
-            tracing::warn!(?drain, "drain timeout reached; closing remaining connections");
+            tracing::warn!(
+                ?drain,
+                "drain timeout reached; closing remaining connections"
+            );
             false
         }
     }

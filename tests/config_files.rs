@@ -2,6 +2,8 @@
 //! fails with the errors its `# expect:` lines name (each must appear in the
 //! error list, and all of them at once).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use outpost::config::Config;
@@ -41,7 +43,11 @@ fn invalid_configs_fail_with_expected_errors() {
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
             .collect();
-        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
+        assert!(
+            !expects.is_empty(),
+            "{} has no `# expect:` line",
+            f.display()
+        );
         let errs = match Config::from_toml(&text) {
             Ok(_) => panic!("{} should fail", f.display()),
             Err(e) => e,
@@ -54,11 +60,7 @@ fn invalid_configs_fail_with_expected_errors() {
                 f.display()
             );
         }
-        assert!(
-            shown.len() >= expects.len(),
-            "{}: {shown:?}",
-            f.display()
-        );
+        assert!(shown.len() >= expects.len(), "{}: {shown:?}", f.display());
     }
 }
 

@@ -31,7 +31,15 @@ async fn every_method_is_forwarded_with_its_body() {
     let c = client();
     let body = Bytes::from(vec![42u8; 100_000]);
     let want = blake3::hash(&body).to_hex().to_string();
-    for m in ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "FROBNICATE"] {
+    for m in [
+        "GET",
+        "POST",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+        "PATCH",
+        "FROBNICATE",
+    ] {
         let req = Request::builder()
             .method(m)
             .uri(node.url("/m"))
@@ -47,7 +55,9 @@ async fn every_method_is_forwarded_with_its_body() {
         );
     }
     // HEAD: forwarded, no body comes back.
-    let req = Request::head(node.url("/m")).body(full(Bytes::new())).unwrap();
+    let req = Request::head(node.url("/m"))
+        .body(full(Bytes::new()))
+        .unwrap();
     let r = c.request(req).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(origin.last().method, "HEAD");
@@ -69,12 +79,10 @@ async fn hop_by_hop_fields_are_stripped_and_forwarding_fields_added() {
     })
     .await;
     let node = TestNode::start(&origin.url(), "").await;
-    let req = format!(
-        "GET /h HTTP/1.1\r\nHost: example.com\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\n\
+    let req = "GET /h HTTP/1.1\r\nHost: example.com\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\n\
          Keep-Alive: timeout=1\r\nProxy-Authorization: Basic abc\r\nProxy-Connection: keep-alive\r\n\
          TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Forwarded-For: 203.0.113.9\r\n\
-         X-Keep: yes\r\n\r\n"
-    );
+         X-Keep: yes\r\n\r\n";
     let out = raw(node.proxy, req.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let seen = origin.last().headers;
@@ -89,11 +97,17 @@ async fn hop_by_hop_fields_are_stripped_and_forwarding_fields_added() {
     ] {
         assert!(!seen.contains_key(gone), "{gone} reached the origin");
     }
-    assert_ne!(seen.get("connection").map(|v| v.as_bytes()), Some(&b"close, X-Hop"[..]));
+    assert_ne!(
+        seen.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close, X-Hop"[..])
+    );
     assert_eq!(seen.get("x-keep").unwrap(), "yes");
     assert_eq!(seen.get("host").unwrap(), "example.com");
     assert_eq!(seen.get("via").unwrap(), "1.1 outpost");
-    assert_eq!(seen.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
+    assert_eq!(
+        seen.get("x-forwarded-for").unwrap(),
+        "203.0.113.9, 127.0.0.1"
+    );
     assert_eq!(seen.get("x-forwarded-proto").unwrap(), "http");
     let lower = out.to_ascii_lowercase();
     assert!(!lower.contains("x-resp-hop"), "{out}");
@@ -122,14 +136,21 @@ async fn repeated_fields_pass_in_order_both_ways() {
     )
     .await;
     let seen = origin.last().headers;
-    let reps: Vec<_> = seen.get_all("x-rep").iter().map(|v| v.to_str().unwrap()).collect();
+    let reps: Vec<_> = seen
+        .get_all("x-rep")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(reps, ["one", "two", "three"]);
     let cookies: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("set-cookie: "))
         .collect();
     assert_eq!(cookies, ["a=1", "b=2"], "{out}");
-    let multi: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("x-multi: ")).collect();
+    let multi: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("x-multi: "))
+        .collect();
     assert_eq!(multi, ["first", "second"]);
 }
 
@@ -199,8 +220,10 @@ async fn websocket_upgrade_echoes_end_to_end() {
             }
         });
         let mut r = resp(101, Bytes::new());
-        r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-        r.headers_mut().insert("connection", "Upgrade".parse().unwrap());
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().unwrap());
+        r.headers_mut()
+            .insert("connection", "Upgrade".parse().unwrap());
         r.headers_mut().insert(
             "sec-websocket-accept",
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().unwrap(),
@@ -227,7 +250,19 @@ async fn websocket_upgrade_echoes_end_to_end() {
     assert!(head.contains("upgrade: websocket"), "{head}");
     assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="));
     // A masked WebSocket text frame "hello", sent twice through the tunnel.
-    let frame = [0x81u8, 0x85, 1, 2, 3, 4, b'h' ^ 1, b'e' ^ 2, b'l' ^ 3, b'l' ^ 4, b'o' ^ 1];
+    let frame = [
+        0x81u8,
+        0x85,
+        1,
+        2,
+        3,
+        4,
+        b'h' ^ 1,
+        b'e' ^ 2,
+        b'l' ^ 3,
+        b'l' ^ 4,
+        b'o' ^ 1,
+    ];
     for _ in 0..2 {
         s.write_all(&frame).await.unwrap();
         let mut back = [0u8; 11];
@@ -248,10 +283,16 @@ async fn origin_down_is_a_502_naming_the_failure() {
     let node = TestNode::start(&format!("http://127.0.0.1:{port}"), "").await;
     let (status, headers, body) = get(&node.url("/x")).await;
     assert_eq!(status, 502);
-    assert_eq!(headers.get("content-type").unwrap(), "text/plain; charset=utf-8");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("refused"), "{text}");
-    assert!(!text.contains(&port.to_string()), "origin address leaked: {text}");
+    assert!(
+        !text.contains(&port.to_string()),
+        "origin address leaked: {text}"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +340,10 @@ async fn a_body_cut_off_by_the_origin_is_cut_off_to_the_client() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("content-length: 100000"), "{out}");
     let body = out.split("\r\n\r\n").nth(1).unwrap();
-    assert_eq!(body, "0123456789", "the client must see a short body, not made-up bytes");
+    assert_eq!(
+        body, "0123456789",
+        "the client must see a short body, not made-up bytes"
+    );
 }
 
 #[tokio::test]
@@ -310,13 +354,18 @@ async fn an_idle_origin_body_is_cut_off_after_the_idle_timeout() {
         })
         .chain(futures_util::stream::pending());
         let mut r = http::Response::new(http_body_util::StreamBody::new(s).boxed_unsync());
-        r.headers_mut().insert("content-length", "1000".parse().unwrap());
+        r.headers_mut()
+            .insert("content-length", "1000".parse().unwrap());
         r
     })
     .await;
     let node = TestNode::start(&origin.url(), "[timeouts]\nidle_body = \"300ms\"\n").await;
     let r = client()
-        .request(Request::get(node.url("/idle")).body(full(Bytes::new())).unwrap())
+        .request(
+            Request::get(node.url("/idle"))
+                .body(full(Bytes::new()))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -403,7 +452,10 @@ async fn graceful_shutdown_completes_an_in_flight_slow_response() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // No new connections once shutdown began.
     assert!(tokio::net::TcpStream::connect(proxy).await.is_err());
-    let body = inflight.await.unwrap().expect("in-flight response completes");
+    let body = inflight
+        .await
+        .unwrap()
+        .expect("in-flight response completes");
     let want: String = (0..10).map(|i| format!("piece{i};")).collect();
     assert_eq!(body, Bytes::from(want));
     assert!(stopping.await.unwrap(), "drained within the drain timeout");

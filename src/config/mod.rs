@@ -185,17 +185,13 @@ pub struct OriginUrl {
 impl OriginUrl {
     /// Parses `http://host[:port]`, with no path beyond `/`.
     pub fn parse(s: &str) -> Result<OriginUrl, String> {
-        let uri: http::Uri = s
-            .parse()
-            .map_err(|e| format!("`{s}` is not a URL ({e})"))?;
+        let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL ({e})"))?;
         let scheme = uri
             .scheme()
             .cloned()
             .ok_or_else(|| format!("`{s}` needs a scheme, e.g. http://{s}"))?;
         if scheme != http::uri::Scheme::HTTP {
-            return Err(format!(
-                "`{s}`: only http:// origins are supported so far"
-            ));
+            return Err(format!("`{s}`: only http:// origins are supported so far"));
         }
         let authority = uri
             .authority()

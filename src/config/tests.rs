@@ -57,7 +57,8 @@ fn overrides_win_over_the_file() {
 
 #[test]
 fn every_error_is_reported_with_its_key() {
-    let text = "[listen]\nproxy = \"x\"\nadmin = \"y\"\n[storage]\nmemory = -1\n[[site]]\nfoo = 1\n";
+    let text =
+        "[listen]\nproxy = \"x\"\nadmin = \"y\"\n[storage]\nmemory = -1\n[[site]]\nfoo = 1\n";
     let e = Config::from_toml(text).unwrap_err();
     let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
     for k in [

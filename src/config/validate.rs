@@ -72,12 +72,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => return Err(format!("unknown size unit `{unit}` (use B, KiB, MiB, GiB, TiB)")),
+        _ => {
+            return Err(format!(
+                "unknown size unit `{unit}` (use B, KiB, MiB, GiB, TiB)"
+            ));
+        }
     };
     if num.is_empty() {
         return Err("missing number".into());
     }
-    let n: f64 = num.parse().map_err(|_| format!("`{num}` is not a number"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{num}` is not a number"))?;
     let bytes = n * mult as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 / 2.0 {
         return Err("size out of range".into());
@@ -242,13 +248,12 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
     };
     let st = f.storage.clone().unwrap_or_default();
     let storage = StorageConfig {
-        path: st.path.as_ref().map(PathBuf::from).unwrap_or(d.storage.path),
-        memory: size(
-            errs,
-            "storage.memory",
-            st.memory.as_ref(),
-            d.storage.memory,
-        ),
+        path: st
+            .path
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or(d.storage.path),
+        memory: size(errs, "storage.memory", st.memory.as_ref(), d.storage.memory),
         disk: size(errs, "storage.disk", st.disk.as_ref(), d.storage.disk),
         chunk_size: size(
             errs,
@@ -283,10 +288,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         );
     }
     if storage.max_object_size > storage.disk {
-        errs.push(
-            "storage.max_object_size",
-            "must not exceed storage.disk",
-        );
+        errs.push("storage.max_object_size", "must not exceed storage.disk");
     }
     let lg = f.log.clone().unwrap_or_default();
     let format = match lg.format.as_deref() {
@@ -322,7 +324,10 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
     let mut names = std::collections::HashSet::new();
     for (i, s) in sites.iter().enumerate() {
         if !names.insert(s.name.clone()) {
-            errs.push(format!("site[{i}].name"), format!("duplicate site name `{}`", s.name));
+            errs.push(
+                format!("site[{i}].name"),
+                format!("duplicate site name `{}`", s.name),
+            );
         }
     }
     Config {

@@ -48,7 +48,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    let upgrade = keep_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    let upgrade = keep_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     for h in HOP_BY_HOP.iter() {
         headers.remove(h);
     }
@@ -171,7 +173,10 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends() {
-        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
         add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");

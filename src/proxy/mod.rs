@@ -109,9 +109,8 @@ impl Proxy {
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
-        let host = host.ok_or_else(|| {
-            Error::new(ErrorKind::BadRequest, "missing or invalid Host")
-        })?;
+        let host =
+            host.ok_or_else(|| Error::new(ErrorKind::BadRequest, "missing or invalid Host"))?;
         let site = self
             .route(&normalise_host(&host))
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
@@ -138,7 +137,11 @@ impl Proxy {
 
         let replayable = body.is_end_stream();
         let mut body = Some(body);
-        let attempts = if replayable { site.pool.len().min(2) } else { 1 };
+        let attempts = if replayable {
+            site.pool.len().min(2)
+        } else {
+            1
+        };
         let mut last_err = None;
         let mut resp = None;
         for _ in 0..attempts.max(1) {

@@ -108,7 +108,12 @@ impl TestOrigin {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("no request seen")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request seen")
     }
 
     /// Stops accepting (existing connections may linger).
@@ -140,9 +145,11 @@ pub fn generated_body(total: u64, chunk: usize) -> TestBody {
     let piece = Bytes::from((0..chunk).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let n = total / chunk as u64;
     let rest = (total % chunk as u64) as usize;
-    let s = futures_util::stream::iter((0..n).map(move |_| piece.clone()).chain(
-        (rest > 0).then(|| Bytes::from(vec![7u8; rest])),
-    ))
+    let s = futures_util::stream::iter(
+        (0..n)
+            .map(move |_| piece.clone())
+            .chain((rest > 0).then(|| Bytes::from(vec![7u8; rest]))),
+    )
     .map(|b| Ok::<_, BoxError>(http_body::Frame::data(b)));
     http_body_util::StreamBody::new(s).boxed_unsync()
 }
@@ -223,7 +230,11 @@ impl NodeProcess {
     pub fn start(origin: &str, extra: &str) -> NodeProcess {
         let dir = tempfile::tempdir().unwrap();
         let cfg_path = dir.path().join("outpost.toml");
-        std::fs::write(&cfg_path, node_config(origin, &dir.path().join("cache"), extra)).unwrap();
+        std::fs::write(
+            &cfg_path,
+            node_config(origin, &dir.path().join("cache"), extra),
+        )
+        .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
             .arg("serve")
             .arg("--config")
@@ -280,18 +291,16 @@ impl Drop for NodeProcess {
 }
 
 /// An HTTP/1.1 client (pooled keep-alive).
-pub fn client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    TestBody,
-> {
+pub fn client()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
+{
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// An HTTP/2 prior-knowledge (h2c) client.
-pub fn h2_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    TestBody,
-> {
+pub fn h2_client()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
+{
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http()
