@@ -326,3 +326,51 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Counts requests per path; handy for handlers.
 pub type Counts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// The `Cache-Status` value of a response (empty if absent).
+pub fn cache_status(h: &HeaderMap) -> String {
+    h.get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Sends `req` to the node and returns status, headers and the whole body.
+pub async fn send(req: Request<TestBody>) -> (http::StatusCode, HeaderMap, Bytes) {
+    let r = client().request(req).await.unwrap();
+    let (p, b) = r.into_parts();
+    let body = b.collect().await.unwrap().to_bytes();
+    (p.status, p.headers, body)
+}
+
+/// A GET with extra request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> (http::StatusCode, HeaderMap, Bytes) {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(full(Bytes::new())).unwrap()).await
+}
+
+/// A response with the given headers and body.
+pub fn resp_with(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<TestBody> {
+    let mut r = resp(status, body);
+    for (k, v) in headers {
+        r.headers_mut().append(
+            http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    r
+}
+
+/// An HTTP date `secs` seconds from now (negative: in the past).
+pub fn http_date(secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if secs >= 0 {
+        now + std::time::Duration::from_secs(secs as u64)
+    } else {
+        now - std::time::Duration::from_secs((-secs) as u64)
+    };
+    httpdate::fmt_http_date(t)
+}
