@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub timeouts: Option<FileTimeouts>,
     pub storage: Option<FileStorage>,
     pub log: Option<FileLog>,
+    pub cache: Option<FileCache>,
     #[serde(default)]
     pub site: Vec<FileSite>,
 }
@@ -74,10 +75,26 @@ pub struct FileLog {
     pub access_log: Option<bool>,
 }
 
+/// `[cache]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileCache {
+    pub enabled: Option<bool>,
+    pub heuristic_fraction: Option<f64>,
+    pub heuristic_max: Option<String>,
+    pub targeted_field: Option<String>,
+    pub ignore_client_reload: Option<bool>,
+    pub lock_timeout: Option<String>,
+    pub hit_for_pass: Option<String>,
+    pub coalesce_window: Option<SizeValue>,
+    pub range_fetch_whole: Option<bool>,
+}
+
 /// `[[site]]`
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct FileSite {
     pub name: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub origins: Option<Vec<String>>,
+    pub cache: Option<bool>,
+    pub ignore_client_reload: Option<bool>,
 }

@@ -63,7 +63,34 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    pub cache: CacheConfig,
     pub sites: Vec<Site>,
+}
+
+/// `[cache]`: RFC 9111 behaviour and coalescing.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Master switch; sites may turn caching off for themselves.
+    pub enabled: bool,
+    /// Heuristic freshness: this fraction of the time since Last-Modified
+    /// (RFC 9111 §4.2.2) ...
+    pub heuristic_fraction: f64,
+    /// ... capped at this.
+    pub heuristic_max: Duration,
+    /// Targeted cache-control field for this cache (RFC 9213), checked
+    /// before `CDN-Cache-Control` and `Cache-Control`; never forwarded.
+    pub targeted_field: http::HeaderName,
+    /// Default for sites: ignore client `no-cache` / `max-age=0` reloads.
+    pub ignore_client_reload: bool,
+    /// How long a request waits for another's in-flight fetch of the same
+    /// object before going to the origin itself.
+    pub lock_timeout: Duration,
+    /// How long an uncacheable answer makes later requests skip waiting.
+    pub hit_for_pass: Duration,
+    /// Body bytes kept per in-flight fetch for late joiners.
+    pub coalesce_window: u64,
+    /// A range request on a miss fetches and stores the whole object.
+    pub range_fetch_whole: bool,
 }
 
 /// `[listen]`: where the node accepts connections.
@@ -128,6 +155,11 @@ pub struct Site {
     pub name: String,
     pub hosts: Vec<HostPattern>,
     pub origins: Vec<OriginUrl>,
+    /// Whether responses for this site are cached.
+    pub cache: bool,
+    /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1.4
+    /// allows a cache to be configured so).
+    pub ignore_client_reload: bool,
 }
 
 /// A host pattern: `example.com`, `*.example.com` or the catch-all `*`.
@@ -260,6 +292,17 @@ impl Config {
                 format: LogFormat::Text,
                 access_log: true,
             },
+            cache: CacheConfig {
+                enabled: true,
+                heuristic_fraction: 0.1,
+                heuristic_max: Duration::from_secs(86400),
+                targeted_field: http::HeaderName::from_static("outpost-cache-control"),
+                ignore_client_reload: false,
+                lock_timeout: Duration::from_secs(10),
+                hit_for_pass: Duration::from_secs(60),
+                coalesce_window: 64 << 20,
+                range_fetch_whole: true,
+            },
             sites: Vec::new(),
         }
     }
@@ -298,6 +341,7 @@ impl Config {
                 name: Some("default".into()),
                 hosts: Some(vec!["*".into()]),
                 origins: Some(vec![o.clone()]),
+                ..Default::default()
             }];
         }
         let listen = fc.listen.get_or_insert_with(Default::default);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::file::{FileConfig, FileSite, SizeValue};
 use super::{
-    Config, ConfigError, HostPattern, Listen, LogConfig, LogFormat, OriginUrl, ServerConfig, Site,
-    StorageConfig, Timeouts,
+    CacheConfig, Config, ConfigError, HostPattern, Listen, LogConfig, LogFormat, OriginUrl,
+    ServerConfig, Site, StorageConfig, Timeouts,
 };
 
 /// Accumulates `(key path, message)` pairs.
@@ -106,7 +106,7 @@ fn size(errs: &mut Errors, key: &str, v: Option<&SizeValue>, default: u64) -> u6
     }
 }
 
-fn site(errs: &mut Errors, i: usize, s: &FileSite) -> Site {
+fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfig) -> Site {
     let base = format!("site[{i}]");
     let name = s.name.clone().unwrap_or_else(|| format!("site{i}"));
     let mut hosts = Vec::new();
@@ -148,6 +148,8 @@ fn site(errs: &mut Errors, i: usize, s: &FileSite) -> Site {
         name,
         hosts,
         origins,
+        cache: s.cache.unwrap_or(cache.enabled),
+        ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
     }
 }
 
@@ -315,11 +317,12 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         format,
         access_log: lg.access_log.unwrap_or(d.log.access_log),
     };
+    let cache = cache_section(f, errs, &d.cache);
     let sites: Vec<Site> = f
         .site
         .iter()
         .enumerate()
-        .map(|(i, s)| site(errs, i, s))
+        .map(|(i, s)| site(errs, i, s, &cache))
         .collect();
     let mut names = std::collections::HashSet::new();
     for (i, s) in sites.iter().enumerate() {
@@ -336,6 +339,67 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         timeouts,
         storage,
         log,
+        cache,
         sites,
+    }
+}
+
+fn cache_section(f: &FileConfig, errs: &mut Errors, d: &CacheConfig) -> CacheConfig {
+    let c = f.cache.clone().unwrap_or_default();
+    let heuristic_fraction = match c.heuristic_fraction {
+        None => d.heuristic_fraction,
+        Some(x) if (0.0..=1.0).contains(&x) => x,
+        Some(x) => {
+            errs.push(
+                "cache.heuristic_fraction",
+                format!("{x} is not between 0 and 1"),
+            );
+            d.heuristic_fraction
+        }
+    };
+    let targeted_field = match &c.targeted_field {
+        None => d.targeted_field.clone(),
+        Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if h != http::header::CACHE_CONTROL => h,
+            _ => {
+                errs.push(
+                    "cache.targeted_field",
+                    format!("`{name}` is not a usable header field name"),
+                );
+                d.targeted_field.clone()
+            }
+        },
+    };
+    let coalesce_window = size(
+        errs,
+        "cache.coalesce_window",
+        c.coalesce_window.as_ref(),
+        d.coalesce_window,
+    );
+    CacheConfig {
+        enabled: c.enabled.unwrap_or(d.enabled),
+        heuristic_fraction,
+        heuristic_max: duration(
+            errs,
+            "cache.heuristic_max",
+            c.heuristic_max.as_ref(),
+            d.heuristic_max,
+        ),
+        targeted_field,
+        ignore_client_reload: c.ignore_client_reload.unwrap_or(d.ignore_client_reload),
+        lock_timeout: duration(
+            errs,
+            "cache.lock_timeout",
+            c.lock_timeout.as_ref(),
+            d.lock_timeout,
+        ),
+        hit_for_pass: duration(
+            errs,
+            "cache.hit_for_pass",
+            c.hit_for_pass.as_ref(),
+            d.hit_for_pass,
+        ),
+        coalesce_window,
+        range_fetch_whole: c.range_fetch_whole.unwrap_or(d.range_fetch_whole),
     }
 }
