@@ -15,3 +15,8 @@ pub mod coalesce;
 pub mod control;
 mod sfv;
 mod syntax;
+pub mod conditional;
+pub mod freshness;
+pub mod status;
+pub mod update;
+pub mod vary;

@@ -1,0 +1,406 @@
+//! Cache phases, no-cache reasons and the RFC 9211 `Cache-Status` header.
+//!
+//! The phase names are shared by the access log and the response header so
+//! both tell the same story.
+
+use std::fmt;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::sfv::{is_sf_token, serialize_string};
+
+/// `Cache-Status` (RFC 9211 §2).
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// What the cache did with a request (access log and `Cache-Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CachePhase {
+    /// Fresh stored response served.
+    Hit,
+    /// Stale response served because the client's `max-stale` allowed it.
+    StaleHit,
+    /// Stale response served, refreshed in the background (RFC 5861 §3).
+    StaleWhileRevalidate,
+    /// Stale response served because validation failed (RFC 5861 §4).
+    StaleIfError,
+    /// Stored response validated by a 304 and served (RFC 9111 §4.3.4).
+    Revalidated,
+    /// Nothing stored for the URI (RFC 9211 `fwd=uri-miss`).
+    UriMiss,
+    /// Stored responses exist but none matches the Vary'd headers.
+    VaryMiss,
+    /// A stale response was validated and the origin sent a new one.
+    Stale,
+    /// The request's directives forced a forward (RFC 9211 `fwd=request`).
+    Request,
+    /// Served from another request's in-flight fetch (RFC 9211 `collapsed`).
+    Collapsed,
+    /// The cache was bypassed (site switch, hit-for-pass, policy).
+    Bypass,
+    /// The method is not cacheable (RFC 9211 `fwd=method`).
+    Method,
+    /// `only-if-cached` with nothing usable: 504 (RFC 9111 §5.2.1.7).
+    OnlyIfCachedMiss,
+}
+
+/// RFC 9211 §2.2 `fwd` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fwd {
+    /// `bypass`
+    Bypass,
+    /// `method`
+    Method,
+    /// `uri-miss`
+    UriMiss,
+    /// `vary-miss`
+    VaryMiss,
+    /// `miss`
+    Miss,
+    /// `request`
+    Request,
+    /// `stale`
+    Stale,
+    /// `partial`
+    Partial,
+}
+
+impl Fwd {
+    /// The sf-token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fwd::Bypass => "bypass",
+            Fwd::Method => "method",
+            Fwd::UriMiss => "uri-miss",
+            Fwd::VaryMiss => "vary-miss",
+            Fwd::Miss => "miss",
+            Fwd::Request => "request",
+            Fwd::Stale => "stale",
+            Fwd::Partial => "partial",
+        }
+    }
+}
+
+impl CachePhase {
+    /// Log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CachePhase::Hit => "hit",
+            CachePhase::StaleHit => "stale-hit",
+            CachePhase::StaleWhileRevalidate => "stale-while-revalidate",
+            CachePhase::StaleIfError => "stale-if-error",
+            CachePhase::Revalidated => "revalidated",
+            CachePhase::UriMiss => "uri-miss",
+            CachePhase::VaryMiss => "vary-miss",
+            CachePhase::Stale => "stale",
+            CachePhase::Request => "request",
+            CachePhase::Collapsed => "collapsed",
+            CachePhase::Bypass => "bypass",
+            CachePhase::Method => "method",
+            CachePhase::OnlyIfCachedMiss => "only-if-cached",
+        }
+    }
+
+    /// Whether the response came from the cache without a forward
+    /// (RFC 9211 §2.1 `hit`).
+    pub fn is_hit(self) -> bool {
+        matches!(
+            self,
+            CachePhase::Hit | CachePhase::StaleHit | CachePhase::StaleWhileRevalidate
+        )
+    }
+
+    /// The `fwd` parameter, if the request went (or tried to go) forward.
+    pub fn fwd(self) -> Option<Fwd> {
+        match self {
+            CachePhase::Hit | CachePhase::StaleHit | CachePhase::StaleWhileRevalidate => None,
+            CachePhase::OnlyIfCachedMiss => None,
+            CachePhase::StaleIfError | CachePhase::Revalidated | CachePhase::Stale => {
+                Some(Fwd::Stale)
+            }
+            CachePhase::UriMiss | CachePhase::Collapsed => Some(Fwd::UriMiss),
+            CachePhase::VaryMiss => Some(Fwd::VaryMiss),
+            CachePhase::Request => Some(Fwd::Request),
+            CachePhase::Bypass => Some(Fwd::Bypass),
+            CachePhase::Method => Some(Fwd::Method),
+        }
+    }
+
+    /// A starting `Cache-Status` for this phase (`hit`/`fwd`/`collapsed`
+    /// and a detail for the stale-serving phases).
+    pub fn cache_status(self, cache_name: &str) -> CacheStatus {
+        let mut s = CacheStatus::new(cache_name);
+        s.hit = self.is_hit();
+        s.fwd = self.fwd();
+        s.collapsed = self == CachePhase::Collapsed;
+        s.detail = match self {
+            CachePhase::StaleHit => Some("max-stale".into()),
+            CachePhase::StaleWhileRevalidate => Some("stale-while-revalidate".into()),
+            CachePhase::StaleIfError => Some("stale-if-error".into()),
+            CachePhase::OnlyIfCachedMiss => Some("only-if-cached".into()),
+            _ => None,
+        };
+        s
+    }
+}
+
+impl fmt::Display for CachePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a response was not stored (access log, `Cache-Status` `detail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoCacheReason {
+    /// Request method not stored (RFC 9111 §3).
+    Method,
+    /// Non-final, 304, or not understood under must-understand (§3, §5.2.2.3).
+    Status,
+    /// 206 is not stored (§3.3 permits; this cache stores whole objects).
+    PartialContent,
+    /// Request `no-store` (§5.2.1.5).
+    RequestNoStore,
+    /// Response `no-store` (§5.2.2.5).
+    NoStore,
+    /// Unqualified `private` (§5.2.2.7).
+    Private,
+    /// `Authorization` without public/s-maxage/must-revalidate (§3.5).
+    Authorization,
+    /// `Vary: *` (§4.1).
+    VaryStar,
+    /// No explicit freshness and status not heuristically cacheable (§3).
+    NotCacheable,
+    /// The response body was incomplete (§3.3).
+    Incomplete,
+    /// Caching is switched off for the site.
+    Disabled,
+    /// A recent uncacheable answer for this key (hit-for-pass).
+    HitForPass,
+    /// Too large for the store.
+    TooLarge,
+}
+
+impl NoCacheReason {
+    /// Short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoCacheReason::Method => "method",
+            NoCacheReason::Status => "status",
+            NoCacheReason::PartialContent => "partial-content",
+            NoCacheReason::RequestNoStore => "request-no-store",
+            NoCacheReason::NoStore => "no-store",
+            NoCacheReason::Private => "private",
+            NoCacheReason::Authorization => "authorization",
+            NoCacheReason::VaryStar => "vary-star",
+            NoCacheReason::NotCacheable => "not-cacheable",
+            NoCacheReason::Incomplete => "incomplete",
+            NoCacheReason::Disabled => "disabled",
+            NoCacheReason::HitForPass => "hit-for-pass",
+            NoCacheReason::TooLarge => "too-large",
+        }
+    }
+}
+
+impl fmt::Display for NoCacheReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Largest magnitude of an sf-integer (RFC 8941 §3.3.1).
+const SF_INT_MAX: i64 = 999_999_999_999_999;
+
+/// One `Cache-Status` list member (RFC 9211 §2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// The cache's name (sf-token when possible, else sf-string).
+    pub name: String,
+    /// `hit` (§2.1).
+    pub hit: bool,
+    /// `fwd` (§2.2).
+    pub fwd: Option<Fwd>,
+    /// `fwd-status` (§2.3).
+    pub fwd_status: Option<u16>,
+    /// `ttl` (§2.4), seconds, may be negative.
+    pub ttl: Option<i64>,
+    /// `stored` (§2.5).
+    pub stored: bool,
+    /// `collapsed` (§2.6).
+    pub collapsed: bool,
+    /// `key` (§2.7).
+    pub key: Option<String>,
+    /// `detail` (§2.8).
+    pub detail: Option<String>,
+}
+
+impl CacheStatus {
+    /// An empty member for `name`.
+    pub fn new(name: &str) -> Self {
+        CacheStatus { name: name.to_owned(), ..Default::default() }
+    }
+    /// Sets `hit`.
+    pub fn hit(mut self) -> Self {
+        self.hit = true;
+        self
+    }
+    /// Sets `fwd`.
+    pub fn fwd(mut self, fwd: Fwd) -> Self {
+        self.fwd = Some(fwd);
+        self
+    }
+    /// Sets `fwd-status`.
+    pub fn fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
+    }
+    /// Sets `ttl`.
+    pub fn ttl(mut self, ttl: i64) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// Sets `stored`.
+    pub fn stored(mut self) -> Self {
+        self.stored = true;
+        self
+    }
+    /// Sets `collapsed`.
+    pub fn collapsed(mut self) -> Self {
+        self.collapsed = true;
+        self
+    }
+    /// Sets `key`.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Sets `detail`.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The header value. Serialisation is always valid ASCII.
+    pub fn to_header_value(&self) -> HeaderValue {
+        HeaderValue::from_str(&self.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("Outpost"))
+    }
+
+    /// Appends this member to any `Cache-Status` already present (RFC 9211
+    /// §2: caches closer to the client come later in the list).
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        let mut combined: Vec<u8> = Vec::new();
+        for v in headers.get_all(&CACHE_STATUS) {
+            combined.extend_from_slice(v.as_bytes());
+            combined.extend_from_slice(b", ");
+        }
+        combined.extend_from_slice(self.to_string().as_bytes());
+        let value = HeaderValue::from_bytes(&combined).unwrap_or_else(|_| self.to_header_value());
+        headers.insert(CACHE_STATUS.clone(), value);
+    }
+}
+
+impl fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_sf_token(&self.name) {
+            f.write_str(&self.name)?;
+        } else {
+            f.write_str(&serialize_string(&self.name))?;
+        }
+        if self.hit {
+            f.write_str("; hit")?;
+        }
+        if let Some(fwd) = self.fwd {
+            write!(f, "; fwd={}", fwd.as_str())?;
+        }
+        if let Some(s) = self.fwd_status {
+            write!(f, "; fwd-status={s}")?;
+        }
+        if let Some(t) = self.ttl {
+            write!(f, "; ttl={}", t.clamp(-SF_INT_MAX, SF_INT_MAX))?;
+        }
+        if self.stored {
+            f.write_str("; stored")?;
+        }
+        if self.collapsed {
+            f.write_str("; collapsed")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, "; key={}", serialize_string(k))?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, "; detail={}", serialize_string(d))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::cache::sfv::parse_dictionary;
+
+    #[test]
+    fn hit_with_ttl() {
+        // RFC 9211 §2.1, §2.4
+        let s = CachePhase::Hit.cache_status("Outpost").ttl(42);
+        assert_eq!(s.to_string(), "Outpost; hit; ttl=42");
+    }
+
+    #[test]
+    fn miss_stored() {
+        // RFC 9211 §2.2, §2.3, §2.5
+        let s = CachePhase::UriMiss.cache_status("Outpost").fwd_status(200).stored();
+        assert_eq!(s.to_string(), "Outpost; fwd=uri-miss; fwd-status=200; stored");
+    }
+
+    #[test]
+    fn collapsed_and_detail_quoting() {
+        // RFC 9211 §2.6, §2.8; RFC 8941 §4.1.6 string escaping.
+        let s = CachePhase::Collapsed.cache_status("Outpost").detail("a \"b\" \\ é");
+        assert_eq!(s.to_string(), r#"Outpost; fwd=uri-miss; collapsed; detail="a \"b\" \\ ?""#);
+        assert!(s.to_header_value().to_str().is_ok());
+    }
+
+    #[test]
+    fn non_token_name_is_a_string_and_ttl_clamps() {
+        // RFC 8941 §3.3.1: integers have at most 15 digits.
+        let s = CacheStatus::new("edge 1").ttl(i64::MIN).key("k");
+        assert_eq!(s.to_string(), r#""edge 1"; ttl=-999999999999999; key="k""#);
+    }
+
+    #[test]
+    fn phases_map_to_fwd() {
+        // RFC 9211 §2.2
+        assert_eq!(CachePhase::Revalidated.fwd(), Some(Fwd::Stale));
+        assert_eq!(CachePhase::Request.fwd(), Some(Fwd::Request));
+        assert_eq!(CachePhase::Bypass.fwd(), Some(Fwd::Bypass));
+        assert_eq!(CachePhase::VaryMiss.fwd(), Some(Fwd::VaryMiss));
+        assert!(CachePhase::StaleWhileRevalidate.is_hit());
+        assert!(!CachePhase::StaleIfError.is_hit());
+        let s = CachePhase::StaleIfError.cache_status("Outpost").fwd_status(503);
+        assert_eq!(s.to_string(), "Outpost; fwd=stale; fwd-status=503; detail=\"stale-if-error\"");
+        assert_eq!(CachePhase::Bypass.to_string(), "bypass");
+        assert_eq!(NoCacheReason::VaryStar.to_string(), "vary-star");
+    }
+
+    #[test]
+    fn output_parses_as_structured_field_params() {
+        // RFC 9211 §2: an sf-list of tokens/strings with parameters; our
+        // dictionary parser accepts `name;params` members, so reuse it.
+        let s = CachePhase::UriMiss.cache_status("outpost").fwd_status(200).stored().ttl(-5).detail("x");
+        assert!(parse_dictionary(s.to_string().as_bytes()).is_some(), "{s}");
+    }
+
+    #[test]
+    fn append_preserves_upstream_members() {
+        // RFC 9211 §2: existing members are kept, ours goes last.
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_STATUS.clone(), HeaderValue::from_static("Origin; hit"));
+        CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
+        assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Origin; hit, Outpost; hit");
+        let mut h = HeaderMap::new();
+        CachePhase::Bypass.cache_status("Outpost").append_to(&mut h);
+        assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Outpost; fwd=bypass");
+    }
+}
