@@ -20,3 +20,4 @@ pub mod freshness;
 pub mod status;
 pub mod update;
 pub mod vary;
+pub mod range;
