@@ -21,3 +21,5 @@ pub mod status;
 pub mod update;
 pub mod vary;
 pub mod range;
+pub mod invalidate;
+pub mod key;

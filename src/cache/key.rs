@@ -1,0 +1,148 @@
+//! Primary cache keys (RFC 9111 §2: "the request method and target URI").
+//!
+//! The key is blake3 over a canonical, unambiguous form: a version tag, then
+//! length-prefixed fields — site name, scheme (lower-case), authority (host
+//! lower-cased, userinfo dropped, default port removed, explicit non-default
+//! port kept as a number), and path-and-query exactly as received, byte for
+//! byte (an empty one is `/`, RFC 9110 §4.2.3).
+//!
+//! HTTP/1 origin-form plus `Host` and HTTP/2 `:authority` (or absolute-form)
+//! give the same key because the caller extracts (scheme, authority,
+//! path-and-query) the same way for both and passes them here; GET and HEAD
+//! share the key (the method is not part of it — only GET responses are
+//! stored, HEAD is answered from them).
+
+use http::Uri;
+
+/// Default port of a scheme (RFC 9110 §4.2.1, §4.2.2).
+pub fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else {
+        None
+    }
+}
+
+/// Normalises an authority for comparison and keys (RFC 9110 §4.2.3,
+/// RFC 3986 §6.2.2–§6.2.3): drops userinfo, lower-cases the host, removes
+/// an empty or default port, and writes other ports without leading zeros.
+pub fn normalise_authority(scheme: &str, authority: &str) -> String {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // The port follows the last ':' unless it is inside an IPv6 literal.
+    let (host, port) = match hostport.rfind(':') {
+        Some(i) if !hostport.get(i..).is_some_and(|r| r.contains(']')) => {
+            (hostport.get(..i).unwrap_or(hostport), hostport.get(i + 1..))
+        }
+        _ => (hostport, None),
+    };
+    let host = host.to_ascii_lowercase();
+    match port {
+        None | Some("") => host,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                if Some(n) == default_port(scheme) {
+                    host
+                } else {
+                    format!("{host}:{n}")
+                }
+            }
+            _ => format!("{host}:{p}"),
+        },
+    }
+}
+
+/// The canonical byte form hashed by [`primary_key`].
+pub fn canonical_form(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> Vec<u8> {
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = normalise_authority(&scheme, authority);
+    let pq: &[u8] = if path_and_query.is_empty() { b"/" } else { path_and_query };
+    let mut out = Vec::with_capacity(32 + site.len() + scheme.len() + authority.len() + pq.len());
+    out.extend_from_slice(b"outpost-key-v1\0");
+    for field in [site.as_bytes(), scheme.as_bytes(), authority.as_bytes(), pq] {
+        out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// The primary key of a request target.
+pub fn primary_key(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> [u8; 32] {
+    *blake3::hash(&canonical_form(site, scheme, authority, path_and_query)).as_bytes()
+}
+
+/// The primary key of an absolute URI (for purges and §4.4 invalidation);
+/// `None` unless it has a scheme and an authority.
+pub fn key_for_uri(site: &str, uri: &Uri) -> Option<[u8; 32]> {
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    Some(primary_key(site, scheme, authority, pq.as_bytes()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_normalisation() {
+        // RFC 9110 §4.2.3; RFC 3986 §6.2.3
+        assert_eq!(normalise_authority("http", "Example.COM"), "example.com");
+        assert_eq!(normalise_authority("http", "example.com:80"), "example.com");
+        assert_eq!(normalise_authority("http", "example.com:"), "example.com");
+        assert_eq!(normalise_authority("https", "example.com:443"), "example.com");
+        assert_eq!(normalise_authority("https", "example.com:80"), "example.com:80");
+        assert_eq!(normalise_authority("http", "example.com:0080"), "example.com");
+        assert_eq!(normalise_authority("http", "example.com:8080"), "example.com:8080");
+        assert_eq!(normalise_authority("http", "user:pw@Example.com:80"), "example.com");
+        assert_eq!(normalise_authority("http", "[::1]:80"), "[::1]");
+        assert_eq!(normalise_authority("http", "[::1]"), "[::1]");
+        assert_eq!(normalise_authority("http", "[2001:DB8::1]:8080"), "[2001:db8::1]:8080");
+        assert_eq!(normalise_authority("http", "h:99999"), "h:99999");
+        assert_eq!(normalise_authority("http", "h:+80"), "h:+80");
+    }
+
+    #[test]
+    fn http1_and_http2_forms_share_a_key() {
+        // RFC 9111 §2 / RFC 9110 §4.2.3: same URL, same key.
+        let h1 = primary_key("s", "http", "Example.com:80", b"/a?b=1");
+        let h2 = key_for_uri("s", &"http://example.com/a?b=1".parse().unwrap()).unwrap();
+        assert_eq!(h1, h2);
+        assert_eq!(primary_key("s", "HTTP", "example.com", b"/a?b=1"), h1);
+        assert_eq!(primary_key("s", "http", "example.com", b""), primary_key("s", "http", "example.com", b"/"));
+    }
+
+    #[test]
+    fn distinct_inputs_give_distinct_keys() {
+        // RFC 9111 §2: path and query are byte-exact.
+        let base = primary_key("s", "http", "example.com", b"/a?b=1");
+        for k in [
+            primary_key("s2", "http", "example.com", b"/a?b=1"),
+            primary_key("s", "https", "example.com", b"/a?b=1"),
+            primary_key("s", "http", "example.com:8080", b"/a?b=1"),
+            primary_key("s", "http", "example.com", b"/A?b=1"),
+            primary_key("s", "http", "example.com", b"/a?b=%31"),
+            primary_key("s", "http", "example.com", b"/a?b=1&"),
+        ] {
+            assert_ne!(k, base);
+        }
+        // Length prefixes make field boundaries unambiguous.
+        assert_ne!(primary_key("ab", "http", "c", b"/"), primary_key("a", "http", "bc", b"/"));
+    }
+
+    #[test]
+    fn relative_uri_has_no_key() {
+        assert!(key_for_uri("s", &"/a".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn hostile_inputs() {
+        let long = "a".repeat(100_000);
+        let _ = primary_key(&long, "x", &long, long.as_bytes());
+        let _ = normalise_authority("http", "::::@@@:[]:");
+        let _ = normalise_authority("http", "é:80");
+        assert_eq!(normalise_authority("http", ""), "");
+    }
+}
