@@ -23,3 +23,4 @@ pub mod vary;
 pub mod range;
 pub mod invalidate;
 pub mod key;
+pub mod meta;
