@@ -1,23 +1,68 @@
-//! `outpostctl`: operate Outpost nodes over HTTP (warm, purge, stats).
+//! `outpostctl`: operate Outpost nodes over HTTP: `warm` a node's cache from
+//! a URL list or sitemap, `purge` content by URL, prefix or tag (optionally on
+//! every peer), and show `stats`. It talks to a node's proxy and admin
+//! listeners over plain `http://` only and knows nothing of node internals.
 //!
-//! The commands arrive with the purge/warm work; until then this prints its
-//! help and says what is coming.
+//! Exit codes: 0 success, 1 failure, 2 unreachable node or bad usage, 130
+//! interrupted (see `cli::AFTER_HELP`).
+
+mod admin;
+mod cache_status;
+mod cli;
+mod http;
+mod purge;
+mod sitemap;
+mod stats;
+mod units;
+mod urlfile;
+mod warm;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-#[derive(Parser)]
-#[command(
-    name = "outpostctl",
-    version,
-    about = "Operate Outpost nodes over HTTP",
-    long_about = "Operate Outpost nodes over HTTP.\n\n\
-        Planned commands: `warm` (fetch a URL list through a node), `purge` (by URL, \
-        prefix or tag, optionally on every peer) and `stats` (a node's cache statistics). \
-        They talk to a node's proxy and admin listeners only."
-)]
-struct Cli {}
+use crate::cli::{Cli, Command};
+use crate::http::Unreachable;
 
-fn main() {
-    let _cli = Cli::parse();
-    println!("outpostctl: no commands yet; see `outpostctl --help`.");
+/// The `User-Agent` of every request outpostctl sends (unless `-H` sets one).
+pub const USER_AGENT: &str = concat!("outpostctl/", env!("CARGO_PKG_VERSION"));
+
+/// Exit code: the node or admin listener could not be reached.
+pub const EXIT_UNREACHABLE: u8 = 2;
+/// Exit code: interrupted by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("outpostctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Warm(args) => warm::run(args).await,
+            Command::Purge(args) => purge::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
+        }
+    });
+    // Blocking readers (stdin, the line counter) must not hold the exit up.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if let Some(unreachable) = err.downcast_ref::<Unreachable>() {
+                eprintln!("outpostctl: {unreachable}");
+                ExitCode::from(EXIT_UNREACHABLE)
+            } else {
+                eprintln!("outpostctl: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
