@@ -12,8 +12,8 @@
 use std::time::SystemTime;
 
 use http::header::{
-    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
-    LAST_MODIFIED, RANGE,
+    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
+    RANGE,
 };
 use http::{HeaderMap, HeaderValue, Method};
 
@@ -45,7 +45,10 @@ impl EntityTag {
         if !opaque.iter().all(|&b| is_etagc(b)) {
             return None;
         }
-        Some(EntityTag { weak, opaque: opaque.to_vec() })
+        Some(EntityTag {
+            weak,
+            opaque: opaque.to_vec(),
+        })
     }
 
     /// Strong comparison (§8.8.3.2): both strong and identical.
@@ -205,14 +208,14 @@ pub fn evaluate_for_cache(method: &Method, request: &HeaderMap, v: &Validators) 
         };
     }
     // §13.2.2 step 4: only GET/HEAD, only without If-None-Match.
-    if is_get_or_head(method) {
-        if let Some(ims) = single_date(request, &IF_MODIFIED_SINCE) {
-            // RFC 9111 §4.3.2: without Last-Modified use Date, else receipt time.
-            if let Some(lm) = v.last_modified.or(v.date).or(v.received) {
-                if unix_secs(lm) <= unix_secs(ims) {
-                    return Precondition::NotModified;
-                }
-            }
+    if is_get_or_head(method)
+        && let Some(ims) = single_date(request, &IF_MODIFIED_SINCE)
+    {
+        // RFC 9111 §4.3.2: without Last-Modified use Date, else receipt time.
+        if let Some(lm) = v.last_modified.or(v.date).or(v.received)
+            && unix_secs(lm) <= unix_secs(ims)
+        {
+            return Precondition::NotModified;
         }
     }
     Precondition::Proceed
@@ -235,10 +238,10 @@ pub fn evaluate(method: &Method, request: &HeaderMap, v: &Validators) -> Precond
         }
     } else if let Some(ius) = single_date(request, &IF_UNMODIFIED_SINCE) {
         // §13.1.4: ignored when the representation has no modification date.
-        if let Some(lm) = v.last_modified {
-            if unix_secs(lm) > unix_secs(ius) {
-                return Precondition::PreconditionFailed;
-            }
+        if let Some(lm) = v.last_modified
+            && unix_secs(lm) > unix_secs(ius)
+        {
+            return Precondition::PreconditionFailed;
         }
     }
     evaluate_for_cache(method, request, v)
@@ -274,15 +277,15 @@ pub fn if_range_allows(request: &HeaderMap, v: &Validators) -> bool {
 /// Last-Modified (when that is a valid date), copied byte for byte.
 pub fn validation_headers(stored: &HeaderMap) -> Vec<(http::HeaderName, HeaderValue)> {
     let mut out = Vec::new();
-    if let Some(etag) = stored.get(ETAG) {
-        if EntityTag::parse(etag.as_bytes()).is_some() {
-            out.push((IF_NONE_MATCH, etag.clone()));
-        }
+    if let Some(etag) = stored.get(ETAG)
+        && EntityTag::parse(etag.as_bytes()).is_some()
+    {
+        out.push((IF_NONE_MATCH, etag.clone()));
     }
-    if let Some(lm) = stored.get(LAST_MODIFIED) {
-        if parse_http_date(lm.as_bytes()).is_some() {
-            out.push((IF_MODIFIED_SINCE, lm.clone()));
-        }
+    if let Some(lm) = stored.get(LAST_MODIFIED)
+        && parse_http_date(lm.as_bytes()).is_some()
+    {
+        out.push((IF_MODIFIED_SINCE, lm.clone()));
     }
     out
 }
@@ -293,7 +296,14 @@ pub fn validation_headers(stored: &HeaderMap) -> Vec<(http::HeaderName, HeaderVa
 /// response), plus [`validation_headers`].
 pub fn revalidation_request_headers(client: &HeaderMap, stored: &HeaderMap) -> HeaderMap {
     let mut h = client.clone();
-    for n in [IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE, IF_RANGE, RANGE] {
+    for n in [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ] {
         h.remove(n);
     }
     for (n, v) in validation_headers(stored) {

@@ -435,7 +435,11 @@ fn directives_from_dictionary(members: Vec<(String, super::sfv::Item)>) -> Respo
     let mut d = ResponseDirectives::default();
     let mut malformed = false;
     let secs = |v: &Item, m: &mut bool| match v {
-        Item::Integer(i) if *i >= 0 => Some(u32::try_from(*i).unwrap_or(DELTA_SECONDS_MAX).min(DELTA_SECONDS_MAX)),
+        Item::Integer(i) if *i >= 0 => Some(
+            u32::try_from(*i)
+                .unwrap_or(DELTA_SECONDS_MAX)
+                .min(DELTA_SECONDS_MAX),
+        ),
         _ => {
             *m = true;
             None

@@ -65,7 +65,14 @@ fn duplicate_max_age_differing_is_stale() {
 #[test]
 fn invalid_max_age_is_stale() {
     // RFC 9111 §4.2.1: invalid freshness information → stale.
-    for v in [&b"max-age=abc"[..], b"max-age=", b"max-age=-1", b"max-age=1.5", b"max-age=\"x\"", b"max-age=\"unterminated"] {
+    for v in [
+        &b"max-age=abc"[..],
+        b"max-age=",
+        b"max-age=-1",
+        b"max-age=1.5",
+        b"max-age=\"x\"",
+        b"max-age=\"unterminated",
+    ] {
         let d = resp(&[v]);
         assert_eq!(d.max_age, Some(0), "{:?}", String::from_utf8_lossy(v));
         assert!(d.malformed);
@@ -95,12 +102,18 @@ fn qualified_no_cache_and_private() {
     let d = resp(&[b"no-cache=\"Set-Cookie, X-Foo\", private=\"x-bar\""]);
     assert_eq!(
         d.no_cache,
-        FieldScope::Fields(vec![HeaderName::from_static("set-cookie"), HeaderName::from_static("x-foo")])
+        FieldScope::Fields(vec![
+            HeaderName::from_static("set-cookie"),
+            HeaderName::from_static("x-foo")
+        ])
     );
     assert_eq!(d.private.fields(), &[HeaderName::from_static("x-bar")]);
     // Token form is accepted from senders that use it.
     let d = resp(&[b"no-cache=set-cookie"]);
-    assert_eq!(d.no_cache.fields(), &[HeaderName::from_static("set-cookie")]);
+    assert_eq!(
+        d.no_cache.fields(),
+        &[HeaderName::from_static("set-cookie")]
+    );
     // Repeated qualified lists unite; unqualified wins.
     let d = resp(&[b"private=\"a\"", b"private=\"b\""]);
     assert_eq!(d.private.fields().len(), 2);
@@ -113,9 +126,18 @@ fn qualified_no_cache_and_private() {
 #[test]
 fn invalid_field_list_is_unqualified() {
     // Conservative reading: a list that is not field names applies to everything.
-    for v in [&b"private=\"a b\""[..], b"private=\"\"", b"no-cache=\"\xc3\xa9\"", b"private=\"a\\"] {
+    for v in [
+        &b"private=\"a b\""[..],
+        b"private=\"\"",
+        b"no-cache=\"\xc3\xa9\"",
+        b"private=\"a\\",
+    ] {
         let d = resp(&[v]);
-        assert!(d.private.is_all() || d.no_cache.is_all(), "{:?}", String::from_utf8_lossy(v));
+        assert!(
+            d.private.is_all() || d.no_cache.is_all(),
+            "{:?}",
+            String::from_utf8_lossy(v)
+        );
         assert!(d.malformed);
     }
 }
@@ -152,14 +174,23 @@ fn request_conflicts_are_conservative() {
     assert_eq!(req(&[b"min-fresh=1, min-fresh=7"]).min_fresh, Some(7));
     assert_eq!(req(&[b"min-fresh=y"]).min_fresh, None);
     // §5.2.1.2: max-stale with a value beats the bare form; invalid → 0.
-    assert_eq!(req(&[b"max-stale, max-stale=4"]).max_stale, Some(MaxStale::Secs(4)));
-    assert_eq!(req(&[b"max-stale=4, max-stale"]).max_stale, Some(MaxStale::Secs(4)));
+    assert_eq!(
+        req(&[b"max-stale, max-stale=4"]).max_stale,
+        Some(MaxStale::Secs(4))
+    );
+    assert_eq!(
+        req(&[b"max-stale=4, max-stale"]).max_stale,
+        Some(MaxStale::Secs(4))
+    );
     assert_eq!(req(&[b"max-stale=z"]).max_stale, Some(MaxStale::Secs(0)));
 }
 
 #[test]
 fn headers_entry_points() {
-    let h = hm(&[("cache-control", b"max-age=1"), ("cache-control", b"no-cache")]);
+    let h = hm(&[
+        ("cache-control", b"max-age=1"),
+        ("cache-control", b"no-cache"),
+    ]);
     let r = ResponseDirectives::from_headers(&h);
     assert_eq!(r.max_age, Some(1));
     assert!(r.no_cache.is_all());
@@ -175,7 +206,10 @@ fn targeted_field_takes_precedence() {
     let h = hm(&[
         ("cache-control", b"no-store"),
         ("cdn-cache-control", b"max-age=60"),
-        ("outpost-cache-control", b"max-age=600, stale-while-revalidate=30"),
+        (
+            "outpost-cache-control",
+            b"max-age=600, stale-while-revalidate=30",
+        ),
     ]);
     let e = effective_response_control(&h, &targets);
     assert_eq!(e.source, ControlSource::Targeted(outpost.clone()));
@@ -212,7 +246,10 @@ fn invalid_targeted_field_falls_through() {
 #[test]
 fn targeted_values() {
     // RFC 9213 §2.1 with RFC 8941 Dictionary values.
-    let h = hm(&[("cdn-cache-control", b"max-age=-1, private=\"set-cookie\", no-store=?0, s-maxage=9999999999")]);
+    let h = hm(&[(
+        "cdn-cache-control",
+        b"max-age=-1, private=\"set-cookie\", no-store=?0, s-maxage=9999999999",
+    )]);
     let d = parse_targeted(&h, &CDN_CACHE_CONTROL).unwrap();
     assert_eq!(d.max_age, Some(0)); // negative: invalid → stale
     assert!(d.malformed);
@@ -220,7 +257,10 @@ fn targeted_values() {
     assert!(!d.no_store); // ?0 is false
     assert_eq!(d.s_maxage, Some(DELTA_SECONDS_MAX));
     // Multiple lines combine as one dictionary.
-    let h = hm(&[("cdn-cache-control", b"max-age=7"), ("cdn-cache-control", b"no-cache")]);
+    let h = hm(&[
+        ("cdn-cache-control", b"max-age=7"),
+        ("cdn-cache-control", b"no-cache"),
+    ]);
     let d = parse_targeted(&h, &CDN_CACHE_CONTROL).unwrap();
     assert_eq!(d.max_age, Some(7));
     assert!(d.no_cache.is_all());

@@ -44,7 +44,10 @@ pub fn is_cacheable_method(method: &Method) -> bool {
 
 /// Status codes that are heuristically cacheable (RFC 9110 §15.1).
 pub fn is_heuristically_cacheable(status: u16) -> bool {
-    matches!(status, 200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+    matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// Status codes whose caching requirements this cache understands
@@ -174,33 +177,45 @@ pub fn freshness_lifetime(
 ) -> Lifetime {
     let d = &control.directives;
     if let Some(s) = d.s_maxage {
-        return Lifetime { secs: u64::from(s), source: LifetimeSource::SMaxAge };
+        return Lifetime {
+            secs: u64::from(s),
+            source: LifetimeSource::SMaxAge,
+        };
     }
     if let Some(s) = d.max_age {
-        return Lifetime { secs: u64::from(s), source: LifetimeSource::MaxAge };
+        return Lifetime {
+            secs: u64::from(s),
+            source: LifetimeSource::MaxAge,
+        };
     }
     let date = header_date(headers, &DATE).unwrap_or(response_time);
     if !control.ignores_expires() && headers.contains_key(EXPIRES) {
         // §5.3: an invalid date (e.g. "0") represents a time in the past.
         let secs = header_date(headers, &EXPIRES).map_or(0, |e| secs_between(date, e));
-        return Lifetime { secs, source: LifetimeSource::Expires };
+        return Lifetime {
+            secs,
+            source: LifetimeSource::Expires,
+        };
     }
     // §4.2.2: heuristics only for heuristically cacheable statuses.
-    if is_heuristically_cacheable(status.as_u16()) {
-        if let Some(lm) = header_date(headers, &LAST_MODIFIED) {
-            let f = heuristic.fraction;
-            let since = secs_between(lm, date);
-            if f.is_finite() && f > 0.0 && since > 0 {
-                // `as` saturates on overflow.
-                let secs = ((since as f64) * f) as u64;
-                return Lifetime {
-                    secs: secs.min(heuristic.max.as_secs()),
-                    source: LifetimeSource::Heuristic,
-                };
-            }
+    if is_heuristically_cacheable(status.as_u16())
+        && let Some(lm) = header_date(headers, &LAST_MODIFIED)
+    {
+        let f = heuristic.fraction;
+        let since = secs_between(lm, date);
+        if f.is_finite() && f > 0.0 && since > 0 {
+            // `as` saturates on overflow.
+            let secs = ((since as f64) * f) as u64;
+            return Lifetime {
+                secs: secs.min(heuristic.max.as_secs()),
+                source: LifetimeSource::Heuristic,
+            };
         }
     }
-    Lifetime { secs: 0, source: LifetimeSource::None }
+    Lifetime {
+        secs: 0,
+        source: LifetimeSource::None,
+    }
 }
 
 /// `age_value` (RFC 9111 §4.2.3): the `Age` header as a number, 0 when
@@ -224,7 +239,11 @@ pub fn apparent_age(date: Option<SystemTime>, response_time: SystemTime) -> u64 
 
 /// `response_delay = response_time − request_time`,
 /// `corrected_age_value = age_value + response_delay` (§4.2.3).
-pub fn corrected_age_value(age_value: u64, request_time: SystemTime, response_time: SystemTime) -> u64 {
+pub fn corrected_age_value(
+    age_value: u64,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> u64 {
     age_value.saturating_add(secs_between(request_time, response_time))
 }
 
@@ -245,9 +264,16 @@ pub fn current_age(corrected_initial_age: u64, response_time: SystemTime, now: S
 
 /// `corrected_initial_age` straight from a received response's headers
 /// (its `Date` and `Age`) and the request/response times (§4.2.3).
-pub fn initial_age(headers: &HeaderMap, request_time: SystemTime, response_time: SystemTime) -> u64 {
+pub fn initial_age(
+    headers: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> u64 {
     let apparent = apparent_age(header_date(headers, &DATE), response_time);
-    corrected_initial_age(apparent, corrected_age_value(age_value(headers), request_time, response_time))
+    corrected_initial_age(
+        apparent,
+        corrected_age_value(age_value(headers), request_time, response_time),
+    )
 }
 
 /// The `Age` header value to send (§5.1), clamped to 2^31 (§1.2.2).
@@ -378,14 +404,25 @@ impl Decision {
     /// Whether the stored response can be sent now without contacting the
     /// origin (fresh, or stale under the client's max-stale).
     pub fn serve_without_origin(&self) -> bool {
-        matches!(self.reuse, Reuse::Fresh | Reuse::Stale { client_allows: true, .. })
+        matches!(
+            self.reuse,
+            Reuse::Fresh
+                | Reuse::Stale {
+                    client_allows: true,
+                    ..
+                }
+        )
     }
 
     /// Whether to serve stale now and refresh in the background.
     pub fn stale_while_revalidate(&self) -> bool {
         matches!(
             self.reuse,
-            Reuse::Stale { client_allows: false, can_serve_stale_while_revalidate: true, .. }
+            Reuse::Stale {
+                client_allows: false,
+                can_serve_stale_while_revalidate: true,
+                ..
+            }
         )
     }
 
@@ -393,8 +430,14 @@ impl Decision {
     pub fn can_serve_stale_if_error(&self) -> bool {
         match self.reuse {
             Reuse::Fresh => false,
-            Reuse::Stale { can_serve_stale_if_error, .. }
-            | Reuse::MustRevalidate { can_serve_stale_if_error, .. } => can_serve_stale_if_error,
+            Reuse::Stale {
+                can_serve_stale_if_error,
+                ..
+            }
+            | Reuse::MustRevalidate {
+                can_serve_stale_if_error,
+                ..
+            } => can_serve_stale_if_error,
         }
     }
 
@@ -408,7 +451,10 @@ impl Decision {
     pub fn detail(&self) -> Option<&'static str> {
         match self.reuse {
             Reuse::MustRevalidate { reason, .. } => Some(reason.as_str()),
-            Reuse::Stale { client_allows: true, .. } => Some("max-stale"),
+            Reuse::Stale {
+                client_allows: true,
+                ..
+            } => Some("max-stale"),
             _ => None,
         }
     }
@@ -418,16 +464,30 @@ impl Decision {
 /// §4.2.4, §5.2.1, §5.2.2; RFC 5861).
 pub fn decide(stored: &StoredFacts, request: &RequestDirectives, opts: &ReuseOptions) -> Decision {
     let age = stored.current_age;
-    let lifetime = if stored.forced_stale { 0 } else { stored.lifetime };
-    let ttl = i64::try_from(lifetime).unwrap_or(i64::MAX)
+    let lifetime = if stored.forced_stale {
+        0
+    } else {
+        stored.lifetime
+    };
+    let ttl = i64::try_from(lifetime)
+        .unwrap_or(i64::MAX)
         .saturating_sub(i64::try_from(age).unwrap_or(i64::MAX));
     let fresh = lifetime > age; // §4.2: fresh iff lifetime > current_age
     let staleness = age.saturating_sub(lifetime);
     let within = |w: Option<u32>| w.is_some_and(|w| staleness <= u64::from(w));
     // RFC 5861 §4 (response or request stale-if-error).
     let sie = within(stored.stale_if_error) || within(request.stale_if_error);
-    let make = |reuse| Decision { reuse, ttl, current_age: age };
-    let revalidate = |reason, sie| make(Reuse::MustRevalidate { reason, can_serve_stale_if_error: sie });
+    let make = |reuse| Decision {
+        reuse,
+        ttl,
+        current_age: age,
+    };
+    let revalidate = |reason, sie| {
+        make(Reuse::MustRevalidate {
+            reason,
+            can_serve_stale_if_error: sie,
+        })
+    };
 
     // §5.2.2.4 / §4.2.4: no-cache forbids reuse and stale serving.
     if stored.no_cache {
@@ -451,16 +511,18 @@ pub fn decide(stored: &StoredFacts, request: &RequestDirectives, opts: &ReuseOpt
     };
     let sie_ok = sie && forbid.is_none();
     // §5.2.1.1: the client does not want a response older than max-age.
-    if let Some(max_age) = request.max_age {
-        if !(reload_ignored && max_age == 0) && age > u64::from(max_age) {
-            return revalidate(RevalidateReason::RequestMaxAge, sie_ok);
-        }
+    if let Some(max_age) = request.max_age
+        && !(reload_ignored && max_age == 0)
+        && age > u64::from(max_age)
+    {
+        return revalidate(RevalidateReason::RequestMaxAge, sie_ok);
     }
     // §5.2.1.3: the response must stay fresh for min-fresh more seconds.
-    if let Some(min_fresh) = request.min_fresh {
-        if fresh && lifetime - age < u64::from(min_fresh) {
-            return revalidate(RevalidateReason::RequestMinFresh, sie_ok);
-        }
+    if let Some(min_fresh) = request.min_fresh
+        && fresh
+        && lifetime - age < u64::from(min_fresh)
+    {
+        return revalidate(RevalidateReason::RequestMinFresh, sie_ok);
     }
     if fresh {
         return make(Reuse::Fresh);

@@ -15,7 +15,10 @@ use super::key::{normalise_authority, primary_key};
 /// Whether a method is unsafe for §4.4 (RFC 9110 §9.2.1: only GET, HEAD,
 /// OPTIONS and TRACE are safe; unknown methods are treated as unsafe).
 pub fn is_unsafe_method(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// "Non-error status code" (§4.4): 2xx or 3xx.
@@ -65,7 +68,9 @@ fn split(r: &str) -> Parts<'_> {
     if let Some(i) = rest.find(':') {
         let cand = rest.get(..i).unwrap_or("");
         let valid = cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && cand.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            && cand
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if valid && !cand.contains(['/', '?']) {
             scheme = Some(cand);
             rest = rest.get(i + 1..).unwrap_or("");
@@ -81,7 +86,12 @@ fn split(r: &str) -> Parts<'_> {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
     };
-    Parts { scheme, authority, path, query }
+    Parts {
+        scheme,
+        authority,
+        path,
+        query,
+    }
 }
 
 /// RFC 3986 §5.2.4
@@ -132,23 +142,56 @@ pub fn resolve_reference(base: &Target<'_>, reference: &str) -> Option<Resolved>
     let r = split(reference.trim());
     let b = split(base.path_and_query);
     let (scheme, authority, path, query) = if let Some(s) = r.scheme {
-        (s.to_owned(), r.authority?.to_owned(), remove_dot_segments(r.path), r.query)
+        (
+            s.to_owned(),
+            r.authority?.to_owned(),
+            remove_dot_segments(r.path),
+            r.query,
+        )
     } else if let Some(a) = r.authority {
-        (base.scheme.to_owned(), a.to_owned(), remove_dot_segments(r.path), r.query)
+        (
+            base.scheme.to_owned(),
+            a.to_owned(),
+            remove_dot_segments(r.path),
+            r.query,
+        )
     } else if r.path.is_empty() {
-        (base.scheme.to_owned(), base.authority.to_owned(), b.path.to_owned(), r.query.or(b.query))
+        (
+            base.scheme.to_owned(),
+            base.authority.to_owned(),
+            b.path.to_owned(),
+            r.query.or(b.query),
+        )
     } else if r.path.starts_with('/') {
-        (base.scheme.to_owned(), base.authority.to_owned(), remove_dot_segments(r.path), r.query)
+        (
+            base.scheme.to_owned(),
+            base.authority.to_owned(),
+            remove_dot_segments(r.path),
+            r.query,
+        )
     } else {
         let merged = merge(b.path, r.path, true);
-        (base.scheme.to_owned(), base.authority.to_owned(), remove_dot_segments(&merged), r.query)
+        (
+            base.scheme.to_owned(),
+            base.authority.to_owned(),
+            remove_dot_segments(&merged),
+            r.query,
+        )
     };
-    let mut pq = if path.is_empty() { "/".to_owned() } else { path };
+    let mut pq = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
     if let Some(q) = query {
         pq.push('?');
         pq.push_str(q);
     }
-    Some(Resolved { scheme: scheme.to_ascii_lowercase(), authority, path_and_query: pq })
+    Some(Resolved {
+        scheme: scheme.to_ascii_lowercase(),
+        authority,
+        path_and_query: pq,
+    })
 }
 
 /// Whether two (scheme, authority) pairs are the same origin (RFC 9110
@@ -166,7 +209,9 @@ pub fn extra_targets(target: &Target<'_>, response: &HeaderMap) -> Vec<String> {
     for name in [LOCATION, CONTENT_LOCATION] {
         for v in response.get_all(name) {
             let Ok(s) = v.to_str() else { continue };
-            let Some(r) = resolve_reference(target, s) else { continue };
+            let Some(r) = resolve_reference(target, s) else {
+                continue;
+            };
             if !same_origin(target.scheme, target.authority, &r.scheme, &r.authority) {
                 continue;
             }
@@ -190,9 +235,19 @@ pub fn invalidation_keys(
     if !should_invalidate(method, status) {
         return Vec::new();
     }
-    let mut keys = vec![primary_key(site, target.scheme, target.authority, target.path_and_query.as_bytes())];
+    let mut keys = vec![primary_key(
+        site,
+        target.scheme,
+        target.authority,
+        target.path_and_query.as_bytes(),
+    )];
     for pq in extra_targets(target, response) {
-        keys.push(primary_key(site, target.scheme, target.authority, pq.as_bytes()));
+        keys.push(primary_key(
+            site,
+            target.scheme,
+            target.authority,
+            pq.as_bytes(),
+        ));
     }
     keys
 }

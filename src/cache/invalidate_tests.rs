@@ -2,13 +2,20 @@ use super::*;
 use http::{HeaderName, HeaderValue};
 
 fn base() -> Target<'static> {
-    Target { scheme: "http", authority: "a", path_and_query: "/b/c/d;p?q" }
+    Target {
+        scheme: "http",
+        authority: "a",
+        path_and_query: "/b/c/d;p?q",
+    }
 }
 
 fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (n, v) in pairs {
-        h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -17,7 +24,10 @@ fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
 fn unsafe_methods_and_statuses() {
     // RFC 9111 §4.4; RFC 9110 §9.2.1
     for m in ["POST", "PUT", "DELETE", "PATCH", "PURGE", "FOO"] {
-        assert!(is_unsafe_method(&Method::from_bytes(m.as_bytes()).unwrap()), "{m}");
+        assert!(
+            is_unsafe_method(&Method::from_bytes(m.as_bytes()).unwrap()),
+            "{m}"
+        );
     }
     for m in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
         assert!(!is_unsafe_method(&m));
@@ -76,19 +86,37 @@ fn rfc3986_abnormal_examples() {
         ("g/../h", "/b/c/h"),
         ("g;x=1/../y", "/b/c/y"),
     ] {
-        assert_eq!(resolve_reference(&base(), r).unwrap().path_and_query, want, "{r}");
+        assert_eq!(
+            resolve_reference(&base(), r).unwrap().path_and_query,
+            want,
+            "{r}"
+        );
     }
     let g = resolve_reference(&base(), "//g").unwrap();
-    assert_eq!((g.authority.as_str(), g.path_and_query.as_str()), ("g", "/"));
+    assert_eq!(
+        (g.authority.as_str(), g.path_and_query.as_str()),
+        ("g", "/")
+    );
     let abs = resolve_reference(&base(), "HTTP://A:80/x?y#z").unwrap();
-    assert_eq!((abs.scheme.as_str(), abs.authority.as_str(), abs.path_and_query.as_str()), ("http", "A:80", "/x?y"));
+    assert_eq!(
+        (
+            abs.scheme.as_str(),
+            abs.authority.as_str(),
+            abs.path_and_query.as_str()
+        ),
+        ("http", "A:80", "/x?y")
+    );
     assert!(resolve_reference(&base(), "mailto:x@y").is_none());
 }
 
 #[test]
 fn same_origin_only() {
     // RFC 9111 §4.4: cross-origin Location/Content-Location are ignored.
-    let t = Target { scheme: "http", authority: "Example.com", path_and_query: "/items" };
+    let t = Target {
+        scheme: "http",
+        authority: "Example.com",
+        path_and_query: "/items",
+    };
     let h = hm(&[
         ("location", "/items/42"),
         ("content-location", "http://example.com:80/items/42?v=1"),
@@ -97,7 +125,10 @@ fn same_origin_only() {
         ("content-location", "//example.com:8080/y"),
         ("content-location", "/items"),
     ]);
-    assert_eq!(extra_targets(&t, &h), vec!["/items/42".to_string(), "/items/42?v=1".to_string()]);
+    assert_eq!(
+        extra_targets(&t, &h),
+        vec!["/items/42".to_string(), "/items/42?v=1".to_string()]
+    );
     assert!(same_origin("HTTP", "a:80", "http", "A"));
     assert!(!same_origin("http", "a", "https", "a"));
 }
@@ -105,12 +136,20 @@ fn same_origin_only() {
 #[test]
 fn invalidation_keys_cover_target_and_extras() {
     // RFC 9111 §4.4
-    let t = Target { scheme: "http", authority: "example.com", path_and_query: "/items" };
+    let t = Target {
+        scheme: "http",
+        authority: "example.com",
+        path_and_query: "/items",
+    };
     let h = hm(&[("location", "/items/42")]);
     let keys = invalidation_keys("s", &Method::POST, StatusCode::CREATED, &t, &h);
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], primary_key("s", "http", "example.com", b"/items"));
-    assert_eq!(keys[1], crate::cache::key::key_for_uri("s", &"http://example.com/items/42".parse().unwrap()).unwrap());
+    assert_eq!(
+        keys[1],
+        crate::cache::key::key_for_uri("s", &"http://example.com/items/42".parse().unwrap())
+            .unwrap()
+    );
     assert!(invalidation_keys("s", &Method::POST, StatusCode::BAD_GATEWAY, &t, &h).is_empty());
     assert!(invalidation_keys("s", &Method::GET, StatusCode::OK, &t, &h).is_empty());
 }

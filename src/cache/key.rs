@@ -57,7 +57,11 @@ pub fn normalise_authority(scheme: &str, authority: &str) -> String {
 pub fn canonical_form(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> Vec<u8> {
     let scheme = scheme.to_ascii_lowercase();
     let authority = normalise_authority(&scheme, authority);
-    let pq: &[u8] = if path_and_query.is_empty() { b"/" } else { path_and_query };
+    let pq: &[u8] = if path_and_query.is_empty() {
+        b"/"
+    } else {
+        path_and_query
+    };
     let mut out = Vec::with_capacity(32 + site.len() + scheme.len() + authority.len() + pq.len());
     out.extend_from_slice(b"outpost-key-v1\0");
     for field in [site.as_bytes(), scheme.as_bytes(), authority.as_bytes(), pq] {
@@ -92,14 +96,32 @@ mod tests {
         assert_eq!(normalise_authority("http", "Example.COM"), "example.com");
         assert_eq!(normalise_authority("http", "example.com:80"), "example.com");
         assert_eq!(normalise_authority("http", "example.com:"), "example.com");
-        assert_eq!(normalise_authority("https", "example.com:443"), "example.com");
-        assert_eq!(normalise_authority("https", "example.com:80"), "example.com:80");
-        assert_eq!(normalise_authority("http", "example.com:0080"), "example.com");
-        assert_eq!(normalise_authority("http", "example.com:8080"), "example.com:8080");
-        assert_eq!(normalise_authority("http", "user:pw@Example.com:80"), "example.com");
+        assert_eq!(
+            normalise_authority("https", "example.com:443"),
+            "example.com"
+        );
+        assert_eq!(
+            normalise_authority("https", "example.com:80"),
+            "example.com:80"
+        );
+        assert_eq!(
+            normalise_authority("http", "example.com:0080"),
+            "example.com"
+        );
+        assert_eq!(
+            normalise_authority("http", "example.com:8080"),
+            "example.com:8080"
+        );
+        assert_eq!(
+            normalise_authority("http", "user:pw@Example.com:80"),
+            "example.com"
+        );
         assert_eq!(normalise_authority("http", "[::1]:80"), "[::1]");
         assert_eq!(normalise_authority("http", "[::1]"), "[::1]");
-        assert_eq!(normalise_authority("http", "[2001:DB8::1]:8080"), "[2001:db8::1]:8080");
+        assert_eq!(
+            normalise_authority("http", "[2001:DB8::1]:8080"),
+            "[2001:db8::1]:8080"
+        );
         assert_eq!(normalise_authority("http", "h:99999"), "h:99999");
         assert_eq!(normalise_authority("http", "h:+80"), "h:+80");
     }
@@ -111,7 +133,10 @@ mod tests {
         let h2 = key_for_uri("s", &"http://example.com/a?b=1".parse().unwrap()).unwrap();
         assert_eq!(h1, h2);
         assert_eq!(primary_key("s", "HTTP", "example.com", b"/a?b=1"), h1);
-        assert_eq!(primary_key("s", "http", "example.com", b""), primary_key("s", "http", "example.com", b"/"));
+        assert_eq!(
+            primary_key("s", "http", "example.com", b""),
+            primary_key("s", "http", "example.com", b"/")
+        );
     }
 
     #[test]
@@ -129,7 +154,10 @@ mod tests {
             assert_ne!(k, base);
         }
         // Length prefixes make field boundaries unambiguous.
-        assert_ne!(primary_key("ab", "http", "c", b"/"), primary_key("a", "http", "bc", b"/"));
+        assert_ne!(
+            primary_key("ab", "http", "c", b"/"),
+            primary_key("a", "http", "bc", b"/")
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::conditional::Validators;
 use super::control::{EffectiveControl, effective_response_control};
-use super::freshness::{HeuristicConfig, StoredFacts, current_age, freshness_lifetime, initial_age};
+use super::freshness::{
+    HeuristicConfig, StoredFacts, current_age, freshness_lifetime, initial_age,
+};
 use super::update::{HeaderList, to_header_map, update_headers};
 use super::vary::Vary;
 
@@ -191,17 +193,30 @@ impl ObjectMeta {
         let control: EffectiveControl = effective_response_control(&hm, policy.targets);
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         let d = &control.directives;
-        self.lifetime = freshness_lifetime(status, &hm, &control, self.response_time, &policy.heuristic).secs;
+        self.lifetime =
+            freshness_lifetime(status, &hm, &control, self.response_time, &policy.heuristic).secs;
         self.initial_age = initial_age(age_source, self.request_time, self.response_time);
         self.stale_while_revalidate = d.stale_while_revalidate;
         self.stale_if_error = d.stale_if_error;
         let keep = self.flags & (flags::COMPLETE | flags::FORCED_STALE);
-        self.flags = keep
-            | if d.must_revalidate { flags::MUST_REVALIDATE } else { 0 }
-            | if d.proxy_revalidate { flags::PROXY_REVALIDATE } else { 0 }
-            | if d.no_cache.is_all() { flags::NO_CACHE } else { 0 }
-            | if d.s_maxage.is_some() { flags::S_MAXAGE } else { 0 }
-            | if d.immutable { flags::IMMUTABLE } else { 0 };
+        self.flags =
+            keep | if d.must_revalidate {
+                flags::MUST_REVALIDATE
+            } else {
+                0
+            } | if d.proxy_revalidate {
+                flags::PROXY_REVALIDATE
+            } else {
+                0
+            } | if d.no_cache.is_all() {
+                flags::NO_CACHE
+            } else {
+                0
+            } | if d.s_maxage.is_some() {
+                flags::S_MAXAGE
+            } else {
+                0
+            } | if d.immutable { flags::IMMUTABLE } else { 0 };
         self.etag = hm.get(ETAG).map(|v| v.as_bytes().to_vec());
         self.last_modified = hm.get(LAST_MODIFIED).map(|v| v.as_bytes().to_vec());
         self.tags = hm
@@ -313,7 +328,7 @@ impl ObjectMeta {
     /// Decodes an object record.
     pub fn decode(input: &[u8]) -> Result<ObjectMeta, MetaError> {
         match decode_record(input)? {
-            Record::Object(m) => Ok(m),
+            Record::Object(m) => Ok(*m),
             Record::Vary(_) => Err(MetaError::WrongKind(KIND_VARY)),
         }
     }
@@ -350,7 +365,7 @@ impl VaryMarker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// A stored response.
-    Object(ObjectMeta),
+    Object(Box<ObjectMeta>),
     /// A vary marker.
     Vary(VaryMarker),
 }
@@ -372,10 +387,15 @@ pub fn decode_record(input: &[u8]) -> Result<Record, MetaError> {
         return Err(MetaError::Checksum);
     }
     let kind = body.get(5).copied().unwrap_or(0);
-    let mut r = Reader { s: body.get(6..).unwrap_or_default() };
+    let mut r = Reader {
+        s: body.get(6..).unwrap_or_default(),
+    };
     let rec = match kind {
-        KIND_OBJECT => Record::Object(read_object(&mut r)?),
-        KIND_VARY => Record::Vary(VaryMarker { names: r.names()?, created_at: r.time()? }),
+        KIND_OBJECT => Record::Object(Box::new(read_object(&mut r)?)),
+        KIND_VARY => Record::Vary(VaryMarker {
+            names: r.names()?,
+            created_at: r.time()?,
+        }),
         k => return Err(MetaError::WrongKind(k)),
     };
     if !r.s.is_empty() {
@@ -394,8 +414,10 @@ fn read_object(r: &mut Reader<'_>) -> Result<ObjectMeta, MetaError> {
     let n = r.count(8)?;
     let mut headers = Vec::with_capacity(n);
     for _ in 0..n {
-        let name = HeaderName::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header name"))?;
-        let value = HeaderValue::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header value"))?;
+        let name =
+            HeaderName::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header name"))?;
+        let value =
+            HeaderValue::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header value"))?;
         headers.push((name, value));
     }
     let request_time = r.time()?;
@@ -428,9 +450,25 @@ fn read_object(r: &mut Reader<'_>) -> Result<ObjectMeta, MetaError> {
         _ => return Err(MetaError::Invalid("option tag")),
     };
     Ok(ObjectMeta {
-        object_id, status, headers, request_time, response_time, created_at, initial_age, lifetime,
-        stale_while_revalidate, stale_if_error, flags, etag, last_modified, tags, vary, body_len,
-        chunk_size, chunk_count, body_hash,
+        object_id,
+        status,
+        headers,
+        request_time,
+        response_time,
+        created_at,
+        initial_age,
+        lifetime,
+        stale_while_revalidate,
+        stale_if_error,
+        flags,
+        etag,
+        last_modified,
+        tags,
+        vary,
+        body_len,
+        chunk_size,
+        chunk_count,
+        body_hash,
     })
 }
 
@@ -459,7 +497,8 @@ impl Writer {
         // Field values beyond 4 GiB cannot come from http types.
         let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
         self.u32(len);
-        self.buf.extend_from_slice(b.get(..len as usize).unwrap_or(b));
+        self.buf
+            .extend_from_slice(b.get(..len as usize).unwrap_or(b));
     }
     fn opt_bytes(&mut self, b: Option<&[u8]>) {
         match b {
@@ -489,7 +528,10 @@ impl Writer {
         }
     }
     fn time(&mut self, t: SystemTime) {
-        let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         self.u64(u64::try_from(ms).unwrap_or(u64::MAX));
     }
     fn names(&mut self, names: &[HeaderName]) {
@@ -500,7 +542,8 @@ impl Writer {
     }
     fn finish(mut self) -> Vec<u8> {
         let sum = blake3::hash(&self.buf);
-        self.buf.extend_from_slice(sum.as_bytes().get(..CHECKSUM_LEN).unwrap_or_default());
+        self.buf
+            .extend_from_slice(sum.as_bytes().get(..CHECKSUM_LEN).unwrap_or_default());
         self.buf
     }
 }
@@ -556,23 +599,40 @@ impl<'a> Reader<'a> {
         }
     }
     fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, MetaError> {
-        Ok(if self.flag()? { Some(self.bytes()?.to_vec()) } else { None })
+        Ok(if self.flag()? {
+            Some(self.bytes()?.to_vec())
+        } else {
+            None
+        })
     }
     fn opt_u32(&mut self) -> Result<Option<u32>, MetaError> {
-        Ok(if self.flag()? { Some(self.u32()?) } else { None })
+        Ok(if self.flag()? {
+            Some(self.u32()?)
+        } else {
+            None
+        })
     }
     fn opt_u64(&mut self) -> Result<Option<u64>, MetaError> {
-        Ok(if self.flag()? { Some(self.u64()?) } else { None })
+        Ok(if self.flag()? {
+            Some(self.u64()?)
+        } else {
+            None
+        })
     }
     fn time(&mut self) -> Result<SystemTime, MetaError> {
         let ms = self.u64()?;
-        UNIX_EPOCH.checked_add(Duration::from_millis(ms)).ok_or(MetaError::Invalid("time"))
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .ok_or(MetaError::Invalid("time"))
     }
     fn names(&mut self) -> Result<Vec<HeaderName>, MetaError> {
         let n = self.count(4)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            v.push(HeaderName::from_bytes(self.bytes()?).map_err(|_| MetaError::Invalid("field name"))?);
+            v.push(
+                HeaderName::from_bytes(self.bytes()?)
+                    .map_err(|_| MetaError::Invalid("field name"))?,
+            );
         }
         Ok(v)
     }

@@ -1,7 +1,7 @@
 use super::*;
-use crate::cache::control::target_list;
-use crate::cache::freshness::{ReuseOptions, Reuse, decide};
 use crate::cache::control::RequestDirectives;
+use crate::cache::control::target_list;
+use crate::cache::freshness::{Reuse, ReuseOptions, decide};
 
 fn t(s: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(s)
@@ -10,20 +10,31 @@ fn t(s: u64) -> SystemTime {
 fn list(pairs: &[(&str, &str)]) -> HeaderList {
     pairs
         .iter()
-        .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+        .map(|(n, v)| {
+            (
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        })
         .collect()
 }
 
 fn sample() -> ObjectMeta {
     let targets = target_list(None);
-    let policy = MetaPolicy { targets: &targets, heuristic: HeuristicConfig::default() };
+    let policy = MetaPolicy {
+        targets: &targets,
+        heuristic: HeuristicConfig::default(),
+    };
     let date = httpdate::fmt_http_date(t(1_000_000));
     let mut m = ObjectMeta::from_response(
         [9; 16],
         StatusCode::OK,
         list(&[
             ("date", &date),
-            ("cache-control", "max-age=60, stale-while-revalidate=30, must-revalidate"),
+            (
+                "cache-control",
+                "max-age=60, stale-while-revalidate=30, must-revalidate",
+            ),
             ("etag", "\"v1\""),
             ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("set-cookie", "a=1"),
@@ -58,8 +69,14 @@ fn derived_fields() {
     assert_eq!(m.vary, [http::header::ACCEPT_ENCODING]);
     assert_eq!(m.current_age(t(1_000_012)), 17);
     let f = m.facts(t(1_000_012));
-    assert_eq!((f.lifetime, f.current_age, f.must_revalidate), (60, 17, true));
-    assert_eq!(decide(&f, &RequestDirectives::default(), &ReuseOptions::default()).reuse, Reuse::Fresh);
+    assert_eq!(
+        (f.lifetime, f.current_age, f.must_revalidate),
+        (60, 17, true)
+    );
+    assert_eq!(
+        decide(&f, &RequestDirectives::default(), &ReuseOptions::default()).reuse,
+        Reuse::Fresh
+    );
     assert!(m.validators().etag.is_some());
 }
 
@@ -70,9 +87,17 @@ fn roundtrip_object_and_marker() {
     assert_eq!(ObjectMeta::decode(&enc).unwrap(), m);
     // Repeated headers kept in order.
     let back = ObjectMeta::decode(&enc).unwrap();
-    let cookies: Vec<_> = back.headers.iter().filter(|(n, _)| n == "set-cookie").map(|(_, v)| v.clone()).collect();
+    let cookies: Vec<_> = back
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .collect();
     assert_eq!(cookies, ["a=1", "b=2"]);
-    let vm = VaryMarker { names: vec![http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE], created_at: t(5) };
+    let vm = VaryMarker {
+        names: vec![http::header::ACCEPT_ENCODING, http::header::ACCEPT_LANGUAGE],
+        created_at: t(5),
+    };
     let venc = vm.encode();
     assert_eq!(VaryMarker::decode(&venc).unwrap(), vm);
     // Kinds are distinguishable.
@@ -86,7 +111,10 @@ fn rejects_bad_header_and_version() {
     let enc = sample().encode();
     let mut v = enc.clone();
     v[4] = 2;
-    assert_eq!(ObjectMeta::decode(&v), Err(MetaError::UnsupportedVersion(2)));
+    assert_eq!(
+        ObjectMeta::decode(&v),
+        Err(MetaError::UnsupportedVersion(2))
+    );
     let mut v = enc.clone();
     v[0] = b'X';
     assert_eq!(ObjectMeta::decode(&v), Err(MetaError::BadMagic));
@@ -130,7 +158,10 @@ fn valid_checksum_hostile_contents() {
     // Status 0.
     let mut b = body.clone();
     b[6 + 16..6 + 16 + 2].copy_from_slice(&0u16.to_le_bytes());
-    assert_eq!(ObjectMeta::decode(&reseal(b)), Err(MetaError::Invalid("status")));
+    assert_eq!(
+        ObjectMeta::decode(&reseal(b)),
+        Err(MetaError::Invalid("status"))
+    );
     // Unknown kind.
     let mut b = body.clone();
     b[5] = 9;
@@ -168,21 +199,32 @@ fn random_bytes_never_decode() {
 fn apply_update_from_304() {
     // RFC 9111 §4.3.4, §3.2: headers replaced, Content-Length kept, times reset.
     let targets = target_list(None);
-    let policy = MetaPolicy { targets: &targets, heuristic: HeuristicConfig::default() };
+    let policy = MetaPolicy {
+        targets: &targets,
+        heuristic: HeuristicConfig::default(),
+    };
     let mut m = sample();
-    m.headers.push((http::header::CONTENT_LENGTH, HeaderValue::from_static("12345")));
+    m.headers.push((
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from_static("12345"),
+    ));
     m.flags |= flags::FORCED_STALE;
     let created = m.created_at;
     let mut nm = HeaderMap::new();
     nm.insert("cache-control", HeaderValue::from_static("max-age=300"));
-    nm.insert("date", HeaderValue::from_str(&httpdate::fmt_http_date(t(2_000_000))).unwrap());
+    nm.insert(
+        "date",
+        HeaderValue::from_str(&httpdate::fmt_http_date(t(2_000_000))).unwrap(),
+    );
     nm.insert("content-length", HeaderValue::from_static("0"));
     m.apply_update(&nm, &[], &policy, t(2_000_000), t(2_000_001));
     assert_eq!(m.lifetime, 300);
     // Age from the 304: Date 1 s before receipt, no Age; the old Age is dropped.
     assert_eq!(m.initial_age, 1);
     assert!(m.header_map().get("age").is_none());
-    assert!(!m.has(flags::MUST_REVALIDATE) && !m.has(flags::FORCED_STALE) && m.has(flags::COMPLETE));
+    assert!(
+        !m.has(flags::MUST_REVALIDATE) && !m.has(flags::FORCED_STALE) && m.has(flags::COMPLETE)
+    );
     assert_eq!(m.header_map().get("content-length").unwrap(), "12345");
     assert_eq!(m.created_at, created);
     assert_eq!(m.body_len, Some(12345));

@@ -12,15 +12,15 @@
 //! [`invalidate`] (RFC 9111 §4.4) and [`status`] (RFC 9211 `Cache-Status`).
 
 pub mod coalesce;
-pub mod control;
-mod sfv;
-mod syntax;
 pub mod conditional;
+pub mod control;
 pub mod freshness;
-pub mod status;
-pub mod update;
-pub mod vary;
-pub mod range;
 pub mod invalidate;
 pub mod key;
 pub mod meta;
+pub mod range;
+mod sfv;
+pub mod status;
+mod syntax;
+pub mod update;
+pub mod vary;

@@ -104,7 +104,10 @@ pub fn resolve_specs(specs: &[RangeSpec], len: u64) -> RangeOutcome {
         return RangeOutcome::Full;
     }
     if len == 0 {
-        return if specs.iter().any(|s| matches!(s, RangeSpec::Suffix(n) if *n > 0)) {
+        return if specs
+            .iter()
+            .any(|s| matches!(s, RangeSpec::Suffix(n) if *n > 0))
+        {
             RangeOutcome::Full
         } else {
             RangeOutcome::Unsatisfiable
@@ -114,9 +117,18 @@ pub fn resolve_specs(specs: &[RangeSpec], len: u64) -> RangeOutcome {
     let mut ranges: Vec<ByteRange> = Vec::new();
     for s in specs {
         let r = match *s {
-            RangeSpec::FromTo(a, b) if a <= last => ByteRange { start: a, end: b.min(last) },
-            RangeSpec::From(a) if a <= last => ByteRange { start: a, end: last },
-            RangeSpec::Suffix(n) if n > 0 => ByteRange { start: len - n.min(len), end: last },
+            RangeSpec::FromTo(a, b) if a <= last => ByteRange {
+                start: a,
+                end: b.min(last),
+            },
+            RangeSpec::From(a) if a <= last => ByteRange {
+                start: a,
+                end: last,
+            },
+            RangeSpec::Suffix(n) if n > 0 => ByteRange {
+                start: len - n.min(len),
+                end: last,
+            },
             _ => continue, // unsatisfiable spec: skipped
         };
         ranges.push(r);
@@ -138,9 +150,13 @@ pub fn coalesce(ranges: Vec<ByteRange>) -> Vec<ByteRange> {
         let mut i = 0;
         while i < out.len() {
             let o = out.get(i).copied().unwrap_or(cur);
-            let touches = o.start <= cur.end.saturating_add(1) && cur.start <= o.end.saturating_add(1);
+            let touches =
+                o.start <= cur.end.saturating_add(1) && cur.start <= o.end.saturating_add(1);
             if touches {
-                cur = ByteRange { start: o.start.min(cur.start), end: o.end.max(cur.end) };
+                cur = ByteRange {
+                    start: o.start.min(cur.start),
+                    end: o.end.max(cur.end),
+                };
                 out.remove(i);
                 pos = Some(pos.map_or(i, |p| p.min(i)));
                 i = 0; // the grown range may now touch earlier ones
@@ -200,7 +216,12 @@ pub fn generate_boundary(seed: &[u8]) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     h.update(&nanos.to_le_bytes());
-    h.finalize().to_hex().as_str().get(..32).unwrap_or("outpost-boundary").to_owned()
+    h.finalize()
+        .to_hex()
+        .as_str()
+        .get(..32)
+        .unwrap_or("outpost-boundary")
+        .to_owned()
 }
 
 /// The framing of a `multipart/byteranges` body (RFC 9110 §14.6), so the
@@ -221,7 +242,12 @@ pub struct MultipartPlan {
 impl MultipartPlan {
     /// Builds the framing. `content_type` is the stored representation's
     /// Content-Type (repeated in each part, §14.6), if any.
-    pub fn new(ranges: &[ByteRange], complete_len: u64, content_type: Option<&HeaderValue>, boundary: String) -> Self {
+    pub fn new(
+        ranges: &[ByteRange],
+        complete_len: u64,
+        content_type: Option<&HeaderValue>,
+        boundary: String,
+    ) -> Self {
         let mut parts = Vec::with_capacity(ranges.len());
         let mut total: u64 = 0;
         for (i, r) in ranges.iter().enumerate() {
@@ -237,13 +263,24 @@ impl MultipartPlan {
                 h.extend_from_slice(ct.as_bytes());
                 h.extend_from_slice(b"\r\n");
             }
-            h.extend_from_slice(format!("Content-Range: bytes {}-{}/{}\r\n\r\n", r.start, r.end, complete_len).as_bytes());
+            h.extend_from_slice(
+                format!(
+                    "Content-Range: bytes {}-{}/{}\r\n\r\n",
+                    r.start, r.end, complete_len
+                )
+                .as_bytes(),
+            );
             total = total.saturating_add(h.len() as u64).saturating_add(r.len());
             parts.push((h, *r));
         }
         let trailer = format!("\r\n--{boundary}--\r\n").into_bytes();
         total = total.saturating_add(trailer.len() as u64);
-        MultipartPlan { boundary, parts, trailer, content_length: total }
+        MultipartPlan {
+            boundary,
+            parts,
+            trailer,
+            content_length: total,
+        }
     }
 
     /// `Content-Type: multipart/byteranges; boundary=…` for the response.

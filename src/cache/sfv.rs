@@ -174,7 +174,10 @@ pub fn parse_dictionary(input: &[u8]) -> Option<Vec<(String, Item)>> {
     let mut p = Parser { s: input, i: 0 };
     p.skip(|c| c == b' ' || c == b'\t');
     let mut out: Vec<(String, Item)> = Vec::new();
-    let end_trim = |p: &Parser| p.s.get(p.i..).is_some_and(|r| r.iter().all(|&c| c == b' ' || c == b'\t'));
+    let end_trim = |p: &Parser| {
+        p.s.get(p.i..)
+            .is_some_and(|r| r.iter().all(|&c| c == b' ' || c == b'\t'))
+    };
     if end_trim(&p) {
         return Some(out);
     }
@@ -182,14 +185,14 @@ pub fn parse_dictionary(input: &[u8]) -> Option<Vec<(String, Item)>> {
         let key = p.key()?;
         let value = if p.peek() == Some(b'=') {
             p.i += 1;
-            let v = if p.peek() == Some(b'(') {
+
+            if p.peek() == Some(b'(') {
                 p.inner_list()?
             } else {
                 let v = p.bare_item()?;
                 p.parameters()?;
                 v
-            };
-            v
+            }
         } else {
             p.parameters()?;
             Item::Boolean(true)
@@ -274,14 +277,19 @@ mod tests {
             b"\xff",
             b"a=(1 2",
         ] {
-            assert!(parse_dictionary(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_dictionary(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn dictionary_other_forms_and_duplicates() {
         // RFC 8941 §4.2.2: the last duplicate wins.
-        let d = parse_dictionary(b"a=1, b=?0, a=2;x=y, c=(1 2);p, d=:aGk=:, e=1.5, f=tok/x").unwrap();
+        let d =
+            parse_dictionary(b"a=1, b=?0, a=2;x=y, c=(1 2);p, d=:aGk=:, e=1.5, f=tok/x").unwrap();
         assert_eq!(d[0], ("a".into(), Item::Integer(2)));
         assert_eq!(d[1], ("b".into(), Item::Boolean(false)));
         assert_eq!(d[2], ("c".into(), Item::Other));

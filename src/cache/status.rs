@@ -236,7 +236,10 @@ pub struct CacheStatus {
 impl CacheStatus {
     /// An empty member for `name`.
     pub fn new(name: &str) -> Self {
-        CacheStatus { name: name.to_owned(), ..Default::default() }
+        CacheStatus {
+            name: name.to_owned(),
+            ..Default::default()
+        }
     }
     /// Sets `hit`.
     pub fn hit(mut self) -> Self {
@@ -350,15 +353,26 @@ mod tests {
     #[test]
     fn miss_stored() {
         // RFC 9211 §2.2, §2.3, §2.5
-        let s = CachePhase::UriMiss.cache_status("Outpost").fwd_status(200).stored();
-        assert_eq!(s.to_string(), "Outpost; fwd=uri-miss; fwd-status=200; stored");
+        let s = CachePhase::UriMiss
+            .cache_status("Outpost")
+            .fwd_status(200)
+            .stored();
+        assert_eq!(
+            s.to_string(),
+            "Outpost; fwd=uri-miss; fwd-status=200; stored"
+        );
     }
 
     #[test]
     fn collapsed_and_detail_quoting() {
         // RFC 9211 §2.6, §2.8; RFC 8941 §4.1.6 string escaping.
-        let s = CachePhase::Collapsed.cache_status("Outpost").detail("a \"b\" \\ é");
-        assert_eq!(s.to_string(), r#"Outpost; fwd=uri-miss; collapsed; detail="a \"b\" \\ ?""#);
+        let s = CachePhase::Collapsed
+            .cache_status("Outpost")
+            .detail("a \"b\" \\ é");
+        assert_eq!(
+            s.to_string(),
+            r#"Outpost; fwd=uri-miss; collapsed; detail="a \"b\" \\ ?""#
+        );
         assert!(s.to_header_value().to_str().is_ok());
     }
 
@@ -378,8 +392,13 @@ mod tests {
         assert_eq!(CachePhase::VaryMiss.fwd(), Some(Fwd::VaryMiss));
         assert!(CachePhase::StaleWhileRevalidate.is_hit());
         assert!(!CachePhase::StaleIfError.is_hit());
-        let s = CachePhase::StaleIfError.cache_status("Outpost").fwd_status(503);
-        assert_eq!(s.to_string(), "Outpost; fwd=stale; fwd-status=503; detail=\"stale-if-error\"");
+        let s = CachePhase::StaleIfError
+            .cache_status("Outpost")
+            .fwd_status(503);
+        assert_eq!(
+            s.to_string(),
+            "Outpost; fwd=stale; fwd-status=503; detail=\"stale-if-error\""
+        );
         assert_eq!(CachePhase::Bypass.to_string(), "bypass");
         assert_eq!(NoCacheReason::VaryStar.to_string(), "vary-star");
     }
@@ -388,7 +407,12 @@ mod tests {
     fn output_parses_as_structured_field_params() {
         // RFC 9211 §2: an sf-list of tokens/strings with parameters; our
         // dictionary parser accepts `name;params` members, so reuse it.
-        let s = CachePhase::UriMiss.cache_status("outpost").fwd_status(200).stored().ttl(-5).detail("x");
+        let s = CachePhase::UriMiss
+            .cache_status("outpost")
+            .fwd_status(200)
+            .stored()
+            .ttl(-5)
+            .detail("x");
         assert!(parse_dictionary(s.to_string().as_bytes()).is_some(), "{s}");
     }
 
@@ -396,7 +420,10 @@ mod tests {
     fn append_preserves_upstream_members() {
         // RFC 9211 §2: existing members are kept, ours goes last.
         let mut h = HeaderMap::new();
-        h.insert(CACHE_STATUS.clone(), HeaderValue::from_static("Origin; hit"));
+        h.insert(
+            CACHE_STATUS.clone(),
+            HeaderValue::from_static("Origin; hit"),
+        );
         CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
         assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Origin; hit, Outpost; hit");
         let mut h = HeaderMap::new();

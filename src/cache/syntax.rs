@@ -15,10 +15,23 @@ pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
 
 /// `tchar` (RFC 9110 §5.6.2).
 pub fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
-        | b'^' | b'_' | b'`' | b'|' | b'~')
-        || b.is_ascii_alphanumeric()
+    matches!(
+        b,
+        b'!' | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'_'
+            | b'`'
+            | b'|'
+            | b'~'
+    ) || b.is_ascii_alphanumeric()
 }
 
 /// A non-empty run of `tchar` (RFC 9110 §5.6.2).
@@ -187,7 +200,10 @@ mod tests {
         // Unterminated quote runs to the end.
         assert_eq!(split_list(b"a=\"x,y"), vec![&b"a=\"x,y"[..]]);
         // Escaped quote inside a quoted-string.
-        assert_eq!(split_list(br#"a="x\",y",b"#), vec![&br#"a="x\",y""#[..], &b"b"[..]]);
+        assert_eq!(
+            split_list(br#"a="x\",y",b"#),
+            vec![&br#"a="x\",y""#[..], &b"b"[..]]
+        );
     }
 
     #[test]
@@ -221,7 +237,10 @@ mod tests {
 
     #[test]
     fn u64_saturates() {
-        assert_eq!(parse_u64_saturating(b"18446744073709551616"), Some(u64::MAX));
+        assert_eq!(
+            parse_u64_saturating(b"18446744073709551616"),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_u64_saturating(b"12"), Some(12));
         assert_eq!(parse_u64_saturating(b"1a"), None);
     }

@@ -3,8 +3,8 @@
 //! freshening (RFC 9111).
 
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderName, LAST_MODIFIED, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderName, LAST_MODIFIED, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderValue};
 
@@ -28,10 +28,10 @@ pub fn excluded_from_storage(headers: &HeaderMap) -> Vec<HeaderName> {
         TRAILER,
     ];
     for m in list_elements(headers, &CONNECTION) {
-        if let Ok(n) = HeaderName::from_bytes(m) {
-            if !out.contains(&n) {
-                out.push(n);
-            }
+        if let Ok(n) = HeaderName::from_bytes(m)
+            && !out.contains(&n)
+        {
+            out.push(n);
         }
     }
     out
@@ -63,7 +63,11 @@ pub fn to_header_map(list: &[(HeaderName, HeaderValue)]) -> HeaderMap {
 /// §3.1 exclusions of `new`, and the caller's `protect` list (fields the
 /// stored content depends on, e.g. `Content-Encoding` when the cache stored
 /// an encoding it produced itself, or qualified private/no-cache fields).
-pub fn update_headers(stored: &[(HeaderName, HeaderValue)], new: &HeaderMap, protect: &[HeaderName]) -> HeaderList {
+pub fn update_headers(
+    stored: &[(HeaderName, HeaderValue)],
+    new: &HeaderMap,
+    protect: &[HeaderName],
+) -> HeaderList {
     let mut skip = excluded_from_storage(new);
     skip.push(CONTENT_LENGTH);
     skip.push(CONTENT_RANGE);
@@ -98,7 +102,11 @@ pub fn update_headers(stored: &[(HeaderName, HeaderValue)], new: &HeaderMap, pro
 ///   or, a judgement call, `cache_generated` is true: the conditional
 ///   request was built by this cache from this stored response's own
 ///   validators (§4.3.1), so the 304 can only refer to it.
-pub fn select_for_update(stored: &HeaderMap, not_modified: &HeaderMap, cache_generated: bool) -> bool {
+pub fn select_for_update(
+    stored: &HeaderMap,
+    not_modified: &HeaderMap,
+    cache_generated: bool,
+) -> bool {
     let new_etag = EntityTag::from_headers(not_modified);
     let old_etag = EntityTag::from_headers(stored);
     if let Some(t) = new_etag.as_ref().filter(|t| !t.weak) {
@@ -106,7 +114,9 @@ pub fn select_for_update(stored: &HeaderMap, not_modified: &HeaderMap, cache_gen
     }
     let new_lm = header_date(not_modified, &LAST_MODIFIED);
     if new_etag.is_some() || new_lm.is_some() {
-        let etag_ok = new_etag.as_ref().is_some_and(|t| old_etag.as_ref().is_some_and(|o| o.weak_eq(t)));
+        let etag_ok = new_etag
+            .as_ref()
+            .is_some_and(|t| old_etag.as_ref().is_some_and(|o| o.weak_eq(t)));
         let lm_ok = new_lm.is_some_and(|lm| header_date(stored, &LAST_MODIFIED) == Some(lm));
         return etag_ok || lm_ok;
     }
@@ -131,7 +141,10 @@ pub enum HeadOutcome {
 /// (the stored body length; `None` = unknown, which cannot match).
 pub fn head_outcome(stored: &HeaderMap, head: &HeaderMap, stored_len: Option<u64>) -> HeadOutcome {
     if head.contains_key(ETAG) {
-        let same = match (EntityTag::from_headers(head), EntityTag::from_headers(stored)) {
+        let same = match (
+            EntityTag::from_headers(head),
+            EntityTag::from_headers(stored),
+        ) {
             (Some(a), Some(b)) => a == b,
             _ => false,
         };
@@ -162,24 +175,38 @@ mod tests {
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
     fn list(pairs: &[(&str, &str)]) -> HeaderList {
         pairs
             .iter()
-            .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .map(|(n, v)| {
+                (
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
             .collect()
     }
     fn render(l: &HeaderList) -> Vec<String> {
-        l.iter().map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())).collect()
+        l.iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect()
     }
 
     #[test]
     fn excluded_fields_include_connection_listed() {
         // RFC 9111 §3.1
-        let h = hm(&[("connection", "close, X-Hop"), ("x-hop", "1"), ("keep-alive", "5")]);
+        let h = hm(&[
+            ("connection", "close, X-Hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "5"),
+        ]);
         let ex = excluded_from_storage(&h);
         assert!(ex.contains(&HeaderName::from_static("x-hop")));
         assert!(ex.contains(&TRANSFER_ENCODING));
@@ -227,7 +254,11 @@ mod tests {
     #[test]
     fn repeated_new_fields_are_all_kept() {
         // RFC 9111 §3.2: "add each header field" — every line of a repeated field.
-        let out = update_headers(&list(&[("link", "a")]), &hm(&[("link", "b"), ("link", "c")]), &[]);
+        let out = update_headers(
+            &list(&[("link", "a")]),
+            &hm(&[("link", "b"), ("link", "c")]),
+            &[],
+        );
         assert_eq!(render(&out), ["link: b", "link: c"]);
     }
 
@@ -235,18 +266,45 @@ mod tests {
     fn select_304_strong_validator() {
         // RFC 9111 §4.3.4 first bullet.
         let stored = hm(&[("etag", "\"v1\"")]);
-        assert!(select_for_update(&stored, &hm(&[("etag", "\"v1\"")]), false));
-        assert!(!select_for_update(&stored, &hm(&[("etag", "\"v2\"")]), true));
-        assert!(!select_for_update(&hm(&[("etag", "W/\"v1\"")]), &hm(&[("etag", "\"v1\"")]), false));
+        assert!(select_for_update(
+            &stored,
+            &hm(&[("etag", "\"v1\"")]),
+            false
+        ));
+        assert!(!select_for_update(
+            &stored,
+            &hm(&[("etag", "\"v2\"")]),
+            true
+        ));
+        assert!(!select_for_update(
+            &hm(&[("etag", "W/\"v1\"")]),
+            &hm(&[("etag", "\"v1\"")]),
+            false
+        ));
     }
 
     #[test]
     fn select_304_weak_validators() {
         // RFC 9111 §4.3.4 second bullet.
-        let stored = hm(&[("etag", "W/\"v1\""), ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
-        assert!(select_for_update(&stored, &hm(&[("etag", "W/\"v1\"")]), false));
-        assert!(select_for_update(&stored, &hm(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]), false));
-        assert!(!select_for_update(&stored, &hm(&[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")]), true));
+        let stored = hm(&[
+            ("etag", "W/\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert!(select_for_update(
+            &stored,
+            &hm(&[("etag", "W/\"v1\"")]),
+            false
+        ));
+        assert!(select_for_update(
+            &stored,
+            &hm(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            false
+        ));
+        assert!(!select_for_update(
+            &stored,
+            &hm(&[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")]),
+            true
+        ));
     }
 
     #[test]
@@ -261,16 +319,45 @@ mod tests {
     #[test]
     fn head_freshening() {
         // RFC 9111 §4.3.5
-        let stored = hm(&[("etag", "\"a\""), ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
-        assert_eq!(head_outcome(&stored, &hm(&[("etag", "\"a\""), ("content-length", "5")]), Some(5)), HeadOutcome::Update);
-        assert_eq!(head_outcome(&stored, &hm(&[("etag", "\"b\"")]), Some(5)), HeadOutcome::Stale);
-        assert_eq!(head_outcome(&stored, &hm(&[("content-length", "6")]), Some(5)), HeadOutcome::Stale);
-        assert_eq!(head_outcome(&stored, &hm(&[("content-length", "x")]), Some(5)), HeadOutcome::Stale);
+        let stored = hm(&[
+            ("etag", "\"a\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
         assert_eq!(
-            head_outcome(&stored, &hm(&[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")]), None),
+            head_outcome(
+                &stored,
+                &hm(&[("etag", "\"a\""), ("content-length", "5")]),
+                Some(5)
+            ),
+            HeadOutcome::Update
+        );
+        assert_eq!(
+            head_outcome(&stored, &hm(&[("etag", "\"b\"")]), Some(5)),
             HeadOutcome::Stale
         );
-        assert_eq!(head_outcome(&stored, &hm(&[("x", "y")]), None), HeadOutcome::Update);
-        assert_eq!(head_outcome(&hm(&[]), &hm(&[("etag", "\"a\"")]), None), HeadOutcome::Stale);
+        assert_eq!(
+            head_outcome(&stored, &hm(&[("content-length", "6")]), Some(5)),
+            HeadOutcome::Stale
+        );
+        assert_eq!(
+            head_outcome(&stored, &hm(&[("content-length", "x")]), Some(5)),
+            HeadOutcome::Stale
+        );
+        assert_eq!(
+            head_outcome(
+                &stored,
+                &hm(&[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")]),
+                None
+            ),
+            HeadOutcome::Stale
+        );
+        assert_eq!(
+            head_outcome(&stored, &hm(&[("x", "y")]), None),
+            HeadOutcome::Update
+        );
+        assert_eq!(
+            head_outcome(&hm(&[]), &hm(&[("etag", "\"a\"")]), None),
+            HeadOutcome::Stale
+        );
     }
 }

@@ -42,10 +42,10 @@ impl Vary {
                 if !super::syntax::is_token(m) {
                     continue;
                 }
-                if let Ok(n) = HeaderName::from_bytes(m) {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
+                if let Ok(n) = HeaderName::from_bytes(m)
+                    && !names.contains(&n)
+                {
+                    names.push(n);
                 }
             }
         }
@@ -188,7 +188,10 @@ mod tests {
     fn hm(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
         }
         h
     }
@@ -197,12 +200,24 @@ mod tests {
     #[test]
     fn parse_vary_lines_case_and_dups() {
         // RFC 9110 §12.5.5: a list of case-insensitive field names.
-        let v = Vary::from_headers(&hm(&[("vary", b"Accept-Encoding, accept-language"), ("vary", b"ACCEPT-ENCODING,, Origin")]));
-        assert_eq!(v.names().iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["accept-encoding", "accept-language", "origin"]);
-        assert_eq!(Vary::from_headers(&hm(&[("vary", b"accept, *")])), Vary::Any);
+        let v = Vary::from_headers(&hm(&[
+            ("vary", b"Accept-Encoding, accept-language"),
+            ("vary", b"ACCEPT-ENCODING,, Origin"),
+        ]));
+        assert_eq!(
+            v.names().iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["accept-encoding", "accept-language", "origin"]
+        );
+        assert_eq!(
+            Vary::from_headers(&hm(&[("vary", b"accept, *")])),
+            Vary::Any
+        );
         assert_eq!(Vary::from_headers(&hm(&[("vary", b"")])), Vary::None);
         assert_eq!(Vary::from_headers(&HeaderMap::new()), Vary::None);
-        assert_eq!(Vary::from_headers(&hm(&[("vary", b"bad name, \xff")])), Vary::None);
+        assert_eq!(
+            Vary::from_headers(&hm(&[("vary", b"bad name, \xff")])),
+            Vary::None
+        );
     }
 
     #[test]
@@ -210,7 +225,14 @@ mod tests {
         // RFC 9111 §4.1: case-normalisation and whitespace where semantics allow.
         let n = ACCEPT_ENCODING;
         let a = normalised_value(&n, &hm(&[("accept-encoding", b"GZIP ;q=0.5 ,br")])).unwrap();
-        let b = normalised_value(&n, &hm(&[("accept-encoding", b"gzip; q=0.5"), ("accept-encoding", b"br")])).unwrap();
+        let b = normalised_value(
+            &n,
+            &hm(&[
+                ("accept-encoding", b"gzip; q=0.5"),
+                ("accept-encoding", b"br"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(a, b"gzip;q=0.5, br");
         assert_eq!(a, b);
     }
@@ -222,7 +244,10 @@ mod tests {
         let absent = variant_key(&P, &names, &HeaderMap::new());
         let empty = variant_key(&P, &names, &hm(&[("accept-encoding", b"")]));
         assert_ne!(absent, empty);
-        assert_eq!(normalised_value(&ACCEPT_ENCODING, &hm(&[("accept-encoding", b" ")])).unwrap(), b"");
+        assert_eq!(
+            normalised_value(&ACCEPT_ENCODING, &hm(&[("accept-encoding", b" ")])).unwrap(),
+            b""
+        );
     }
 
     #[test]
@@ -230,15 +255,25 @@ mod tests {
         // RFC 9111 §4.1
         let req = hm(&[("accept-encoding", b"gzip"), ("accept-language", b"en")]);
         let k1 = variant_key(&P, &[ACCEPT_ENCODING, ACCEPT_LANGUAGE], &req);
-        let k2 = variant_key(&P, &[ACCEPT_LANGUAGE, ACCEPT_ENCODING, ACCEPT_ENCODING], &req);
+        let k2 = variant_key(
+            &P,
+            &[ACCEPT_LANGUAGE, ACCEPT_ENCODING, ACCEPT_ENCODING],
+            &req,
+        );
         assert_eq!(k1, k2);
         let req2 = hm(&[("accept-encoding", b"br"), ("accept-language", b"en")]);
-        assert_ne!(k1, variant_key(&P, &[ACCEPT_ENCODING, ACCEPT_LANGUAGE], &req2));
-        assert_ne!(k1, variant_key(&[8; 32], &[ACCEPT_ENCODING, ACCEPT_LANGUAGE], &req));
+        assert_ne!(
+            k1,
+            variant_key(&P, &[ACCEPT_ENCODING, ACCEPT_LANGUAGE], &req2)
+        );
+        assert_ne!(
+            k1,
+            variant_key(&[8; 32], &[ACCEPT_ENCODING, ACCEPT_LANGUAGE], &req)
+        );
         // Case of case-sensitive fields matters.
         let o = HeaderName::from_static("x-thing");
         assert_ne!(
-            variant_key(&P, &[o.clone()], &hm(&[("x-thing", b"A")])),
+            variant_key(&P, std::slice::from_ref(&o), &hm(&[("x-thing", b"A")])),
             variant_key(&P, &[o], &hm(&[("x-thing", b"a")]))
         );
     }
@@ -246,7 +281,8 @@ mod tests {
     #[test]
     fn quoted_strings_are_preserved() {
         // Whitespace inside quoted-strings is significant (RFC 9110 §5.6.4).
-        let v = normalised_value(&ACCEPT, &hm(&[("accept", b"text/html; x=\"a  b\"  ; q=1")])).unwrap();
+        let v =
+            normalised_value(&ACCEPT, &hm(&[("accept", b"text/html; x=\"a  b\"  ; q=1")])).unwrap();
         assert_eq!(v, b"text/html;x=\"a  b\";q=1");
     }
 
@@ -263,7 +299,11 @@ mod tests {
     fn hostile_values() {
         let big = vec![b','; 100_000];
         let _ = normalised_value(&ACCEPT_ENCODING, &hm(&[("accept-encoding", &big)]));
-        let v = normalised_value(&ACCEPT_LANGUAGE, &hm(&[("accept-language", b"\xc3\xa9N, \"un")])).unwrap();
+        let v = normalised_value(
+            &ACCEPT_LANGUAGE,
+            &hm(&[("accept-language", b"\xc3\xa9N, \"un")]),
+        )
+        .unwrap();
         assert_eq!(v, b"\xc3\xa9n, \"un");
     }
 }
