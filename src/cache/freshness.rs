@@ -549,3 +549,8 @@ pub fn decide(stored: &StoredFacts, request: &RequestDirectives, opts: &ReuseOpt
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "freshness_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "decide_tests.rs"]
+mod decide_tests;

@@ -14,11 +14,12 @@
 //! hostile bytes never panics nor allocates more than the input size.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use http::header::{AGE, ETAG, HeaderName, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use super::codec::{Reader, Writer};
 use super::conditional::Validators;
 use super::control::{EffectiveControl, effective_response_control};
 use super::freshness::{
@@ -27,12 +28,12 @@ use super::freshness::{
 use super::update::{HeaderList, to_header_map, update_headers};
 use super::vary::Vary;
 
-const MAGIC: &[u8; 4] = b"OPMT";
+pub(super) const MAGIC: &[u8; 4] = b"OPMT";
 /// Current format version.
 pub const META_VERSION: u8 = 1;
 const KIND_OBJECT: u8 = 1;
 const KIND_VARY: u8 = 2;
-const CHECKSUM_LEN: usize = 8;
+pub(super) const CHECKSUM_LEN: usize = 8;
 
 /// `Surrogate-Key`: space-separated tags used by tag purges.
 pub static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
@@ -470,172 +471,6 @@ fn read_object(r: &mut Reader<'_>) -> Result<ObjectMeta, MetaError> {
         chunk_count,
         body_hash,
     })
-}
-
-struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn new(kind: u8) -> Writer {
-        let mut buf = Vec::with_capacity(512);
-        buf.extend_from_slice(MAGIC);
-        buf.push(META_VERSION);
-        buf.push(kind);
-        Writer { buf }
-    }
-    fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        // Field values beyond 4 GiB cannot come from http types.
-        let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
-        self.u32(len);
-        self.buf
-            .extend_from_slice(b.get(..len as usize).unwrap_or(b));
-    }
-    fn opt_bytes(&mut self, b: Option<&[u8]>) {
-        match b {
-            Some(b) => {
-                self.buf.push(1);
-                self.bytes(b);
-            }
-            None => self.buf.push(0),
-        }
-    }
-    fn opt_u32(&mut self, v: Option<u32>) {
-        match v {
-            Some(v) => {
-                self.buf.push(1);
-                self.u32(v);
-            }
-            None => self.buf.push(0),
-        }
-    }
-    fn opt_u64(&mut self, v: Option<u64>) {
-        match v {
-            Some(v) => {
-                self.buf.push(1);
-                self.u64(v);
-            }
-            None => self.buf.push(0),
-        }
-    }
-    fn time(&mut self, t: SystemTime) {
-        let ms = t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        self.u64(u64::try_from(ms).unwrap_or(u64::MAX));
-    }
-    fn names(&mut self, names: &[HeaderName]) {
-        self.u32(u32::try_from(names.len()).unwrap_or(u32::MAX));
-        for n in names {
-            self.bytes(n.as_str().as_bytes());
-        }
-    }
-    fn finish(mut self) -> Vec<u8> {
-        let sum = blake3::hash(&self.buf);
-        self.buf
-            .extend_from_slice(sum.as_bytes().get(..CHECKSUM_LEN).unwrap_or_default());
-        self.buf
-    }
-}
-
-struct Reader<'a> {
-    s: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], MetaError> {
-        if n > self.s.len() {
-            return Err(MetaError::Truncated);
-        }
-        let (a, b) = self.s.split_at(n);
-        self.s = b;
-        Ok(a)
-    }
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], MetaError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, MetaError> {
-        Ok(self.arr::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, MetaError> {
-        Ok(u16::from_le_bytes(self.arr()?))
-    }
-    fn u32(&mut self) -> Result<u32, MetaError> {
-        Ok(u32::from_le_bytes(self.arr()?))
-    }
-    fn u64(&mut self) -> Result<u64, MetaError> {
-        Ok(u64::from_le_bytes(self.arr()?))
-    }
-    /// A count of items each at least `min_size` bytes, checked against
-    /// the remaining input so a corrupt count cannot force a huge allocation.
-    fn count(&mut self, min_size: usize) -> Result<usize, MetaError> {
-        let n = self.u32()? as usize;
-        if n.saturating_mul(min_size) > self.s.len() {
-            return Err(MetaError::Truncated);
-        }
-        Ok(n)
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], MetaError> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn flag(&mut self) -> Result<bool, MetaError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(MetaError::Invalid("option tag")),
-        }
-    }
-    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, MetaError> {
-        Ok(if self.flag()? {
-            Some(self.bytes()?.to_vec())
-        } else {
-            None
-        })
-    }
-    fn opt_u32(&mut self) -> Result<Option<u32>, MetaError> {
-        Ok(if self.flag()? {
-            Some(self.u32()?)
-        } else {
-            None
-        })
-    }
-    fn opt_u64(&mut self) -> Result<Option<u64>, MetaError> {
-        Ok(if self.flag()? {
-            Some(self.u64()?)
-        } else {
-            None
-        })
-    }
-    fn time(&mut self) -> Result<SystemTime, MetaError> {
-        let ms = self.u64()?;
-        UNIX_EPOCH
-            .checked_add(Duration::from_millis(ms))
-            .ok_or(MetaError::Invalid("time"))
-    }
-    fn names(&mut self) -> Result<Vec<HeaderName>, MetaError> {
-        let n = self.count(4)?;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push(
-                HeaderName::from_bytes(self.bytes()?)
-                    .map_err(|_| MetaError::Invalid("field name"))?,
-            );
-        }
-        Ok(v)
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::{Duration, UNIX_EPOCH};
 use crate::cache::control::RequestDirectives;
 use crate::cache::control::target_list;
 use crate::cache::freshness::{Reuse, ReuseOptions, decide};

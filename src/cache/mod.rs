@@ -19,6 +19,7 @@ pub mod invalidate;
 pub mod key;
 pub mod meta;
 pub mod range;
+mod codec;
 mod sfv;
 pub mod status;
 mod syntax;
