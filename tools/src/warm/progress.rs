@@ -78,21 +78,23 @@ impl Progress {
     }
 }
 
+// The message carries the rate and the outcome counts; `wide_bar` takes what
+// is left of the line, so the whole fits an 80-column terminal.
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {human_pos} URLs  {per_sec}  {msg}")
+    ProgressStyle::with_template("{spinner} {human_pos} URLs  {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{bar:30} {human_pos}/{human_len} ({percent}%)  {per_sec}  ETA {eta}  {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template("{human_pos}/{human_len} {wide_bar} {percent:>3}% {msg} ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 async fn drive_bar(bar: ProgressBar, tally: Arc<Tally>, total: Arc<Total>) {
     let mut with_length = false;
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    // Rate over roughly the last second (five ticks).
+    let mut window = std::collections::VecDeque::from([(Instant::now(), 0u64)]);
     loop {
         ticker.tick().await;
         if !with_length && let Some(n) = total.get() {
@@ -101,8 +103,19 @@ async fn drive_bar(bar: ProgressBar, tally: Arc<Tally>, total: Arc<Total>) {
             with_length = true;
         }
         let snap = tally.snapshot();
+        let now = Instant::now();
+        window.push_back((now, snap.done()));
+        while window.len() > 6 {
+            window.pop_front();
+        }
+        let rate = window.front().map_or(0.0, |(t, n)| {
+            units::rate(snap.done().saturating_sub(*n), now - *t)
+        });
         bar.set_position(snap.done());
-        bar.set_message(snap.brief());
+        bar.set_message(format!(
+            "{rate:.0}/s stored {} hit {} uncacheable {} failed {}",
+            snap.stored, snap.cached, snap.uncacheable, snap.failed
+        ));
     }
 }
 
