@@ -179,6 +179,37 @@ async fn failures_are_counted_by_reason_and_exit_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_from_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let node = mock(|_req: Req| async { respond(200, &[("cache-status", HIT)], "") }).await;
+    let mut child = tokio::process::Command::new(common::bin())
+        .args(["warm", "--node", &node.url(), "--urls", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"http://a.example/1\n# c\nhttp://a.example/2\n")
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let r = common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: Duration::ZERO,
+    };
+    assert_eq!(r.code, 0, "{r:#?}");
+    r.expect("already cached", 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_node_exits_2_with_a_clear_message() {
     let addr = dead_addr().await;
     let file = temp_file("http://a.example/1\n");
