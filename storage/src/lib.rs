@@ -1,1 +1,91 @@
-//! `outpost-storage`: the HTTP-agnostic two-tier store (placeholder, filled by the storage issue).
+//! `outpost-storage`: Outpost's HTTP-agnostic two-tier (memory + disk) object store.
+//!
+//! It stores objects — a small metadata blob plus a body — under 32-byte keys, on foyer's
+//! `HybridCache` (pinned `=0.22.6`): a byte-weighted memory tier in front of a block-based disk
+//! tier that is recovered when the store is reopened on the same directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), outpost_storage::Error> {
+//! use bytes::Bytes;
+//! use outpost_storage::{Store, StoreConfig, MIB, GIB};
+//!
+//! let store = Store::open(StoreConfig::new("/var/cache/outpost", 256 * MIB, 20 * GIB)).await?;
+//! let key = *blake3::hash(b"https://example.com/a").as_bytes();
+//! let mut w = store.begin_write(key, Bytes::from_static(b"headers..."));
+//! w.write(Bytes::from(vec![0u8; 3 * 1024 * 1024])).await?;
+//! w.finish().await?; // visible now, atomically
+//! if let Some(hit) = store.lookup(&key).await? {
+//!     let mut body = hit.reader(1024 * 1024); // start anywhere (Range requests)
+//!     while let Some(piece) = body.next_chunk().await? { let _ = piece; }
+//! }
+//! store.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! An object is a **head** entry under its key (metadata, object id, body length, chunk size,
+//! chunk count, whole-body blake3) plus **chunks** of `chunk_size` bytes (1 MiB by default)
+//! under `blake3(object_id, index)`, each carrying its own blake3. Every write gets a fresh
+//! 128-bit object id, so two versions never share chunks and a reader, which pins one head,
+//! never mixes versions. The head is inserted only after all chunks, which makes `finish()` the
+//! atomic commit point; dropping a [`WriteHandle`] unfinished leaves nothing visible.
+//!
+//! # Guarantees
+//! - After [`Store::close`] and reopen, every committed object that still fits is back,
+//!   byte-identical; removed and replaced versions stay gone (foyer's tombstone log).
+//! - After a crash (SIGKILL), an object either reads back complete and correct, or not at all:
+//!   with `durable_commit` (the default) all chunks are written to the files before the head
+//!   is enqueued. A chunk lost later (disk eviction, a damaged file) is detected while reading
+//!   — `ErrorKind::Corrupt`, the head is dropped, `corrupt_reads` counts it — never a panic.
+//! - A full disk tier evicts whole blocks (FIFO); writers never see an error for it. An object
+//!   whose chunks were evicted before its commit is silently not committed (`writes_dropped`).
+//! - Disk I/O never runs on the caller's runtime: foyer's psync engine does blocking
+//!   `pread`/`pwrite` on the blocking pool of the store's own runtime, where disk reads are
+//!   also decoded and checksummed.
+//! - Not durable against power loss: foyer does not fsync its data files. A cache may lose
+//!   recent entries then, but still never returns a damaged body (checksums).
+//!
+//! # Pitfalls found (foyer 0.22.6)
+//! - **Silent drops.** foyer never pushes back on writers: when its submit queue or flush
+//!   buffer is full, the entry is just not written to disk. A fast 1 GiB write lost most of its
+//!   chunks. [`pacer`](crate::pacer) bounds unflushed bytes to half the flush buffer and waits
+//!   for foyer's flusher (`Store::wait`) when over budget.
+//! - **Entry size.** An entry larger than a block (minus its 4 KiB index) is silently dropped
+//!   from disk, and every entry is padded to 4 KiB. Blocks are at least 4 chunks plus padding
+//!   (16 MiB by default: 15 chunks of 1 MiB per block).
+//! - **Tombstones.** Without `with_tombstone_log(true)` removed or replaced entries come back
+//!   after a restart.
+//! - **Write policy.** The default `WriteOnEviction` keeps entries memory-only until evicted;
+//!   we use `WriteOnInsertion` (and `flush_on_close(false)`, or close writes everything again).
+//! - **Resurrection by promotion.** `HybridCache::get` promotes disk hits into memory, and an
+//!   in-flight disk read is not cancelled by `remove`: a head removed during a slow read came
+//!   back in memory. We read the disk tier with `storage().load()` and promote heads only when
+//!   the key's shard version (bumped by every commit/remove under a mutex) did not change.
+//! - **Capacity.** Without an explicit capacity the device takes 80 % of the free disk. The
+//!   capacity also holds the tombstone log; foyer needs several spare blocks, so the config
+//!   requires at least 8 blocks and objects of at most half the disk.
+//! - **Layout changes.** foyer cannot recover files written with another block size or
+//!   capacity; a `MANIFEST` records them and a mismatch discards the old files (cold start).
+//! - **Key hashing.** foyer indexes the disk tier by a 64-bit hash of the key and compares full
+//!   keys on read; a 64-bit collision makes the older entry unreachable (harmless for a cache).
+//! - **Runtime drop.** foyer runs on its own runtime (`Spawner::from(Runtime)`), which foyer
+//!   shuts down in the background when the last handle goes; a store dropped without
+//!   `close()` finishes closing asynchronously, so await `close()` before reopening a directory.
+
+pub(crate) mod codec;
+mod config;
+mod dir;
+mod error;
+pub(crate) mod pacer;
+mod read;
+mod stats;
+mod store;
+mod write;
+
+pub use codec::{Key, ObjectId};
+pub use config::{EvictionPolicy, GIB, KIB, MIB, StoreConfig};
+pub use error::{Error, ErrorKind};
+pub use read::{BodyReader, ReadHandle};
+pub use stats::StoreStats;
+pub use store::Store;
+pub use write::WriteHandle;

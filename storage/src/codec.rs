@@ -1,0 +1,366 @@
+//! The records stored in foyer and their on-disk encoding (foyer's `Code`).
+//!
+//! Two kinds of entry share one foyer cache, both under 32-byte keys:
+//! - a **head** under the caller's key: format version, object id, body length, chunk size,
+//!   chunk count, whole-body blake3 and the caller's metadata blob;
+//! - a **chunk** under `chunk_key(object_id, index)`: object id, index, blake3 of the data, data.
+//!
+//! Decoding a chunk verifies its blake3; a mismatch is reported to foyer as a checksum error,
+//! which makes foyer drop the disk entry and report a miss (the reader then reports
+//! `ErrorKind::Corrupt`). Lengths read from disk are bounded before allocating.
+//! All integers are little endian.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foyer::Code;
+
+/// A 32-byte key (the cache layer uses blake3 hashes).
+pub type Key = [u8; 32];
+
+/// A store-wide unique id of one written version of an object.
+pub type ObjectId = [u8; 16];
+
+const HEAD_TAG: u8 = 0xA1;
+const CHUNK_TAG: u8 = 0xC1;
+const FORMAT_VERSION: u8 = 1;
+/// Upper bound on a decoded metadata blob.
+pub(crate) const MAX_META: usize = 16 << 20;
+/// Upper bound on a decoded chunk (the config allows at most 64 MiB chunks).
+const MAX_CHUNK: usize = 64 << 20;
+/// Fixed per-entry memory overhead charged by the weighter (foyer record, Arc, key, header).
+pub(crate) const ENTRY_OVERHEAD: usize = 160;
+
+/// The foyer key: a newtype so we own its `Code` impl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StoreKey(pub Key);
+
+impl Code for StoreKey {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        writer.write_all(&self.0).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        let mut k = [0u8; 32];
+        reader.read_exact(&mut k).map_err(foyer::Error::io_error)?;
+        Ok(StoreKey(k))
+    }
+
+    fn estimated_size(&self) -> usize {
+        32
+    }
+}
+
+/// The key of chunk `index` of object `object_id`.
+pub(crate) fn chunk_key(object_id: &ObjectId, index: u64) -> StoreKey {
+    let mut h = blake3::Hasher::new_derive_key("outpost-storage 2026 chunk key v1");
+    h.update(object_id);
+    h.update(&index.to_le_bytes());
+    StoreKey(*h.finalize().as_bytes())
+}
+
+/// The head entry of a committed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub object_id: ObjectId,
+    pub body_len: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u64,
+    pub body_hash: [u8; 32],
+    pub meta: Bytes,
+}
+
+impl Head {
+    /// Length of chunk `index` (all full except possibly the last).
+    pub fn chunk_len(&self, index: u64) -> u64 {
+        let start = index * u64::from(self.chunk_size);
+        self.body_len
+            .saturating_sub(start)
+            .min(u64::from(self.chunk_size))
+    }
+
+    /// Internal consistency (holds for every head we write).
+    pub fn is_consistent(&self) -> bool {
+        self.chunk_size > 0
+            && self.chunk_count == self.body_len.div_ceil(u64::from(self.chunk_size))
+    }
+}
+
+/// One body chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub object_id: ObjectId,
+    pub index: u64,
+    pub hash: [u8; 32],
+    pub data: Bytes,
+}
+
+impl Chunk {
+    pub fn new(object_id: ObjectId, index: u64, data: Bytes) -> Self {
+        let hash = *blake3::hash(&data).as_bytes();
+        Self {
+            object_id,
+            index,
+            hash,
+            data,
+        }
+    }
+}
+
+/// A foyer value: a head or a chunk. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    Head(Arc<Head>),
+    Chunk(Arc<Chunk>),
+}
+
+impl Entry {
+    /// Weight for the memory tier: payload bytes plus a fixed overhead.
+    pub fn weight(&self) -> usize {
+        ENTRY_OVERHEAD
+            + match self {
+                Entry::Head(h) => 96 + h.meta.len(),
+                Entry::Chunk(c) => 64 + c.data.len(),
+            }
+    }
+
+    /// Exact encoded length.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Entry::Head(h) => 2 + 16 + 8 + 4 + 8 + 32 + 4 + h.meta.len(),
+            Entry::Chunk(c) => 1 + 16 + 8 + 32 + 4 + c.data.len(),
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> foyer::Error {
+    foyer::Error::io_error(e)
+}
+
+fn parse_err(msg: &'static str) -> foyer::Error {
+    foyer::Error::new(foyer::ErrorKind::Parse, msg)
+}
+
+fn read_arr<const N: usize>(r: &mut impl Read) -> foyer::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b).map_err(io)?;
+    Ok(b)
+}
+
+fn read_u32(r: &mut impl Read) -> foyer::Result<u32> {
+    Ok(u32::from_le_bytes(read_arr(r)?))
+}
+
+fn read_u64(r: &mut impl Read) -> foyer::Result<u64> {
+    Ok(u64::from_le_bytes(read_arr(r)?))
+}
+
+fn read_bytes(r: &mut impl Read, len: usize) -> foyer::Result<Bytes> {
+    let mut v = vec![0u8; len];
+    r.read_exact(&mut v).map_err(io)?;
+    Ok(Bytes::from(v))
+}
+
+fn len_u32(len: usize) -> foyer::Result<u32> {
+    u32::try_from(len).map_err(|_| parse_err("length does not fit in u32"))
+}
+
+impl Code for Entry {
+    fn encode(&self, w: &mut impl Write) -> foyer::Result<()> {
+        match self {
+            Entry::Head(h) => {
+                w.write_all(&[HEAD_TAG, FORMAT_VERSION]).map_err(io)?;
+                w.write_all(&h.object_id).map_err(io)?;
+                w.write_all(&h.body_len.to_le_bytes()).map_err(io)?;
+                w.write_all(&h.chunk_size.to_le_bytes()).map_err(io)?;
+                w.write_all(&h.chunk_count.to_le_bytes()).map_err(io)?;
+                w.write_all(&h.body_hash).map_err(io)?;
+                w.write_all(&len_u32(h.meta.len())?.to_le_bytes())
+                    .map_err(io)?;
+                w.write_all(&h.meta).map_err(io)
+            }
+            Entry::Chunk(c) => {
+                w.write_all(&[CHUNK_TAG]).map_err(io)?;
+                w.write_all(&c.object_id).map_err(io)?;
+                w.write_all(&c.index.to_le_bytes()).map_err(io)?;
+                w.write_all(&c.hash).map_err(io)?;
+                w.write_all(&len_u32(c.data.len())?.to_le_bytes())
+                    .map_err(io)?;
+                w.write_all(&c.data).map_err(io)
+            }
+        }
+    }
+
+    fn decode(r: &mut impl Read) -> foyer::Result<Self> {
+        // Any decode failure is reported as a checksum mismatch: foyer then drops the disk
+        // entry and reports a miss, instead of returning an error for it forever.
+        decode_entry(r).map_err(|e| match e.kind() {
+            foyer::ErrorKind::ChecksumMismatch => e,
+            _ => foyer::Error::new(
+                foyer::ErrorKind::ChecksumMismatch,
+                format!("undecodable entry: {e}"),
+            ),
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        self.encoded_len()
+    }
+}
+
+fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
+    let [tag] = read_arr::<1>(r)?;
+    match tag {
+        HEAD_TAG => {
+            let [version] = read_arr::<1>(r)?;
+            if version != FORMAT_VERSION {
+                return Err(parse_err("unknown head format version"));
+            }
+            let object_id = read_arr::<16>(r)?;
+            let body_len = read_u64(r)?;
+            let chunk_size = read_u32(r)?;
+            let chunk_count = read_u64(r)?;
+            let body_hash = read_arr::<32>(r)?;
+            let meta_len = read_u32(r)? as usize;
+            if meta_len > MAX_META {
+                return Err(parse_err("head metadata too long"));
+            }
+            let meta = read_bytes(r, meta_len)?;
+            let head = Head {
+                object_id,
+                body_len,
+                chunk_size,
+                chunk_count,
+                body_hash,
+                meta,
+            };
+            if !head.is_consistent() {
+                return Err(parse_err("inconsistent head"));
+            }
+            Ok(Entry::Head(Arc::new(head)))
+        }
+        CHUNK_TAG => {
+            let object_id = read_arr::<16>(r)?;
+            let index = read_u64(r)?;
+            let hash = read_arr::<32>(r)?;
+            let len = read_u32(r)? as usize;
+            if len > MAX_CHUNK {
+                return Err(parse_err("chunk too long"));
+            }
+            let data = read_bytes(r, len)?;
+            if blake3::hash(&data).as_bytes() != &hash {
+                // foyer treats ChecksumMismatch as "drop the entry, report a miss".
+                return Err(foyer::Error::new(
+                    foyer::ErrorKind::ChecksumMismatch,
+                    "chunk blake3 mismatch",
+                ));
+            }
+            Ok(Entry::Chunk(Arc::new(Chunk {
+                object_id,
+                index,
+                hash,
+                data,
+            })))
+        }
+        _ => Err(parse_err("unknown entry tag")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(e: &Entry) -> foyer::Result<Entry> {
+        let mut buf = Vec::new();
+        e.encode(&mut buf)?;
+        assert_eq!(buf.len(), e.encoded_len());
+        Entry::decode(&mut buf.as_slice())
+    }
+
+    fn head() -> Head {
+        Head {
+            object_id: [7; 16],
+            body_len: 2500,
+            chunk_size: 1000,
+            chunk_count: 3,
+            body_hash: [9; 32],
+            meta: Bytes::from_static(b"meta"),
+        }
+    }
+
+    #[test]
+    fn head_and_chunk_round_trip() {
+        let h = head();
+        match roundtrip(&Entry::Head(Arc::new(h.clone()))) {
+            Ok(Entry::Head(d)) => assert_eq!(*d, h),
+            other => panic!("unexpected {other:?}"),
+        }
+        let c = Chunk::new([1; 16], 5, Bytes::from_static(b"hello chunk"));
+        match roundtrip(&Entry::Chunk(Arc::new(c.clone()))) {
+            Ok(Entry::Chunk(d)) => assert_eq!(*d, c),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunk_len_and_consistency() {
+        let h = head();
+        assert!(h.is_consistent());
+        assert_eq!(h.chunk_len(0), 1000);
+        assert_eq!(h.chunk_len(2), 500);
+        assert_eq!(h.chunk_len(3), 0);
+        let bad = Head {
+            chunk_count: 2,
+            ..h
+        };
+        assert!(!bad.is_consistent());
+    }
+
+    #[test]
+    fn flipped_chunk_byte_is_a_checksum_error() {
+        let c = Chunk::new([1; 16], 0, Bytes::from(vec![42u8; 4096]));
+        let mut buf = Vec::new();
+        assert!(Entry::Chunk(Arc::new(c)).encode(&mut buf).is_ok());
+        let last = buf.len() - 1;
+        buf[last] ^= 0x01;
+        match Entry::decode(&mut buf.as_slice()) {
+            Err(e) => assert_eq!(e.kind(), foyer::ErrorKind::ChecksumMismatch),
+            Ok(_) => panic!("corruption not detected"),
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Truncations and random bytes: always an error or a valid entry, never a panic.
+        let mut buf = Vec::new();
+        assert!(Entry::Head(Arc::new(head())).encode(&mut buf).is_ok());
+        for cut in 0..buf.len() {
+            assert!(Entry::decode(&mut &buf[..cut]).is_err());
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            let junk: Vec<u8> = (0..64)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x & 0xff) as u8
+                })
+                .collect();
+            let _ = Entry::decode(&mut junk.as_slice());
+        }
+        // A huge declared length is refused before allocating.
+        let mut big = vec![CHUNK_TAG];
+        big.extend_from_slice(&[0; 16 + 8 + 32]);
+        big.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Entry::decode(&mut big.as_slice()).is_err());
+    }
+
+    #[test]
+    fn chunk_keys_differ_by_object_and_index() {
+        assert_ne!(chunk_key(&[1; 16], 0), chunk_key(&[1; 16], 1));
+        assert_ne!(chunk_key(&[1; 16], 0), chunk_key(&[2; 16], 0));
+        assert_eq!(chunk_key(&[1; 16], 3), chunk_key(&[1; 16], 3));
+    }
+}

@@ -1,0 +1,156 @@
+//! Reading: [`ReadHandle`] (an object's head) and [`BodyReader`] (its body, chunk by chunk).
+//!
+//! A reader starts at any byte offset: it computes the chunk index and offset within the chunk
+//! and never touches earlier chunks. Memory-tier chunks are handed out as slices of the shared
+//! `Bytes` (no copy). Each chunk is checked against the head (object id, index, length); disk
+//! chunks were also checked against their blake3 when decoded. A missing or damaged chunk ends
+//! the read with `ErrorKind::Corrupt`, counts a corrupt read and drops the head (unless a newer
+//! version replaced it meanwhile).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::codec::{Entry, Head, Key, ObjectId, StoreKey, chunk_key};
+use crate::error::Error;
+use crate::store::Store;
+
+/// A committed object found by [`Store::lookup`]: metadata plus a way to read the body.
+/// It pins one version: readers never mix chunks of two versions.
+#[derive(Clone)]
+pub struct ReadHandle {
+    store: Store,
+    key: Key,
+    head: Arc<Head>,
+}
+
+impl std::fmt::Debug for ReadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadHandle")
+            .field("body_len", &self.head.body_len)
+            .field("chunk_count", &self.head.chunk_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadHandle {
+    pub(crate) fn new(store: Store, key: Key, head: Arc<Head>) -> Self {
+        Self { store, key, head }
+    }
+
+    /// The metadata blob stored with the object (or set by `update_meta`).
+    pub fn meta(&self) -> &Bytes {
+        &self.head.meta
+    }
+
+    /// The body length in bytes.
+    pub fn body_len(&self) -> u64 {
+        self.head.body_len
+    }
+
+    /// blake3 of the whole body, computed while it was written.
+    pub fn body_checksum(&self) -> &[u8; 32] {
+        &self.head.body_hash
+    }
+
+    /// The id of this version of the object (a new one for every write).
+    pub fn object_id(&self) -> &ObjectId {
+        &self.head.object_id
+    }
+
+    /// The number of body chunks.
+    pub fn chunk_count(&self) -> u64 {
+        self.head.chunk_count
+    }
+
+    /// The chunk size the body was written with.
+    pub fn chunk_size(&self) -> u64 {
+        u64::from(self.head.chunk_size)
+    }
+
+    /// A reader of the body from byte `offset` (at or past the end: an empty reader).
+    pub fn reader(&self, offset: u64) -> BodyReader {
+        BodyReader {
+            store: self.store.clone(),
+            key: self.key,
+            head: self.head.clone(),
+            pos: offset.min(self.head.body_len),
+            failed: false,
+        }
+    }
+}
+
+/// Streams a body chunk by chunk. The first piece may be partial (when starting mid-chunk);
+/// later pieces are whole chunks.
+pub struct BodyReader {
+    store: Store,
+    key: Key,
+    head: Arc<Head>,
+    pos: u64,
+    failed: bool,
+}
+
+impl std::fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader")
+            .field("pos", &self.pos)
+            .field("body_len", &self.head.body_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodyReader {
+    /// The next piece of the body, `None` at the end.
+    /// `ErrorKind::Corrupt` if a chunk is missing or damaged (the reader stays failed).
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        if self.failed {
+            return Err(Error::corrupt("the body is missing or corrupt"));
+        }
+        if self.pos >= self.head.body_len {
+            return Ok(None);
+        }
+        let chunk_size = u64::from(self.head.chunk_size);
+        let index = self.pos / chunk_size;
+        let within = (self.pos % chunk_size) as usize;
+        let inner = &self.store.inner;
+        let found = inner
+            .get_entry(chunk_key(&self.head.object_id, index), false)
+            .await;
+        let problem = match found {
+            Ok(Some(Entry::Chunk(c)))
+                if c.object_id == self.head.object_id
+                    && c.index == index
+                    && c.data.len() as u64 == self.head.chunk_len(index)
+                    && within < c.data.len() =>
+            {
+                let piece = c.data.slice(within..);
+                self.pos += piece.len() as u64;
+                return Ok(Some(piece));
+            }
+            Ok(Some(_)) => "does not match its head".to_string(),
+            Ok(None) => "is missing".to_string(),
+            Err(e) => format!("is unreadable: {e}"),
+        };
+        self.failed = true;
+        tracing::warn!(index, problem, "body chunk lost: dropping the object");
+        inner
+            .invalidate(StoreKey(self.key), self.head.object_id)
+            .await;
+        Err(Error::corrupt(format!("chunk {index} {problem}")))
+    }
+
+    /// The byte offset of the next piece.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Read everything from the current position into one buffer (for tests and small bodies).
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, Error> {
+        let remaining = self.head.body_len.saturating_sub(self.pos);
+        let mut out = Vec::with_capacity(remaining.min(64 << 20) as usize);
+        while let Some(piece) = self.next_chunk().await? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+}

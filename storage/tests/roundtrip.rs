@@ -1,0 +1,146 @@
+//! Round trips at the boundary sizes, ranged reads, metadata updates and size limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use outpost_storage::{ErrorKind, KIB, MIB, Store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_at_boundary_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(mib_config(tmp.path(), 64 * MIB, 256 * MIB)).await.unwrap();
+    let c = MIB as usize;
+    let sizes = [0, 1, c - 1, c, c + 1, 10 * c];
+    for (i, &len) in sizes.iter().enumerate() {
+        let data = body(&format!("rt{i}"), len);
+        // Odd piece sizes exercise the re-chunking.
+        put(&store, key(&format!("k{i}")), &format!("meta{i}"), &data, 333_333).await;
+    }
+    for (i, &len) in sizes.iter().enumerate() {
+        let (meta, got) = get(&store, &key(&format!("k{i}"))).await.expect("present");
+        assert_eq!(meta, format!("meta{i}").as_bytes());
+        assert_eq!(got.len(), len);
+        assert_eq!(blake3::hash(&got), blake3::hash(&body(&format!("rt{i}"), len)));
+        let hit = store.lookup(&key(&format!("k{i}"))).await.unwrap().unwrap();
+        assert_eq!(hit.chunk_count(), (len as u64).div_ceil(MIB));
+    }
+    assert!(store.lookup(&key("absent")).await.unwrap().is_none());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_start_at_any_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let len = 5 * MIB as usize + 12_345;
+    let data = body("offsets", len);
+    put(&store, key("o"), "m", &data, 1 << 20).await;
+    let hit = store.lookup(&key("o")).await.unwrap().unwrap();
+    let chunk = 64 * KIB;
+    for off in [0, 1, chunk - 1, chunk, chunk + 1, 2_500_000, len as u64 - 1, len as u64] {
+        let mut r = hit.reader(off);
+        let mut first = true;
+        let mut got = Vec::new();
+        while let Some(p) = r.next_chunk().await.unwrap() {
+            if first && off % chunk != 0 {
+                // The first piece ends at the chunk boundary: nothing before `off` was read.
+                assert_eq!(p.len() as u64, (chunk - off % chunk).min(len as u64 - off));
+            }
+            first = false;
+            got.extend_from_slice(&p);
+        }
+        assert_eq!(&got[..], &data[off as usize..], "offset {off}");
+    }
+    assert!(hit.reader(len as u64 + 100).next_chunk().await.unwrap().is_none());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_chunks_are_shared_not_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 16 * MIB, 64 * MIB)).await.unwrap();
+    let data = body("share", 256 * KIB as usize);
+    put(&store, key("s"), "m", &data, data.len()).await;
+    let hit = store.lookup(&key("s")).await.unwrap().unwrap();
+    let a = hit.reader(0).next_chunk().await.unwrap().unwrap();
+    let b = hit.reader(0).next_chunk().await.unwrap().unwrap();
+    // Same memory both times, and it is the caller's original buffer (no copy on write).
+    assert_eq!(a.as_ptr(), b.as_ptr());
+    assert_eq!(a.as_ptr(), data.as_ptr());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_meta_keeps_the_body() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let data = body("um", 300 * KIB as usize);
+    put(&store, key("u"), "old", &data, 10_000).await;
+    let before = store.lookup(&key("u")).await.unwrap().unwrap();
+    assert!(store.update_meta(&key("u"), Bytes::from_static(b"new")).await.unwrap());
+    let (meta, got) = get(&store, &key("u")).await.unwrap();
+    assert_eq!(meta, &b"new"[..]);
+    assert_eq!(got, &data[..]);
+    let after = store.lookup(&key("u")).await.unwrap().unwrap();
+    assert_eq!(after.object_id(), before.object_id(), "body not rewritten");
+    assert!(!store.update_meta(&key("nope"), Bytes::new()).await.unwrap());
+    assert_eq!(store.stats().meta_updates, 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_is_refused_and_nothing_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = small_config(tmp.path(), 8 * MIB, 64 * MIB);
+    cfg.max_object_size = 200 * KIB;
+    let store = Store::open(cfg).await.unwrap();
+    let mut w = store.begin_write(key("big"), Bytes::new());
+    w.write(body("a", 150 * KIB as usize)).await.unwrap();
+    let err = w.write(body("b", 100 * KIB as usize)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    // Later calls keep failing with the same kind; finish commits nothing.
+    assert!(w.write(Bytes::from_static(b"x")).await.unwrap_err().is_too_large());
+    assert!(w.finish().await.unwrap_err().is_too_large());
+    assert!(store.lookup(&key("big")).await.unwrap().is_none());
+    let s = store.stats();
+    assert_eq!(s.writes_too_large, 1);
+    assert_eq!(s.writes_committed, 0);
+    // Exactly the limit is fine.
+    put(&store, key("edge"), "m", &body("e", 200 * KIB as usize), 7000).await;
+    assert!(get(&store, &key("edge")).await.is_some());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_write_is_invisible_and_old_version_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let old = body("old", 100_000);
+    put(&store, key("a"), "v1", &old, 4096).await;
+    let mut w = store.begin_write(key("a"), Bytes::from_static(b"v2"));
+    w.write(body("new", 500_000)).await.unwrap();
+    drop(w);
+    let (meta, got) = get(&store, &key("a")).await.unwrap();
+    assert_eq!(meta, &b"v1"[..]);
+    assert_eq!(got, &old[..]);
+    let mut w = store.begin_write(key("fresh"), Bytes::new());
+    w.write(body("x", 10)).await.unwrap();
+    drop(w);
+    assert!(store.lookup(&key("fresh")).await.unwrap().is_none());
+    assert_eq!(store.stats().writes_aborted, 2);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_store_refuses_operations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    store.close().await.unwrap();
+    store.close().await.unwrap();
+    assert_eq!(store.lookup(&key("k")).await.unwrap_err().kind(), ErrorKind::Closed);
+    let mut w = store.begin_write(key("k"), Bytes::new());
+    assert_eq!(w.write(Bytes::from_static(b"x")).await.unwrap_err().kind(), ErrorKind::Closed);
+    store.remove(&key("k"));
+}
