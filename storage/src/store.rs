@@ -61,7 +61,8 @@ pub(crate) struct Inner {
     id_seed: [u8; 32],
     id_counter: AtomicU64,
     foyer_dir: PathBuf,
-    _dir: DiskDir,
+    /// Released by `close()` (or on drop), so the directory can be reopened at once.
+    dir: Mutex<Option<DiskDir>>,
 }
 
 fn process_seed() -> [u8; 32] {
@@ -164,7 +165,7 @@ impl Store {
             id_seed: process_seed(),
             id_counter: AtomicU64::new(0),
             foyer_dir,
-            _dir: dir,
+            dir: Mutex::new(Some(dir)),
         };
         Ok(Store {
             inner: Arc::new(inner),
@@ -290,11 +291,22 @@ impl Store {
         }
         let cache = self.inner.cache.clone();
         let spawner = self.inner.cache.storage().spawner().clone();
-        spawner
+        let closed = spawner
             .spawn(async move { cache.close().await })
             .await
             .map_err(|e| Error::foyer("close the disk tier", e))?
-            .map_err(|e| Error::foyer("close the disk tier", e))
+            .map_err(|e| Error::foyer("close the disk tier", e));
+        // foyer has written and stopped everything: let another store open the directory.
+        if closed.is_ok() {
+            drop(
+                self.inner
+                    .dir
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(),
+            );
+        }
+        closed
     }
 
     /// The configured chunk size.
@@ -354,6 +366,9 @@ impl Inner {
 
     /// Memory first, then disk. `versioned` heads are promoted only if unchanged meanwhile.
     pub async fn get_entry(&self, k: StoreKey, versioned: bool) -> Result<Option<Entry>, Error> {
+        // Memory hits complete without any await point: spend tokio's cooperative budget so
+        // a task streaming from memory in a loop still yields to the others now and then.
+        tokio::task::consume_budget().await;
         if let Some(e) = self.cache.memory().get(&k) {
             Counters::inc(&self.counters.memory_hits);
             return Ok(Some(e.value().clone()));

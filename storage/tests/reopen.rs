@@ -15,17 +15,34 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 async fn close_and_reopen_brings_everything_back_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = mib_config(tmp.path(), 8 * MIB, 256 * MIB);
-    let sizes = [0usize, 1, 4096, MIB as usize - 1, MIB as usize, MIB as usize + 1, 3 * MIB as usize + 7];
+    let sizes = [
+        0usize,
+        1,
+        4096,
+        MIB as usize - 1,
+        MIB as usize,
+        MIB as usize + 1,
+        3 * MIB as usize + 7,
+    ];
     {
         let store = Store::open(cfg.clone()).await.unwrap();
         for (i, &len) in sizes.iter().enumerate() {
-            put(&store, key(&format!("k{i}")), &format!("m{i}"), &body(&format!("b{i}"), len), 100_000).await;
+            put(
+                &store,
+                key(&format!("k{i}")),
+                &format!("m{i}"),
+                &body(&format!("b{i}"), len),
+                100_000,
+            )
+            .await;
         }
         store.close().await.unwrap();
     }
     let store = Store::open(cfg).await.unwrap();
     for (i, &len) in sizes.iter().enumerate() {
-        let (meta, got) = get(&store, &key(&format!("k{i}"))).await.expect("back after reopen");
+        let (meta, got) = get(&store, &key(&format!("k{i}")))
+            .await
+            .expect("back after reopen");
         assert_eq!(meta, format!("m{i}").as_bytes());
         assert_eq!(got, &body(&format!("b{i}"), len)[..]);
     }
@@ -42,8 +59,22 @@ async fn removed_replaced_and_aborted_stay_gone_after_reopen() {
     {
         let store = Store::open(cfg.clone()).await.unwrap();
         put(&store, key("removed"), "m", &body("r", 200_000), 50_000).await;
-        put(&store, key("replaced"), "old", &body("old", 300_000), 50_000).await;
-        put(&store, key("updated"), "old-meta", &body("u", 70_000), 50_000).await;
+        put(
+            &store,
+            key("replaced"),
+            "old",
+            &body("old", 300_000),
+            50_000,
+        )
+        .await;
+        put(
+            &store,
+            key("updated"),
+            "old-meta",
+            &body("u", 70_000),
+            50_000,
+        )
+        .await;
         put(&store, key("kept"), "m", &body("k", 1000), 50_000).await;
         // Let the first versions reach the disk before they are superseded.
         store.close().await.unwrap();
@@ -52,7 +83,12 @@ async fn removed_replaced_and_aborted_stay_gone_after_reopen() {
         let store = Store::open(cfg.clone()).await.unwrap();
         store.remove(&key("removed"));
         put(&store, key("replaced"), "new", &body("new", 10_000), 50_000).await;
-        assert!(store.update_meta(&key("updated"), Bytes::from_static(b"new-meta")).await.unwrap());
+        assert!(
+            store
+                .update_meta(&key("updated"), Bytes::from_static(b"new-meta"))
+                .await
+                .unwrap()
+        );
         let mut w = store.begin_write(key("aborted"), Bytes::from_static(b"m"));
         w.write(body("ab", 500_000)).await.unwrap();
         drop(w);
@@ -63,7 +99,10 @@ async fn removed_replaced_and_aborted_stay_gone_after_reopen() {
     }
     for round in 0..2 {
         let store = Store::open(cfg.clone()).await.unwrap();
-        assert!(store.lookup(&key("removed")).await.unwrap().is_none(), "round {round}");
+        assert!(
+            store.lookup(&key("removed")).await.unwrap().is_none(),
+            "round {round}"
+        );
         let (meta, got) = get(&store, &key("replaced")).await.unwrap();
         assert_eq!(meta, &b"new"[..]);
         assert_eq!(got, &body("new", 10_000)[..]);
@@ -126,7 +165,14 @@ async fn reopen_loop_matches_the_model() {
                     written += len;
                     let seed = format!("op{ops}");
                     let meta = format!("meta{ops}");
-                    put(&store, key(&name), &meta, &body(&seed, len), rng.random_range(1..100_000)).await;
+                    put(
+                        &store,
+                        key(&name),
+                        &meta,
+                        &body(&seed, len),
+                        rng.random_range(1..100_000),
+                    )
+                    .await;
                     model.insert(k, (meta, seed, len));
                 }
                 5 | 6 => {
@@ -135,7 +181,10 @@ async fn reopen_loop_matches_the_model() {
                 }
                 7 => {
                     let meta = format!("meta{ops}");
-                    let updated = store.update_meta(&key(&name), Bytes::from(meta.clone())).await.unwrap();
+                    let updated = store
+                        .update_meta(&key(&name), Bytes::from(meta.clone()))
+                        .await
+                        .unwrap();
                     assert_eq!(updated, model.contains_key(&k));
                     if let Some(entry) = model.get_mut(&k) {
                         entry.0 = meta;
@@ -143,12 +192,17 @@ async fn reopen_loop_matches_the_model() {
                 }
                 _ => {
                     let mut w = store.begin_write(key(&name), Bytes::from_static(b"aborted"));
-                    w.write(body("abort", rng.random_range(0..200_000))).await.unwrap();
+                    w.write(body("abort", rng.random_range(0..200_000)))
+                        .await
+                        .unwrap();
                     drop(w);
                 }
             }
         }
         store.close().await.unwrap();
     }
-    assert!(written < 64 * MIB as usize, "the model assumes nothing is evicted");
+    assert!(
+        written < 64 * MIB as usize,
+        "the model assumes nothing is evicted"
+    );
 }

@@ -10,19 +10,31 @@ use outpost_storage::{ErrorKind, KIB, MIB, Store};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_at_boundary_sizes() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(mib_config(tmp.path(), 64 * MIB, 256 * MIB)).await.unwrap();
+    let store = Store::open(mib_config(tmp.path(), 64 * MIB, 256 * MIB))
+        .await
+        .unwrap();
     let c = MIB as usize;
     let sizes = [0, 1, c - 1, c, c + 1, 10 * c];
     for (i, &len) in sizes.iter().enumerate() {
         let data = body(&format!("rt{i}"), len);
         // Odd piece sizes exercise the re-chunking.
-        put(&store, key(&format!("k{i}")), &format!("meta{i}"), &data, 333_333).await;
+        put(
+            &store,
+            key(&format!("k{i}")),
+            &format!("meta{i}"),
+            &data,
+            333_333,
+        )
+        .await;
     }
     for (i, &len) in sizes.iter().enumerate() {
         let (meta, got) = get(&store, &key(&format!("k{i}"))).await.expect("present");
         assert_eq!(meta, format!("meta{i}").as_bytes());
         assert_eq!(got.len(), len);
-        assert_eq!(blake3::hash(&got), blake3::hash(&body(&format!("rt{i}"), len)));
+        assert_eq!(
+            blake3::hash(&got),
+            blake3::hash(&body(&format!("rt{i}"), len))
+        );
         let hit = store.lookup(&key(&format!("k{i}"))).await.unwrap().unwrap();
         assert_eq!(hit.chunk_count(), (len as u64).div_ceil(MIB));
     }
@@ -33,13 +45,24 @@ async fn round_trips_at_boundary_sizes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_start_at_any_offset() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
     let len = 5 * MIB as usize + 12_345;
     let data = body("offsets", len);
     put(&store, key("o"), "m", &data, 1 << 20).await;
     let hit = store.lookup(&key("o")).await.unwrap().unwrap();
     let chunk = 64 * KIB;
-    for off in [0, 1, chunk - 1, chunk, chunk + 1, 2_500_000, len as u64 - 1, len as u64] {
+    for off in [
+        0,
+        1,
+        chunk - 1,
+        chunk,
+        chunk + 1,
+        2_500_000,
+        len as u64 - 1,
+        len as u64,
+    ] {
         let mut r = hit.reader(off);
         let mut first = true;
         let mut got = Vec::new();
@@ -53,14 +76,22 @@ async fn reads_start_at_any_offset() {
         }
         assert_eq!(&got[..], &data[off as usize..], "offset {off}");
     }
-    assert!(hit.reader(len as u64 + 100).next_chunk().await.unwrap().is_none());
+    assert!(
+        hit.reader(len as u64 + 100)
+            .next_chunk()
+            .await
+            .unwrap()
+            .is_none()
+    );
     store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_chunks_are_shared_not_copied() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(small_config(tmp.path(), 16 * MIB, 64 * MIB)).await.unwrap();
+    let store = Store::open(small_config(tmp.path(), 16 * MIB, 64 * MIB))
+        .await
+        .unwrap();
     let data = body("share", 256 * KIB as usize);
     put(&store, key("s"), "m", &data, data.len()).await;
     let hit = store.lookup(&key("s")).await.unwrap().unwrap();
@@ -75,11 +106,18 @@ async fn memory_chunks_are_shared_not_copied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_meta_keeps_the_body() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
     let data = body("um", 300 * KIB as usize);
     put(&store, key("u"), "old", &data, 10_000).await;
     let before = store.lookup(&key("u")).await.unwrap().unwrap();
-    assert!(store.update_meta(&key("u"), Bytes::from_static(b"new")).await.unwrap());
+    assert!(
+        store
+            .update_meta(&key("u"), Bytes::from_static(b"new"))
+            .await
+            .unwrap()
+    );
     let (meta, got) = get(&store, &key("u")).await.unwrap();
     assert_eq!(meta, &b"new"[..]);
     assert_eq!(got, &data[..]);
@@ -101,14 +139,26 @@ async fn too_large_is_refused_and_nothing_is_stored() {
     let err = w.write(body("b", 100 * KIB as usize)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
     // Later calls keep failing with the same kind; finish commits nothing.
-    assert!(w.write(Bytes::from_static(b"x")).await.unwrap_err().is_too_large());
+    assert!(
+        w.write(Bytes::from_static(b"x"))
+            .await
+            .unwrap_err()
+            .is_too_large()
+    );
     assert!(w.finish().await.unwrap_err().is_too_large());
     assert!(store.lookup(&key("big")).await.unwrap().is_none());
     let s = store.stats();
     assert_eq!(s.writes_too_large, 1);
     assert_eq!(s.writes_committed, 0);
     // Exactly the limit is fine.
-    put(&store, key("edge"), "m", &body("e", 200 * KIB as usize), 7000).await;
+    put(
+        &store,
+        key("edge"),
+        "m",
+        &body("e", 200 * KIB as usize),
+        7000,
+    )
+    .await;
     assert!(get(&store, &key("edge")).await.is_some());
     store.close().await.unwrap();
 }
@@ -116,7 +166,9 @@ async fn too_large_is_refused_and_nothing_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_write_is_invisible_and_old_version_stays() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
     let old = body("old", 100_000);
     put(&store, key("a"), "v1", &old, 4096).await;
     let mut w = store.begin_write(key("a"), Bytes::from_static(b"v2"));
@@ -136,11 +188,57 @@ async fn aborted_write_is_invisible_and_old_version_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_store_refuses_operations() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await.unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
+    // One store per directory.
+    let second = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB)).await;
+    assert_eq!(second.unwrap_err().kind(), ErrorKind::Locked);
     store.close().await.unwrap();
     store.close().await.unwrap();
-    assert_eq!(store.lookup(&key("k")).await.unwrap_err().kind(), ErrorKind::Closed);
+    // Closing releases the directory even while the handle is alive.
+    let reopened = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
+    reopened.close().await.unwrap();
+    assert_eq!(
+        store.lookup(&key("k")).await.unwrap_err().kind(),
+        ErrorKind::Closed
+    );
     let mut w = store.begin_write(key("k"), Bytes::new());
-    assert_eq!(w.write(Bytes::from_static(b"x")).await.unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        w.write(Bytes::from_static(b"x")).await.unwrap_err().kind(),
+        ErrorKind::Closed
+    );
     store.remove(&key("k"));
+}
+
+/// A task streaming memory-tier hits in a tight loop must still let other tasks run (memory
+/// hits have no natural await point; the store spends tokio's cooperative budget). Without
+/// that, this test hangs: the sleeping main task never gets the single worker back.
+#[tokio::test(flavor = "current_thread")]
+async fn memory_hits_yield_to_other_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(small_config(tmp.path(), 8 * MIB, 64 * MIB))
+        .await
+        .unwrap();
+    put(&store, key("hot"), "m", &body("hot", 200_000), 200_000).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let hit = store.lookup(&key("hot")).await.unwrap().unwrap();
+                let mut r = hit.reader(0);
+                while r.next_chunk().await.unwrap().is_some() {}
+                reads += 1;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(spinner.await.unwrap() > 0);
+    store.close().await.unwrap();
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use outpost_storage::{Key, KIB, MIB, Store, StoreConfig};
+use outpost_storage::{KIB, Key, MIB, Store, StoreConfig};
 
 /// A small config: 64 KiB chunks, 512 KiB blocks (fast tests, many blocks).
 pub fn small_config(dir: &Path, memory: u64, disk: u64) -> StoreConfig {
