@@ -122,7 +122,8 @@ impl WriteHandle {
                 self.emit(full).await;
             }
         }
-        // Whole chunks straight from the caller's buffer: no copy.
+        // Whole chunks straight from the caller's buffer: no copy. (They share the caller's
+        // allocation: a 16 MiB `Bytes` stays allocated while any of its 16 chunks is cached.)
         while data.len() >= chunk_size {
             let full = data.split_to(chunk_size);
             self.emit(full).await;
@@ -153,9 +154,21 @@ impl WriteHandle {
     /// then simply not cached, counted in `writes_dropped`).
     pub async fn finish(mut self) -> Result<(), Error> {
         self.check()?;
+        if self.meta.len() > crate::codec::MAX_META {
+            self.fail(ErrorKind::TooLarge);
+            Counters::inc(&self.store.inner.counters.writes_too_large);
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "metadata over 16 MiB: not cached",
+            ));
+        }
         self.state = State::Writing;
         if !self.buf.is_empty() {
-            let last = self.buf.split().freeze();
+            // The buffer was reserved for a whole chunk: copy the short tail to an exact-size
+            // allocation, or every small object would pin `chunk_size` bytes of heap while the
+            // weighter counts only its length.
+            let last = Bytes::copy_from_slice(&self.buf);
+            self.buf = BytesMut::new();
             self.emit(last).await;
         }
         let inner = self.store.inner.clone();
