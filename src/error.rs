@@ -35,6 +35,11 @@ pub enum ErrorKind {
     OriginResponseTimeout,
     /// The origin closed the connection or sent something that is not HTTP.
     OriginProtocol,
+    /// `only-if-cached` and nothing usable is stored (RFC 9111 §5.2.1.7): 504.
+    NotCached,
+    /// A stale response that may not be served stale could not be
+    /// revalidated because the origin failed (RFC 9111 §5.2.2.2): 504.
+    RevalidationFailed,
     /// Binding a listener failed.
     Bind,
     /// Opening the cache store failed.
@@ -54,6 +59,8 @@ impl ErrorKind {
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
             ErrorKind::OriginResponseTimeout => "origin_response_timeout",
             ErrorKind::OriginProtocol => "origin_protocol",
+            ErrorKind::NotCached => "not_cached",
+            ErrorKind::RevalidationFailed => "revalidation_failed",
             ErrorKind::Bind => "bind",
             ErrorKind::Storage => "storage",
             ErrorKind::Internal => "internal",
@@ -63,12 +70,13 @@ impl ErrorKind {
     /// Whose fault this kind is.
     pub fn fault(self) -> Fault {
         match self {
-            ErrorKind::BadRequest | ErrorKind::NoSite => Fault::Client,
+            ErrorKind::BadRequest | ErrorKind::NoSite | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginConnectTimeout
             | ErrorKind::OriginResponseTimeout
-            | ErrorKind::OriginProtocol => Fault::Origin,
+            | ErrorKind::OriginProtocol
+            | ErrorKind::RevalidationFailed => Fault::Origin,
             ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => Fault::Ours,
         }
     }
@@ -81,9 +89,10 @@ impl ErrorKind {
             ErrorKind::OriginRefused | ErrorKind::OriginUnreachable | ErrorKind::OriginProtocol => {
                 StatusCode::BAD_GATEWAY
             }
-            ErrorKind::OriginConnectTimeout | ErrorKind::OriginResponseTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            ErrorKind::OriginConnectTimeout
+            | ErrorKind::OriginResponseTimeout
+            | ErrorKind::NotCached
+            | ErrorKind::RevalidationFailed => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -106,6 +115,10 @@ impl ErrorKind {
             }
             ErrorKind::OriginProtocol => {
                 "bad gateway: the origin sent an invalid or incomplete response\n"
+            }
+            ErrorKind::NotCached => "gateway timeout: not in cache (only-if-cached)\n",
+            ErrorKind::RevalidationFailed => {
+                "gateway timeout: the cached response must be revalidated and the origin failed\n"
             }
             ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => "internal error\n",
         }

@@ -28,6 +28,8 @@ pub struct Node {
     admin_addr: SocketAddr,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<bool>>,
+    proxy: Arc<Proxy>,
+    drain: Duration,
 }
 
 impl Node {
@@ -37,12 +39,14 @@ impl Node {
         let admin_l = bind(cfg.listen.admin, "admin").await?;
         let proxy_addr = local(&proxy_l)?;
         let admin_addr = local(&admin_l)?;
-        let proxy = Arc::new(Proxy::new(&cfg));
+        let cache = crate::proxy::layer::CacheLayer::open(&cfg).await?;
+        let proxy = Arc::new(Proxy::new(&cfg, cache));
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
+        let proxy_keep = proxy.clone();
         let proxy_task = tokio::spawn(serve(
             proxy_l,
             builder.clone(),
@@ -72,6 +76,8 @@ impl Node {
             admin_addr,
             cancel,
             tasks: vec![proxy_task, admin_task],
+            proxy: proxy_keep,
+            drain,
         })
     }
 
@@ -90,6 +96,9 @@ impl Node {
         let mut clean = true;
         for t in self.tasks {
             clean &= t.await.unwrap_or(false);
+        }
+        if let Some(c) = self.proxy.cache() {
+            c.close(self.drain).await;
         }
         clean
     }

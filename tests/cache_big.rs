@@ -17,13 +17,22 @@ use http_body_util::BodyExt;
 
 /// Deterministic content: byte i is (i * 7 + i / 1000) mod 256.
 fn content(len: usize) -> Bytes {
-    Bytes::from((0..len).map(|i| (i.wrapping_mul(7) + i / 1000) as u8).collect::<Vec<u8>>())
+    Bytes::from(
+        (0..len)
+            .map(|i| (i.wrapping_mul(7) + i / 1000) as u8)
+            .collect::<Vec<u8>>(),
+    )
 }
 
 /// Origin serving `content(size)` at /size/<n>, cacheable, with an ETag.
 async fn sized_origin() -> TestOrigin {
     TestOrigin::start(|req: Request<hyper::body::Incoming>| async move {
-        let n: usize = req.uri().path().trim_start_matches("/size/").parse().unwrap_or(0);
+        let n: usize = req
+            .uri()
+            .path()
+            .trim_start_matches("/size/")
+            .parse()
+            .unwrap_or(0);
         resp_with(
             200,
             &[
@@ -38,7 +47,7 @@ async fn sized_origin() -> TestOrigin {
     .await
 }
 
-const BIG_CFG: &str = "[storage]\nmemory = \"64MiB\"\ndisk = \"1GiB\"\nmax_object_size = \"512MiB\"\n";
+const BIG_CFG: &str = "memory = \"64MiB\"\ndisk = \"1GiB\"\nmax_object_size = \"512MiB\"\n";
 
 fn node_cfg_big(origin: &str, dir: &std::path::Path) -> String {
     format!(
@@ -51,6 +60,7 @@ fn node_cfg_big(origin: &str, dir: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn bodies_from_cache_are_byte_identical_for_every_size_class() {
+    test_logging();
     let o = sized_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = outpost::config::Config::from_toml(&node_cfg_big(&o.url(), dir.path())).unwrap();
@@ -69,7 +79,11 @@ async fn bodies_from_cache_are_byte_identical_for_every_size_class() {
                 assert!(cs.contains("hit"), "size {size}: {cs}");
             }
             let (n, h) = hash_body(r.into_body()).await.unwrap();
-            assert_eq!((n as usize, h.as_str()), (size, want.as_str()), "size {size} pass {pass}");
+            assert_eq!(
+                (n as usize, h.as_str()),
+                (size, want.as_str()),
+                "size {size} pass {pass}"
+            );
         }
         assert_eq!(o.count_path(&format!("/size/{size}")), 1, "size {size}");
     }
@@ -80,7 +94,7 @@ async fn bodies_from_cache_are_byte_identical_for_every_size_class() {
 async fn ranges_from_a_100_mib_object() {
     // RFC 9110 §14.2 (Range), §14.4 (Content-Range), §14.6 (multipart), §13.1.5 (If-Range)
     let o = sized_origin().await;
-    let n = TestNode::start(&o.url(), BIG_CFG).await;
+    let n = TestNode::start_sized(&o.url(), BIG_CFG, "").await;
     let size = 100usize << 20;
     let all = content(size);
     let u = n.url(&format!("/size/{size}"));
@@ -88,27 +102,46 @@ async fn ranges_from_a_100_mib_object() {
     // single range in the middle
     let (s, h, b) = get_with(&u, &[("range", "bytes=50000000-50000999")]).await;
     assert_eq!(s, 206);
-    assert_eq!(h.get("content-range").unwrap(), &format!("bytes 50000000-50000999/{size}"));
+    assert_eq!(
+        h.get("content-range").unwrap(),
+        &format!("bytes 50000000-50000999/{size}")
+    );
     assert_eq!(b, all.slice(50_000_000..50_001_000));
     // suffix
     let (s, h, b) = get_with(&u, &[("range", "bytes=-100")]).await;
     assert_eq!(s, 206);
-    assert_eq!(h.get("content-range").unwrap(), &format!("bytes {}-{}/{size}", size - 100, size - 1));
+    assert_eq!(
+        h.get("content-range").unwrap(),
+        &format!("bytes {}-{}/{size}", size - 100, size - 1)
+    );
     assert_eq!(b, all.slice(size - 100..));
     // open-ended
     let (_, _, b) = get_with(&u, &[("range", &format!("bytes={}-", size - 10))]).await;
     assert_eq!(b, all.slice(size - 10..));
     // multiple ranges → multipart/byteranges
-    let (s, h, b) = get_with(&u, &[("range", "bytes=0-9, 1048576-1048585, 99999990-99999999")]).await;
+    let (s, h, b) = get_with(
+        &u,
+        &[("range", "bytes=0-9, 1048576-1048585, 99999990-99999999")],
+    )
+    .await;
     assert_eq!(s, 206);
     let ct = h.get("content-type").unwrap().to_str().unwrap().to_owned();
-    let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"').to_owned();
+    let boundary = ct
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     assert!(ct.starts_with("multipart/byteranges"), "{ct}");
-    assert_eq!(h.get("content-length").unwrap().to_str().unwrap(), b.len().to_string());
+    assert_eq!(
+        h.get("content-length").unwrap().to_str().unwrap(),
+        b.len().to_string()
+    );
     let text = b.to_vec();
     for (start, end) in [(0usize, 9usize), (1048576, 1048585), (99999990, 99999999)] {
         let cr = format!("Content-Range: bytes {start}-{end}/{size}\r\n\r\n");
-        let pos = find(&text, cr.as_bytes()).unwrap_or_else(|| panic!("part {start}-{end} missing"));
+        let pos =
+            find(&text, cr.as_bytes()).unwrap_or_else(|| panic!("part {start}-{end} missing"));
         let part = &text[pos + cr.len()..pos + cr.len() + (end - start + 1)];
         assert_eq!(part, &all[start..=end]);
     }
@@ -129,12 +162,15 @@ async fn ranges_from_a_100_mib_object() {
 #[tokio::test]
 async fn a_range_request_on_a_miss_stores_the_whole_object() {
     let o = sized_origin().await;
-    let n = TestNode::start(&o.url(), BIG_CFG).await;
+    let n = TestNode::start_sized(&o.url(), BIG_CFG, "").await;
     let u = n.url("/size/3000000");
     let (s, _, b) = get_with(&u, &[("range", "bytes=10-19")]).await;
     assert_eq!(s, 206);
     assert_eq!(b, content(3_000_000).slice(10..20));
-    assert!(o.last().headers.get("range").is_none(), "whole object fetched");
+    assert!(
+        o.last().headers.get("range").is_none(),
+        "whole object fetched"
+    );
     let (_, h, b) = get(&u).await;
     assert_eq!(b.len(), 3_000_000);
     assert!(cache_status(&h).contains("hit"));
@@ -173,13 +209,15 @@ async fn two_hundred_clients_on_a_slow_miss_make_one_origin_request() {
                 }
             });
             let mut r = http::Response::new(http_body_util::StreamBody::new(s).boxed_unsync());
-            r.headers_mut().insert("cache-control", "max-age=600".parse().unwrap());
-            r.headers_mut().insert("content-length", size.to_string().parse().unwrap());
+            r.headers_mut()
+                .insert("cache-control", "max-age=600".parse().unwrap());
+            r.headers_mut()
+                .insert("content-length", size.to_string().parse().unwrap());
             r
         }
     })
     .await;
-    let n = TestNode::start(&o.url(), BIG_CFG).await;
+    let n = TestNode::start_sized(&o.url(), BIG_CFG, "").await;
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let u = n.url("/slow-big");
@@ -214,24 +252,42 @@ async fn two_hundred_clients_on_a_slow_miss_make_one_origin_request() {
     assert_eq!(o.count(), 1, "exactly one origin request");
     let done = origin_done.lock().unwrap().unwrap();
     let early = firsts.iter().filter(|f| **f < done).count();
-    assert_eq!(early, 200, "every waiter got its first byte before the origin finished");
+    assert_eq!(
+        early, 200,
+        "every waiter got its first byte before the origin finished"
+    );
 }
 
 #[tokio::test]
 async fn a_cached_object_is_a_hit_after_a_restart_with_the_origin_stopped() {
+    test_logging();
     let o = sized_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let text = node_cfg_big(&o.url(), dir.path());
     for size in [100usize, 5 << 20] {
-        let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap()).await.unwrap();
-        get(&format!("http://{}/size/{size}", node.proxy_addr())).await;
+        let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
+            .await
+            .unwrap();
+        // A fixed Host: the cache key includes the authority, and each
+        // node run listens on a new port.
+        get_with(
+            &format!("http://{}/size/{size}", node.proxy_addr()),
+            &[("host", "cdn.example")],
+        )
+        .await;
         node.shutdown().await;
     }
     o.stop();
     drop(o);
-    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap()).await.unwrap();
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
     for size in [100usize, 5 << 20] {
-        let (s, h, b) = get(&format!("http://{}/size/{size}", node.proxy_addr())).await;
+        let (s, h, b) = get_with(
+            &format!("http://{}/size/{size}", node.proxy_addr()),
+            &[("host", "cdn.example")],
+        )
+        .await;
         assert_eq!(s, 200);
         assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
         assert_eq!(b, content(size));

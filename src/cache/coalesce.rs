@@ -133,6 +133,9 @@ pub enum Join<H: Send + Sync + 'static> {
     Follower(FillReader<H>),
     /// The key is known to be uncacheable: go to the origin directly.
     Pass,
+    /// A fetch is in flight but its start is gone (past the window): wait
+    /// for it to end (it is then in the store) or go to the origin.
+    Wait(FillWaiter<H>),
 }
 
 type Shard<H> = Mutex<HashMap<Key, Arc<Fill<H>>>>;
@@ -152,7 +155,9 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
     /// skips coalescing.
     pub fn new(window: usize, wait_timeout: Duration, pass_ttl: Duration) -> Coalescer<H> {
         Coalescer {
-            shards: (0..SHARDS).map(|_| Arc::new(Mutex::new(HashMap::new()))).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Arc::new(Mutex::new(HashMap::new())))
+                .collect(),
             pass: Mutex::new(HashMap::new()),
             window,
             wait_timeout,
@@ -205,29 +210,41 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
             if let Some(r) = fill.add_reader() {
                 return Join::Follower(r);
             }
-            return Join::Pass;
+            return Join::Wait(FillWaiter { fill: fill.clone() });
         }
-        let fill = Arc::new(Fill {
-            state: Mutex::new(State {
-                head: HeadState::Pending,
-                first: 0,
-                chunks: VecDeque::new(),
-                retained: 0,
-                end: End::Open,
-                cursors: HashMap::new(),
-                next_reader: 0,
+        let w = self.solo(key);
+        map.insert(key, w.fill.clone());
+        Join::Leader(w)
+    }
+
+    /// Joins the in-flight fetch for `key` if there is one (never leads).
+    pub fn join_existing(&self, key: &Key) -> Option<FillReader<H>> {
+        let map = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).and_then(|f| f.add_reader())
+    }
+
+    /// A writer for a fetch nobody else can join (a request that could not
+    /// share the in-flight fetch but may still store its own response).
+    pub fn solo(self: &Arc<Self>, key: Key) -> FillWriter<H> {
+        FillWriter {
+            fill: Arc::new(Fill {
+                state: Mutex::new(State {
+                    head: HeadState::Pending,
+                    first: 0,
+                    chunks: VecDeque::new(),
+                    retained: 0,
+                    end: End::Open,
+                    cursors: HashMap::new(),
+                    next_reader: 0,
+                }),
+                changed: Notify::new(),
+                advanced: Notify::new(),
+                window: self.window,
             }),
-            changed: Notify::new(),
-            advanced: Notify::new(),
-            window: self.window,
-        });
-        map.insert(key, fill.clone());
-        Join::Leader(FillWriter {
-            fill,
             key,
             owner: self.clone(),
             finished: false,
-        })
+        }
     }
 
     /// Follower wait: the head, or why to do something else.
@@ -236,6 +253,16 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
             Ok(r) => r,
             Err(_) => Err(WaitError::Timeout),
         }
+    }
+
+    /// Detaches the in-flight fill for `key` (after an invalidation or
+    /// purge): readers already attached keep reading it, new requests do
+    /// not join it.
+    pub fn forget(&self, key: &Key) {
+        self.shard(key)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Fills in flight (for stats and tests).
@@ -273,8 +300,15 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
 
     /// The response may not be shared: followers go to the origin and the
     /// key is remembered as uncacheable.
-    pub fn release(mut self) {
+    pub fn release(self) {
         self.owner.remember_pass(self.key);
+        self.release_once();
+    }
+
+    /// The response may not be shared, but only this time (an error status,
+    /// or a request-driven reason such as `Authorization`): followers go to
+    /// the origin, nothing is remembered.
+    pub fn release_once(mut self) {
         self.fill.lock().head = HeadState::Released;
         self.finished = true;
         self.owner.remove(&self.key, &self.fill);
@@ -371,6 +405,14 @@ impl<H> FillReader<H> {
         }
     }
 
+    /// The head, if it is already published (without waiting).
+    pub fn try_head(&self) -> Option<Arc<H>> {
+        match &self.fill.lock().head {
+            HeadState::Ready(h) => Some(h.clone()),
+            _ => None,
+        }
+    }
+
     /// The next body chunk; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, CutOff> {
         loop {
@@ -397,6 +439,40 @@ impl<H> FillReader<H> {
                 }
                 if matches!(st.head, HeadState::Abandoned | HeadState::Released) {
                     return Err(CutOff);
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+impl<H> FillReader<H> {
+    /// Gives up the read position but keeps watching the fill.
+    pub fn into_waiter(self) -> FillWaiter<H> {
+        FillWaiter {
+            fill: self.fill.clone(),
+        }
+    }
+}
+
+/// Watches a fill without reading it (so it never holds the writer back).
+pub struct FillWaiter<H> {
+    fill: Arc<Fill<H>>,
+}
+
+impl<H> FillWaiter<H> {
+    /// Returns once the fill has ended (complete, failed or released).
+    pub async fn ended(&self) {
+        loop {
+            let changed = self.fill.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let st = self.fill.lock();
+                if st.end != End::Open
+                    || matches!(st.head, HeadState::Abandoned | HeadState::Released)
+                {
+                    return;
                 }
             }
             changed.await;

@@ -511,9 +511,11 @@ pub fn decide(stored: &StoredFacts, request: &RequestDirectives, opts: &ReuseOpt
     };
     let sie_ok = sie && forbid.is_none();
     // §5.2.1.1: the client does not want a response older than max-age.
+    // Age has one-second granularity: a response of age "0" may be almost
+    // a second old, so `max-age=0` (a client reload) always validates.
     if let Some(max_age) = request.max_age
         && !(reload_ignored && max_age == 0)
-        && age > u64::from(max_age)
+        && (age > u64::from(max_age) || max_age == 0)
     {
         return revalidate(RevalidateReason::RequestMaxAge, sie_ok);
     }

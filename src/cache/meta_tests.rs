@@ -1,8 +1,8 @@
 use super::*;
-use std::time::{Duration, UNIX_EPOCH};
 use crate::cache::control::RequestDirectives;
 use crate::cache::control::target_list;
 use crate::cache::freshness::{Reuse, ReuseOptions, decide};
+use std::time::{Duration, UNIX_EPOCH};
 
 fn t(s: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(s)

@@ -12,6 +12,7 @@
 //! [`invalidate`] (RFC 9111 §4.4) and [`status`] (RFC 9211 `Cache-Status`).
 
 pub mod coalesce;
+mod codec;
 pub mod conditional;
 pub mod control;
 pub mod freshness;
@@ -19,7 +20,6 @@ pub mod invalidate;
 pub mod key;
 pub mod meta;
 pub mod range;
-mod codec;
 mod sfv;
 pub mod status;
 mod syntax;

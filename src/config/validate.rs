@@ -265,14 +265,15 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         ),
         max_object_size: 0,
     };
-    // Unset, the largest object is the default or half the disk tier,
-    // whichever is smaller; set explicitly, it must fit the disk tier.
+    // Unset, the largest object is the default or a quarter of the disk
+    // tier, whichever is smaller; set explicitly, it must be at most half of
+    // it (the store needs room to evict while writing one).
     let mut storage = storage;
     storage.max_object_size = size(
         errs,
         "storage.max_object_size",
         st.max_object_size.as_ref(),
-        d.storage.max_object_size.min(storage.disk / 2),
+        d.storage.max_object_size.min(storage.disk / 4),
     );
     if !(4096..=(64 << 20)).contains(&storage.chunk_size) {
         errs.push("storage.chunk_size", "must be between 4KiB and 64MiB");
@@ -289,8 +290,11 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             "must be at least 16 chunks (16 × storage.chunk_size)",
         );
     }
-    if storage.max_object_size > storage.disk {
-        errs.push("storage.max_object_size", "must not exceed storage.disk");
+    if storage.max_object_size > storage.disk / 2 {
+        errs.push(
+            "storage.max_object_size",
+            "must be at most half of storage.disk",
+        );
     }
     let lg = f.log.clone().unwrap_or_default();
     let format = match lg.format.as_deref() {

@@ -1,28 +1,38 @@
 //! The request pipeline: route by Host to a site, forward to the site's
 //! origin pool, and stream the response back.
 //!
-//! This is where admission control, the cache lookup and purge requests plug
-//! in (see the data flow in DESIGN.md); today every request is passed to the
-//! origin.
+//! GET and HEAD on a caching site go through the cache ([`cached`]); other
+//! methods are passed to the origin (and invalidate, RFC 9111 §4.4).
+//! Admission control and purge requests plug in here (see the data flow in
+//! DESIGN.md).
 
 pub mod body;
+pub mod cached;
+mod fetch;
+mod fill;
+pub mod layer;
+mod respond;
+pub mod stored_body;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::cache::status::{CacheStatus, Fwd};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
 use crate::origin::headers::{add_forwarded, add_via, is_upgrade, strip_hop_by_hop, via_value};
 use crate::origin::{OriginBody, OriginClient, Pool};
 use body::{AccessRecord, ProxyBody};
+use layer::{CACHE_NAME, CacheLayer, RequestTarget};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -37,46 +47,66 @@ pub struct SiteRuntime {
     pub name: String,
     pub hosts: Vec<HostPattern>,
     pub pool: Pool,
+    /// Whether responses for this site are cached.
+    pub cache: bool,
+    /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1).
+    pub ignore_client_reload: bool,
 }
 
 /// The proxy: sites, the origin client and the settings of the pipeline.
 pub struct Proxy {
-    sites: Vec<SiteRuntime>,
+    sites: Vec<Arc<SiteRuntime>>,
     origin: OriginClient,
     via: String,
     idle_body: Duration,
     access_log: bool,
+    cache: Option<CacheLayer>,
 }
 
 impl Proxy {
-    /// Builds the pipeline from a validated config.
-    pub fn new(cfg: &Config) -> Proxy {
+    /// Builds the pipeline from a validated config; `cache` is `None` when
+    /// caching is off.
+    pub fn new(cfg: &Config, cache: Option<CacheLayer>) -> Proxy {
         Proxy {
             sites: cfg
                 .sites
                 .iter()
-                .map(|s| SiteRuntime {
-                    name: s.name.clone(),
-                    hosts: s.hosts.clone(),
-                    pool: Pool::new(&s.origins),
+                .map(|s| {
+                    Arc::new(SiteRuntime {
+                        name: s.name.clone(),
+                        hosts: s.hosts.clone(),
+                        pool: Pool::new(&s.origins),
+                        cache: s.cache,
+                        ignore_client_reload: s.ignore_client_reload,
+                    })
                 })
                 .collect(),
             origin: OriginClient::new(&cfg.timeouts),
             via: cfg.server.via.clone(),
             idle_body: cfg.timeouts.idle_body,
             access_log: cfg.log.access_log,
+            cache,
         }
     }
 
+    /// The cache layer, if caching is on.
+    pub fn cache(&self) -> Option<&CacheLayer> {
+        self.cache.as_ref()
+    }
+
     /// The first site with a pattern matching `host` (lower-cased, no port).
-    fn route(&self, host: &str) -> Option<&SiteRuntime> {
+    fn route(&self, host: &str) -> Option<&Arc<SiteRuntime>> {
         self.sites
             .iter()
             .find(|s| s.hosts.iter().any(|p| p.matches(host)))
     }
 
     /// Handles one request; never fails (errors become responses).
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<ProxyBody> {
         let host = request_host(&req);
         let mut rec = AccessRecord {
             method: req.method().clone(),
@@ -103,7 +133,7 @@ impl Proxy {
     }
 
     async fn forward(
-        &self,
+        self: &Arc<Self>,
         mut req: Request<Incoming>,
         host: Option<String>,
         conn: ConnInfo,
@@ -135,21 +165,94 @@ impl Proxy {
         add_via(headers, via_value(client_version, &self.via).as_ref());
         add_forwarded(headers, conn.peer.ip(), conn.scheme);
 
-        let replayable = body.is_end_stream();
-        let mut body = Some(body);
+        let target = RequestTarget {
+            scheme: conn.scheme,
+            authority: host.clone(),
+            path_and_query,
+        };
+        let method = parts.method.clone();
+        if let Some(cache) = self.cache.as_ref()
+            && site.cache
+            && !upgrade
+            && (method == Method::GET || method == Method::HEAD)
+            // RFC 9110 §9.3.1: content in a GET has no defined semantics and
+            // is not part of the cache key: such a request is passed on.
+            && body.is_end_stream()
+        {
+            let _ = cache;
+            let ctx = cached::Ctx::new(
+                site.clone(),
+                method,
+                parts.headers,
+                target,
+                client_version,
+                rec.clone(),
+            );
+            return Ok(self.cached(ctx).await);
+        }
+
+        let resp = self
+            .send_to_origin(
+                site,
+                &method,
+                &target.path_and_query,
+                &parts.headers,
+                Some(body),
+            )
+            .await?;
+        rec.status = resp.status().as_u16();
+        if let Some(cache) = self.cache.as_ref() {
+            // RFC 9111 §4.4: a successful unsafe request invalidates.
+            cache.invalidate_after(site, &method, &target, resp.status(), resp.headers());
+        }
+        let mut resp = resp;
+        if let Some(client_up) = client_upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let origin_up = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_up, origin_up));
+            let (mut rp, _) = resp.into_parts();
+            strip_hop_by_hop(&mut rp.headers, true);
+            add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
+            rp.version = client_version;
+            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
+        }
+        let bypass = self.cache.is_some() && site.cache;
+        let mut out = self.client_response(resp, client_version, rec.clone());
+        if bypass {
+            rec.cache = "bypass";
+            CacheStatus::new(CACHE_NAME)
+                .fwd(Fwd::Bypass)
+                .fwd_status(rec.status)
+                .append_to(out.headers_mut());
+        }
+        Ok(out)
+    }
+
+    /// Sends a request to one of the site's origins. A bodyless request is
+    /// retried once on another origin after a connection failure.
+    pub(crate) async fn send_to_origin(
+        &self,
+        site: &SiteRuntime,
+        method: &Method,
+        path_and_query: &str,
+        headers: &http::HeaderMap,
+        body: Option<Incoming>,
+    ) -> Result<Response<Incoming>, Error> {
+        let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
+        let mut body = body;
         let attempts = if replayable {
             site.pool.len().min(2)
         } else {
             1
         };
         let mut last_err = None;
-        let mut resp = None;
         for _ in 0..attempts.max(1) {
             let origin = site
                 .pool
                 .select()
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "empty origin pool"))?;
-            let uri = OriginClient::uri_for(&origin, &path_and_query)?;
+            let uri = OriginClient::uri_for(&origin, path_and_query)?;
             let out_body: OriginBody = match body.take() {
                 Some(b) if !replayable => b.map_err(Into::into).boxed_unsync(),
                 _ => http_body_util::Empty::new()
@@ -157,15 +260,12 @@ impl Proxy {
                     .boxed_unsync(),
             };
             let mut out = Request::new(out_body);
-            *out.method_mut() = parts.method.clone();
+            *out.method_mut() = method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = parts.headers.clone();
+            *out.headers_mut() = headers.clone();
             match self.origin.send(&origin, out).await {
-                Ok(r) => {
-                    resp = Some(r);
-                    break;
-                }
+                Ok(r) => return Ok(r),
                 Err(e) => {
                     let retry = replayable
                         && matches!(
@@ -182,32 +282,23 @@ impl Proxy {
                 }
             }
         }
-        let Some(mut resp) = resp else {
-            return Err(last_err
-                .unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")));
-        };
+        Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")))
+    }
 
-        rec.status = resp.status().as_u16();
-        if let Some(client_up) = client_upgrade
-            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        {
-            let origin_up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_up, origin_up));
-            let (mut rp, _) = resp.into_parts();
-            strip_hop_by_hop(&mut rp.headers, true);
-            add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
-            rp.version = client_version;
-            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
-        }
+    /// An origin response as sent to the client: hop-by-hop fields removed,
+    /// `Via` added, the body streamed with the idle-body timeout.
+    pub(crate) fn client_response(
+        &self,
+        resp: Response<Incoming>,
+        client_version: Version,
+        rec: AccessRecord,
+    ) -> Response<ProxyBody> {
         let (mut rp, body) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers, false);
         add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
         rp.version = client_version;
         let body = body.map_err(Into::into).boxed_unsync();
-        Ok(Response::from_parts(
-            rp,
-            ProxyBody::new(body, Some(self.idle_body), rec.clone()),
-        ))
+        Response::from_parts(rp, ProxyBody::new(body, Some(self.idle_body), rec))
     }
 }
 

@@ -178,11 +178,13 @@ impl StoreConfig {
                 self.disk_capacity
             ));
         }
-        if self.max_object_size > device_capacity / 2 {
+        // Half of the configured capacity (what operators write down); the
+        // small directory reserve does not matter at this scale.
+        if self.max_object_size > self.disk_capacity / 2 {
             problems.push(format!(
                 "max_object_size {} must be at most half the disk capacity ({})",
                 self.max_object_size,
-                device_capacity / 2
+                self.disk_capacity / 2
             ));
         }
         if self.memory_capacity < 4 * self.chunk_size as u64 {

@@ -42,6 +42,7 @@ pub struct TestOrigin {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
+    down: tokio_util::sync::CancellationToken,
 }
 
 impl TestOrigin {
@@ -56,6 +57,8 @@ impl TestOrigin {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let seen2 = seen.clone();
+        let down = tokio_util::sync::CancellationToken::new();
+        let down2 = down.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
@@ -63,6 +66,7 @@ impl TestOrigin {
                 };
                 let h = handler.clone();
                 let seen = seen2.clone();
+                let down = down2.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         seen.lock().unwrap().push(Seen {
@@ -78,14 +82,22 @@ impl TestOrigin {
                         let h = h.clone();
                         async move { Ok::<_, Infallible>(h(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(s), svc)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = down.cancelled() => {}
+                    }
                 });
             }
         });
-        TestOrigin { addr, seen, task }
+        TestOrigin {
+            addr,
+            seen,
+            task,
+            down,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -116,15 +128,17 @@ impl TestOrigin {
             .expect("no request seen")
     }
 
-    /// Stops accepting (existing connections may linger).
+    /// Stops accepting and closes every open connection: the origin is down.
     pub fn stop(&self) {
         self.task.abort();
+        self.down.cancel();
     }
 }
 
 impl Drop for TestOrigin {
     fn drop(&mut self) {
         self.task.abort();
+        self.down.cancel();
     }
 }
 
@@ -174,13 +188,38 @@ where
 
 /// Config text for a node in front of `origin` on loopback port 0.
 pub fn node_config(origin: &str, cache_dir: &std::path::Path, extra: &str) -> String {
+    node_config_sized(
+        origin,
+        cache_dir,
+        "memory = \"64MiB\"\ndisk = \"256MiB\"\n",
+        extra,
+    )
+}
+
+/// [`node_config`] with the `[storage]` sizes given as TOML lines.
+pub fn node_config_sized(
+    origin: &str,
+    cache_dir: &std::path::Path,
+    storage: &str,
+    extra: &str,
+) -> String {
     format!(
         "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [storage]\npath = {:?}\n{storage}\n\
          [log]\naccess_log = true\n{extra}\n\
          [[site]]\nname = \"default\"\norigins = [\"{origin}\"]\n",
         cache_dir.display().to_string()
     )
+}
+
+/// Logs to the test output when `RUST_LOG` is set (for debugging a test).
+pub fn test_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 /// An in-process node with its temp dir.
@@ -194,8 +233,14 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node in front of `origin`; `extra` is TOML spliced before the site.
     pub async fn start(origin: &str, extra: &str) -> TestNode {
+        TestNode::start_sized(origin, "memory = \"64MiB\"\ndisk = \"256MiB\"\n", extra).await
+    }
+
+    /// Starts a node with the given `[storage]` size lines.
+    pub async fn start_sized(origin: &str, storage: &str, extra: &str) -> TestNode {
+        test_logging();
         let dir = tempfile::tempdir().unwrap();
-        let text = node_config(origin, dir.path(), extra);
+        let text = node_config_sized(origin, dir.path(), storage, extra);
         let cfg = outpost::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
         let node = outpost::Node::start(cfg).await.unwrap();
         TestNode {
@@ -353,7 +398,11 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> (http::StatusCode,
 }
 
 /// A response with the given headers and body.
-pub fn resp_with(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<TestBody> {
+pub fn resp_with(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response<TestBody> {
     let mut r = resp(status, body);
     for (k, v) in headers {
         r.headers_mut().append(

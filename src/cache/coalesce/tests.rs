@@ -4,14 +4,20 @@
 use super::*;
 
 fn co(window: usize) -> Arc<Coalescer<String>> {
-    Arc::new(Coalescer::new(window, Duration::from_secs(5), Duration::from_secs(60)))
+    Arc::new(Coalescer::new(
+        window,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    ))
 }
 
 #[tokio::test]
 async fn one_leader_many_followers_stream_as_chunks_arrive() {
     let c = co(1 << 20);
     let key = [1u8; 32];
-    let Join::Leader(w) = c.join(key) else { panic!("first is leader") };
+    let Join::Leader(w) = c.join(key) else {
+        panic!("first is leader")
+    };
     let mut followers = Vec::new();
     for _ in 0..10 {
         match c.join(key) {
@@ -42,8 +48,12 @@ async fn one_leader_many_followers_stream_as_chunks_arrive() {
 async fn release_sends_followers_to_the_origin_and_remembers_pass() {
     let c = co(1 << 20);
     let key = [2u8; 32];
-    let Join::Leader(w) = c.join(key) else { panic!() };
-    let Join::Follower(f) = c.join(key) else { panic!() };
+    let Join::Leader(w) = c.join(key) else {
+        panic!()
+    };
+    let Join::Follower(f) = c.join(key) else {
+        panic!()
+    };
     w.release();
     assert_eq!(c.wait_head(&f).await.unwrap_err(), WaitError::Released);
     assert!(matches!(c.join(key), Join::Pass));
@@ -55,18 +65,27 @@ async fn release_sends_followers_to_the_origin_and_remembers_pass() {
 async fn a_dropped_leader_hands_over_to_a_follower() {
     let c = co(1 << 20);
     let key = [3u8; 32];
-    let Join::Leader(w) = c.join(key) else { panic!() };
-    let Join::Follower(f) = c.join(key) else { panic!() };
+    let Join::Leader(w) = c.join(key) else {
+        panic!()
+    };
+    let Join::Follower(f) = c.join(key) else {
+        panic!()
+    };
     drop(w);
     assert_eq!(c.wait_head(&f).await.unwrap_err(), WaitError::Abandoned);
-    assert!(matches!(c.join(key), Join::Leader(_)), "follower can lead now");
+    assert!(
+        matches!(c.join(key), Join::Leader(_)),
+        "follower can lead now"
+    );
 }
 
 #[tokio::test]
 async fn a_writer_failing_mid_body_cuts_readers_off() {
     let c = co(1 << 20);
     let key = [4u8; 32];
-    let Join::Leader(w) = c.join(key) else { panic!() };
+    let Join::Leader(w) = c.join(key) else {
+        panic!()
+    };
     let mut r = w.publish(Arc::new(String::new())).unwrap();
     w.push(Bytes::from_static(b"x")).await;
     drop(w);
@@ -82,8 +101,12 @@ async fn followers_time_out_waiting_for_a_head() {
         Duration::from_secs(1),
     ));
     let key = [5u8; 32];
-    let Join::Leader(_w) = c.join(key) else { panic!() };
-    let Join::Follower(f) = c.join(key) else { panic!() };
+    let Join::Leader(_w) = c.join(key) else {
+        panic!()
+    };
+    let Join::Follower(f) = c.join(key) else {
+        panic!()
+    };
     assert_eq!(c.wait_head(&f).await.unwrap_err(), WaitError::Timeout);
 }
 
@@ -91,7 +114,9 @@ async fn followers_time_out_waiting_for_a_head() {
 async fn the_window_bounds_memory_and_a_slow_reader_throttles_the_writer() {
     let c = co(4);
     let key = [6u8; 32];
-    let Join::Leader(w) = c.join(key) else { panic!() };
+    let Join::Leader(w) = c.join(key) else {
+        panic!()
+    };
     let mut r = w.publish(Arc::new(String::new())).unwrap();
     let w = Arc::new(w);
     let w2 = w.clone();
@@ -110,8 +135,8 @@ async fn the_window_bounds_memory_and_a_slow_reader_throttles_the_writer() {
     }
     pump.await.unwrap();
     assert_eq!(got, (0..100u8).collect::<Vec<_>>());
-    // A request arriving now cannot read from the start: not coalesced.
-    assert!(matches!(c.join(key), Join::Pass));
+    // A request arriving now cannot read from the start: it may only wait.
+    assert!(matches!(c.join(key), Join::Wait(_)));
     match Arc::try_unwrap(w) {
         Ok(w) => w.finish(),
         Err(_) => panic!("writer still shared"),

@@ -1,0 +1,548 @@
+//! The cached request path for GET and HEAD on a caching site: look the
+//! request up (primary key, then the Vary variant, RFC 9111 §4.1), decide
+//! how a stored response may be reused (§4.2, §5.2.1), serve it, revalidate
+//! it (§4.3), or fetch it once for all concurrent requests (coalescing) and
+//! stream it into the store and to every waiting client at once.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use super::body::{AccessRecord, ProxyBody};
+use super::fill::FillHead;
+use super::layer::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget, ttl};
+use super::respond::Source;
+use super::{Proxy, SiteRuntime, error_response};
+use crate::cache::coalesce::{Join, Key, WaitError};
+use crate::cache::control::RequestDirectives;
+use crate::cache::freshness::{Decision, Reuse, ReuseOptions, decide};
+use crate::cache::key::primary_key;
+use crate::cache::meta::VaryMarker;
+use crate::cache::status::CachePhase;
+use crate::cache::update::{HeadOutcome, head_outcome};
+use crate::cache::vary::variant_key;
+use crate::error::{Error, ErrorKind};
+use crate::origin::headers::strip_hop_by_hop;
+
+/// One request on the cached path.
+pub struct Ctx {
+    pub(super) site: Arc<SiteRuntime>,
+    pub(super) method: Method,
+    /// The request's fields as forwarded (hop-by-hop removed, Via added).
+    pub(super) headers: HeaderMap,
+    pub(super) target: RequestTarget,
+    pub(super) primary: Key,
+    pub(super) dirs: RequestDirectives,
+    pub(super) reuse: ReuseOptions,
+    pub(super) client_version: Version,
+    pub(super) rec: AccessRecord,
+    /// The vary marker found under the primary key, if any.
+    pub(super) marker: Option<VaryMarker>,
+}
+
+impl Ctx {
+    pub(super) fn new(
+        site: Arc<SiteRuntime>,
+        method: Method,
+        headers: HeaderMap,
+        target: RequestTarget,
+        client_version: Version,
+        rec: AccessRecord,
+    ) -> Ctx {
+        let primary = primary_key(
+            &site.name,
+            target.scheme,
+            &target.authority,
+            target.path_and_query.as_bytes(),
+        );
+        let dirs = RequestDirectives::from_headers(&headers);
+        let reuse = ReuseOptions {
+            ignore_client_reload: site.ignore_client_reload,
+            ..ReuseOptions::default()
+        };
+        Ctx {
+            site,
+            method,
+            headers,
+            target,
+            primary,
+            dirs,
+            reuse,
+            client_version,
+            rec,
+            marker: None,
+        }
+    }
+
+    /// A copy for a background refresh: no client directives, no log line.
+    fn background(&self) -> Ctx {
+        let mut rec = self.rec.clone();
+        rec.enabled = false;
+        Ctx {
+            site: self.site.clone(),
+            method: Method::GET,
+            headers: self.headers.clone(),
+            target: self.target.clone(),
+            primary: self.primary,
+            dirs: RequestDirectives::default(),
+            reuse: self.reuse,
+            client_version: self.client_version,
+            rec,
+            marker: None,
+        }
+    }
+}
+
+/// The client's headers without its own preconditions and Range: the cache
+/// fetches and validates whole responses (RFC 9111 §4.3.1, §3.3).
+pub(super) fn without_preconditions(h: &HeaderMap) -> HeaderMap {
+    let mut h = h.clone();
+    for n in [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+        RANGE,
+    ] {
+        h.remove(n);
+    }
+    h
+}
+
+impl Proxy {
+    pub(super) fn cache_layer(&self) -> Result<&CacheLayer, Error> {
+        self.cache
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "cache path without a cache"))
+    }
+
+    /// Serves a GET or HEAD through the cache. Errors become responses that
+    /// carry `Cache-Status` too.
+    pub(super) async fn cached(self: &Arc<Self>, mut ctx: Ctx) -> Response<ProxyBody> {
+        match self.cached_inner(&mut ctx).await {
+            Ok(r) => r,
+            Err(e) => {
+                match e.kind().fault() {
+                    crate::error::Fault::Client => tracing::info!(error = %e, "request refused"),
+                    _ => tracing::warn!(error = %e, "request failed"),
+                }
+                let mut rec = ctx.rec.clone();
+                let phase = if e.kind() == ErrorKind::NotCached {
+                    CachePhase::OnlyIfCachedMiss
+                } else {
+                    CachePhase::UriMiss
+                };
+                rec.cache = phase.as_str();
+                let mut r = error_response(e.kind(), rec);
+                phase
+                    .cache_status(CACHE_NAME)
+                    .detail(e.kind().as_str())
+                    .append_to(r.headers_mut());
+                r
+            }
+        }
+    }
+
+    async fn cached_inner(self: &Arc<Self>, ctx: &mut Ctx) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        // Set when the in-flight fetch for the URI is for another variant.
+        let mut join_key: Option<Key> = None;
+        for _round in 0..4 {
+            let now = SystemTime::now();
+            let (stored, phase) = match cache.lookup(&ctx.primary, &ctx.headers).await {
+                Lookup::Found(f, marker) => {
+                    ctx.marker = marker;
+                    let d = decide(&f.meta.facts(now), &ctx.dirs, &ctx.reuse);
+                    if d.serve_without_origin() {
+                        let phase = if d.reuse == Reuse::Fresh {
+                            CachePhase::Hit
+                        } else {
+                            CachePhase::StaleHit
+                        };
+                        let cs = phase.cache_status(CACHE_NAME).ttl(d.ttl);
+                        let age = d.current_age;
+                        return Ok(self.respond(
+                            ctx,
+                            &f.meta,
+                            age,
+                            cs,
+                            phase.as_str(),
+                            Source::Stored(f.handle),
+                        ));
+                    }
+                    if d.only_if_cached_fails(&ctx.dirs) {
+                        return Err(Error::new(
+                            ErrorKind::NotCached,
+                            "only-if-cached: the stored response needs validation",
+                        ));
+                    }
+                    if d.stale_while_revalidate() {
+                        // RFC 5861 §3: serve stale now, refresh in the background.
+                        self.spawn_refresh(ctx);
+                        let phase = CachePhase::StaleWhileRevalidate;
+                        let cs = phase.cache_status(CACHE_NAME).ttl(d.ttl);
+                        return Ok(self.respond(
+                            ctx,
+                            &f.meta,
+                            d.current_age,
+                            cs,
+                            phase.as_str(),
+                            Source::Stored(f.handle),
+                        ));
+                    }
+                    let phase = match d.reuse {
+                        Reuse::MustRevalidate { reason, .. } if reason.is_request_driven() => {
+                            CachePhase::Request
+                        }
+                        _ => CachePhase::Stale,
+                    };
+                    (Some((*f, d)), phase)
+                }
+                Lookup::Miss => {
+                    ctx.marker = None;
+                    (None, CachePhase::UriMiss)
+                }
+                Lookup::VaryMiss(m) => {
+                    ctx.marker = Some(m);
+                    (None, CachePhase::VaryMiss)
+                }
+            };
+            // Fetches are shared per variant once the URI's Vary is known.
+            let ck = join_key.unwrap_or_else(|| match &ctx.marker {
+                Some(m) => variant_key(&ctx.primary, &m.names, &ctx.headers),
+                None => ctx.primary,
+            });
+            if stored.is_none() && ctx.dirs.only_if_cached {
+                // RFC 9111 §5.2.1.7: stored, or being stored right now.
+                if let Some(r) = self.serve_from_fill(ctx, ck) {
+                    return Ok(r);
+                }
+                return Err(Error::new(
+                    ErrorKind::NotCached,
+                    "only-if-cached: not stored",
+                ));
+            }
+            if ctx.method == Method::HEAD {
+                // A HEAD has no content to store: a miss is forwarded as
+                // HEAD, and a stale GET is checked with one (§4.3.5).
+                return match stored {
+                    None => match self.serve_from_fill(ctx, ck) {
+                        Some(r) => Ok(r),
+                        None => self.pass(ctx, phase, None).await,
+                    },
+                    Some((f, d)) => self.head_revalidate(ctx, f, d, phase).await,
+                };
+            }
+            if stored.is_none() && !cache.range_fetch_whole && ctx.headers.contains_key(RANGE) {
+                return self.pass(ctx, phase, Some("range")).await;
+            }
+            tracing::debug!(
+                phase = phase.as_str(),
+                stored = stored.is_some(),
+                "cache lookup"
+            );
+            match cache.coalescer.join(ck) {
+                Join::Leader(w) => {
+                    // A fill may have committed and left while our lookup
+                    // was reading the disk: look again before fetching.
+                    if stored.is_none()
+                        && matches!(
+                            cache.lookup(&ctx.primary, &ctx.headers).await,
+                            Lookup::Found(..)
+                        )
+                    {
+                        drop(w); // waiters retry too
+                        continue;
+                    }
+                    return self.fetch(ctx, w, stored, phase).await;
+                }
+                Join::Wait(waiter) => {
+                    // Past the fill's window: once it ends, the object is
+                    // in the store; waiting is bounded like any follower's.
+                    if tokio::time::timeout(cache.lock_timeout, waiter.ended())
+                        .await
+                        .is_err()
+                    {
+                        let w = cache.coalescer.solo(ck);
+                        return self.fetch(ctx, w, stored, phase).await;
+                    }
+                    continue;
+                }
+                Join::Pass => {
+                    let w = cache.coalescer.solo(ck);
+                    return self.fetch(ctx, w, stored, phase).await;
+                }
+                Join::Follower(r) => {
+                    // A request that joins after the head arrived is served
+                    // from the fill only if the response suits it (§4.2);
+                    // one that waited for the fetch shares its response.
+                    let late = r.try_head().is_some();
+                    match cache.coalescer.wait_head(&r).await {
+                        Ok(head) => match &*head {
+                            FillHead::Refreshed => continue,
+                            FillHead::Failed(kind) => {
+                                if let Some((f, d)) = stored {
+                                    if d.can_serve_stale_if_error() {
+                                        return Ok(self.serve_stale_if_error(ctx, f, None));
+                                    }
+                                    return Err(Error::new(
+                                        ErrorKind::RevalidationFailed,
+                                        format!("shared revalidation failed: {}", kind.as_str()),
+                                    ));
+                                }
+                                return Err(Error::new(*kind, "the shared origin fetch failed"));
+                            }
+                            FillHead::Stream {
+                                meta,
+                                key,
+                                fwd_status,
+                            } => {
+                                let mine = if meta.vary.is_empty() {
+                                    ctx.primary
+                                } else {
+                                    variant_key(&ctx.primary, &meta.vary, &ctx.headers)
+                                };
+                                if mine != *key {
+                                    // Another variant: share the fetch of ours.
+                                    join_key = Some(mine);
+                                    continue;
+                                }
+                                let now = SystemTime::now();
+                                let cs = if late {
+                                    let d = decide(&meta.facts(now), &ctx.dirs, &ctx.reuse);
+                                    if !d.serve_without_origin() {
+                                        // Not usable as it is: once stored,
+                                        // revalidate it like any stored response.
+                                        r.into_waiter().ended().await;
+                                        continue;
+                                    }
+                                    // Not forwarded: a hit on the object being stored.
+                                    CachePhase::Hit.cache_status(CACHE_NAME).ttl(d.ttl)
+                                } else {
+                                    CachePhase::Collapsed
+                                        .cache_status(CACHE_NAME)
+                                        .fwd_status(*fwd_status)
+                                        .ttl(ttl(meta, now))
+                                };
+                                let phase = if late {
+                                    CachePhase::Hit
+                                } else {
+                                    CachePhase::Collapsed
+                                };
+                                let age = meta.current_age(now);
+                                return Ok(self.respond(
+                                    ctx,
+                                    meta,
+                                    age,
+                                    cs,
+                                    phase.as_str(),
+                                    Source::Fill(r),
+                                ));
+                            }
+                        },
+                        Err(WaitError::Abandoned) => continue,
+                        Err(_) => {
+                            let w = cache.coalescer.solo(ck);
+                            return self.fetch(ctx, w, stored, phase).await;
+                        }
+                    }
+                }
+            }
+        }
+        let w = cache.coalescer.solo(ctx.primary);
+        self.fetch(ctx, w, None, CachePhase::UriMiss).await
+    }
+
+    /// Serves the request from a fetch in flight for `ck` whose head has
+    /// arrived, if it matches the request's variant and is fresh enough.
+    fn serve_from_fill(&self, ctx: &Ctx, ck: Key) -> Option<Response<ProxyBody>> {
+        let cache = self.cache.as_ref()?;
+        let r = cache.coalescer.join_existing(&ck)?;
+        let head = r.try_head()?;
+        let FillHead::Stream { meta, key, .. } = &*head else {
+            return None;
+        };
+        if !meta.vary.is_empty() && *key != variant_key(&ctx.primary, &meta.vary, &ctx.headers) {
+            return None;
+        }
+        let d = decide(&meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse);
+        if !d.serve_without_origin() {
+            return None;
+        }
+        let cs = CachePhase::Hit.cache_status(CACHE_NAME).ttl(d.ttl);
+        let phase = CachePhase::Hit.as_str();
+        Some(self.respond(ctx, meta, d.current_age, cs, phase, Source::Fill(r)))
+    }
+
+    /// A HEAD for a stale stored GET: forwarded as HEAD; a 200 whose
+    /// validators match freshens the stored GET's headers (RFC 9111 §4.3.5).
+    async fn head_revalidate(
+        &self,
+        ctx: &Ctx,
+        f: Found,
+        d: Decision,
+        phase: CachePhase,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        let headers = without_preconditions(&ctx.headers);
+        let req_time = SystemTime::now();
+        let result = self
+            .send_to_origin(
+                &ctx.site,
+                &Method::HEAD,
+                &ctx.target.path_and_query,
+                &headers,
+                None,
+            )
+            .await;
+        let resp_time = SystemTime::now();
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(_) if d.can_serve_stale_if_error() => {
+                return Ok(self.serve_stale_if_error(ctx, f, None));
+            }
+            Err(e) => return Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
+        };
+        strip_hop_by_hop(resp.headers_mut(), false);
+        if resp.status() == StatusCode::OK
+            && head_outcome(
+                &f.meta.header_map(),
+                resp.headers(),
+                Some(f.handle.body_len()),
+            ) == HeadOutcome::Update
+        {
+            let mut meta = f.meta;
+            meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
+            if let Err(e) = cache
+                .store
+                .update_meta(&f.key, Bytes::from(meta.encode()))
+                .await
+            {
+                tracing::warn!(error = %e, "storing refreshed headers failed");
+            }
+        }
+        Ok(self.pass_response(ctx, resp, phase, None))
+    }
+
+    /// Forwards the request as it is (not stored).
+    async fn pass(
+        &self,
+        ctx: &Ctx,
+        phase: CachePhase,
+        detail: Option<&'static str>,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let resp = self
+            .send_to_origin(
+                &ctx.site,
+                &ctx.method,
+                &ctx.target.path_and_query,
+                &ctx.headers,
+                None,
+            )
+            .await?;
+        Ok(self.pass_response(ctx, resp, phase, detail))
+    }
+
+    pub(super) fn pass_response(
+        &self,
+        ctx: &Ctx,
+        resp: Response<Incoming>,
+        phase: CachePhase,
+        detail: Option<&'static str>,
+    ) -> Response<ProxyBody> {
+        let status = resp.status().as_u16();
+        let mut rec = ctx.rec.clone();
+        rec.status = status;
+        rec.cache = phase.as_str();
+        let mut out = self.client_response(resp, ctx.client_version, rec);
+        if let Some(cache) = self.cache.as_ref() {
+            for t in &cache.targets {
+                out.headers_mut().remove(t);
+            }
+        }
+        let mut cs = phase.cache_status(CACHE_NAME).fwd_status(status);
+        if let Some(d) = detail {
+            cs = cs.detail(d);
+        }
+        cs.append_to(out.headers_mut());
+        out
+    }
+
+    pub(super) fn serve_stale_if_error(
+        &self,
+        ctx: &Ctx,
+        f: Found,
+        fwd_status: Option<StatusCode>,
+    ) -> Response<ProxyBody> {
+        // RFC 5861 §4
+        let now = SystemTime::now();
+        let phase = CachePhase::StaleIfError;
+        let mut cs = phase.cache_status(CACHE_NAME).ttl(ttl(&f.meta, now));
+        if let Some(s) = fwd_status {
+            cs = cs.fwd_status(s.as_u16());
+        }
+        let age = f.meta.current_age(now);
+        self.respond(
+            ctx,
+            &f.meta,
+            age,
+            cs,
+            phase.as_str(),
+            Source::Stored(f.handle),
+        )
+    }
+
+    /// Starts the one background refresh of a stale key (RFC 5861 §3).
+    fn spawn_refresh(self: &Arc<Self>, ctx: &Ctx) {
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        {
+            let mut r = cache.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if !r.insert(ctx.primary) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let mut bg = ctx.background();
+        tokio::spawn(async move {
+            this.refresh(&mut bg).await;
+            if let Some(cache) = this.cache.as_ref() {
+                cache
+                    .refreshing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&bg.primary);
+            }
+        });
+    }
+
+    async fn refresh(&self, ctx: &mut Ctx) {
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        let Lookup::Found(f, marker) = cache.lookup(&ctx.primary, &ctx.headers).await else {
+            return;
+        };
+        ctx.marker = marker;
+        let d = decide(&f.meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse);
+        if d.reuse == Reuse::Fresh {
+            return;
+        }
+        // Only if no other fetch for the key is running.
+        if let Join::Leader(w) = cache.coalescer.join(ctx.primary) {
+            match self.fetch(ctx, w, Some((*f, d)), CachePhase::Stale).await {
+                // The pump stores the body without us reading it.
+                Ok(resp) => drop(resp),
+                Err(e) => tracing::warn!(error = %e, "background refresh failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Fetching a response for the cache: a whole-object or conditional GET
+//! to the origin (RFC 9111 §4.3.1), then a 304 freshens the stored
+//! response (§4.3.4), a 5xx may fall back to it (RFC 5861 §4), and a
+//! storable answer is streamed into the store and to every waiting client.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+
+use super::Proxy;
+use super::body::ProxyBody;
+use super::cached::{Ctx, without_preconditions};
+use super::fill::{FillHead, PumpJob, pump};
+use super::layer::{CACHE_NAME, Found, content_length, same_names, ttl};
+use super::respond::Source;
+use crate::cache::coalesce::FillWriter;
+use crate::cache::conditional::revalidation_request_headers;
+use crate::cache::control::effective_response_control;
+use crate::cache::freshness::{Decision, storability};
+use crate::cache::meta::{ObjectMeta, VaryMarker, flags, new_object_id};
+use crate::cache::status::{CachePhase, NoCacheReason};
+use crate::cache::update::{select_for_update, stored_header_list};
+use crate::cache::vary::variant_key;
+use crate::error::{Error, ErrorKind};
+use crate::origin::headers::strip_hop_by_hop;
+
+impl Proxy {
+    /// Fetches the whole response from the origin (conditionally when a
+    /// stale response is stored), stores it if allowed, and answers the
+    /// request. `writer` is the fill to share the response through.
+    pub(super) async fn fetch(
+        &self,
+        ctx: &Ctx,
+        writer: FillWriter<FillHead>,
+        stored: Option<(Found, Decision)>,
+        phase: CachePhase,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        let headers = match &stored {
+            // RFC 9111 §4.3.1: validators from the stored response.
+            Some((f, _)) => revalidation_request_headers(&ctx.headers, &f.meta.header_map()),
+            None => without_preconditions(&ctx.headers),
+        };
+        let req_time = SystemTime::now();
+        let started = Instant::now();
+        let result = self
+            .send_to_origin(
+                &ctx.site,
+                &Method::GET,
+                &ctx.target.path_and_query,
+                &headers,
+                None,
+            )
+            .await;
+        let resp_time = SystemTime::now();
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                writer.publish(Arc::new(FillHead::Failed(e.kind())));
+                writer.finish();
+                return match stored {
+                    Some((f, d)) if d.can_serve_stale_if_error() => {
+                        Ok(self.serve_stale_if_error(ctx, f, None))
+                    }
+                    // RFC 9111 §5.2.2.2: an error, not the stale response.
+                    Some(_) => Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
+                    None => Err(e),
+                };
+            }
+        };
+        // Hop-by-hop fields are neither stored nor forwarded (RFC 9110 §7.6.1).
+        strip_hop_by_hop(resp.headers_mut(), false);
+        let status = resp.status();
+        let (stored, stored_decision) = match stored {
+            Some((f, d)) => (Some(f), Some(d)),
+            None => (None, None),
+        };
+
+        // RFC 9111 §4.3.3, §4.3.4: a 304 freshens the stored response.
+        if status == StatusCode::NOT_MODIFIED
+            && let Some(f) = stored.as_ref()
+            && select_for_update(&f.meta.header_map(), resp.headers(), true)
+        {
+            let Some(f) = stored else {
+                return Err(Error::new(ErrorKind::Internal, "stored response vanished"));
+            };
+            let mut meta = f.meta;
+            meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
+            match cache
+                .store
+                .update_meta(&f.key, Bytes::from(meta.encode()))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("revalidated object was evicted meanwhile"),
+                Err(e) => tracing::warn!(error = %e, "storing refreshed headers failed"),
+            }
+            writer.publish(Arc::new(FillHead::Refreshed));
+            writer.finish();
+            let now = SystemTime::now();
+            let phase = CachePhase::Revalidated;
+            let cs = phase
+                .cache_status(CACHE_NAME)
+                .fwd_status(304)
+                .ttl(ttl(&meta, now));
+            let age = meta.current_age(now);
+            return Ok(self.respond(
+                ctx,
+                &meta,
+                age,
+                cs,
+                phase.as_str(),
+                Source::Stored(f.handle),
+            ));
+        }
+
+        // RFC 5861 §4: a 5xx while stale-if-error allows the stored response.
+        if status.is_server_error()
+            && stored_decision.is_some_and(|d| d.can_serve_stale_if_error())
+            && let Some(f) = stored
+        {
+            writer.release_once();
+            return Ok(self.serve_stale_if_error(ctx, f, Some(status)));
+        }
+
+        let control = effective_response_control(resp.headers(), &cache.targets);
+        let storable = storability(
+            &Method::GET,
+            &ctx.headers,
+            &ctx.dirs,
+            status,
+            resp.headers(),
+            &control,
+        )
+        .and_then(|s| match content_length(resp.headers()) {
+            Some(l) if l > cache.max_object_size => Err(NoCacheReason::TooLarge),
+            _ => Ok(s),
+        });
+        let phase = if stored.is_some() {
+            phase
+        } else {
+            match phase {
+                CachePhase::Revalidated | CachePhase::StaleIfError => CachePhase::Stale,
+                p => p,
+            }
+        };
+        let w = writer;
+        match storable {
+            Ok(s) => {
+                let list = stored_header_list(resp.headers(), &s.strip_fields);
+                let mut meta = ObjectMeta::from_response(
+                    new_object_id(&ctx.primary),
+                    status,
+                    list,
+                    &cache.policy(),
+                    req_time,
+                    resp_time,
+                );
+                meta.flags |= flags::COMPLETE;
+                let (key, marker) = if meta.vary.is_empty() {
+                    (ctx.primary, None)
+                } else {
+                    let vk = variant_key(&ctx.primary, &meta.vary, &ctx.headers);
+                    // Keep the existing marker (and so the other variants)
+                    // when it nominates the same fields.
+                    let keep = ctx
+                        .marker
+                        .as_ref()
+                        .is_some_and(|m| same_names(&m.names, &meta.vary));
+                    let marker = (!keep).then(|| {
+                        (
+                            ctx.primary,
+                            VaryMarker {
+                                names: meta.vary.clone(),
+                                created_at: cache.invalidations.marker_time(&ctx.primary),
+                            },
+                        )
+                    });
+                    (vk, marker)
+                };
+                let meta = Arc::new(meta);
+                let head = Arc::new(FillHead::Stream {
+                    meta: meta.clone(),
+                    key,
+                    fwd_status: status.as_u16(),
+                });
+                let Some(reader) = w.publish(head) else {
+                    return Err(Error::new(ErrorKind::Internal, "fill started without us"));
+                };
+                let (parts, body) = resp.into_parts();
+                let job = PumpJob {
+                    store: cache.store.clone(),
+                    key,
+                    meta: Bytes::from(meta.encode()),
+                    marker,
+                    expected_len: content_length(&parts.headers),
+                    idle: self.idle_body,
+                    primary: ctx.primary,
+                    started,
+                    invalidations: cache.invalidations.clone(),
+                };
+                cache.pumps.spawn(pump(job, body, w));
+                let now = SystemTime::now();
+                let cs = phase
+                    .cache_status(CACHE_NAME)
+                    .fwd_status(status.as_u16())
+                    .stored()
+                    .ttl(ttl(&meta, now));
+                let age = meta.current_age(now);
+                Ok(self.respond(ctx, &meta, age, cs, phase.as_str(), Source::Fill(reader)))
+            }
+            Err(reason) => {
+                let request_driven = matches!(
+                    reason,
+                    NoCacheReason::Authorization | NoCacheReason::RequestNoStore
+                );
+                if status.is_server_error() || request_driven {
+                    w.release_once();
+                } else {
+                    // Hit-for-pass: later requests do not wait.
+                    w.release();
+                }
+                Ok(self.pass_response(ctx, resp, phase, Some(reason.as_str())))
+            }
+        }
+    }
+}

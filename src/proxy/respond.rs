@@ -1,0 +1,227 @@
+//! Client responses built from a stored object or from an in-flight fill:
+//! the stored header fields minus the targeted cache-control fields,
+//! `Age` (RFC 9111 §4.2.3, §5.1), `Cache-Status` (RFC 9211), conditional
+//! requests (RFC 9110 §13.2.2), byte ranges (RFC 9110 §14) and HEAD.
+
+use bytes::Bytes;
+use http::header::{
+    self, AGE, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    HeaderValue,
+};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+use outpost_storage::ReadHandle;
+
+use super::Proxy;
+use super::body::{AccessRecord, ProxyBody};
+use super::cached::Ctx;
+use super::fill::FillHead;
+use super::stored_body::{Segment, fill_body, stored_body};
+use crate::cache::coalesce::FillReader;
+use crate::cache::conditional::{Precondition, evaluate, if_range_allows};
+use crate::cache::freshness::age_header_value;
+use crate::cache::meta::ObjectMeta;
+use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
+use crate::cache::status::CacheStatus;
+use crate::origin::headers::{add_via, via_value};
+
+/// Where the body comes from.
+pub(super) enum Source {
+    /// A committed object in the store (seekable).
+    Stored(ReadHandle),
+    /// A response still arriving from the origin (read from the start).
+    Fill(FillReader<FillHead>),
+}
+
+impl Proxy {
+    /// The response for `ctx`'s request from `meta` and its body `src`.
+    /// `phase` is the access log's cache field.
+    pub(super) fn respond(
+        &self,
+        ctx: &Ctx,
+        meta: &ObjectMeta,
+        age: u64,
+        cs: CacheStatus,
+        phase: &'static str,
+        src: Source,
+    ) -> Response<ProxyBody> {
+        let mut headers = meta.header_map();
+        if let Some(cache) = self.cache.as_ref() {
+            for t in &cache.targets {
+                headers.remove(t);
+            }
+        }
+        // RFC 9111 §5.1: Age on every response served from a cache.
+        headers.insert(AGE, age_header_value(age));
+        add_via(
+            &mut headers,
+            via_value(Version::HTTP_11, &self.via).as_ref(),
+        );
+        cs.append_to(&mut headers);
+        let mut rec = ctx.rec.clone();
+        rec.cache = phase;
+        let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
+        let len = match &src {
+            Source::Stored(h) => Some(h.body_len()),
+            Source::Fill(_) => headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse::<u64>().ok()),
+        };
+        let method = &ctx.method;
+        let validators = meta.validators();
+
+        // RFC 9110 §13.2.1: preconditions apply when the response would be 2xx.
+        if status.is_success() {
+            match evaluate(method, &ctx.headers, &validators) {
+                Precondition::Proceed => {}
+                Precondition::NotModified => {
+                    // RFC 9110 §15.4.5: the fields a 200 would carry, minus
+                    // representation metadata; no content.
+                    for n in [
+                        CONTENT_LENGTH,
+                        CONTENT_TYPE,
+                        CONTENT_ENCODING,
+                        CONTENT_LANGUAGE,
+                        CONTENT_RANGE,
+                    ] {
+                        headers.remove(n);
+                    }
+                    return self.build(StatusCode::NOT_MODIFIED, headers, None, rec);
+                }
+                Precondition::PreconditionFailed => {
+                    let mut h = HeaderMap::new();
+                    cs_copy(&headers, &mut h);
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+                    return self.build(StatusCode::PRECONDITION_FAILED, h, None, rec);
+                }
+            }
+        }
+
+        // RFC 9110 §14.2: Range applies to GET only, on a 200, when If-Range allows.
+        if *method == Method::GET
+            && status == StatusCode::OK
+            && let Some(len) = len
+            && ctx.headers.contains_key(header::RANGE)
+            && if_range_allows(&ctx.headers, &validators)
+        {
+            match (range::resolve(&ctx.headers, len), src) {
+                (RangeOutcome::Full, src) => return self.full(status, headers, len, src, ctx, rec),
+                (RangeOutcome::Unsatisfiable, _) => {
+                    // RFC 9110 §15.5.17
+                    let mut h = headers;
+                    h.insert(CONTENT_RANGE, range::unsatisfied_content_range(len));
+                    h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+                    h.remove(CONTENT_TYPE);
+                    return self.build(StatusCode::RANGE_NOT_SATISFIABLE, h, None, rec);
+                }
+                (RangeOutcome::Satisfiable(rs), src) if rs.len() == 1 => {
+                    let r = rs[0];
+                    headers.insert(CONTENT_RANGE, range::content_range(&r, len));
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(r.len()));
+                    let body = match src {
+                        Source::Stored(h) => stored_body(
+                            h,
+                            vec![Segment::Stored {
+                                offset: r.start,
+                                len: r.len(),
+                            }],
+                        ),
+                        Source::Fill(f) => fill_body(f, r.start, Some(r.len())),
+                    };
+                    return self.build(StatusCode::PARTIAL_CONTENT, headers, Some(body), rec);
+                }
+                (RangeOutcome::Satisfiable(rs), Source::Stored(h)) => {
+                    // RFC 9110 §14.6: multipart/byteranges, streamed part by part.
+                    let plan = MultipartPlan::new(
+                        &rs,
+                        len,
+                        headers.get(CONTENT_TYPE),
+                        generate_boundary(&meta.object_id),
+                    );
+                    let mut segs = Vec::with_capacity(plan.parts.len() * 2 + 1);
+                    for (head, r) in plan.parts.iter() {
+                        segs.push(Segment::Literal(Bytes::from(head.clone())));
+                        segs.push(Segment::Stored {
+                            offset: r.start,
+                            len: r.len(),
+                        });
+                    }
+                    segs.push(Segment::Literal(Bytes::from(plan.trailer.clone())));
+                    headers.insert(CONTENT_TYPE, plan.content_type());
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(plan.content_length));
+                    let body = stored_body(h, segs);
+                    return self.build(StatusCode::PARTIAL_CONTENT, headers, Some(body), rec);
+                }
+                // Several ranges while the body is still arriving: a server
+                // may ignore Range (RFC 9110 §14.2); send it whole.
+                (RangeOutcome::Satisfiable(_), src) => {
+                    return self.full(status, headers, len, src, ctx, rec);
+                }
+            }
+        }
+        match len {
+            Some(len) => self.full(status, headers, len, src, ctx, rec),
+            None => {
+                let body = match (method == Method::HEAD, src) {
+                    (true, _) => None,
+                    (false, Source::Fill(f)) => Some(fill_body(f, 0, None)),
+                    (false, Source::Stored(h)) => Some(stored_body(h, Vec::new())),
+                };
+                self.build(status, headers, body, rec)
+            }
+        }
+    }
+
+    fn full(
+        &self,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        len: u64,
+        src: Source,
+        ctx: &Ctx,
+        rec: AccessRecord,
+    ) -> Response<ProxyBody> {
+        if status != StatusCode::NOT_MODIFIED && status != StatusCode::NO_CONTENT {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if headers.get(header::ACCEPT_RANGES).is_none() && status == StatusCode::OK {
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        let body = if ctx.method == Method::HEAD || len == 0 {
+            None
+        } else {
+            Some(match src {
+                Source::Stored(h) => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
+                Source::Fill(f) => fill_body(f, 0, None),
+            })
+        };
+        self.build(status, headers, body, rec)
+    }
+
+    fn build(
+        &self,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Option<super::body::InnerBody>,
+        mut rec: AccessRecord,
+    ) -> Response<ProxyBody> {
+        rec.status = status.as_u16();
+        let body = match body {
+            Some(b) => ProxyBody::new(b, None, rec),
+            None => ProxyBody::empty(rec),
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
+/// Copies `Cache-Status` and `Age` (for a 412 built from a stored object).
+fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
+    for n in [&crate::cache::status::CACHE_STATUS, &AGE] {
+        for v in from.get_all(n) {
+            to.append(n.clone(), v.clone());
+        }
+    }
+}
