@@ -1,0 +1,142 @@
+//! Criterion benchmarks of the pieces on the cache-hit path: primary key
+//! hashing, decoding the stored head record, the reuse decision, building
+//! the client's header block (stored fields + `Age` + `Cache-Status`), and
+//! a memory-tier lookup with a 1 KiB body read.
+//!
+//! Run: `cargo bench --bench hit_path`. Results on the development machine
+//! (2 vCPU shared VM, release profile, 2026-11-23, before any hit-path
+//! tuning; `--warm-up-time 1 --measurement-time 2`):
+//!
+//! | piece                                             | time     |
+//! |---------------------------------------------------|----------|
+//! | `primary_key` (blake3 of the canonical target)    | 272 ns   |
+//! | `decode_record` (12 stored fields)                | 1.43 µs  |
+//! | `decide` (fresh)                                  | 34 ns    |
+//! | client headers (map + `Age` + `Cache-Status`)     | 590 ns   |
+//! | store lookup + decode + 1 KiB read (memory tier)  | 2.0 µs   |
+//!
+//! The record decode (header names re-parsed, one allocation per field)
+//! and the header map rebuild are the largest pieces; caching the decoded
+//! head next to the memory-tier entry would remove both from a hit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use outpost::cache::control::{RequestDirectives, target_list};
+use outpost::cache::freshness::{HeuristicConfig, ReuseOptions, age_header_value, decide};
+use outpost::cache::key::primary_key;
+use outpost::cache::meta::{MetaPolicy, ObjectMeta, Record, decode_record, new_object_id};
+use outpost::cache::status::CachePhase;
+use outpost_storage::{MIB, Store, StoreConfig};
+
+fn sample_meta() -> ObjectMeta {
+    let mut h = Vec::new();
+    for (n, v) in [
+        ("content-type", "text/css; charset=utf-8"),
+        ("cache-control", "public, max-age=3600"),
+        ("etag", "\"5f2a-1a2b3c\""),
+        ("last-modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
+        ("date", "Mon, 23 Nov 2026 10:00:00 GMT"),
+        ("content-length", "1024"),
+        ("server", "origin"),
+        ("x-request-id", "0a1b2c3d4e5f"),
+        ("vary", "Accept-Encoding"),
+        ("accept-ranges", "bytes"),
+        ("surrogate-key", "css site-assets"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        h.push((HeaderName::from_static(n), HeaderValue::from_static(v)));
+    }
+    let targets = target_list(None);
+    let now = SystemTime::now();
+    ObjectMeta::from_response(
+        new_object_id(b"bench"),
+        StatusCode::OK,
+        h,
+        &MetaPolicy {
+            targets: &targets,
+            heuristic: HeuristicConfig {
+                fraction: 0.1,
+                max: Duration::from_secs(86400),
+            },
+        },
+        now,
+        now,
+    )
+}
+
+fn pure(c: &mut Criterion) {
+    c.bench_function("primary_key", |b| {
+        b.iter(|| {
+            primary_key(
+                black_box("default"),
+                "http",
+                black_box("cdn.example.com"),
+                black_box(b"/assets/app.css?v=1234567"),
+            )
+        })
+    });
+    let meta = sample_meta();
+    let enc = meta.encode();
+    c.bench_function("decode_record", |b| {
+        b.iter(|| match decode_record(black_box(&enc)) {
+            Ok(Record::Object(m)) => m,
+            _ => panic!("not an object"),
+        })
+    });
+    let dirs = RequestDirectives::default();
+    let opts = ReuseOptions::default();
+    c.bench_function("decide_fresh", |b| {
+        b.iter(|| decide(&meta.facts(SystemTime::now()), black_box(&dirs), &opts))
+    });
+    c.bench_function("client_headers", |b| {
+        b.iter(|| {
+            let mut h: HeaderMap = meta.header_map();
+            h.insert(http::header::AGE, age_header_value(12));
+            CachePhase::Hit
+                .cache_status("Outpost")
+                .ttl(3588)
+                .append_to(&mut h);
+            h
+        })
+    });
+}
+
+fn lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = rt.block_on(async {
+        let mut cfg = StoreConfig::new(dir.path(), 64 * MIB, 256 * MIB);
+        cfg.max_object_size = 64 * MIB;
+        let store = Store::open(cfg).await.unwrap();
+        let meta = Bytes::from(sample_meta().encode());
+        let key = primary_key("default", "http", "cdn.example.com", b"/a.css");
+        let mut w = store.begin_write(key, meta);
+        w.write(Bytes::from(vec![1u8; 1024])).await.unwrap();
+        w.finish().await.unwrap();
+        store
+    });
+    let key = primary_key("default", "http", "cdn.example.com", b"/a.css");
+    c.bench_function("store_lookup_1k_memory", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let h = store.lookup(&key).await.unwrap().unwrap();
+                let _ = decode_record(h.meta()).unwrap();
+                let mut r = h.reader(0);
+                let mut n = 0;
+                while let Some(c) = r.next_chunk().await.unwrap() {
+                    n += c.len();
+                }
+                n
+            })
+        })
+    });
+    rt.block_on(store.close()).unwrap();
+}
+
+criterion_group!(benches, pure, lookup);
+criterion_main!(benches);
