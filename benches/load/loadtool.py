@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Helpers for run.sh: warm a proxy with a list of paths, and the miss storm
+(N clients asking for one cold object at once: time to first byte, time to
+last byte). Plain asyncio over keep-alive HTTP/1.1, no third-party modules."""
+import asyncio
+import sys
+import time
+
+
+async def fetch(reader, writer, host, path):
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    first = time.monotonic()
+    status = int(head.split(b" ", 2)[1])
+    length = None
+    chunked = False
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        k = k.strip().lower()
+        if k == b"content-length":
+            length = int(v.strip())
+        elif k == b"transfer-encoding" and b"chunked" in v.lower():
+            chunked = True
+    n = 0
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            n += len(await reader.readexactly(size + 2)) - 2
+    elif length:
+        await reader.readexactly(length)
+        n = length
+    return status, n, first
+
+
+async def warm(addr, paths, conc):
+    host, port = addr.split(":")
+    queue = list(reversed(paths))
+    failures = 0
+
+    async def worker():
+        nonlocal failures
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while queue:
+            p = queue.pop()
+            status, _, _ = await fetch(reader, writer, addr, p)
+            if status != 200:
+                failures += 1
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return failures
+
+
+async def storm(addr, path, clients):
+    host, port = addr.split(":")
+    conns = []
+    for _ in range(clients):
+        conns.append(await asyncio.open_connection(host, int(port)))
+    start = time.monotonic()
+
+    async def one(rw):
+        status, n, first = await fetch(rw[0], rw[1], addr, path)
+        return status, n, first - start, time.monotonic() - start
+
+    res = await asyncio.gather(*(one(c) for c in conns))
+    for _, w in conns:
+        w.close()
+    ttfb = sorted(r[2] for r in res)
+    done = sorted(r[3] for r in res)
+    ok = sum(1 for r in res if r[0] == 200)
+    size = max(r[1] for r in res)
+
+    def pct(v, q):
+        return v[min(len(v) - 1, int(q * len(v)))]
+
+    print(f"ok={ok} size={size} ttfb_p50_ms={pct(ttfb, .5) * 1000:.1f} "
+          f"ttfb_p99_ms={pct(ttfb, .99) * 1000:.1f} done_p50_ms={pct(done, .5) * 1000:.1f} "
+          f"done_p99_ms={pct(done, .99) * 1000:.1f}")
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "warm":
+        addr, prefix, count, conc = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+        paths = [f"{prefix}{i}.bin" for i in range(count)] if count > 0 else [prefix]
+        failures = asyncio.run(warm(addr, paths, conc))
+        if failures:
+            print(f"warm: {failures} failures", file=sys.stderr)
+            sys.exit(1)
+    elif cmd == "storm":
+        asyncio.run(storm(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif cmd == "gen":
+        # gen DIR NAME SIZE: a file of SIZE pseudo-random bytes
+        import os
+        d, name, size = sys.argv[2], sys.argv[3], int(sys.argv[4])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(os.urandom(size))
+    elif cmd == "genset":
+        # genset DIR COUNT SIZE: COUNT files 0.bin .. of SIZE bytes each
+        import os
+        d, count, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        os.makedirs(d, exist_ok=True)
+        blob = os.urandom(size + 4096)
+        for i in range(count):
+            p = os.path.join(d, f"{i}.bin")
+            if not os.path.exists(p) or os.path.getsize(p) != size:
+                with open(p, "wb") as f:
+                    off = i % 4096
+                    f.write(blob[off:off + size])
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# The load benchmark: Outpost against nginx proxy_cache and Varnish, each
+# in front of the same static origin, on loopback, in one run.
+#
+#   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
+#                       [--disk-set-mb MB] [--out FILE]
+#
+# Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
+# Prints one markdown table and writes it (with date and machine) to
+# benches/load/RESULTS.md unless --out says otherwise. Stops everything it
+# started (by PID) and kills itself after LOAD_TIME_BOUND seconds (1800).
+set -euo pipefail
+CMDLINE="benches/load/run.sh${*:+ $*}"
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+MODE=pinned
+DUR=10
+CONNS=64
+DISK_SET_MB=2048
+OUT="$HERE/RESULTS.md"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --unpinned) MODE=unpinned ;;
+    --pinned) MODE=pinned ;;
+    --duration) DUR=$2; shift ;;
+    --connections) CONNS=$2; shift ;;
+    --disk-set-mb) DISK_SET_MB=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+TIME_BOUND=${LOAD_TIME_BOUND:-1800}
+BASE=${LOAD_BASE:-/tmp/outpost-load}
+WWW=$BASE/www
+RUN=$BASE/run
+PY=python3
+TOOL="$HERE/loadtool.py"
+
+"$HERE/install.sh"
+ulimit -n 65536 2>/dev/null || true
+
+echo "== building outpost (release)"
+(cd "$ROOT" && cargo build --release --bin outpost -q)
+OUTPOST_BIN="$ROOT/target/release/outpost"
+
+echo "== generating content under $WWW"
+mkdir -p "$WWW/pass" "$WWW/slow"
+[ -f "$WWW/1k.bin" ] || $PY "$TOOL" gen "$WWW" 1k.bin 1024
+[ -f "$WWW/100k.bin" ] || $PY "$TOOL" gen "$WWW" 100k.bin 102400
+[ -f "$WWW/1m.bin" ] || $PY "$TOOL" gen "$WWW" 1m.bin 1048576
+[ -f "$WWW/pass/1k.bin" ] || $PY "$TOOL" gen "$WWW/pass" 1k.bin 1024
+[ -f "$WWW/slow/10m.bin" ] || $PY "$TOOL" gen "$WWW/slow" 10m.bin 10485760
+HOT_N=10000
+DISK_N=$(( DISK_SET_MB * 1024 / 100 ))
+$PY "$TOOL" genset "$WWW/hot" $HOT_N 1024
+$PY "$TOOL" genset "$WWW/disk" $DISK_N 102400
+
+rm -rf "$RUN"
+mkdir -p "$RUN"
+if [ "$MODE" = pinned ]; then
+  PROXY_CPU=(taskset -c 0)
+  LOAD_CPU=(taskset -c 1)
+  WORKERS=1
+else
+  PROXY_CPU=()
+  LOAD_CPU=()
+  WORKERS=auto
+fi
+# Varnish's malloc storage holds the largest working set (the disk set).
+VARNISH_MEM="$(( DISK_SET_MB + 512 ))m"
+render() { sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|$WORKERS|g" "$HERE/$1" > "$RUN/$1"; }
+render origin.conf
+render nginx-cache.conf
+render varnish.vcl
+render outpost.toml
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+( sleep "$TIME_BOUND"; echo "time bound of ${TIME_BOUND}s reached" >&2; kill -TERM $$ ) &
+PIDS+=($!)
+
+echo "== starting the origin and the proxies ($MODE)"
+"${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
+PIDS+=($!)
+"${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx-cache.conf" &
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
+"${PROXY_CPU[@]}" varnishd -F -j none -n "$RUN/varnish" -a 127.0.0.1:18082 \
+  -f "$RUN/varnish.vcl" -s "malloc,$VARNISH_MEM" -p thread_pool_min=50 \
+  > "$RUN/varnish.log" 2>&1 &
+VARNISH_PID=$!
+PIDS+=($VARNISH_PID)
+"${PROXY_CPU[@]}" "$OUTPOST_BIN" serve --config "$RUN/outpost.toml" > "$RUN/outpost.log" 2>&1 &
+OUTPOST_PID=$!
+PIDS+=($OUTPOST_PID)
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2
+  exit 1
+}
+for p in 18080 18081 18082 18083; do wait_port $p; done
+
+declare -A PORT=([outpost]=18083 [nginx]=18081 [varnish]=18082)
+declare -A ROOTPID=([outpost]=$OUTPOST_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID)
+PROXIES=(outpost nginx varnish)
+TCK=$(getconf CLK_TCK)
+
+tree() { # a process and its descendants
+  local p=$1
+  echo "$p"
+  for c in $(pgrep -P "$p" 2>/dev/null); do tree "$c"; done
+}
+cpu_ticks() {
+  local sum=0
+  for p in $(tree "$1"); do
+    if [ -r "/proc/$p/stat" ]; then
+      local f
+      f=$(sed 's/^.*) //' "/proc/$p/stat")
+      set -- $f
+      sum=$(( sum + ${12} + ${13} ))
+    fi
+  done
+  echo $sum
+}
+hwm_kb() {
+  local sum=0
+  for p in $(tree "$1"); do
+    local v
+    v=$(awk '/^VmHWM/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    sum=$(( sum + ${v:-0} ))
+  done
+  echo $sum
+}
+reset_hwm() { for p in $(tree "$1"); do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done; }
+to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
+  awk -v v="$1" 'BEGIN{
+    if (v ~ /us$/) { sub(/us$/,"",v); printf "%.3f", v/1000 }
+    else if (v ~ /ms$/) { sub(/ms$/,"",v); printf "%.3f", v }
+    else if (v ~ /m$/) { sub(/m$/,"",v); printf "%.3f", v*60000 }
+    else { sub(/s$/,"",v); printf "%.3f", v*1000 } }'
+}
+
+ROWS=()
+declare -A RPS
+# run_wrk SCENARIO PROXY URL_PATH [LUA_DIR LUA_N]
+run_wrk() {
+  local scen=$1 px=$2 path=$3 luadir=${4:-} luan=${5:-}
+  local pid=${ROOTPID[$px]} port=${PORT[$px]}
+  local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
+  if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
+  reset_hwm "$pid"
+  local c0 c1 out
+  c0=$(cpu_ticks "$pid")
+  out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
+  c1=$(cpu_ticks "$pid")
+  local rps reqs p50 p99 errs mem cpu
+  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  p50=$(to_ms "$(echo "$out" | awk '$1=="50%"{print $2}')")
+  p99=$(to_ms "$(echo "$out" | awk '$1=="99%"{print $2}')")
+  errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
+  mem=$(( $(hwm_kb "$pid") / 1024 ))
+  cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
+  RPS[$scen/$px]=$rps
+  ROWS+=("$scen|$px|$rps|$p50|$p99|$cpu|$mem|${errs:-}")
+  printf '  %-10s %-8s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB %s\n' \
+    "$scen" "$px" "$rps" "$p50" "$p99" "$cpu" "$mem" "${errs:-}"
+}
+warm() { # warm PROXY PATH_PREFIX COUNT (COUNT 0: PATH_PREFIX is one path)
+  $PY "$TOOL" warm "127.0.0.1:${PORT[$1]}" "$2" "$3" 16
+}
+
+echo "== scenarios (wrk -t1 -c$CONNS -d${DUR}s)"
+for px in "${PROXIES[@]}"; do warm "$px" /1k.bin 0; warm "$px" /1k.bin 0; done
+for px in "${PROXIES[@]}"; do run_wrk hit-1k "$px" /1k.bin; done
+for px in "${PROXIES[@]}"; do warm "$px" /100k.bin 0; warm "$px" /100k.bin 0; done
+for px in "${PROXIES[@]}"; do run_wrk hit-100k "$px" /100k.bin; done
+for px in "${PROXIES[@]}"; do warm "$px" /1m.bin 0; warm "$px" /1m.bin 0; done
+for px in "${PROXIES[@]}"; do run_wrk hit-1m "$px" /1m.bin; done
+for px in "${PROXIES[@]}"; do warm "$px" /hot/ $HOT_N; done
+for px in "${PROXIES[@]}"; do run_wrk hot-10k "$px" / hot $HOT_N; done
+for px in "${PROXIES[@]}"; do run_wrk pass-1k "$px" /pass/1k.bin; done
+for px in "${PROXIES[@]}"; do warm "$px" /disk/ $DISK_N; done
+for px in "${PROXIES[@]}"; do run_wrk disk-set "$px" / disk $DISK_N; done
+
+echo "== miss storm: 1000 clients, one cold 10 MiB object"
+STORM=()
+for px in "${PROXIES[@]}"; do
+  before=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
+  res=$($PY "$TOOL" storm "127.0.0.1:${PORT[$px]}" "/slow/10m.bin?via=$px" 1000)
+  sleep 1
+  after=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
+  fetches=$(( ${after:-0} - ${before:-0} ))
+  STORM+=("$px|$fetches|$res")
+  echo "  $px: origin fetches=$fetches $res"
+done
+
+{
+  echo "## Load benchmark — $(date -u +%Y-%m-%d) — $MODE"
+  echo
+  echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
+  echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
+  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s; $MODE: proxies on CPU 0, wrk and origin on CPU 1)."
+  echo
+  echo "| scenario | proxy | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | req/s vs Outpost | errors |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r scen px rps p50 p99 cpu mem errs <<< "$r"
+    ratio=$(awk -v a="$rps" -v b="${RPS[$scen/outpost]}" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
+    echo "| $scen | $px | $rps | $p50 | $p99 | $cpu | $mem | $ratio | ${errs:-} |"
+  done
+  echo
+  echo "Miss storm (1000 concurrent clients, one cold 10 MiB object sent by the origin at ~20 MB/s):"
+  echo
+  echo "| proxy | origin fetches | result |"
+  echo "|---|---:|---|"
+  for r in "${STORM[@]}"; do
+    IFS='|' read -r px f res <<< "$r"
+    echo "| $px | $f | $res |"
+  done
+} > "$RUN/table.md"
+echo
+cat "$RUN/table.md"
+if [ -n "$OUT" ]; then
+  { echo "# Load benchmark results"; echo; echo "Produced by \`benches/load/run.sh\`; see benches/load/README.md for the setup."; echo; cat "$RUN/table.md"; } > "$OUT"
+  echo "written to $OUT"
+fi
