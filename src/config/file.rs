@@ -26,8 +26,60 @@ pub struct FileConfig {
     pub storage: Option<FileStorage>,
     pub log: Option<FileLog>,
     pub cache: Option<FileCache>,
+    pub admin: Option<FileAdmin>,
+    pub purge: Option<FilePurge>,
+    pub cluster: Option<FileCluster>,
     #[serde(default)]
     pub site: Vec<FileSite>,
+}
+
+/// `[admin]`
+#[derive(Clone, Default, Deserialize)]
+pub struct FileAdmin {
+    /// Bearer token for purge (never printed: no `Debug` of the value).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FileAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAdmin")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `[purge]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FilePurge {
+    pub allow: Option<Vec<String>>,
+    pub ban_max_age: Option<String>,
+    pub tag_header: Option<String>,
+    pub strip_tag_header: Option<bool>,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileCluster {
+    pub peers: Option<Vec<FilePeer>>,
+    pub timeout: Option<String>,
+}
+
+/// One `[cluster] peers` entry.
+#[derive(Clone, Default, Deserialize)]
+pub struct FilePeer {
+    pub name: Option<String>,
+    pub admin: Option<String>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for FilePeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilePeer")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[listen]`

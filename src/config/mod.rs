@@ -64,7 +64,71 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub cache: CacheConfig,
+    pub admin: AdminConfig,
+    pub purge: PurgeConfig,
+    pub cluster: ClusterConfig,
     pub sites: Vec<Site>,
+}
+
+/// A secret (a bearer token): its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for comparing or sending; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// `[admin]`: the admin listener's purge authentication.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Bearer token for `POST /purge` (and `PURGE` from outside
+    /// `purge.allow`). `OUTPOST_ADMIN_TOKEN` overrides it at start-up.
+    /// None: purging through the admin listener is disabled.
+    pub token: Option<Secret>,
+}
+
+/// `[purge]`
+#[derive(Debug, Clone)]
+pub struct PurgeConfig {
+    /// Client networks allowed to send `PURGE` to the proxy listener.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Bans older than this are dropped; objects created before the newest
+    /// dropped ban count as banned (the ban list's floor).
+    pub ban_max_age: Duration,
+    /// Response field carrying space-separated tags (surrogate keys).
+    pub tag_header: http::HeaderName,
+    /// Remove the tag field from responses sent to clients.
+    pub strip_tag_header: bool,
+}
+
+/// `[cluster]`: peer nodes a purge can be fanned out to.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub peers: Vec<Peer>,
+    /// Per-attempt timeout of a forwarded purge.
+    pub timeout: Duration,
+}
+
+/// One peer node.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    /// The peer's admin listener, `http://host:port`.
+    pub admin: OriginUrl,
+    pub token: Option<Secret>,
 }
 
 /// `[cache]`: RFC 9111 behaviour and coalescing.
@@ -302,6 +366,17 @@ impl Config {
                 hit_for_pass: Duration::from_secs(60),
                 coalesce_window: 64 << 20,
                 range_fetch_whole: true,
+            },
+            admin: AdminConfig::default(),
+            purge: PurgeConfig {
+                allow: Vec::new(),
+                ban_max_age: Duration::from_secs(30 * 86400),
+                tag_header: http::HeaderName::from_static("surrogate-key"),
+                strip_tag_header: true,
+            },
+            cluster: ClusterConfig {
+                peers: Vec::new(),
+                timeout: Duration::from_secs(2),
             },
             sites: Vec::new(),
         }

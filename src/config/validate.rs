@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::file::{FileConfig, FileSite, SizeValue};
 use super::{
-    CacheConfig, Config, ConfigError, HostPattern, Listen, LogConfig, LogFormat, OriginUrl,
-    ServerConfig, Site, StorageConfig, Timeouts,
+    AdminConfig, CacheConfig, ClusterConfig, Config, ConfigError, HostPattern, Listen, LogConfig,
+    LogFormat, OriginUrl, Peer, PurgeConfig, Secret, ServerConfig, Site, StorageConfig, Timeouts,
 };
 
 /// Accumulates `(key path, message)` pairs.
@@ -254,7 +254,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             .path
             .as_ref()
             .map(PathBuf::from)
-            .unwrap_or(d.storage.path),
+            .unwrap_or_else(|| d.storage.path.clone()),
         memory: size(errs, "storage.memory", st.memory.as_ref(), d.storage.memory),
         disk: size(errs, "storage.disk", st.disk.as_ref(), d.storage.disk),
         chunk_size: size(
@@ -337,6 +337,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             );
         }
     }
+    let (admin, purge, cluster) = operator_sections(f, errs, &d);
     Config {
         listen,
         server,
@@ -344,8 +345,123 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         storage,
         log,
         cache,
+        admin,
+        purge,
+        cluster,
         sites,
     }
+}
+
+/// A bearer token: non-empty visible ASCII (it goes into an
+/// `Authorization` field). The message never repeats the value.
+fn token(errs: &mut Errors, key: &str, v: Option<&String>) -> Option<Secret> {
+    let t = v?;
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        errs.push(
+            key,
+            "must be non-empty visible ASCII without spaces (the value is not shown)",
+        );
+        return None;
+    }
+    Some(Secret::new(t.clone()))
+}
+
+/// Parses `10.0.0.0/8`, `::1/128` or a bare address (a single host).
+pub(crate) fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<ipnet::IpNet>() {
+        return Ok(n.trunc());
+    }
+    t.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("`{s}` is not a CIDR network like \"10.0.0.0/8\" or an IP address"))
+}
+
+/// `[admin]`, `[purge]` and `[cluster]`.
+fn operator_sections(
+    f: &FileConfig,
+    errs: &mut Errors,
+    d: &Config,
+) -> (AdminConfig, PurgeConfig, ClusterConfig) {
+    let a = f.admin.clone().unwrap_or_default();
+    let admin = AdminConfig {
+        token: token(errs, "admin.token", a.token.as_ref()),
+    };
+    let p = f.purge.clone().unwrap_or_default();
+    let mut allow = Vec::new();
+    for (i, n) in p.allow.iter().flatten().enumerate() {
+        match parse_net(n) {
+            Ok(net) => allow.push(net),
+            Err(e) => errs.push(format!("purge.allow[{i}]"), e),
+        }
+    }
+    let tag_header = match &p.tag_header {
+        None => d.purge.tag_header.clone(),
+        Some(name) => match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => h,
+            Err(_) => {
+                errs.push(
+                    "purge.tag_header",
+                    format!("`{name}` is not a header field name"),
+                );
+                d.purge.tag_header.clone()
+            }
+        },
+    };
+    let purge = PurgeConfig {
+        allow,
+        ban_max_age: duration(
+            errs,
+            "purge.ban_max_age",
+            p.ban_max_age.as_ref(),
+            d.purge.ban_max_age,
+        ),
+        tag_header,
+        strip_tag_header: p.strip_tag_header.unwrap_or(d.purge.strip_tag_header),
+    };
+    let c = f.cluster.clone().unwrap_or_default();
+    let mut peers: Vec<Peer> = Vec::new();
+    for (i, fp) in c.peers.iter().flatten().enumerate() {
+        let base = format!("cluster.peers[{i}]");
+        let admin_url = match &fp.admin {
+            None => {
+                errs.push(
+                    format!("{base}.admin"),
+                    "missing: the peer's admin URL, e.g. \"http://10.0.0.7:9080\"",
+                );
+                continue;
+            }
+            Some(u) => match OriginUrl::parse(u) {
+                Ok(u) => u,
+                Err(e) => {
+                    errs.push(format!("{base}.admin"), e);
+                    continue;
+                }
+            },
+        };
+        let name = fp.name.clone().unwrap_or_else(|| admin_url.to_string());
+        if peers.iter().any(|p| p.name == name) {
+            errs.push(
+                format!("{base}.name"),
+                format!("duplicate peer name `{name}`"),
+            );
+        }
+        peers.push(Peer {
+            name,
+            admin: admin_url,
+            token: token(errs, &format!("{base}.token"), fp.token.as_ref()),
+        });
+    }
+    let cluster = ClusterConfig {
+        peers,
+        timeout: duration(
+            errs,
+            "cluster.timeout",
+            c.timeout.as_ref(),
+            d.cluster.timeout,
+        ),
+    };
+    (admin, purge, cluster)
 }
 
 fn cache_section(f: &FileConfig, errs: &mut Errors, d: &CacheConfig) -> CacheConfig {
