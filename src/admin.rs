@@ -1,15 +1,94 @@
-//! The admin listener's routes: `GET /healthz` today; metrics, purge and
-//! the status page are routed here by later work.
+//! The admin listener's routes:
+//!
+//! - `GET /healthz`: `ok`;
+//! - `GET /stats`: JSON `{entries, memory_bytes, disk_bytes,
+//!   memory_capacity, disk_capacity, hits, misses, hit_ratio,
+//!   origin_requests, uptime_secs}` (the `outpostctl stats` contract, see
+//!   tools/README.md). `entries` counts objects in the memory tier (foyer
+//!   exposes no disk entry count); `disk_bytes` is the space the disk tier
+//!   allocates; hits, misses and origin requests come from
+//!   [`crate::metrics::Counters`];
+//! - `POST /purge`: see [`crate::purge::api`].
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use serde::Serialize;
+
+use crate::metrics::Counters;
+use crate::proxy::Proxy;
+use crate::purge::Purger;
+
+/// What the admin routes need from the node.
+pub struct AdminState {
+    pub proxy: Arc<Proxy>,
+    pub purger: Arc<Purger>,
+    pub started: Instant,
+    /// Whether `PURGE` requests get an access-log line.
+    pub access_log: bool,
+}
+
+/// The `/stats` document.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub entries: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub memory_capacity: u64,
+    pub disk_capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_ratio: f64,
+    pub origin_requests: u64,
+    pub uptime_secs: u64,
+    /// Bans currently kept (not in the CLI contract; extra fields are
+    /// ignored by `outpostctl`).
+    pub bans: u64,
+}
+
+impl AdminState {
+    /// A snapshot of the node's statistics.
+    pub fn stats(&self) -> Stats {
+        let c = Counters::global().snapshot();
+        let mut s = Stats {
+            hits: c.hits,
+            misses: c.misses,
+            hit_ratio: c.hit_ratio(),
+            origin_requests: c.origin_requests,
+            uptime_secs: self.started.elapsed().as_secs(),
+            bans: self.purger.bans().len() as u64,
+            ..Stats::default()
+        };
+        if let Some(cache) = self.proxy.cache() {
+            let st = cache.store().stats();
+            s.entries = st.memory_objects;
+            s.memory_bytes = st.memory_bytes;
+            s.memory_capacity = st.memory_capacity;
+            s.disk_bytes = st.disk_allocated_bytes;
+            s.disk_capacity = st.disk_capacity;
+        }
+        s
+    }
+}
 
 /// Answers one admin request.
-pub async fn handle<B>(req: Request<B>) -> Response<Full<Bytes>> {
+pub async fn handle<B>(req: Request<B>, state: &AdminState) -> Response<Full<Bytes>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (status, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
-        (_, "/healthz") => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (&Method::GET | &Method::HEAD, "/stats") => {
+            return crate::purge::api::json(StatusCode::OK, &state.stats());
+        }
+        (_, "/purge") => {
+            return crate::purge::api::handle_admin_purge(&state.purger, &state.proxy, req).await;
+        }
+        (_, "/healthz" | "/stats") => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

@@ -11,8 +11,10 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod origin;
 pub mod proxy;
+pub mod purge;
 pub mod server;
 
 pub use error::{Error, ErrorKind};

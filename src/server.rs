@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
+use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy};
+use http_body_util::BodyExt;
 
 /// A running node: its bound addresses and the handle to stop it.
 pub struct Node {
@@ -39,14 +41,27 @@ impl Node {
         let admin_l = bind(cfg.listen.admin, "admin").await?;
         let proxy_addr = local(&proxy_l)?;
         let admin_addr = local(&admin_l)?;
+        // Before the cache: it registers the ban list the cache looks up
+        // (crate::purge::ban_list_for).
+        let purger = crate::purge::Purger::open(&cfg)?;
         let cache = crate::proxy::layer::CacheLayer::open(&cfg).await?;
+        if let Some(c) = cache.as_ref() {
+            purger.reapply(c).await;
+        }
         let proxy = Arc::new(Proxy::new(&cfg, cache));
+        let admin_state = Arc::new(crate::admin::AdminState {
+            proxy: proxy.clone(),
+            purger: purger.clone(),
+            started: std::time::Instant::now(),
+            access_log: cfg.log.access_log,
+        });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
         let proxy_keep = proxy.clone();
+        let purge_state = admin_state.clone();
         let proxy_task = tokio::spawn(serve(
             proxy_l,
             builder.clone(),
@@ -54,7 +69,11 @@ impl Node {
             drain,
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
+                let purge_state = purge_state.clone();
                 async move {
+                    if req.method().as_str() == "PURGE" {
+                        return purge_method(&purge_state, req, peer).await;
+                    }
                     let info = ConnInfo {
                         peer,
                         scheme: "http",
@@ -68,7 +87,10 @@ impl Node {
             builder,
             cancel.clone(),
             drain,
-            |req: Request<Incoming>, _peer| crate::admin::handle(req),
+            move |req: Request<Incoming>, _peer| {
+                let st = admin_state.clone();
+                async move { crate::admin::handle(req, &st).await }
+            },
         ));
         tracing::info!(%proxy_addr, %admin_addr, "outpost started");
         Ok(Node {
@@ -102,6 +124,37 @@ impl Node {
         }
         clean
     }
+}
+
+/// The `PURGE` method on the proxy listener (before routing to a site),
+/// with an access-log line like any proxied request.
+async fn purge_method(
+    st: &crate::admin::AdminState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let rec = AccessRecord {
+        method: req.method().clone(),
+        host: crate::proxy::request_host(&req).unwrap_or_default(),
+        path: req.uri().path().to_string(),
+        version: req.version(),
+        client: peer.ip(),
+        status: 0,
+        cache: "purge",
+        error: None,
+        start: std::time::Instant::now(),
+        enabled: st.access_log,
+    };
+    let resp = crate::purge::api::handle_purge_method(&st.purger, &st.proxy, &req, peer).await;
+    let (parts, body) = resp.into_parts();
+    let mut rec = rec;
+    rec.status = parts.status.as_u16();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Response::from_parts(parts, ProxyBody::full(bytes, rec))
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Error> {
