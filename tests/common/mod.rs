@@ -423,3 +423,51 @@ pub fn http_date(secs: i64) -> String {
     };
     httpdate::fmt_http_date(t)
 }
+
+/// A request with any method and extra headers (e.g. `PURGE`, `HEAD`).
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, HeaderMap, Bytes) {
+    let mut b = Request::builder()
+        .method(http::Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(b.body(full(Bytes::new())).unwrap()).await
+}
+
+/// `POST /purge` on an admin listener with an optional bearer token;
+/// returns the status and the JSON answer (`Null` if not JSON).
+pub async fn admin_purge(
+    admin: SocketAddr,
+    token: Option<&str>,
+    body: &str,
+) -> (http::StatusCode, serde_json::Value) {
+    let mut b =
+        Request::post(format!("http://{admin}/purge")).header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let (s, _, body) = send(b.body(full(Bytes::from(body.to_owned()))).unwrap()).await;
+    (
+        s,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// GETs `url` until the node answers from its cache (stored responses are
+/// committed a little after the first client got the body); panics after
+/// about 5 s.
+pub async fn until_hit(url: &str, headers: &[(&str, &str)]) {
+    for _ in 0..250 {
+        let (_, h, _) = get_with(url, headers).await;
+        if cache_status(&h).contains("hit") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{url} never became a hit");
+}
