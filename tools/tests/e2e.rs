@@ -1,0 +1,94 @@
+//! `outpostctl warm` end to end: the real binary against a real in-process
+//! Outpost node in front of a counting in-process origin. 5,000 URLs are
+//! stored by the first run; the second run finds every one already cached
+//! and the origin receives no new request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{mock, respond, run, temp_file};
+
+const URLS: u64 = 5000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_5000_urls_through_a_real_node_twice() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let origin = mock(move |req| {
+        h.fetch_add(1, Ordering::Relaxed);
+        let body = format!("object {}", req.uri.path());
+        async move { respond(200, &[("cache-control", "max-age=3600")], body) }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [log]\naccess_log = false\n\
+         [[site]]\nname = \"default\"\norigins = [\"{}\"]\n",
+        dir.path().display().to_string(),
+        origin.url()
+    );
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&cfg).unwrap())
+        .await
+        .unwrap();
+    let mut list = String::new();
+    for i in 0..URLS {
+        list.push_str(&format!("http://cdn{}.example/obj/{i}?v=1\n", i % 5));
+    }
+    let file = temp_file(&list);
+    let path = file.path().to_str().unwrap();
+    let node_url = format!("http://{}", node.proxy_addr());
+    let args = [
+        "warm",
+        "--node",
+        &node_url,
+        "--urls",
+        path,
+        "--concurrency",
+        "32",
+    ];
+
+    let first = run(&args, &[]).await;
+    assert_eq!(first.code, 0, "{first:#?}");
+    first.expect("newly stored", URLS);
+    first.expect("failed", 0);
+    assert_eq!(hits.load(Ordering::Relaxed), URLS);
+
+    // Stored objects are committed just after their body was sent: wait
+    // until the node's /stats counts them all (bounded).
+    let stats_url = format!("http://{}/stats", node.admin_addr());
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        let out = run(
+            &[
+                "stats",
+                "--admin",
+                &stats_url.replace("/stats", ""),
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_default();
+        if v["entries"].as_u64().unwrap_or(0) >= URLS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let second = run(&args, &[]).await;
+    assert_eq!(second.code, 0, "{second:#?}");
+    second.expect("already cached", URLS);
+    second.expect("newly stored", 0);
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        URLS,
+        "the origin received no new request"
+    );
+    node.shutdown().await;
+}
