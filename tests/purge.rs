@@ -390,3 +390,56 @@ async fn stats_report_storage_and_counters() {
     assert!(j["entries"].as_u64().unwrap() >= 1, "{j}");
     assert_eq!(j["memory_capacity"], 64u64 << 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the ban-list check in the cache lookup (src/proxy/layer.rs)"]
+async fn tag_purges_survive_a_restart_and_soft_tag_purges_revalidate() {
+    test_logging();
+    let o = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = node_config_sized(
+        &o.url(),
+        dir.path(),
+        "memory = \"64MiB\"\ndisk = \"256MiB\"\n",
+        &admin_cfg(""),
+    );
+    let start = || async {
+        outpost::Node::start(Config::from_toml(&text).unwrap())
+            .await
+            .unwrap()
+    };
+    let host = [("host", "cdn.example")];
+    let url = |node: &outpost::Node, p: &str| format!("http://{}{p}", node.proxy_addr());
+
+    let node = start().await;
+    until_hit(&url(&node, "/gone/1"), &host).await;
+    until_hit(&url(&node, "/soft/2"), &host).await;
+    let (s, _) = admin_purge(node.admin_addr(), Some(TOKEN), r#"{"tags":["t-gone"]}"#).await;
+    assert_eq!(s, 200);
+    node.shutdown().await;
+
+    let node = start().await;
+    let before = o.count_path("/gone/1");
+    let (_, h, _) = get_with(&url(&node, "/gone/1"), &host).await;
+    assert!(!cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    assert_eq!(o.count_path("/gone/1"), before + 1);
+
+    let before = o.count_path("/soft/2");
+    let (s, _) = admin_purge(
+        node.admin_addr(),
+        Some(TOKEN),
+        r#"{"tags":["t-soft"],"soft":true}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    get_with(&url(&node, "/soft/2"), &host).await;
+    assert_eq!(o.count_path("/soft/2"), before + 1);
+    assert_eq!(o.last().headers.get("if-none-match").unwrap(), "\"v1\"");
+    let (_, h, _) = get_with(&url(&node, "/soft/2"), &host).await;
+    assert!(
+        cache_status(&h).contains("hit"),
+        "revalidated: {}",
+        cache_status(&h)
+    );
+    node.shutdown().await;
+}
