@@ -1,8 +1,8 @@
 //! Process-wide request counters for `GET /stats`: cache hits, misses and
 //! requests sent to origins.
 //!
-//! The cache path increments them ([`Counters::hit`], [`Counters::miss`],
-//! [`Counters::origin_request`]); they are plain relaxed atomics, so the
+//! The cache path increments them ([`Counters::record_cache_response`] or
+//! [`Counters::hit`] / [`Counters::miss`], and [`Counters::origin_request`]); they are plain relaxed atomics, so the
 //! cost on the hit path is one uncontended `fetch_add`. They are global to
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
@@ -62,6 +62,18 @@ impl Counters {
         self.origin_requests.fetch_add(1, Relaxed);
     }
 
+    /// Counts one response of the cached path (GET/HEAD on a caching site)
+    /// as a hit or a miss from its `Cache-Status` (RFC 9211): a hit when
+    /// this cache's member (the last one named `Outpost`, since each cache
+    /// appends its own, §2) has the `hit` parameter, else a miss.
+    pub fn record_cache_response(&self, headers: &http::HeaderMap) {
+        if is_hit(headers) {
+            self.hit();
+        } else {
+            self.miss();
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             hits: self.hits.load(Relaxed),
@@ -71,9 +83,43 @@ impl Counters {
     }
 }
 
+/// Whether this cache's `Cache-Status` member says `hit`.
+fn is_hit(headers: &http::HeaderMap) -> bool {
+    let name = crate::proxy::layer::CACHE_NAME;
+    let mut hit = false;
+    for v in headers.get_all("cache-status") {
+        let Ok(v) = v.to_str() else { continue };
+        for member in v.split(',') {
+            let mut parts = member.split(';').map(str::trim);
+            if parts.next().is_some_and(|n| n.eq_ignore_ascii_case(name)) {
+                hit = parts.any(|p| p == "hit");
+            }
+        }
+    }
+    hit
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn cache_status_members() {
+        let mut h = http::HeaderMap::new();
+        assert!(!is_hit(&h));
+        h.append("cache-status", "Upstream; hit".parse().unwrap());
+        h.append("cache-status", "Outpost; hit; ttl=10".parse().unwrap());
+        assert!(is_hit(&h));
+        h.insert(
+            "cache-status",
+            "Outpost; fwd=uri-miss; stored".parse().unwrap(),
+        );
+        assert!(!is_hit(&h));
+        let c = Counters::default();
+        c.record_cache_response(&h);
+        assert_eq!(c.snapshot().misses, 1);
+    }
 
     #[test]
     fn ratio() {

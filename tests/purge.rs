@@ -443,3 +443,24 @@ async fn tag_purges_survive_a_restart_and_soft_tag_purges_revalidate() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the metrics hooks in src/proxy/mod.rs"]
+async fn stats_count_hits_misses_and_origin_requests() {
+    test_logging();
+    let o = origin().await;
+    let n = TestNode::start(&o.url(), "").await;
+    let stats = || async {
+        let (_, _, body) = get(&format!("http://{}/stats", n.admin)).await;
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let before = stats().await;
+    until_hit(&n.url("/count/a"), &[]).await;
+    let after = stats().await;
+    let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    // Counters are process-wide: other tests may add to them meanwhile.
+    assert!(d("hits") >= 1, "{before} {after}");
+    assert!(d("misses") >= 1, "{before} {after}");
+    assert!(d("origin_requests") >= 1, "{before} {after}");
+    assert!(after["hit_ratio"].as_f64().unwrap() > 0.0);
+}
