@@ -92,3 +92,53 @@ async fn warm_5000_urls_through_a_real_node_twice() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_and_stats_against_a_real_node() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let origin = mock(move |_req| {
+        h.fetch_add(1, Ordering::Relaxed);
+        async move { respond(200, &[("cache-control", "max-age=3600")], "x") }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [admin]\ntoken = \"e2e-token\"\n\
+         [[site]]\nname = \"default\"\norigins = [\"{}\"]\n",
+        dir.path().display().to_string(),
+        origin.url()
+    );
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&cfg).unwrap())
+        .await
+        .unwrap();
+    let admin = format!("http://{}", node.admin_addr());
+    let url = "http://cdn.example/a";
+    let purge = [
+        "purge", "--admin", &admin, "--url", url, "--tag", "t1", "--json",
+    ];
+    let out = run(&purge, &[("OUTPOST_ADMIN_TOKEN", "e2e-token")]).await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(j["purged"]["urls"], 1, "{j}");
+    assert_eq!(j["purged"]["tags"], 1, "{j}");
+    let out = run(&purge, &[("OUTPOST_ADMIN_TOKEN", "wrong")]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("401"), "{out:#?}");
+
+    let out = run(&["stats", "--admin", &admin], &[]).await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    for k in [
+        "entries:",
+        "memory:",
+        "disk:",
+        "hit ratio:",
+        "origin requests:",
+        "uptime:",
+    ] {
+        assert!(out.stdout.contains(k), "{k} in {out:#?}");
+    }
+    node.shutdown().await;
+}
