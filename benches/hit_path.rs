@@ -59,6 +59,7 @@ fn sample_meta() -> ObjectMeta {
         h,
         &MetaPolicy {
             targets: &targets,
+            tag_header: &outpost::cache::meta::SURROGATE_KEY,
             heuristic: HeuristicConfig {
                 fraction: 0.1,
                 max: Duration::from_secs(86400),

@@ -139,6 +139,9 @@ pub struct MetaPolicy<'a> {
     pub targets: &'a [HeaderName],
     /// Heuristic freshness settings.
     pub heuristic: HeuristicConfig,
+    /// The response field carrying space-separated purge tags
+    /// ([`SURROGATE_KEY`] by default).
+    pub tag_header: &'a HeaderName,
 }
 
 /// A fresh object id: blake3 over `seed`, a process counter and the clock.
@@ -221,7 +224,7 @@ impl ObjectMeta {
         self.etag = hm.get(ETAG).map(|v| v.as_bytes().to_vec());
         self.last_modified = hm.get(LAST_MODIFIED).map(|v| v.as_bytes().to_vec());
         self.tags = hm
-            .get_all(&SURROGATE_KEY)
+            .get_all(policy.tag_header)
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b' ' || *b == b'\t'))
             .filter(|t| !t.is_empty())

@@ -23,6 +23,7 @@ fn list(pairs: &[(&str, &str)]) -> HeaderList {
 fn sample() -> ObjectMeta {
     let targets = target_list(None);
     let policy = MetaPolicy {
+        tag_header: &SURROGATE_KEY,
         targets: &targets,
         heuristic: HeuristicConfig::default(),
     };
@@ -201,6 +202,7 @@ fn apply_update_from_304() {
     // RFC 9111 §4.3.4, §3.2: headers replaced, Content-Length kept, times reset.
     let targets = target_list(None);
     let policy = MetaPolicy {
+        tag_header: &SURROGATE_KEY,
         targets: &targets,
         heuristic: HeuristicConfig::default(),
     };

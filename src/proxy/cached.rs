@@ -44,6 +44,8 @@ pub struct Ctx {
     pub(super) rec: AccessRecord,
     /// The vary marker found under the primary key, if any.
     pub(super) marker: Option<VaryMarker>,
+    /// What URL and prefix bans match (`crate::purge::ban_subject`).
+    pub(super) ban_subject: String,
 }
 
 impl Ctx {
@@ -61,6 +63,8 @@ impl Ctx {
             &target.authority,
             target.path_and_query.as_bytes(),
         );
+        let ban_subject =
+            crate::purge::ban_subject(target.scheme, &target.authority, &target.path_and_query);
         let dirs = RequestDirectives::from_headers(&headers);
         let reuse = ReuseOptions {
             ignore_client_reload: site.ignore_client_reload,
@@ -77,6 +81,7 @@ impl Ctx {
             client_version,
             rec,
             marker: None,
+            ban_subject,
         }
     }
 
@@ -95,6 +100,7 @@ impl Ctx {
             client_version: self.client_version,
             rec,
             marker: None,
+            ban_subject: self.ban_subject.clone(),
         }
     }
 }
@@ -156,7 +162,10 @@ impl Proxy {
         let mut join_key: Option<Key> = None;
         for _round in 0..4 {
             let now = SystemTime::now();
-            let (stored, phase) = match cache.lookup(&ctx.primary, &ctx.headers).await {
+            let (stored, phase) = match cache
+                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+                .await
+            {
                 Lookup::Found(f, marker) => {
                     ctx.marker = marker;
                     let d = decide(&f.meta.facts(now), &ctx.dirs, &ctx.reuse);
@@ -254,7 +263,9 @@ impl Proxy {
                     // was reading the disk: look again before fetching.
                     if stored.is_none()
                         && matches!(
-                            cache.lookup(&ctx.primary, &ctx.headers).await,
+                            cache
+                                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+                                .await,
                             Lookup::Found(..)
                         )
                     {
@@ -466,6 +477,9 @@ impl Proxy {
             for t in &cache.targets {
                 out.headers_mut().remove(t);
             }
+            if cache.strip_tag_header {
+                out.headers_mut().remove(&cache.tag_header);
+            }
         }
         let mut cs = phase.cache_status(CACHE_NAME).fwd_status(status);
         if let Some(d) = detail {
@@ -528,7 +542,10 @@ impl Proxy {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        let Lookup::Found(f, marker) = cache.lookup(&ctx.primary, &ctx.headers).await else {
+        let Lookup::Found(f, marker) = cache
+            .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+            .await
+        else {
             return;
         };
         ctx.marker = marker;

@@ -41,6 +41,9 @@ pub struct CacheLayer {
     pub(super) coalescer: Arc<Coalescer<FillHead>>,
     /// RFC 9213 targeted fields this cache obeys (and removes on output).
     pub(super) targets: Vec<HeaderName>,
+    /// The purge-tag response field, and whether clients get it.
+    pub(super) tag_header: HeaderName,
+    pub(super) strip_tag_header: bool,
     heuristic: HeuristicConfig,
     pub(super) range_fetch_whole: bool,
     pub(super) lock_timeout: std::time::Duration,
@@ -50,6 +53,8 @@ pub struct CacheLayer {
     pub(super) invalidations: Arc<Invalidations>,
     /// Running pumps, so shutdown can let them commit.
     pub(super) pumps: tokio_util::task::TaskTracker,
+    /// The purge ban list, checked on every hit.
+    pub(super) bans: Arc<crate::purge::BanList>,
 }
 
 /// One stored response found for a request.
@@ -90,6 +95,8 @@ impl CacheLayer {
                 cfg.cache.hit_for_pass,
             )),
             targets: target_list(Some(&cfg.cache.targeted_field)),
+            tag_header: cfg.purge.tag_header.clone(),
+            strip_tag_header: cfg.purge.strip_tag_header,
             heuristic: HeuristicConfig {
                 fraction: cfg.cache.heuristic_fraction,
                 max: cfg.cache.heuristic_max,
@@ -100,6 +107,7 @@ impl CacheLayer {
             refreshing: Mutex::new(HashSet::new()),
             invalidations: Arc::default(),
             pumps: tokio_util::task::TaskTracker::new(),
+            bans: crate::purge::ban_list_for(&s.path),
         }))
     }
 
@@ -129,6 +137,7 @@ impl CacheLayer {
         MetaPolicy {
             targets: &self.targets,
             heuristic: self.heuristic,
+            tag_header: &self.tag_header,
         }
     }
 
@@ -172,8 +181,26 @@ impl CacheLayer {
         }
     }
 
-    /// The stored response for a request, following a vary marker.
-    pub(super) async fn lookup(&self, primary: &Key, headers: &HeaderMap) -> Lookup {
+    /// Applies the ban list to a found object: `true` when it is purged;
+    /// a soft ban marks it stale (revalidate, stale-if-error still allowed).
+    fn banned(&self, subject: &str, m: &mut ObjectMeta) -> bool {
+        match self
+            .bans
+            .check(subject, &m.tags, m.created_at, m.response_time)
+        {
+            crate::purge::BanVerdict::Hard => true,
+            crate::purge::BanVerdict::Soft => {
+                m.flags |= flags::FORCED_STALE;
+                false
+            }
+            crate::purge::BanVerdict::None => false,
+        }
+    }
+
+    /// The stored response for a request, following a vary marker; the
+    /// ban list is applied to what is found (`subject`: see
+    /// `crate::purge::ban_subject`).
+    pub(super) async fn lookup(&self, primary: &Key, headers: &HeaderMap, subject: &str) -> Lookup {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };
@@ -187,14 +214,19 @@ impl CacheLayer {
                 self.store.remove(primary);
                 Lookup::Miss
             }
-            Ok(Record::Object(m)) => Lookup::Found(
-                Box::new(Found {
-                    key: *primary,
-                    handle: h,
-                    meta: *m,
-                }),
-                None,
-            ),
+            Ok(Record::Object(mut m)) => {
+                if self.banned(subject, &mut m) {
+                    return Lookup::Miss;
+                }
+                Lookup::Found(
+                    Box::new(Found {
+                        key: *primary,
+                        handle: h,
+                        meta: *m,
+                    }),
+                    None,
+                )
+            }
             Ok(Record::Vary(marker)) => {
                 // RFC 9111 §4.1: select the variant by the nominated fields.
                 let vk = variant_key(primary, &marker.names, headers);
@@ -204,11 +236,14 @@ impl CacheLayer {
                 match decode_record(vh.meta()) {
                     // A variant older than the marker predates an
                     // invalidation of the URI: it must not come back.
-                    Ok(Record::Object(m))
+                    Ok(Record::Object(mut m))
                         if m.created_at >= marker.created_at
                             && !self.invalidations.predates(primary, m.created_at)
                             && same_names(&m.vary, &marker.names) =>
                     {
+                        if self.banned(subject, &mut m) {
+                            return Lookup::VaryMiss(marker);
+                        }
                         Lookup::Found(
                             Box::new(Found {
                                 key: vk,

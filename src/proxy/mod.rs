@@ -188,7 +188,9 @@ impl Proxy {
                 client_version,
                 rec.clone(),
             );
-            return Ok(self.cached(ctx).await);
+            let resp = self.cached(ctx).await;
+            crate::metrics::Counters::global().record_cache_response(resp.headers());
+            return Ok(resp);
         }
 
         let resp = self
@@ -264,6 +266,7 @@ impl Proxy {
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
             *out.headers_mut() = headers.clone();
+            crate::metrics::Counters::global().origin_request();
             match self.origin.send(&origin, out).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {

@@ -49,6 +49,9 @@ impl Proxy {
             for t in &cache.targets {
                 headers.remove(t);
             }
+            if cache.strip_tag_header {
+                headers.remove(&cache.tag_header);
+            }
         }
         // RFC 9111 §5.1: Age on every response served from a cache.
         headers.insert(AGE, age_header_value(age));
