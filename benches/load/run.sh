@@ -38,7 +38,7 @@ PY=python3
 TOOL="$HERE/loadtool.py"
 
 "$HERE/install.sh"
-ulimit -n 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 echo "== building outpost (release)"
 (cd "$ROOT" && cargo build --release --bin outpost -q)
