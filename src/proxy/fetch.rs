@@ -90,7 +90,7 @@ impl Proxy {
             meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
             match cache
                 .store
-                .update_meta(&f.key, Bytes::from(meta.encode()))
+                .update_meta_of(&f.key, f.handle.object_id(), Bytes::from(meta.encode()))
                 .await
             {
                 Ok(true) => {}

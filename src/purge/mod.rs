@@ -452,7 +452,7 @@ impl Purger {
                         m.flags |= flags::FORCED_STALE;
                         if let Err(e) = cache
                             .store()
-                            .update_meta(&key, Bytes::from(m.encode()))
+                            .update_meta_of(&key, handle.object_id(), Bytes::from(m.encode()))
                             .await
                         {
                             tracing::warn!(error = %e, "soft purge: update failed; removing");

@@ -204,6 +204,27 @@ impl Store {
     /// Replace the metadata of the object under `key`, keeping its body.
     /// Returns `false` if there is no such object (or it was replaced or removed meanwhile).
     pub async fn update_meta(&self, key: &Key, meta: Bytes) -> Result<bool, Error> {
+        self.update_meta_inner(key, None, meta).await
+    }
+
+    /// Like [`Store::update_meta`], but only if the object under `key` is still the version
+    /// `object_id` (from [`ReadHandle::object_id`]): metadata derived from one version is
+    /// never put on another version's body. `false` when it was replaced or removed.
+    pub async fn update_meta_of(
+        &self,
+        key: &Key,
+        object_id: &ObjectId,
+        meta: Bytes,
+    ) -> Result<bool, Error> {
+        self.update_meta_inner(key, Some(*object_id), meta).await
+    }
+
+    async fn update_meta_inner(
+        &self,
+        key: &Key,
+        expect: Option<ObjectId>,
+        meta: Bytes,
+    ) -> Result<bool, Error> {
         self.inner.check_open()?;
         if meta.len() > crate::codec::MAX_META {
             return Err(Error::new(ErrorKind::TooLarge, "metadata over 16 MiB"));
@@ -215,6 +236,9 @@ impl Store {
                 Ok(Some(Entry::Head(h))) => h,
                 Ok(_) | Err(_) => return Ok(false),
             };
+            if expect.is_some_and(|id| id != head.object_id) {
+                return Ok(false);
+            }
             let new = Entry::Head(Arc::new(Head {
                 meta: meta.clone(),
                 ..(*head).clone()

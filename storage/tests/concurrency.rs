@@ -70,7 +70,7 @@ async fn concurrent_writers_and_readers_on_overlapping_keys() {
                         if let Some(hit) = store.lookup(&key(&name)).await.unwrap() {
                             let meta = format!("{} updated", String::from_utf8_lossy(hit.meta()));
                             let _ = store
-                                .update_meta(&key(&name), Bytes::from(meta))
+                                .update_meta_of(&key(&name), hit.object_id(), Bytes::from(meta))
                                 .await
                                 .unwrap();
                         }

@@ -125,6 +125,24 @@ async fn update_meta_keeps_the_body() {
     assert_eq!(after.object_id(), before.object_id(), "body not rewritten");
     assert!(!store.update_meta(&key("nope"), Bytes::new()).await.unwrap());
     assert_eq!(store.stats().meta_updates, 1);
+    // A metadata update meant for a replaced version does not land on the new one.
+    put(&store, key("u"), "v2", &data, 10_000).await;
+    let stale_id = *before.object_id();
+    assert!(
+        !store
+            .update_meta_of(&key("u"), &stale_id, Bytes::from_static(b"for-v1"))
+            .await
+            .unwrap()
+    );
+    let (meta, _) = get(&store, &key("u")).await.unwrap();
+    assert_eq!(meta, &b"v2"[..]);
+    let current = store.lookup(&key("u")).await.unwrap().unwrap();
+    assert!(
+        store
+            .update_meta_of(&key("u"), current.object_id(), Bytes::from_static(b"v2b"))
+            .await
+            .unwrap()
+    );
     store.close().await.unwrap();
 }
 
