@@ -290,11 +290,9 @@ pub fn validation_headers(stored: &HeaderMap) -> Vec<(http::HeaderName, HeaderVa
     out
 }
 
-/// The headers of a request that revalidates a stored response on behalf
-/// of `client` (RFC 9111 §4.3.1): the client's headers minus its own
-/// preconditions and `Range` (the cache validates its whole stored
-/// response), plus [`validation_headers`].
-pub fn revalidation_request_headers(client: &HeaderMap, stored: &HeaderMap) -> HeaderMap {
+/// The client's headers without its own preconditions and `Range`: the
+/// cache fetches and validates whole responses (RFC 9111 §4.3.1, §3.3).
+pub fn without_preconditions(client: &HeaderMap) -> HeaderMap {
     let mut h = client.clone();
     for n in [
         IF_MATCH,
@@ -306,6 +304,15 @@ pub fn revalidation_request_headers(client: &HeaderMap, stored: &HeaderMap) -> H
     ] {
         h.remove(n);
     }
+    h
+}
+
+/// The headers of a request that revalidates a stored response on behalf
+/// of `client` (RFC 9111 §4.3.1): the client's headers minus its own
+/// preconditions and `Range` (the cache validates its whole stored
+/// response), plus [`validation_headers`].
+pub fn revalidation_request_headers(client: &HeaderMap, stored: &HeaderMap) -> HeaderMap {
+    let mut h = without_preconditions(client);
     for (n, v) in validation_headers(stored) {
         h.insert(n, v);
     }

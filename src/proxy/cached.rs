@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{
-    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
-};
+use http::header::RANGE;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -105,22 +103,7 @@ impl Ctx {
     }
 }
 
-/// The client's headers without its own preconditions and Range: the cache
-/// fetches and validates whole responses (RFC 9111 §4.3.1, §3.3).
-pub(super) fn without_preconditions(h: &HeaderMap) -> HeaderMap {
-    let mut h = h.clone();
-    for n in [
-        IF_MATCH,
-        IF_NONE_MATCH,
-        IF_MODIFIED_SINCE,
-        IF_UNMODIFIED_SINCE,
-        IF_RANGE,
-        RANGE,
-    ] {
-        h.remove(n);
-    }
-    h
-}
+pub(super) use crate::cache::conditional::without_preconditions;
 
 impl Proxy {
     pub(super) fn cache_layer(&self) -> Result<&CacheLayer, Error> {
