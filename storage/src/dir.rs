@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
 
-const MANIFEST_FORMAT: u32 = 1;
+/// 2: chunks lost their own blake3 (foyer checksums every entry).
+const MANIFEST_FORMAT: u32 = 2;
 
 /// The locked disk directory. The lock is released when this is dropped.
 #[derive(Debug)]

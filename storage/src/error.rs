@@ -22,7 +22,7 @@ pub enum ErrorKind {
     Io,
     /// Another store (this or another process) holds the disk directory.
     Locked,
-    /// A body chunk is missing (evicted, lost in a crash) or failed its blake3 checksum.
+    /// A body chunk is missing (evicted, lost in a crash) or failed its checksum.
     Corrupt,
     /// The object exceeds `max_object_size`: don't cache it. Nothing was stored.
     TooLarge,

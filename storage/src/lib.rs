@@ -25,7 +25,8 @@
 //! # Layout
 //! An object is a **head** entry under its key (metadata, object id, body length, chunk size,
 //! chunk count, whole-body blake3) plus **chunks** of `chunk_size` bytes (1 MiB by default)
-//! under `blake3(object_id, index)`, each carrying its own blake3. Every write gets a fresh
+//! under `blake3(object_id, index)`. foyer checks every entry read from disk against the
+//! xxhash64 it wrote with it. Every write gets a fresh
 //! 128-bit object id, so two versions never share chunks and a reader, which pins one head,
 //! never mixes versions. The head is inserted only after all chunks, which makes `finish()` the
 //! atomic commit point; dropping a [`WriteHandle`] unfinished leaves nothing visible.
@@ -40,8 +41,7 @@
 //! - A full disk tier evicts whole blocks (FIFO); writers never see an error for it. An object
 //!   whose chunks were evicted before its commit is silently not committed (`writes_dropped`).
 //! - Disk I/O never runs on the caller's runtime: foyer's psync engine does blocking
-//!   `pread`/`pwrite` on the blocking pool of the store's own runtime, where disk reads are
-//!   also decoded and checksummed.
+//!   `pread`/`pwrite` on the blocking pool of the store's own runtime.
 //! - Not durable against power loss: foyer does not fsync its data files. A cache may lose
 //!   recent entries then, but still never returns a damaged body (checksums).
 //!

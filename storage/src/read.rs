@@ -1,9 +1,10 @@
 //! Reading: [`ReadHandle`] (an object's head) and [`BodyReader`] (its body, chunk by chunk).
 //!
 //! A reader starts at any byte offset: it computes the chunk index and offset within the chunk
-//! and never touches earlier chunks. Memory-tier chunks are handed out as slices of the shared
+//! and never touches earlier chunks; a small body stored inline in the head is served from it.
+//! Memory-tier chunks are handed out as slices of the shared
 //! `Bytes` (no copy). Each chunk is checked against the head (object id, index, length); disk
-//! chunks were also checked against their blake3 when decoded. A missing or damaged chunk ends
+//! chunks were also checked by foyer against their xxhash64 when loaded. A missing or damaged chunk ends
 //! the read with `ErrorKind::Corrupt`, counts a corrupt read and drops the head (unless a newer
 //! version replaced it meanwhile).
 
@@ -108,6 +109,12 @@ impl BodyReader {
         }
         if self.pos >= self.head.body_len {
             return Ok(None);
+        }
+        if self.head.is_inline() {
+            // The whole body is in the head (checked against body_len when it was decoded).
+            let piece = self.head.inline.slice(self.pos as usize..);
+            self.pos = self.head.body_len;
+            return Ok(Some(piece));
         }
         let chunk_size = u64::from(self.head.chunk_size);
         let index = self.pos / chunk_size;

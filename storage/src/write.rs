@@ -1,5 +1,7 @@
 //! Writing: [`WriteHandle`] re-chunks a body as it arrives and commits it atomically.
 //!
+//! A body that ends before filling its first chunk, of at most `INLINE_MAX` bytes, is stored
+//! inside the head instead of a chunk (one entry and one disk read per object).
 //! Each full chunk is inserted at once (memory tier now, disk tier through foyer's flusher,
 //! paced so foyer never drops it) under `chunk_key(object_id, index)`, with a fresh object id
 //! per write so two versions never share a chunk. `finish()` inserts the head last, so readers
@@ -13,7 +15,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{Chunk, Entry, Head, Key, ObjectId, StoreKey, chunk_key};
+use crate::codec::{Chunk, Entry, Head, INLINE_MAX, Key, ObjectId, StoreKey, chunk_key};
 use crate::config::disk_footprint;
 use crate::error::{Error, ErrorKind};
 use crate::stats::Counters;
@@ -163,13 +165,20 @@ impl WriteHandle {
             ));
         }
         self.state = State::Writing;
+        // A small body that never filled a chunk goes inside the head: one entry, one disk
+        // read per hit.
+        let mut inline = Bytes::new();
         if !self.buf.is_empty() {
             // The buffer was reserved for a whole chunk: copy the short tail to an exact-size
             // allocation, or every small object would pin `chunk_size` bytes of heap while the
             // weighter counts only its length.
             let last = Bytes::copy_from_slice(&self.buf);
             self.buf = BytesMut::new();
-            self.emit(last).await;
+            if self.next_index == 0 && last.len() <= INLINE_MAX {
+                inline = last;
+            } else {
+                self.emit(last).await;
+            }
         }
         let inner = self.store.inner.clone();
         let chunk_count = self.next_index;
@@ -199,6 +208,7 @@ impl WriteHandle {
             chunk_count,
             body_hash: *self.hasher.finalize().as_bytes(),
             meta: std::mem::take(&mut self.meta),
+            inline,
         };
         inner.commit_head(StoreKey(self.key), head).await;
         Counters::inc(&inner.counters.writes_committed);
