@@ -12,7 +12,18 @@
 //! share the key (the method is not part of it — only GET responses are
 //! stored, HEAD is answered from them).
 
+use std::borrow::Cow;
+
 use http::Uri;
+
+/// `s` lower-cased, borrowed when it already is (the common case on the hit path).
+fn ascii_lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
 
 /// Default port of a scheme (RFC 9110 §4.2.1, §4.2.2).
 pub fn default_port(scheme: &str) -> Option<u16> {
@@ -28,7 +39,7 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// Normalises an authority for comparison and keys (RFC 9110 §4.2.3,
 /// RFC 3986 §6.2.2–§6.2.3): drops userinfo, lower-cases the host, removes
 /// an empty or default port, and writes other ports without leading zeros.
-pub fn normalise_authority(scheme: &str, authority: &str) -> String {
+pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     // The port follows the last ':' unless it is inside an IPv6 literal.
     let (host, port) = match hostport.rfind(':') {
@@ -37,43 +48,67 @@ pub fn normalise_authority(scheme: &str, authority: &str) -> String {
         }
         _ => (hostport, None),
     };
-    let host = host.to_ascii_lowercase();
+    let host = ascii_lower(host);
     match port {
         None | Some("") => host,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => {
                 if Some(n) == default_port(scheme) {
                     host
+                } else if p.len() > 1 && p.starts_with('0') {
+                    Cow::Owned(format!("{host}:{n}"))
                 } else {
-                    format!("{host}:{n}")
+                    // Already canonical: `authority` itself when nothing else changed.
+                    match (&host, hostport.len() == authority.len()) {
+                        (Cow::Borrowed(_), true) => Cow::Borrowed(authority),
+                        _ => Cow::Owned(format!("{host}:{n}")),
+                    }
                 }
             }
-            _ => format!("{host}:{p}"),
+            _ => Cow::Owned(format!("{host}:{p}")),
         },
     }
 }
 
 /// The canonical byte form hashed by [`primary_key`].
 pub fn canonical_form(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> Vec<u8> {
-    let scheme = scheme.to_ascii_lowercase();
+    let mut out = Vec::with_capacity(64 + site.len() + authority.len() + path_and_query.len());
+    canonical_parts(site, scheme, authority, path_and_query, |b| {
+        out.extend_from_slice(b)
+    });
+    out
+}
+
+/// Feeds the canonical form to `sink` piece by piece (no buffer to build).
+fn canonical_parts(
+    site: &str,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &[u8],
+    mut sink: impl FnMut(&[u8]),
+) {
+    let scheme = ascii_lower(scheme);
     let authority = normalise_authority(&scheme, authority);
     let pq: &[u8] = if path_and_query.is_empty() {
         b"/"
     } else {
         path_and_query
     };
-    let mut out = Vec::with_capacity(32 + site.len() + scheme.len() + authority.len() + pq.len());
-    out.extend_from_slice(b"outpost-key-v1\0");
+    sink(b"outpost-key-v1\0");
     for field in [site.as_bytes(), scheme.as_bytes(), authority.as_bytes(), pq] {
-        out.extend_from_slice(&(field.len() as u64).to_le_bytes());
-        out.extend_from_slice(field);
+        sink(&(field.len() as u64).to_le_bytes());
+        sink(field);
     }
-    out
 }
 
-/// The primary key of a request target.
+/// The primary key of a request target: blake3 of [`canonical_form`],
+/// streamed into the hasher.
 pub fn primary_key(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> [u8; 32] {
-    *blake3::hash(&canonical_form(site, scheme, authority, path_and_query)).as_bytes()
+    let mut h = blake3::Hasher::new();
+    canonical_parts(site, scheme, authority, path_and_query, |b| {
+        h.update(b);
+    });
+    *h.finalize().as_bytes()
 }
 
 /// The primary key of an absolute URI (for purges and §4.4 invalidation);
@@ -89,6 +124,23 @@ pub fn key_for_uri(site: &str, uri: &Uri) -> Option<[u8; 32]> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_key_is_blake3_of_the_canonical_form() {
+        // Keys on disk survive restarts: the streamed hash must not drift.
+        for (scheme, auth, pq) in [
+            ("http", "example.com", "/a?b"),
+            ("HTTP", "User@Example.COM:0080", ""),
+            ("https", "[::1]:8443", "/x"),
+        ] {
+            let want = *blake3::hash(&canonical_form("s", scheme, auth, pq.as_bytes())).as_bytes();
+            assert_eq!(primary_key("s", scheme, auth, pq.as_bytes()), want);
+        }
+        assert_eq!(
+            primary_key("s", "http", "Example.com:80", b""),
+            primary_key("s", "http", "example.com", b"/")
+        );
+    }
 
     #[test]
     fn authority_normalisation() {

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{AGE, ETAG, HeaderName, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -374,8 +375,23 @@ pub enum Record {
     Vary(VaryMarker),
 }
 
-/// Decodes a head record of either kind.
+/// Decodes a head record of either kind, verifying its checksum.
 pub fn decode_record(input: &[u8]) -> Result<Record, MetaError> {
+    decode_with(input, None)
+}
+
+/// Decodes a head record read back from the store: the hit path's decoder.
+///
+/// The record's own checksum is not recomputed: every entry foyer loads from
+/// disk is checked against its xxhash64 before we see it, and a memory-tier
+/// entry holds the very bytes we encoded. Structure is still fully checked
+/// (magic, version, every length), so hostile bytes are an error, never a
+/// panic. Header values are zero-copy slices of `input`.
+pub fn decode_stored_record(input: &Bytes) -> Result<Record, MetaError> {
+    decode_with(input, Some(input))
+}
+
+fn decode_with(input: &[u8], shared: Option<&Bytes>) -> Result<Record, MetaError> {
     if input.len() < MAGIC.len() + 2 + CHECKSUM_LEN {
         return Err(MetaError::Truncated);
     }
@@ -387,7 +403,7 @@ pub fn decode_record(input: &[u8]) -> Result<Record, MetaError> {
     if version != META_VERSION {
         return Err(MetaError::UnsupportedVersion(version));
     }
-    if blake3::hash(body).as_bytes().get(..CHECKSUM_LEN) != Some(sum) {
+    if shared.is_none() && blake3::hash(body).as_bytes().get(..CHECKSUM_LEN) != Some(sum) {
         return Err(MetaError::Checksum);
     }
     let kind = body.get(5).copied().unwrap_or(0);
@@ -395,7 +411,7 @@ pub fn decode_record(input: &[u8]) -> Result<Record, MetaError> {
         s: body.get(6..).unwrap_or_default(),
     };
     let rec = match kind {
-        KIND_OBJECT => Record::Object(Box::new(read_object(&mut r)?)),
+        KIND_OBJECT => Record::Object(Box::new(read_object(&mut r, shared)?)),
         KIND_VARY => Record::Vary(VaryMarker {
             names: r.names()?,
             created_at: r.time()?,
@@ -408,7 +424,7 @@ pub fn decode_record(input: &[u8]) -> Result<Record, MetaError> {
     Ok(rec)
 }
 
-fn read_object(r: &mut Reader<'_>) -> Result<ObjectMeta, MetaError> {
+fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta, MetaError> {
     let mut object_id = [0u8; 16];
     object_id.copy_from_slice(r.take(16)?);
     let status = r.u16()?;
@@ -420,8 +436,12 @@ fn read_object(r: &mut Reader<'_>) -> Result<ObjectMeta, MetaError> {
     for _ in 0..n {
         let name =
             HeaderName::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header name"))?;
-        let value =
-            HeaderValue::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header value"))?;
+        let raw = r.bytes()?;
+        let value = match shared {
+            Some(b) => HeaderValue::from_maybe_shared(b.slice_ref(raw)),
+            None => HeaderValue::from_bytes(raw),
+        }
+        .map_err(|_| MetaError::Invalid("header value"))?;
         headers.push((name, value));
     }
     let request_time = r.time()?;

@@ -80,6 +80,43 @@ pub fn via_value(version: http::Version, pseudonym: &str) -> Option<HeaderValue>
     HeaderValue::from_str(&format!("{proto} {pseudonym}")).ok()
 }
 
+/// The `Via` values of this hop for each protocol version, built once
+/// (formatting one per response showed up in the hit-path profile).
+#[derive(Debug, Clone)]
+pub struct ViaValues {
+    by_version: [Option<HeaderValue>; 5],
+}
+
+impl ViaValues {
+    /// The values for `pseudonym` (e.g. `outpost`).
+    pub fn new(pseudonym: &str) -> Self {
+        use http::Version;
+        let v = |ver| via_value(ver, pseudonym);
+        Self {
+            by_version: [
+                v(Version::HTTP_09),
+                v(Version::HTTP_10),
+                v(Version::HTTP_11),
+                v(Version::HTTP_2),
+                v(Version::HTTP_3),
+            ],
+        }
+    }
+
+    /// The value for a message of `version`.
+    pub fn get(&self, version: http::Version) -> Option<&HeaderValue> {
+        use http::Version;
+        let i = match version {
+            Version::HTTP_09 => 0,
+            Version::HTTP_10 => 1,
+            Version::HTTP_2 => 3,
+            Version::HTTP_3 => 4,
+            _ => 2,
+        };
+        self.by_version[i].as_ref()
+    }
+}
+
 /// Appends `via` as a new `Via` line after any existing ones.
 pub fn add_via(headers: &mut HeaderMap, via: Option<&HeaderValue>) {
     if let Some(v) = via {
@@ -113,6 +150,19 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn via_values_per_version() {
+        let v = ViaValues::new("edge-1");
+        assert_eq!(v.get(http::Version::HTTP_11).unwrap(), "1.1 edge-1");
+        assert_eq!(v.get(http::Version::HTTP_2).unwrap(), "2 edge-1");
+        assert_eq!(v.get(http::Version::HTTP_10).unwrap(), "1.0 edge-1");
+        assert!(
+            ViaValues::new("bad\nname")
+                .get(http::Version::HTTP_11)
+                .is_none()
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

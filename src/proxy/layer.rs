@@ -17,7 +17,7 @@ use crate::cache::coalesce::{Coalescer, Key};
 use crate::cache::control::target_list;
 use crate::cache::freshness::HeuristicConfig;
 use crate::cache::invalidate::{Target, invalidation_keys};
-use crate::cache::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, decode_record, flags};
+use crate::cache::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, decode_stored_record, flags};
 use crate::cache::vary::variant_key;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -204,7 +204,7 @@ impl CacheLayer {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };
-        match decode_record(h.meta()) {
+        match decode_stored_record(h.meta()) {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable cache record dropped");
                 self.store.remove(primary);
@@ -233,7 +233,7 @@ impl CacheLayer {
                 let Some(vh) = self.get(&vk).await else {
                     return Lookup::VaryMiss(marker);
                 };
-                match decode_record(vh.meta()) {
+                match decode_stored_record(vh.meta()) {
                     // A variant older than the marker predates an
                     // invalidation of the URI: it must not come back.
                     Ok(Record::Object(mut m))

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
-use crate::origin::headers::{add_forwarded, add_via, is_upgrade, strip_hop_by_hop, via_value};
+use crate::origin::headers::{ViaValues, add_forwarded, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{OriginBody, OriginClient, Pool};
 use body::{AccessRecord, ProxyBody};
 use layer::{CACHE_NAME, CacheLayer, RequestTarget};
@@ -57,7 +57,7 @@ pub struct SiteRuntime {
 pub struct Proxy {
     sites: Vec<Arc<SiteRuntime>>,
     origin: OriginClient,
-    via: String,
+    via: ViaValues,
     idle_body: Duration,
     access_log: bool,
     cache: Option<CacheLayer>,
@@ -82,7 +82,7 @@ impl Proxy {
                 })
                 .collect(),
             origin: OriginClient::new(&cfg.timeouts),
-            via: cfg.server.via.clone(),
+            via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
             access_log: cfg.log.access_log,
             cache,
@@ -162,7 +162,7 @@ impl Proxy {
                 headers.insert(header::HOST, v);
             }
         }
-        add_via(headers, via_value(client_version, &self.via).as_ref());
+        add_via(headers, self.via.get(client_version));
         add_forwarded(headers, conn.peer.ip(), conn.scheme);
 
         let target = RequestTarget {
@@ -215,7 +215,7 @@ impl Proxy {
             tokio::spawn(tunnel(client_up, origin_up));
             let (mut rp, _) = resp.into_parts();
             strip_hop_by_hop(&mut rp.headers, true);
-            add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
+            add_via(&mut rp.headers, self.via.get(rp.version));
             rp.version = client_version;
             return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
         }
@@ -298,7 +298,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let (mut rp, body) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers, false);
-        add_via(&mut rp.headers, via_value(rp.version, &self.via).as_ref());
+        add_via(&mut rp.headers, self.via.get(rp.version));
         rp.version = client_version;
         let body = body.map_err(Into::into).boxed_unsync();
         Response::from_parts(rp, ProxyBody::new(body, Some(self.idle_body), rec))

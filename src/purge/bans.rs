@@ -154,7 +154,9 @@ pub fn millis(t: SystemTime) -> u64 {
 /// path and query as received (`/` when empty). The scheme is not part of
 /// it: a purge covers http and https alike.
 pub fn ban_subject(scheme: &str, authority: &str, path_and_query: &str) -> String {
-    let mut s = normalise_authority(scheme, authority);
+    let a = normalise_authority(scheme, authority);
+    let mut s = String::with_capacity(a.len() + path_and_query.len().max(1));
+    s.push_str(&a);
     if path_and_query.is_empty() {
         s.push('/');
     } else {

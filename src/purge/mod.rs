@@ -42,7 +42,7 @@ pub use bans::{Ban, BanKind, BanList, BanVerdict, ban_subject, millis};
 use log::{Entry, PurgeLog};
 
 use crate::cache::key::primary_key;
-use crate::cache::meta::{Record, decode_record, flags};
+use crate::cache::meta::{Record, decode_stored_record, flags};
 use crate::config::{ClusterConfig, Config, HostPattern, Secret};
 use crate::error::{Error, ErrorKind};
 use crate::proxy::layer::CacheLayer;
@@ -445,7 +445,7 @@ impl Purger {
                     continue;
                 }
             };
-            match decode_record(handle.meta()) {
+            match decode_stored_record(handle.meta()) {
                 Ok(Record::Object(m)) if soft => {
                     if millis(m.response_time) <= at && !m.has(flags::FORCED_STALE) {
                         let mut m = *m;
