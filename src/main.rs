@@ -7,6 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outpost::config::{Config, Overrides};
 
+/// mimalloc instead of glibc malloc: hyper allocates a fresh 8 KiB read buffer per request and
+/// glibc served it from its slow path (`malloc_consolidate`), about 8 % of a 1 KiB hit
+/// (benches/load/README.md has the profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "outpost", version, about = "Outpost: an edge caching CDN node")]
 struct Cli {
