@@ -53,16 +53,16 @@ pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str>
         None | Some("") => host,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                let canonical = matches!(host, Cow::Borrowed(_))
+                    && hostport.len() == authority.len()
+                    && !(p.len() > 1 && p.starts_with('0'));
                 if Some(n) == default_port(scheme) {
                     host
-                } else if p.len() > 1 && p.starts_with('0') {
-                    Cow::Owned(format!("{host}:{n}"))
+                } else if canonical {
+                    // Lower-case host, no userinfo, no leading zeros: as received.
+                    Cow::Borrowed(authority)
                 } else {
-                    // Already canonical: `authority` itself when nothing else changed.
-                    match (&host, hostport.len() == authority.len()) {
-                        (Cow::Borrowed(_), true) => Cow::Borrowed(authority),
-                        _ => Cow::Owned(format!("{host}:{n}")),
-                    }
+                    Cow::Owned(format!("{host}:{n}"))
                 }
             }
             _ => Cow::Owned(format!("{host}:{p}")),
