@@ -3,7 +3,8 @@
 //! - `GET /healthz`: `ok`;
 //! - `GET /stats`: JSON `{entries, memory_bytes, disk_bytes,
 //!   memory_capacity, disk_capacity, hits, misses, hit_ratio,
-//!   origin_requests, uptime_secs}` (the `outpostctl stats` contract, see
+//!   origin_requests, uptime_secs, bans, zero_copy_bytes, sendfile_bytes}`
+//!   (the `outpostctl stats` contract for the first ten, see
 //!   tools/README.md). `entries` counts objects in the memory tier (foyer
 //!   exposes no disk entry count); `disk_bytes` is the space the disk tier
 //!   allocates; hits, misses and origin requests come from
@@ -47,6 +48,11 @@ pub struct Stats {
     /// Bans currently kept (not in the CLI contract; extra fields are
     /// ignored by `outpostctl`).
     pub bans: u64,
+    /// Bytes of cached values in the zero-copy arena (shared memory, not
+    /// in the heap; process-wide).
+    pub zero_copy_bytes: u64,
+    /// Bytes sent to clients with `sendfile(2)` since start (process-wide).
+    pub sendfile_bytes: u64,
 }
 
 impl AdminState {
@@ -60,6 +66,8 @@ impl AdminState {
             origin_requests: c.origin_requests,
             uptime_secs: self.started.elapsed().as_secs(),
             bans: self.purger.bans().len() as u64,
+            zero_copy_bytes: outpost_storage::arena::stats().live_bytes,
+            sendfile_bytes: crate::server::zero_copy::sendfile_bytes(),
             ..Stats::default()
         };
         if let Some(cache) = self.proxy.cache() {

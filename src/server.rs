@@ -1,6 +1,8 @@
 //! Listeners and connection serving: the proxy and admin listeners, HTTP/1.1
 //! and cleartext HTTP/2 (prior knowledge) on one port, and graceful
 //! shutdown (stop accepting, drain in-flight requests up to a deadline).
+//! Connections write through [`zero_copy::ZeroCopyStream`], which sends
+//! large cached bodies with `sendfile(2)`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub mod zero_copy;
 
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
@@ -226,7 +230,10 @@ where
             async move { Ok::<_, Infallible>(h(req, peer).await) }
         });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .serve_connection_with_upgrades(
+                TokioIo::new(zero_copy::ZeroCopyStream::new(stream)),
+                svc,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -30,6 +30,17 @@
 //! 128-bit object id, so two versions never share chunks and a reader, which pins one head,
 //! never mixes versions. The head is inserted only after all chunks, which makes `finish()` the
 //! atomic commit point; dropping a [`WriteHandle`] unfinished leaves nothing visible.
+//! A body of at most 128 KiB that ends before its first chunk is full is stored inside the
+//! head instead (one entry, one disk read).
+//!
+//! # Zero-copy values
+//! In the memory tier, every chunk or inline body of at least [`ZERO_COPY_MIN`] bytes lives in
+//! the [`arena`]: write-once regions of a read-only mapped `memfd`. [`arena::locate`] turns a
+//! slice of such a value into a (file, offset) pair, so the node sends it with `sendfile(2)`
+//! and the kernel does not copy it into the socket. DESIGN.md keeps `memmap2` off the hot
+//! path because page faults on a file block the worker and a truncated file raises SIGBUS;
+//! neither applies here: the pages are shared memory (a fault never waits for a disk), and
+//! the segment's size is sealed (it cannot shrink under the mapping).
 //!
 //! # Guarantees
 //! - After [`Store::close`] and reopen, every committed object that still fits is back,
@@ -79,6 +90,7 @@
 //!   shuts down in the background when the last handle goes; a store dropped without
 //!   `close()` finishes closing asynchronously, so await `close()` before reopening a directory.
 
+pub mod arena;
 pub(crate) mod codec;
 mod config;
 mod dir;
@@ -89,6 +101,7 @@ mod stats;
 mod store;
 mod write;
 
+pub use arena::{ArenaStats, ZERO_COPY_MIN};
 pub use codec::{Key, ObjectId};
 pub use config::{EvictionPolicy, GIB, KIB, MIB, StoreConfig};
 pub use error::{Error, ErrorKind};

@@ -120,14 +120,13 @@ impl WriteHandle {
             let take = (chunk_size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data.split_to(take));
             if self.buf.len() == chunk_size {
-                let full = self.buf.split().freeze();
+                let full = into_arena(self.buf.split().freeze());
                 self.emit(full).await;
             }
         }
-        // Whole chunks straight from the caller's buffer: no copy. (They share the caller's
-        // allocation: a 16 MiB `Bytes` stays allocated while any of its 16 chunks is cached.)
+        // Whole chunks straight from the caller's buffer.
         while data.len() >= chunk_size {
-            let full = data.split_to(chunk_size);
+            let full = into_arena(data.split_to(chunk_size));
             self.emit(full).await;
         }
         if !data.is_empty() {
@@ -170,9 +169,9 @@ impl WriteHandle {
         let mut inline = Bytes::new();
         if !self.buf.is_empty() {
             // The buffer was reserved for a whole chunk: copy the short tail to an exact-size
-            // allocation, or every small object would pin `chunk_size` bytes of heap while the
-            // weighter counts only its length.
-            let last = Bytes::copy_from_slice(&self.buf);
+            // allocation (in the zero-copy arena if large), or every small object would pin
+            // `chunk_size` bytes of heap while the weighter counts only its length.
+            let last = crate::arena::copy(&self.buf);
             self.buf = BytesMut::new();
             if self.next_index == 0 && last.len() <= INLINE_MAX {
                 inline = last;
@@ -224,6 +223,16 @@ impl WriteHandle {
         self.next_index = 0;
         self.buf = BytesMut::new();
         self.state = State::Failed(kind);
+    }
+}
+
+/// A full chunk moved into the zero-copy arena (the node sends it with sendfile). The copy
+/// also stops a chunk cut from the caller's buffer pinning that whole buffer.
+fn into_arena(data: Bytes) -> Bytes {
+    if data.len() >= crate::arena::ZERO_COPY_MIN {
+        crate::arena::copy(&data)
+    } else {
+        data
     }
 }
 

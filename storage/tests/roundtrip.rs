@@ -94,7 +94,7 @@ async fn reads_start_at_any_offset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_chunks_are_shared_not_copied() {
+async fn memory_chunks_are_shared_and_sendable() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(small_config(tmp.path(), 16 * MIB, 64 * MIB))
         .await
@@ -104,9 +104,14 @@ async fn memory_chunks_are_shared_not_copied() {
     let hit = store.lookup(&key("s")).await.unwrap().unwrap();
     let a = hit.reader(0).next_chunk().await.unwrap().unwrap();
     let b = hit.reader(0).next_chunk().await.unwrap().unwrap();
-    // Same memory both times, and it is the caller's original buffer (no copy on write).
+    // Same memory both times (no copy per read).
     assert_eq!(a.as_ptr(), b.as_ptr());
-    assert_eq!(a.as_ptr(), data.as_ptr());
+    assert_eq!(&a[..], &data[..a.len()]);
+    // A large chunk lives in the zero-copy arena (a file range the node can sendfile), not in
+    // the caller's buffer (which it would otherwise pin).
+    assert_ne!(a.as_ptr(), data.as_ptr());
+    #[cfg(target_os = "linux")]
+    assert!(outpost_storage::arena::locate(&a).is_some());
     store.close().await.unwrap();
 }
 

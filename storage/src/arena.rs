@@ -1,0 +1,432 @@
+//! Zero-copy memory for large values: body bytes that a socket can `sendfile(2)` from.
+//!
+//! A body chunk or inline body of at least [`ZERO_COPY_MIN`] bytes is kept in the memory tier
+//! inside a *segment*: a sealed-size `memfd` (anonymous shared memory), mapped read-only, that
+//! is filled only with `pwrite(2)`. Every value gets its own page-aligned region, written once
+//! before the `Bytes` over it exists and never written again. When the last `Bytes` of a
+//! value is dropped its pages are returned with `fallocate(PUNCH_HOLE)`; offsets are never
+//! reused, so a region can never change under a reader. A segment is unmapped and closed
+//! once it is full and its last value is gone.
+//!
+//! [`locate`] maps any slice of such a value back to (memfd, offset), so the node can hand
+//! the kernel a file range instead of copying the bytes into the socket. That is safe even
+//! while a send is in flight when the value is dropped: the socket holds references to the
+//! pages, and a punched page is released, never rewritten.
+//!
+//! Accounting: the pages are shared memory, not heap. They show in the process's RSS only
+//! once something maps them by reading through the mapping (the disk writer encoding the
+//! value); [`stats`] reports the live bytes exactly.
+//!
+//! If the arena cannot get memory (`memfd_create` refused, descriptor limit), values fall back
+//! to the heap (counted in `fallbacks`, one warning), so this never fails a write.
+
+use std::io::Read;
+
+use bytes::Bytes;
+
+/// Values at least this long live in the arena (smaller ones gain little from `sendfile` and
+/// would waste more of their last page).
+pub const ZERO_COPY_MIN: usize = 32 * 1024;
+
+/// Arena statistics (process-wide).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Bytes of live values (page-rounded).
+    pub live_bytes: u64,
+    /// Segments mapped.
+    pub segments: u64,
+    /// Values that went to the heap because the arena could not get memory.
+    pub fallbacks: u64,
+}
+
+/// Page-rounded size a value of `len` bytes takes (in the arena or not): the memory tier
+/// weighs values with it.
+pub(crate) fn footprint(len: usize) -> usize {
+    if cfg!(target_os = "linux") && len >= ZERO_COPY_MIN {
+        len.div_ceil(imp::PAGE) * imp::PAGE
+    } else {
+        len
+    }
+}
+
+/// A copy of `data`: in the arena when it is large enough, else on the heap.
+pub(crate) fn copy(data: &[u8]) -> Bytes {
+    if data.len() >= ZERO_COPY_MIN
+        && let Some(b) = imp::copy(data)
+    {
+        return b;
+    }
+    Bytes::copy_from_slice(data)
+}
+
+/// `len` bytes read from `r`: in the arena when large enough, else on the heap.
+pub(crate) fn read(r: &mut impl Read, len: usize) -> std::io::Result<Bytes> {
+    if len >= ZERO_COPY_MIN
+        && let Some(res) = imp::read(r, len)
+    {
+        return res;
+    }
+    // Not `vec![0; len]` + `read_exact`: zeroing the buffer first was 2.6 % of a disk hit.
+    let mut v = Vec::with_capacity(len);
+    r.take(len as u64).read_to_end(&mut v)?;
+    if v.len() != len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Bytes::from(v))
+}
+
+/// Process-wide arena statistics.
+pub fn stats() -> ArenaStats {
+    imp::stats()
+}
+
+#[cfg(target_os = "linux")]
+pub use imp::{FileRange, locate};
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod imp {
+    use std::io::Read;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+
+    use bytes::Bytes;
+    use memmap2::{MmapOptions, MmapRaw};
+    use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
+
+    use super::ArenaStats;
+
+    pub(super) const PAGE: usize = 4096;
+    /// Virtual size of a segment. Only written pages use memory.
+    const SEGMENT_SIZE: u64 = 1 << 30;
+
+    static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+    static SEGMENTS: AtomicU64 = AtomicU64::new(0);
+    static FALLBACKS: AtomicU64 = AtomicU64::new(0);
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+    /// Mapped segments by address: (start, end, segment).
+    static REGISTRY: RwLock<Vec<(usize, usize, Weak<Segment>)>> = RwLock::new(Vec::new());
+    /// The segment new values are appended to, and its first free offset.
+    static CURRENT: Mutex<Option<(Arc<Segment>, u64)>> = Mutex::new(None);
+
+    struct Segment {
+        id: u64,
+        // Field order is drop order: unmap before closing.
+        map: MmapRaw,
+        fd: OwnedFd,
+    }
+
+    impl Segment {
+        fn create(size: u64) -> std::io::Result<Arc<Segment>> {
+            let fd = rustix::fs::memfd_create(
+                "outpost-zero-copy",
+                MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+            )?;
+            rustix::fs::ftruncate(&fd, size)?;
+            // The size is fixed: the mapping can never cover a hole past the end (SIGBUS).
+            rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
+            let len = usize::try_from(size).map_err(std::io::Error::other)?;
+            let map = MmapOptions::new().len(len).map_raw_read_only(&fd)?;
+            let seg = Arc::new(Segment {
+                id: NEXT_ID.fetch_add(1, Relaxed),
+                map,
+                fd,
+            });
+            let start = seg.map.as_ptr() as usize;
+            write_registry().push((start, start + len, Arc::downgrade(&seg)));
+            SEGMENTS.fetch_add(1, Relaxed);
+            Ok(seg)
+        }
+    }
+
+    impl Drop for Segment {
+        fn drop(&mut self) {
+            // Before the unmap: no lookup may find these addresses once they can be reused.
+            // (This segment's own entry is dead by now, like any other segment being dropped.)
+            write_registry().retain(|(_, _, w)| w.strong_count() > 0);
+            SEGMENTS.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn write_registry() -> std::sync::RwLockWriteGuard<'static, Vec<(usize, usize, Weak<Segment>)>>
+    {
+        REGISTRY.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One value's region. Written completely before it is wrapped in `Bytes`.
+    struct Region {
+        seg: Arc<Segment>,
+        offset: u64,
+        len: usize,
+        /// Page-rounded length (the region owns these pages alone).
+        alen: u64,
+        /// Set once every byte is written; only then may the bytes be read.
+        written: bool,
+    }
+
+    impl AsRef<[u8]> for Region {
+        fn as_ref(&self) -> &[u8] {
+            if !self.written {
+                return &[];
+            }
+            // SAFETY: `offset + len <= alen <= SEGMENT_SIZE`-sized mapping, which lives as long
+            // as `self.seg`. The region's bytes were all written (`written`) through the file
+            // before this first read, and nothing writes them again: offsets are handed out
+            // once, and the pages are punched only in `Drop`, after the last reference. The
+            // mapping is `MAP_SHARED` of a memfd nobody else holds, so they stay as written.
+            unsafe {
+                let base = self.seg.map.as_ptr().add(self.offset as usize);
+                std::slice::from_raw_parts(base, self.len)
+            }
+        }
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+            if let Err(e) = rustix::fs::fallocate(&self.seg.fd, mode, self.offset, self.alen) {
+                tracing::debug!(error = %e, "zero-copy arena: punching a freed region failed");
+            }
+            LIVE_BYTES.fetch_sub(self.alen, Relaxed);
+        }
+    }
+
+    fn reserve(len: usize) -> Option<Region> {
+        let alen = (len.div_ceil(PAGE) * PAGE) as u64;
+        let mut cur = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+        let full = cur
+            .as_ref()
+            .is_none_or(|(_, next)| next + alen > SEGMENT_SIZE);
+        if full {
+            match Segment::create(SEGMENT_SIZE.max(alen)) {
+                Ok(seg) => *cur = Some((seg, 0)),
+                Err(e) => {
+                    FALLBACKS.fetch_add(1, Relaxed);
+                    if !WARNED.swap(true, Relaxed) {
+                        tracing::warn!(error = %e, "zero-copy arena unavailable: values on the heap");
+                    }
+                    return None;
+                }
+            }
+        }
+        let (seg, next) = cur.as_mut()?;
+        let offset = *next;
+        *next += alen;
+        LIVE_BYTES.fetch_add(alen, Relaxed);
+        Some(Region {
+            seg: seg.clone(),
+            offset,
+            len,
+            alen,
+            written: false,
+        })
+    }
+
+    fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut at: u64) -> std::io::Result<()> {
+        while !data.is_empty() {
+            match rustix::io::pwrite(fd, data, at) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    data = &data[n..];
+                    at += n as u64;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut r: Region) -> Bytes {
+        r.written = true;
+        Bytes::from_owner(r)
+    }
+
+    fn failed(e: std::io::Error) {
+        FALLBACKS.fetch_add(1, Relaxed);
+        if !WARNED.swap(true, Relaxed) {
+            tracing::warn!(error = %e, "zero-copy arena write failed: values on the heap");
+        }
+    }
+
+    pub(super) fn copy(data: &[u8]) -> Option<Bytes> {
+        let r = reserve(data.len())?;
+        match pwrite_all(r.seg.fd.as_fd(), data, r.offset) {
+            Ok(()) => Some(finish(r)),
+            Err(e) => {
+                failed(e);
+                None
+            }
+        }
+    }
+
+    /// `None`: no arena (read to the heap instead). A read error is returned as is.
+    pub(super) fn read(src: &mut impl Read, len: usize) -> Option<std::io::Result<Bytes>> {
+        let r = reserve(len)?;
+        let mut buf = [0u8; 32 * 1024];
+        let mut done = 0usize;
+        while done < len {
+            let want = (len - done).min(buf.len());
+            if let Err(e) = src.read_exact(&mut buf[..want]) {
+                return Some(Err(e));
+            }
+            if let Err(e) = pwrite_all(r.seg.fd.as_fd(), &buf[..want], r.offset + done as u64) {
+                failed(e);
+                return None;
+            }
+            done += want;
+        }
+        Some(Ok(finish(r)))
+    }
+
+    pub(super) fn stats() -> ArenaStats {
+        ArenaStats {
+            live_bytes: LIVE_BYTES.load(Relaxed),
+            segments: SEGMENTS.load(Relaxed),
+            fallbacks: FALLBACKS.load(Relaxed),
+        }
+    }
+
+    /// A file range holding the same bytes as a slice of an arena value: send it with
+    /// `sendfile(2)` from [`FileRange::offset`].
+    pub struct FileRange {
+        seg: Arc<Segment>,
+        offset: u64,
+    }
+
+    impl FileRange {
+        /// Offset of the slice's first byte in the file.
+        pub fn offset(&self) -> u64 {
+            self.offset
+        }
+    }
+
+    impl AsFd for FileRange {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.seg.fd.as_fd()
+        }
+    }
+
+    impl std::fmt::Debug for FileRange {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FileRange")
+                .field("segment", &self.seg.id)
+                .field("offset", &self.offset)
+                .finish()
+        }
+    }
+
+    /// The file range behind `bytes`, if they are (part of) an arena value.
+    ///
+    /// Sound for any slice: the registry only holds live mappings, and a borrowed slice keeps
+    /// its value (and so its pages) alive while the caller uses the range.
+    pub fn locate(bytes: &[u8]) -> Option<FileRange> {
+        let p = bytes.as_ptr() as usize;
+        let end = p.checked_add(bytes.len())?;
+        let reg = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+        let (start, _, w) = reg.iter().find(|(s, e, _)| p >= *s && end <= *e)?;
+        Some(FileRange {
+            seg: w.upgrade()?,
+            offset: (p - start) as u64,
+        })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use super::ArenaStats;
+
+    pub(super) const PAGE: usize = 4096;
+
+    pub(super) fn copy(_: &[u8]) -> Option<bytes::Bytes> {
+        None
+    }
+
+    pub(super) fn read(
+        _: &mut impl std::io::Read,
+        _: usize,
+    ) -> Option<std::io::Result<bytes::Bytes>> {
+        None
+    }
+
+    pub(super) fn stats() -> ArenaStats {
+        ArenaStats::default()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    fn pread_all(r: &FileRange, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = rustix::io::pread(r, &mut out[done..], r.offset() + done as u64)
+                .unwrap_or_default();
+            assert!(n > 0, "short pread");
+            done += n;
+        }
+        out
+    }
+
+    #[test]
+    fn large_values_are_in_the_arena_and_locatable() {
+        let data = pattern(100 * 1024 + 7, 3);
+        let b = copy(&data);
+        assert_eq!(&b[..], &data[..]);
+        let whole = locate(&b).map(|r| pread_all(&r, b.len()));
+        assert_eq!(whole.as_deref(), Some(&data[..]));
+        // A slice in the middle maps to the matching file offset.
+        let mid = b.slice(5000..70_000);
+        let part = locate(&mid).map(|r| pread_all(&r, mid.len()));
+        assert_eq!(part.as_deref(), Some(&data[5000..70_000]));
+    }
+
+    #[test]
+    fn small_values_and_heap_bytes_are_not_located() {
+        let small = copy(&pattern(ZERO_COPY_MIN - 1, 1));
+        assert!(locate(&small).is_none());
+        let heap = vec![7u8; 200_000];
+        assert!(locate(&heap).is_none());
+    }
+
+    #[test]
+    fn read_into_the_arena_and_short_input() {
+        let data = pattern(300_000, 9);
+        let b = read(&mut data.as_slice(), data.len()).unwrap_or_default();
+        assert_eq!(&b[..], &data[..]);
+        assert!(locate(&b).is_some());
+        let short = read(&mut &data[..1000], 50_000);
+        assert!(short.is_err());
+    }
+
+    #[test]
+    fn dropping_a_value_punches_its_pages_and_keeps_other_values() {
+        let a = copy(&pattern(64 * 1024, 1));
+        let keep = copy(&pattern(64 * 1024 + 1, 2));
+        let loc = locate(&a).map(|r| (r.offset(), r));
+        drop(a);
+        // The freed region reads back as zeros (its pages went back to the kernel).
+        if let Some((_, r)) = loc {
+            assert!(pread_all(&r, 64 * 1024).iter().all(|&b| b == 0));
+        }
+        assert_eq!(&keep[..], &pattern(64 * 1024 + 1, 2)[..]);
+        assert!(stats().segments >= 1);
+    }
+
+    #[test]
+    fn footprint_rounds_arena_values_to_pages() {
+        assert_eq!(footprint(100), 100);
+        assert_eq!(footprint(ZERO_COPY_MIN + 1), ZERO_COPY_MIN + 4096);
+    }
+}

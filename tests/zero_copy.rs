@@ -1,0 +1,233 @@
+//! Zero-copy hits: large cached bodies are sent with `sendfile(2)` from the
+//! storage arena, and what the client receives is byte-identical to the
+//! origin's body — whole, as ranges (RFC 9110 §14), over pipelined
+//! keep-alive connections, over HTTP/2, after a client hangs up half-way,
+//! and after a restart (bodies decoded from the disk tier into the arena).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use outpost::server::zero_copy::sendfile_bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Deterministic content: byte i is (i * 13 + i / 4096) mod 256.
+fn content(len: usize) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i.wrapping_mul(13) + i / 4096) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Origin serving `content(n)` at /size/<n>, cacheable.
+async fn sized_origin() -> TestOrigin {
+    TestOrigin::start(|req: Request<hyper::body::Incoming>| async move {
+        let n: usize = req
+            .uri()
+            .path()
+            .trim_start_matches("/size/")
+            .parse()
+            .unwrap_or(0);
+        resp_with(
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("content-type", "application/octet-stream"),
+            ],
+            content(n),
+        )
+    })
+    .await
+}
+
+const STORAGE: &str = "memory = \"64MiB\"\ndisk = \"256MiB\"\n";
+const SIZES: [usize; 5] = [
+    outpost_storage::ZERO_COPY_MIN - 1,
+    outpost_storage::ZERO_COPY_MIN,
+    100 << 10,
+    1 << 20,
+    (3 << 20) + 5,
+];
+
+async fn admin_stats(node: &TestNode) -> serde_json::Value {
+    let (s, _, b) = get(&format!("http://{}/stats", node.admin)).await;
+    assert_eq!(s, 200);
+    serde_json::from_slice(&b).unwrap()
+}
+
+#[tokio::test]
+async fn large_hits_are_sent_with_sendfile_and_are_byte_identical() {
+    let o = sized_origin().await;
+    let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
+    for size in SIZES {
+        let url = node.url(&format!("/size/{size}"));
+        let (_, _, miss) = get(&url).await;
+        assert_eq!(miss, content(size), "miss, size {size}");
+        let before = sendfile_bytes();
+        let (s, h, hit) = get(&url).await;
+        assert_eq!(s, 200);
+        assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+        assert_eq!(hit.len(), size);
+        assert!(hit == content(size), "hit body differs, size {size}");
+        if size >= outpost_storage::ZERO_COPY_MIN {
+            // Process-wide counter (other tests run alongside): it must have
+            // grown by at least this body, less a short last chunk.
+            let sent = sendfile_bytes() - before;
+            let want = (size - size % (1 << 20).min(size)) as u64;
+            assert!(sent >= want.max(1), "size {size}: {sent} bytes by sendfile");
+        }
+        assert_eq!(o.count_path(&format!("/size/{size}")), 1);
+    }
+    let st = admin_stats(&node).await;
+    assert!(st["sendfile_bytes"].as_u64().unwrap() >= (4 << 20));
+    assert!(st["zero_copy_bytes"].as_u64().unwrap() >= (4 << 20));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn ranges_and_http2_from_arena_bodies() {
+    let o = sized_origin().await;
+    let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
+    let size = (3 << 20) + 5;
+    let url = node.url(&format!("/size/{size}"));
+    let want = content(size);
+    get(&url).await;
+    // RFC 9110 §14.2: single ranges that start, end and straddle 1 MiB chunks.
+    for (a, b) in [
+        (0usize, 99usize),
+        (1000, 200_000),
+        ((1 << 20) - 10, (1 << 20) + 10),
+        (size - 70_000, size - 1),
+    ] {
+        let (s, h, body) = get_with(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+        assert_eq!(s, 206, "{a}-{b}");
+        assert_eq!(
+            h["content-range"].to_str().unwrap(),
+            format!("bytes {a}-{b}/{size}")
+        );
+        assert!(body == want.slice(a..=b), "range {a}-{b} differs");
+    }
+    // HTTP/2 (h2c): h2 frames the data itself; the bytes must still match.
+    let r = h2_client()
+        .request(Request::get(&url).body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert!(cache_status(r.headers()).contains("hit"));
+    let (n, h) = hash_body(r.into_body()).await.unwrap();
+    assert_eq!(n as usize, size);
+    assert_eq!(h, blake3::hash(&want).to_hex().to_string());
+    node.shutdown().await;
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `s`.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (head, body)
+}
+
+#[tokio::test]
+async fn pipelined_keep_alive_and_a_client_that_hangs_up() {
+    let o = sized_origin().await;
+    let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
+    let sizes = [100 << 10, 1 << 20, 40_000, (3 << 20) + 5];
+    for size in sizes {
+        get(&node.url(&format!("/size/{size}"))).await;
+    }
+    // A client that asks for 3 MiB, reads a few bytes and hangs up, several
+    // times: the node must not care (EPIPE/ECONNRESET on sendfile).
+    let host = node.proxy;
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(node.proxy).await.unwrap();
+        let req = format!(
+            "GET /size/{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            (3 << 20) + 5
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut b = [0u8; 100];
+        s.read_exact(&mut b).await.unwrap();
+        drop(s);
+    }
+    // Pipelined requests on one connection, three rounds over every size,
+    // with a Range in the middle: each response must be complete and in order.
+    let host = node.proxy;
+    let mut s = tokio::net::TcpStream::connect(node.proxy).await.unwrap();
+    let mut reqs = String::new();
+    for _ in 0..3 {
+        for size in sizes {
+            reqs.push_str(&format!(
+                "GET /size/{size} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+            ));
+        }
+        reqs.push_str(&format!(
+            "GET /size/{} HTTP/1.1\r\nHost: {host}\r\nRange: bytes=5-50004\r\n\r\n",
+            1 << 20
+        ));
+    }
+    s.write_all(reqs.as_bytes()).await.unwrap();
+    for _ in 0..3 {
+        for size in sizes {
+            let (head, body) = read_response(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(body == content(size)[..], "size {size} differs");
+        }
+        let (head, body) = read_response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+        assert!(body == content(1 << 20)[5..50_005]);
+    }
+    for size in sizes {
+        assert_eq!(o.count_path(&format!("/size/{size}")), 1, "size {size}");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_read_back_from_disk_after_a_restart_are_sent_zero_copy() {
+    let o = sized_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = node_config_sized(&o.url(), dir.path(), STORAGE, "");
+    let sizes = [100usize << 10, (1 << 20) + 3];
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    for size in sizes {
+        let url = format!("http://{}/size/{size}", node.proxy_addr());
+        get_with(&url, &[("host", "cdn.example")]).await;
+    }
+    node.shutdown().await;
+    o.stop();
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    for size in sizes {
+        let url = format!("http://{}/size/{size}", node.proxy_addr());
+        let before = sendfile_bytes();
+        let (s, h, b) = get_with(&url, &[("host", "cdn.example")]).await;
+        assert_eq!(s, 200);
+        assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+        assert!(b == content(size), "size {size} differs after the restart");
+        let sent = sendfile_bytes() - before;
+        assert!(sent >= 100 << 10, "size {size}: {sent} bytes by sendfile");
+    }
+    node.shutdown().await;
+}
