@@ -30,6 +30,8 @@ pub struct AdminState {
     pub started: Instant,
     /// Whether `PURGE` requests get an access-log line.
     pub access_log: bool,
+    /// Bytes the proxy listener sent with `sendfile(2)`.
+    pub sendfile_bytes: crate::server::zero_copy::SendfileBytes,
 }
 
 /// The `/stats` document.
@@ -51,7 +53,7 @@ pub struct Stats {
     /// Bytes of cached values in the zero-copy arena (shared memory, not
     /// in the heap; process-wide).
     pub zero_copy_bytes: u64,
-    /// Bytes sent to clients with `sendfile(2)` since start (process-wide).
+    /// Bytes sent to clients with `sendfile(2)` since start.
     pub sendfile_bytes: u64,
 }
 
@@ -67,7 +69,9 @@ impl AdminState {
             uptime_secs: self.started.elapsed().as_secs(),
             bans: self.purger.bans().len() as u64,
             zero_copy_bytes: outpost_storage::arena::stats().live_bytes,
-            sendfile_bytes: crate::server::zero_copy::sendfile_bytes(),
+            sendfile_bytes: self
+                .sendfile_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
             ..Stats::default()
         };
         if let Some(cache) = self.proxy.cache() {

@@ -36,6 +36,7 @@ pub struct Node {
     tasks: Vec<JoinHandle<bool>>,
     proxy: Arc<Proxy>,
     drain: Duration,
+    sendfile_bytes: zero_copy::SendfileBytes,
 }
 
 impl Node {
@@ -53,11 +54,13 @@ impl Node {
             purger.reapply(c).await;
         }
         let proxy = Arc::new(Proxy::new(&cfg, cache));
+        let sendfile_bytes = zero_copy::SendfileBytes::default();
         let admin_state = Arc::new(crate::admin::AdminState {
             proxy: proxy.clone(),
             purger: purger.clone(),
             started: std::time::Instant::now(),
             access_log: cfg.log.access_log,
+            sendfile_bytes: sendfile_bytes.clone(),
         });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);
@@ -71,6 +74,7 @@ impl Node {
             builder.clone(),
             cancel.clone(),
             drain,
+            sendfile_bytes.clone(),
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
                 let purge_state = purge_state.clone();
@@ -91,6 +95,7 @@ impl Node {
             builder,
             cancel.clone(),
             drain,
+            zero_copy::SendfileBytes::default(),
             move |req: Request<Incoming>, _peer| {
                 let st = admin_state.clone();
                 async move { crate::admin::handle(req, &st).await }
@@ -104,6 +109,7 @@ impl Node {
             tasks: vec![proxy_task, admin_task],
             proxy: proxy_keep,
             drain,
+            sendfile_bytes,
         })
     }
 
@@ -113,6 +119,12 @@ impl Node {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Bytes the proxy listener sent with `sendfile(2)` so far.
+    pub fn sendfile_bytes(&self) -> u64 {
+        self.sendfile_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops accepting, waits for in-flight requests (up to the drain
@@ -199,6 +211,7 @@ async fn serve<F, Fut, B>(
     builder: Builder<TokioExecutor>,
     cancel: CancellationToken,
     drain: Duration,
+    sendfile_bytes: zero_copy::SendfileBytes,
     handler: F,
 ) -> bool
 where
@@ -231,7 +244,10 @@ where
         });
         let conn = builder
             .serve_connection_with_upgrades(
-                TokioIo::new(zero_copy::ZeroCopyStream::new(stream)),
+                TokioIo::new(zero_copy::ZeroCopyStream::new(
+                    stream,
+                    sendfile_bytes.clone(),
+                )),
                 svc,
             )
             .into_owned();

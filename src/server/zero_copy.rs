@@ -15,29 +15,26 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Bytes sent with `sendfile(2)` since start (process-wide).
-static SENDFILE_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes sent zero-copy with `sendfile(2)` since the process started.
-pub fn sendfile_bytes() -> u64 {
-    SENDFILE_BYTES.load(Relaxed)
-}
+/// Bytes a listener's connections sent with `sendfile(2)` (shared by them).
+pub type SendfileBytes = Arc<AtomicU64>;
 
 /// A client connection of the proxy listener.
 #[derive(Debug)]
 pub struct ZeroCopyStream {
     inner: TcpStream,
+    sent: SendfileBytes,
 }
 
 impl ZeroCopyStream {
-    pub fn new(inner: TcpStream) -> Self {
-        Self { inner }
+    pub fn new(inner: TcpStream, sent: SendfileBytes) -> Self {
+        Self { inner, sent }
     }
 }
 
@@ -60,9 +57,7 @@ mod send {
     pub(super) fn try_sendfile(s: &TcpStream, r: &FileRange, len: usize) -> io::Result<usize> {
         s.try_io(Interest::WRITABLE, || {
             let mut off = r.offset();
-            let n = rustix::fs::sendfile(s, r, Some(&mut off), len)?;
-            SENDFILE_BYTES.fetch_add(n as u64, Relaxed);
-            Ok(n)
+            Ok(rustix::fs::sendfile(s, r, Some(&mut off), len)?)
         })
     }
 
@@ -104,7 +99,10 @@ mod send {
                     }
                 }
                 match try_sendfile(&self.inner, &r, len) {
-                    Ok(n) => break Poll::Ready(Ok(sent + n)),
+                    Ok(n) => {
+                        self.sent.fetch_add(n as u64, Relaxed);
+                        break Poll::Ready(Ok(sent + n));
+                    }
                     // Bytes already sent must be reported; the rest is retried by the caller.
                     Err(_) if sent > 0 => break Poll::Ready(Ok(sent)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

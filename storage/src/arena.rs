@@ -20,8 +20,6 @@
 //! If the arena cannot get memory (`memfd_create` refused, descriptor limit), values fall back
 //! to the heap (counted in `fallbacks`, one warning), so this never fails a write.
 
-use std::io::Read;
-
 use bytes::Bytes;
 
 /// Values at least this long live in the arena (smaller ones gain little from `sendfile` and
@@ -59,20 +57,9 @@ pub(crate) fn copy(data: &[u8]) -> Bytes {
     Bytes::copy_from_slice(data)
 }
 
-/// `len` bytes read from `r`: in the arena when large enough, else on the heap.
-pub(crate) fn read(r: &mut impl Read, len: usize) -> std::io::Result<Bytes> {
-    if len >= ZERO_COPY_MIN
-        && let Some(res) = imp::read(r, len)
-    {
-        return res;
-    }
-    // Not `vec![0; len]` + `read_exact`: zeroing the buffer first was 2.6 % of a disk hit.
-    let mut v = Vec::with_capacity(len);
-    r.take(len as u64).read_to_end(&mut v)?;
-    if v.len() != len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(Bytes::from(v))
+/// Whether `data` is (part of) an arena value.
+pub(crate) fn holds(data: &[u8]) -> bool {
+    imp::holds(data)
 }
 
 /// Process-wide arena statistics.
@@ -86,7 +73,6 @@ pub use imp::{FileRange, locate};
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod imp {
-    use std::io::Read;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
@@ -109,8 +95,15 @@ mod imp {
 
     /// Mapped segments by address: (start, end, segment).
     static REGISTRY: RwLock<Vec<(usize, usize, Weak<Segment>)>> = RwLock::new(Vec::new());
-    /// The segment new values are appended to, and its first free offset.
-    static CURRENT: Mutex<Option<(Arc<Segment>, u64)>> = Mutex::new(None);
+    /// The process's arena (every store shares it).
+    static GLOBAL: Arena = Arena::new(SEGMENT_SIZE);
+
+    /// Where new values are appended. One per process ([`GLOBAL`]); tests make small ones.
+    pub(super) struct Arena {
+        /// The segment new values are appended to, and its first free offset.
+        current: Mutex<Option<(Arc<Segment>, u64)>>,
+        segment_size: u64,
+    }
 
     struct Segment {
         id: u64,
@@ -172,11 +165,12 @@ mod imp {
             if !self.written {
                 return &[];
             }
-            // SAFETY: `offset + len <= alen <= SEGMENT_SIZE`-sized mapping, which lives as long
-            // as `self.seg`. The region's bytes were all written (`written`) through the file
-            // before this first read, and nothing writes them again: offsets are handed out
-            // once, and the pages are punched only in `Drop`, after the last reference. The
-            // mapping is `MAP_SHARED` of a memfd nobody else holds, so they stay as written.
+            // SAFETY: `[offset, offset + len)` lies inside the segment's mapping (`reserve`
+            // never hands out a region past it), which lives as long as `self.seg`. Its bytes
+            // were all written through the file (`written`) before this first read, and nothing
+            // writes them again: offsets are handed out once, and the pages are punched only in
+            // `Drop`, after the last reference. The mapping is `MAP_SHARED` of a memfd that no
+            // one else holds and whose size is sealed, so the bytes stay as written.
             unsafe {
                 let base = self.seg.map.as_ptr().add(self.offset as usize);
                 std::slice::from_raw_parts(base, self.len)
@@ -194,35 +188,51 @@ mod imp {
         }
     }
 
-    fn reserve(len: usize) -> Option<Region> {
-        let alen = (len.div_ceil(PAGE) * PAGE) as u64;
-        let mut cur = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
-        let full = cur
-            .as_ref()
-            .is_none_or(|(_, next)| next + alen > SEGMENT_SIZE);
-        if full {
-            match Segment::create(SEGMENT_SIZE.max(alen)) {
-                Ok(seg) => *cur = Some((seg, 0)),
+    impl Arena {
+        pub(super) const fn new(segment_size: u64) -> Arena {
+            Arena {
+                current: Mutex::new(None),
+                segment_size,
+            }
+        }
+
+        /// A copy of `data` in this arena (`None`: no arena memory).
+        pub(super) fn copy(&self, data: &[u8]) -> Option<Bytes> {
+            let r = self.reserve(data.len())?;
+            match pwrite_all(r.seg.fd.as_fd(), data, r.offset) {
+                Ok(()) => Some(finish(r)),
                 Err(e) => {
-                    FALLBACKS.fetch_add(1, Relaxed);
-                    if !WARNED.swap(true, Relaxed) {
-                        tracing::warn!(error = %e, "zero-copy arena unavailable: values on the heap");
-                    }
-                    return None;
+                    failed(e);
+                    None
                 }
             }
         }
-        let (seg, next) = cur.as_mut()?;
-        let offset = *next;
-        *next += alen;
-        LIVE_BYTES.fetch_add(alen, Relaxed);
-        Some(Region {
-            seg: seg.clone(),
-            offset,
-            len,
-            alen,
-            written: false,
-        })
+
+        fn reserve(&self, len: usize) -> Option<Region> {
+            let alen = (len.div_ceil(PAGE) * PAGE) as u64;
+            let size = self.segment_size;
+            let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if cur.as_ref().is_none_or(|(_, next)| next + alen > size) {
+                match Segment::create(size.max(alen)) {
+                    Ok(seg) => *cur = Some((seg, 0)),
+                    Err(e) => {
+                        failed(e);
+                        return None;
+                    }
+                }
+            }
+            let (seg, next) = cur.as_mut()?;
+            let offset = *next;
+            *next += alen;
+            LIVE_BYTES.fetch_add(alen, Relaxed);
+            Some(Region {
+                seg: seg.clone(),
+                offset,
+                len,
+                alen,
+                written: false,
+            })
+        }
     }
 
     fn pwrite_all(fd: BorrowedFd<'_>, mut data: &[u8], mut at: u64) -> std::io::Result<()> {
@@ -248,38 +258,16 @@ mod imp {
     fn failed(e: std::io::Error) {
         FALLBACKS.fetch_add(1, Relaxed);
         if !WARNED.swap(true, Relaxed) {
-            tracing::warn!(error = %e, "zero-copy arena write failed: values on the heap");
+            tracing::warn!(error = %e, "zero-copy arena unavailable: values on the heap");
         }
     }
 
     pub(super) fn copy(data: &[u8]) -> Option<Bytes> {
-        let r = reserve(data.len())?;
-        match pwrite_all(r.seg.fd.as_fd(), data, r.offset) {
-            Ok(()) => Some(finish(r)),
-            Err(e) => {
-                failed(e);
-                None
-            }
-        }
+        GLOBAL.copy(data)
     }
 
-    /// `None`: no arena (read to the heap instead). A read error is returned as is.
-    pub(super) fn read(src: &mut impl Read, len: usize) -> Option<std::io::Result<Bytes>> {
-        let r = reserve(len)?;
-        let mut buf = [0u8; 32 * 1024];
-        let mut done = 0usize;
-        while done < len {
-            let want = (len - done).min(buf.len());
-            if let Err(e) = src.read_exact(&mut buf[..want]) {
-                return Some(Err(e));
-            }
-            if let Err(e) = pwrite_all(r.seg.fd.as_fd(), &buf[..want], r.offset + done as u64) {
-                failed(e);
-                return None;
-            }
-            done += want;
-        }
-        Some(Ok(finish(r)))
+    pub(super) fn holds(data: &[u8]) -> bool {
+        data.len() >= super::ZERO_COPY_MIN && locate(data).is_some()
     }
 
     pub(super) fn stats() -> ArenaStats {
@@ -301,6 +289,21 @@ mod imp {
         /// Offset of the slice's first byte in the file.
         pub fn offset(&self) -> u64 {
             self.offset
+        }
+    }
+
+    /// The id of the live segment mapped at `addr`.
+    #[cfg(test)]
+    pub(super) fn live_segment_at(addr: usize) -> Option<u64> {
+        let reg = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+        let (_, _, w) = reg.iter().find(|(s, e, _)| addr >= *s && addr < *e)?;
+        w.upgrade().map(|s| s.id)
+    }
+
+    #[cfg(test)]
+    impl FileRange {
+        pub(super) fn segment_id(&self) -> u64 {
+            self.seg.id
         }
     }
 
@@ -345,11 +348,8 @@ mod imp {
         None
     }
 
-    pub(super) fn read(
-        _: &mut impl std::io::Read,
-        _: usize,
-    ) -> Option<std::io::Result<bytes::Bytes>> {
-        None
+    pub(super) fn holds(_: &[u8]) -> bool {
+        false
     }
 
     pub(super) fn stats() -> ArenaStats {
@@ -401,16 +401,6 @@ mod tests {
     }
 
     #[test]
-    fn read_into_the_arena_and_short_input() {
-        let data = pattern(300_000, 9);
-        let b = read(&mut data.as_slice(), data.len()).unwrap_or_default();
-        assert_eq!(&b[..], &data[..]);
-        assert!(locate(&b).is_some());
-        let short = read(&mut &data[..1000], 50_000);
-        assert!(short.is_err());
-    }
-
-    #[test]
     fn dropping_a_value_punches_its_pages_and_keeps_other_values() {
         let a = copy(&pattern(64 * 1024, 1));
         let keep = copy(&pattern(64 * 1024 + 1, 2));
@@ -422,6 +412,38 @@ mod tests {
         }
         assert_eq!(&keep[..], &pattern(64 * 1024 + 1, 2)[..]);
         assert!(stats().segments >= 1);
+    }
+
+    #[test]
+    fn a_full_segment_is_replaced_and_freed_after_its_last_value() {
+        // A private arena with 1 MiB segments: the fourth 300 KiB value (74 pages) starts a new one.
+        let arena = imp::Arena::new(1 << 20);
+        let first = arena.copy(&pattern(300_000, 4)).unwrap_or_default();
+        let seg_of = |b: &Bytes| locate(b).map(|r| r.segment_id());
+        let first_seg = seg_of(&first);
+        assert!(first_seg.is_some());
+        let mut later = Vec::new();
+        for i in 0..4u8 {
+            later.push(arena.copy(&pattern(300_000, 10 + i)).unwrap_or_default());
+        }
+        assert_eq!(seg_of(&later[1]), first_seg);
+        let second_seg = seg_of(&later[2]);
+        assert!(second_seg.is_some() && second_seg != first_seg);
+        // Every value still reads back as written, through memory and through the file.
+        assert_eq!(&first[..], &pattern(300_000, 4)[..]);
+        for (i, b) in later.iter().enumerate() {
+            let want = pattern(300_000, 10 + i as u8);
+            assert_eq!(&b[..], &want[..]);
+            assert_eq!(locate(b).map(|r| pread_all(&r, b.len())), Some(want));
+        }
+        // Once its last value is gone the full segment is unmapped: nothing locates there.
+        let probe = first.as_ptr() as usize;
+        assert_eq!(imp::live_segment_at(probe), first_seg);
+        drop(first);
+        let last = later.split_off(2);
+        drop(later);
+        assert_ne!(imp::live_segment_at(probe), first_seg);
+        assert_eq!(seg_of(&last[1]), second_seg);
     }
 
     #[test]

@@ -396,7 +396,13 @@ impl Inner {
         tokio::task::consume_budget().await;
         if let Some(e) = self.cache.memory().get(&k) {
             Counters::inc(&self.counters.memory_hits);
-            return Ok(Some(e.value().clone()));
+            let value = e.value().clone();
+            drop(e);
+            if let Some(hot) = value.into_arena_when_hot() {
+                self.replace_in_memory(k, &value, &hot);
+                return Ok(Some(hot));
+            }
+            return Ok(Some(value));
         }
         Counters::inc(&self.counters.memory_misses);
         let v0 = versioned.then(|| self.version(&k));
@@ -432,6 +438,19 @@ impl Inner {
             }
         }
         Ok(Some(value))
+    }
+
+    /// Put `new` in the memory tier in place of `old`, if `old` is still there. Heads are
+    /// replaced under their version lock, so a concurrent remove or commit wins. A chunk has
+    /// no version; a chunk removed in the window between the check and the insert comes back
+    /// unreachable (its object id is gone) and is evicted like any cold entry.
+    fn replace_in_memory(&self, k: StoreKey, old: &Entry, new: &Entry) {
+        let _v = matches!(old, Entry::Head(_)).then(|| self.lock_version(&k));
+        let current = self.cache.memory().get(&k);
+        if current.is_some_and(|c| c.value().same(old)) {
+            self.counters.on_memory_insert(new);
+            drop(self.cache.memory().insert(k, new.clone()));
+        }
     }
 
     /// Remove a head from both tiers; drop its chunks from memory (disk space is reclaimed by

@@ -208,6 +208,7 @@ impl WriteHandle {
             body_hash: *self.hasher.finalize().as_bytes(),
             meta: std::mem::take(&mut self.meta),
             inline,
+            hits: Default::default(),
         };
         inner.commit_head(StoreKey(self.key), head).await;
         Counters::inc(&inner.counters.writes_committed);
