@@ -83,7 +83,7 @@ pub(crate) struct Head {
     pub meta: Bytes,
     /// The whole body when it is stored inline (`chunk_count == 0`); empty otherwise.
     pub inline: Bytes,
-    /// Memory-tier hits of this copy (see [`Entry::into_arena_when_hot`]).
+    /// Memory-tier hits of this copy (see [`Entry::arena_copy_when_hot`]).
     pub hits: HitCount,
 }
 
@@ -116,7 +116,7 @@ pub(crate) struct Chunk {
     pub object_id: ObjectId,
     pub index: u64,
     pub data: Bytes,
-    /// Memory-tier hits of this copy (see [`Entry::into_arena_when_hot`]).
+    /// Memory-tier hits of this copy (see [`Entry::arena_copy_when_hot`]).
     pub hits: HitCount,
 }
 
@@ -178,7 +178,7 @@ impl Entry {
     /// every one to the arena (shared-memory page allocation on write, hole punching on
     /// eviction) cost more than the copy `sendfile` saves (disk-set: 12.1k -> 7.0k req/s).
     /// A body that keeps being hit pays for the move once.
-    pub fn into_arena_when_hot(&self) -> Option<Entry> {
+    pub fn arena_copy_when_hot(&self) -> Option<Entry> {
         let (data, hits) = match self {
             Entry::Head(h) => (&h.inline, &h.hits),
             Entry::Chunk(c) => (&c.data, &c.hits),
@@ -252,7 +252,7 @@ fn read_u64(r: &mut impl Read) -> foyer::Result<u64> {
 }
 
 fn read_bytes(r: &mut impl Read, len: usize) -> foyer::Result<Bytes> {
-    // To the heap, also for large values: see `Entry::into_arena_when_hot`.
+    // To the heap, also for large values: see `Entry::arena_copy_when_hot`.
     // Not `vec![0; len]` + `read_exact`: zeroing the buffer first was 2.6 % of a disk hit.
     let mut v = Vec::with_capacity(len);
     r.take(len as u64).read_to_end(&mut v).map_err(io)?;

@@ -398,7 +398,7 @@ impl Inner {
             Counters::inc(&self.counters.memory_hits);
             let value = e.value().clone();
             drop(e);
-            if let Some(hot) = value.into_arena_when_hot() {
+            if let Some(hot) = value.arena_copy_when_hot() {
                 self.replace_in_memory(k, &value, &hot);
                 return Ok(Some(hot));
             }
