@@ -13,36 +13,6 @@ use common::*;
 use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Deterministic content: byte i is (i * 13 + i / 4096) mod 256.
-fn content(len: usize) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i.wrapping_mul(13) + i / 4096) as u8)
-            .collect::<Vec<u8>>(),
-    )
-}
-
-/// Origin serving `content(n)` at /size/<n>, cacheable.
-async fn sized_origin() -> TestOrigin {
-    TestOrigin::start(|req: Request<hyper::body::Incoming>| async move {
-        let n: usize = req
-            .uri()
-            .path()
-            .trim_start_matches("/size/")
-            .parse()
-            .unwrap_or(0);
-        resp_with(
-            200,
-            &[
-                ("cache-control", "max-age=600"),
-                ("content-type", "application/octet-stream"),
-            ],
-            content(n),
-        )
-    })
-    .await
-}
-
 const STORAGE: &str = "memory = \"64MiB\"\ndisk = \"256MiB\"\n";
 const SIZES: [usize; 5] = [
     outpost_storage::ZERO_COPY_MIN - 1,

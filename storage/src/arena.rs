@@ -1,7 +1,8 @@
 //! Zero-copy memory for large values: body bytes that a socket can `sendfile(2)` from.
 //!
 //! A body chunk or inline body of at least [`ZERO_COPY_MIN`] bytes is kept in the memory tier
-//! inside a *segment*: a sealed-size `memfd` (anonymous shared memory), mapped read-only, that
+//! (when it is written, or once it is hit again after a disk read: see
+//! `Entry::arena_copy_when_hot`) inside a *segment*: a sealed-size `memfd` (anonymous shared memory), mapped read-only, that
 //! is filled only with `pwrite(2)`. Every value gets its own page-aligned region, written once
 //! before the `Bytes` over it exists and never written again. When the last `Bytes` of a
 //! value is dropped its pages are returned with `fallocate(PUNCH_HOLE)`; offsets are never

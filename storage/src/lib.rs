@@ -34,8 +34,11 @@
 //! head instead (one entry, one disk read).
 //!
 //! # Zero-copy values
-//! In the memory tier, every chunk or inline body of at least [`ZERO_COPY_MIN`] bytes lives in
-//! the [`arena`]: write-once regions of a read-only mapped `memfd`. [`arena::locate`] turns a
+//! In the memory tier, a chunk or inline body of at least [`ZERO_COPY_MIN`] bytes lives in
+//! the [`arena`]: write-once regions of a read-only mapped `memfd`. Written bodies go there at
+//! once; bodies read back from disk go to the heap and move on their second memory-tier hit
+//! (most disk reads of a working set larger than memory are not hit again before eviction,
+//! and shared-memory pages cost more to allocate and free than a heap copy). [`arena::locate`] turns a
 //! slice of such a value into a (file, offset) pair, so the node sends it with `sendfile(2)`
 //! and the kernel does not copy it into the socket. DESIGN.md keeps `memmap2` off the hot
 //! path because page faults on a file block the worker and a truncated file raises SIGBUS;

@@ -471,3 +471,35 @@ pub async fn until_hit(url: &str, headers: &[(&str, &str)]) {
     }
     panic!("{url} never became a hit");
 }
+
+/// Deterministic content: byte i is (i * 7 + i / 1000) mod 256.
+pub fn content(len: usize) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i.wrapping_mul(7) + i / 1000) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Origin serving `content(size)` at /size/<n>, cacheable, with an ETag.
+pub async fn sized_origin() -> TestOrigin {
+    TestOrigin::start(|req: Request<hyper::body::Incoming>| async move {
+        let n: usize = req
+            .uri()
+            .path()
+            .trim_start_matches("/size/")
+            .parse()
+            .unwrap_or(0);
+        resp_with(
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("etag", "\"sized\""),
+                ("last-modified", "Mon, 02 Nov 2026 10:00:00 GMT"),
+                ("content-type", "application/octet-stream"),
+            ],
+            content(n),
+        )
+    })
+    .await
+}
