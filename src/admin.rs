@@ -3,7 +3,8 @@
 //! - `GET /healthz`: `ok`;
 //! - `GET /stats`: JSON `{entries, memory_bytes, disk_bytes,
 //!   memory_capacity, disk_capacity, hits, misses, hit_ratio,
-//!   origin_requests, uptime_secs, bans, zero_copy_bytes, sendfile_bytes}`
+//!   origin_requests, uptime_secs, bans, zero_copy_bytes,
+//!   zero_copy_fallbacks, sendfile_bytes}`
 //!   (the `outpostctl stats` contract for the first ten, see
 //!   tools/README.md). `entries` counts objects in the memory tier (foyer
 //!   exposes no disk entry count); `disk_bytes` is the space the disk tier
@@ -53,6 +54,9 @@ pub struct Stats {
     /// Bytes of cached values in the zero-copy arena (shared memory, not
     /// in the heap; process-wide).
     pub zero_copy_bytes: u64,
+    /// Bodies kept on the heap because the arena could not get shared
+    /// memory (process-wide; a warning is logged the first time).
+    pub zero_copy_fallbacks: u64,
     /// Bytes sent to clients with `sendfile(2)` since start.
     pub sendfile_bytes: u64,
 }
@@ -61,6 +65,7 @@ impl AdminState {
     /// A snapshot of the node's statistics.
     pub fn stats(&self) -> Stats {
         let c = Counters::global().snapshot();
+        let arena = outpost_storage::arena::stats();
         let mut s = Stats {
             hits: c.hits,
             misses: c.misses,
@@ -68,7 +73,8 @@ impl AdminState {
             origin_requests: c.origin_requests,
             uptime_secs: self.started.elapsed().as_secs(),
             bans: self.purger.bans().len() as u64,
-            zero_copy_bytes: outpost_storage::arena::stats().live_bytes,
+            zero_copy_bytes: arena.live_bytes,
+            zero_copy_fallbacks: arena.fallbacks,
             sendfile_bytes: self
                 .sendfile_bytes
                 .load(std::sync::atomic::Ordering::Relaxed),

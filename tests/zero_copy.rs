@@ -64,6 +64,7 @@ async fn large_hits_are_sent_with_sendfile_and_are_byte_identical() {
     assert_eq!(st["sendfile_bytes"].as_u64().unwrap(), sent(&node));
     assert!(sent(&node) >= (4 << 20));
     assert!(st["zero_copy_bytes"].as_u64().unwrap() >= (4 << 20));
+    assert_eq!(st["zero_copy_fallbacks"].as_u64(), Some(0));
     node.shutdown().await;
 }
 

@@ -45,12 +45,34 @@ mod send {
     use outpost_storage::arena::{FileRange, locate};
     use rustix::net::{SendAncillaryBuffer, SendFlags};
 
+    use std::sync::atomic::AtomicBool;
+
+    /// Set when the kernel refused `sendfile` from the arena (a kernel or socket type without
+    /// it): every later write then copies, as without the arena.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
     /// The arena file range behind `buf`, if it is worth a `sendfile`.
     pub(super) fn range(buf: &[u8]) -> Option<FileRange> {
-        if buf.len() < ZERO_COPY_MIN / 2 {
+        if buf.len() < ZERO_COPY_MIN / 2 || UNSUPPORTED.load(Relaxed) {
             return None;
         }
         locate(buf)
+    }
+
+    /// Whether `e` says `sendfile` cannot work here at all (not a failure of this connection).
+    fn unsupported(e: &io::Error) -> bool {
+        let no = [
+            rustix::io::Errno::INVAL,
+            rustix::io::Errno::NOSYS,
+            rustix::io::Errno::OPNOTSUPP,
+        ];
+        let hit = no
+            .iter()
+            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+        if hit && !UNSUPPORTED.swap(true, Relaxed) {
+            tracing::warn!(error = %e, "sendfile refused: cached bodies are copied from now on");
+        }
+        hit
     }
 
     /// One non-blocking `sendfile` of up to `len` bytes from `r`.
@@ -71,6 +93,7 @@ mod send {
     }
 
     impl ZeroCopyStream {
+        /// `None`: not an arena write (or `sendfile` is unavailable): write `bufs` as usual.
         pub(super) fn poll_zero_copy(
             &self,
             cx: &mut Context<'_>,
@@ -104,8 +127,12 @@ mod send {
                         break Poll::Ready(Ok(sent + n));
                     }
                     // Bytes already sent must be reported; the rest is retried by the caller.
-                    Err(_) if sent > 0 => break Poll::Ready(Ok(sent)),
+                    Err(e) if sent > 0 => {
+                        unsupported(&e);
+                        break Poll::Ready(Ok(sent));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if unsupported(&e) => return None,
                     Err(e) => break Poll::Ready(Err(e)),
                 }
             })
