@@ -182,6 +182,49 @@ async fn pipelined_keep_alive_and_a_client_that_hangs_up() {
 }
 
 #[tokio::test]
+async fn a_slow_reader_with_a_small_window_gets_every_byte_in_order() {
+    // A tiny receive buffer and a reader that pauses: the node's sendfile
+    // hits a full socket again and again and must resume at the right offset.
+    let o = sized_origin().await;
+    let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
+    let size = (3 << 20) + 5;
+    let path = format!("/size/{size}");
+    get(&node.url(&path)).await;
+    let before = sent(&node);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut s = sock.connect(node.proxy).await.unwrap();
+    let host = node.proxy;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // The head, byte by byte (it is short), then the body in small reads.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut got = Vec::with_capacity(size);
+    let mut buf = [0u8; 3000];
+    let mut reads = 0u32;
+    while got.len() < size {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early at {}", got.len());
+        got.extend_from_slice(&buf[..n]);
+        reads += 1;
+        if reads % 64 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    assert_eq!(got.len(), size);
+    assert!(got == content(size)[..], "body differs");
+    // Every full 1 MiB chunk went by sendfile, in many partial sends.
+    assert_eq!(sent(&node) - before, (3 << 20) as u64);
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn bodies_read_back_from_disk_are_sent_zero_copy_once_hot() {
     let o = sized_origin().await;
     let dir = tempfile::tempdir().unwrap();

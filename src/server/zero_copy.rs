@@ -187,3 +187,22 @@ impl AsyncWrite for ZeroCopyStream {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::send::is_unsupported;
+    use std::io;
+
+    #[test]
+    fn only_kernel_refusals_turn_sendfile_off() {
+        let errno = |n: rustix::io::Errno| io::Error::from_raw_os_error(n.raw_os_error());
+        assert!(is_unsupported(&errno(rustix::io::Errno::INVAL)));
+        assert!(is_unsupported(&errno(rustix::io::Errno::NOSYS)));
+        assert!(is_unsupported(&errno(rustix::io::Errno::OPNOTSUPP)));
+        // A client that went away, or a full socket, is about this connection only.
+        assert!(!is_unsupported(&errno(rustix::io::Errno::PIPE)));
+        assert!(!is_unsupported(&errno(rustix::io::Errno::CONNRESET)));
+        assert!(!is_unsupported(&errno(rustix::io::Errno::AGAIN)));
+        assert!(!is_unsupported(&io::Error::other("no errno")));
+    }
+}
