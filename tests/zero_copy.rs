@@ -213,7 +213,7 @@ async fn a_slow_reader_with_a_small_window_gets_every_byte_in_order() {
         assert!(n > 0, "closed early at {}", got.len());
         got.extend_from_slice(&buf[..n]);
         reads += 1;
-        if reads % 64 == 0 {
+        if reads.is_multiple_of(64) {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }

@@ -60,15 +60,16 @@ mod send {
     }
 
     /// Whether `e` says `sendfile` cannot work here at all (not a failure of this connection).
-    fn unsupported(e: &io::Error) -> bool {
-        let no = [
-            rustix::io::Errno::INVAL,
-            rustix::io::Errno::NOSYS,
-            rustix::io::Errno::OPNOTSUPP,
-        ];
-        let hit = no
+    pub(super) fn is_unsupported(e: &io::Error) -> bool {
+        use rustix::io::Errno;
+        [Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP]
             .iter()
-            .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+            .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
+    }
+
+    /// [`is_unsupported`], and if so turns `sendfile` off for the process (one warning).
+    fn unsupported(e: &io::Error) -> bool {
+        let hit = is_unsupported(e);
         if hit && !UNSUPPORTED.swap(true, Relaxed) {
             tracing::warn!(error = %e, "sendfile refused: cached bodies are copied from now on");
         }
