@@ -211,7 +211,8 @@ done
   echo
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
-  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s; $MODE: proxies on CPU 0, wrk and origin on CPU 1)."
+  if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
+  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s; $MODE: $PLACEMENT)."
   echo
   echo "| scenario | proxy | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | req/s vs Outpost | errors |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
