@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Helpers for run.sh: warm a proxy with a list of paths, and the miss storm
+"""Helpers for run.sh: warm a proxy with a list of paths, the miss storm
 (N clients asking for one cold object at once: time to first byte, time to
-last byte). Plain asyncio over keep-alive HTTP/1.1, no third-party modules."""
+last byte), and the results table (medians over rounds). Plain asyncio over
+keep-alive HTTP/1.1, no third-party modules."""
 import asyncio
 import sys
 import time
@@ -82,8 +83,64 @@ async def storm(addr, path, clients):
           f"done_p99_ms={pct(done, .99) * 1000:.1f}")
 
 
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def table(raw_path):
+    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors` (one per
+    wrk run) -> one markdown row per scenario and proxy: the median of each
+    column over the rounds, the req/s range, the peak RSS, any errors, and
+    req/s as a ratio to Outpost's median."""
+    runs = {}
+    order = []
+    for line in open(raw_path):
+        f = line.rstrip("\n").split("|")
+        if len(f) < 9:
+            continue
+        key = (f[0], f[1])
+        if key not in runs:
+            runs[key] = []
+            order.append(key)
+        runs[key].append(f)
+
+    def num(x):
+        try:
+            return float(x)
+        except ValueError:
+            return None
+
+    med = {}
+    for key, rs in runs.items():
+        cols = {}
+        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss")):
+            vals = [v for v in (num(r[i]) for r in rs) if v is not None]
+            cols[name] = vals
+        med[key] = cols
+    print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
+          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | errors |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for key in order:
+        scen, px = key
+        c = med[key]
+        rps = median(c["rps"]) if c["rps"] else 0
+        base = med.get((scen, "outpost"), {}).get("rps")
+        ratio = f"{rps / median(base):.2f}×" if base and median(base) > 0 else "-"
+        rng = f"{min(c['rps']):.0f}–{max(c['rps']):.0f}" if c["rps"] else "-"
+        errs = " ".join(sorted({r[8].strip() for r in runs[key] if r[8].strip()}))
+        fmt = lambda name, spec: format(median(c[name]), spec) if c[name] else "-"
+        print(f"| {scen} | {px} | {rps:.0f} | {rng} | {fmt('p50', '.3f')} | "
+              f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
+              f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {errs} |")
+
+
 def main():
     cmd = sys.argv[1]
+    if cmd == "table":
+        table(sys.argv[2])
+        return
     if cmd == "warm":
         addr, prefix, count, conc = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
         paths = [f"{prefix}{i}.bin" for i in range(count)] if count > 0 else [prefix]

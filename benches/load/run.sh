@@ -3,9 +3,12 @@
 # in front of the same static origin, on loopback, in one run.
 #
 #   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
-#                       [--disk-set-mb MB] [--out FILE]
+#                       [--rounds N] [--disk-set-mb MB] [--out FILE]
 #
 # Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
+# Each scenario runs --rounds times (3) per proxy, the proxies' order
+# rotating from round to round; the table gives each column's median and
+# the req/s range, so one slow moment of the VM does not decide a ratio.
 # Prints one markdown table and writes it (with date and machine) to
 # benches/load/RESULTS.md unless --out says otherwise. Stops everything it
 # started (by PID) and kills itself after LOAD_TIME_BOUND seconds (1800).
@@ -16,6 +19,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 MODE=pinned
 DUR=10
 CONNS=64
+ROUNDS=3
 DISK_SET_MB=2048
 OUT="$HERE/RESULTS.md"
 while [ $# -gt 0 ]; do
@@ -24,6 +28,7 @@ while [ $# -gt 0 ]; do
     --pinned) MODE=pinned ;;
     --duration) DUR=$2; shift ;;
     --connections) CONNS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     --disk-set-mb) DISK_SET_MB=$2; shift ;;
     --out) OUT=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -151,11 +156,11 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
     else { sub(/s$/,"",v); printf "%.3f", v*1000 } }'
 }
 
-ROWS=()
-declare -A RPS
-# run_wrk SCENARIO PROXY URL_PATH [LUA_DIR LUA_N]
+RAW="$RUN/rounds.txt"
+: > "$RAW"
+# run_wrk SCENARIO PROXY ROUND URL_PATH [LUA_DIR LUA_N]
 run_wrk() {
-  local scen=$1 px=$2 path=$3 luadir=${4:-} luan=${5:-}
+  local scen=$1 px=$2 round=$3 path=$4 luadir=${5:-} luan=${6:-}
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
@@ -172,27 +177,37 @@ run_wrk() {
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  RPS[$scen/$px]=$rps
-  ROWS+=("$scen|$px|$rps|$p50|$p99|$cpu|$mem|${errs:-}")
-  printf '  %-10s %-8s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB %s\n' \
-    "$scen" "$px" "$rps" "$p50" "$p99" "$cpu" "$mem" "${errs:-}"
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}" >> "$RAW"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "${errs:-}"
+}
+# scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
+# the order rotating so that no proxy always runs first.
+scenario() {
+  local r i n=${#PROXIES[@]}
+  for r in $(seq 1 "$ROUNDS"); do
+    for i in $(seq 0 $((n - 1))); do
+      run_wrk "$1" "${PROXIES[$(( (i + r - 1) % n ))]}" "$r" "${@:2}"
+    done
+  done
 }
 warm() { # warm PROXY PATH_PREFIX COUNT (COUNT 0: PATH_PREFIX is one path)
   $PY "$TOOL" warm "127.0.0.1:${PORT[$1]}" "$2" "$3" 16
 }
 
-echo "== scenarios (wrk -t1 -c$CONNS -d${DUR}s)"
+echo "== scenarios (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds)"
 for px in "${PROXIES[@]}"; do warm "$px" /1k.bin 0; warm "$px" /1k.bin 0; done
-for px in "${PROXIES[@]}"; do run_wrk hit-1k "$px" /1k.bin; done
+scenario hit-1k /1k.bin
 for px in "${PROXIES[@]}"; do warm "$px" /100k.bin 0; warm "$px" /100k.bin 0; done
-for px in "${PROXIES[@]}"; do run_wrk hit-100k "$px" /100k.bin; done
+scenario hit-100k /100k.bin
 for px in "${PROXIES[@]}"; do warm "$px" /1m.bin 0; warm "$px" /1m.bin 0; done
-for px in "${PROXIES[@]}"; do run_wrk hit-1m "$px" /1m.bin; done
+scenario hit-1m /1m.bin
 for px in "${PROXIES[@]}"; do warm "$px" /hot/ $HOT_N; done
-for px in "${PROXIES[@]}"; do run_wrk hot-10k "$px" / hot $HOT_N; done
-for px in "${PROXIES[@]}"; do run_wrk pass-1k "$px" /pass/1k.bin; done
+scenario hot-10k / hot $HOT_N
+for px in "${PROXIES[@]}"; do warm "$px" /pass/1k.bin 0; done
+scenario pass-1k /pass/1k.bin
 for px in "${PROXIES[@]}"; do warm "$px" /disk/ $DISK_N; done
-for px in "${PROXIES[@]}"; do run_wrk disk-set "$px" / disk $DISK_N; done
+scenario disk-set / disk $DISK_N
 
 echo "== miss storm: 1000 clients, one cold 10 MiB object"
 STORM=()
@@ -212,15 +227,11 @@ done
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
   if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
-  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s; $MODE: $PLACEMENT)."
+  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT)."
   echo
-  echo "| scenario | proxy | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | req/s vs Outpost | errors |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
-  for r in "${ROWS[@]}"; do
-    IFS='|' read -r scen px rps p50 p99 cpu mem errs <<< "$r"
-    ratio=$(awk -v a="$rps" -v b="${RPS[$scen/outpost]}" 'BEGIN{ if (b>0) printf "%.2f×", a/b; else print "-" }')
-    echo "| $scen | $px | $rps | $p50 | $p99 | $cpu | $mem | $ratio | ${errs:-} |"
-  done
+  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians."
+  echo
+  $PY "$TOOL" table "$RAW"
   echo
   echo "Miss storm (1000 concurrent clients, one cold 10 MiB object sent by the origin at ~20 MB/s):"
   echo
@@ -230,6 +241,13 @@ done
     IFS='|' read -r px f res <<< "$r"
     echo "| $px | $f | $res |"
   done
+  echo
+  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors)</summary>"
+  echo
+  echo '```'
+  cat "$RAW"
+  echo '```'
+  echo "</details>"
 } > "$RUN/table.md"
 echo
 cat "$RUN/table.md"
