@@ -118,13 +118,33 @@ fn main() -> ExitCode {
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
     outpost::logging::init(&cfg.log);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // With one CPU to run on (taskset, a cpuset or a CPU quota), a
+    // current-thread runtime: the work-stealing scheduler has no other worker
+    // to hand tasks to there, and its cross-task wake-ups cost ~9 % of the
+    // CPU per proxied request (pass-1k, benches/load/README.md). With more
+    // CPUs, the multi-thread runtime spreads connections over them.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = builder
         .enable_all()
         .thread_name("outpost-worker")
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
         let node = outpost::Node::start(cfg).await?;
+        tracing::info!(
+            cpus,
+            runtime = if cpus == 1 {
+                "current-thread"
+            } else {
+                "multi-thread"
+            },
+            "runtime started"
+        );
         println!("outpost: proxy listening on http://{}", node.proxy_addr());
         println!("outpost: admin listening on http://{}", node.admin_addr());
         shutdown_signal().await;
