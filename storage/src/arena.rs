@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn an_arena_that_cannot_get_memory_counts_the_fallback_and_recovers() {
+        // Segments larger than the address space cannot be mapped: every copy fails and is
+        // counted (the store then keeps the value on the heap); the global arena still works.
+        let arena = imp::Arena::new(1 << 62);
+        let before = stats();
+        assert!(arena.copy(&pattern(64 * 1024, 5)).is_none());
+        assert!(arena.copy(&pattern(64 * 1024, 6)).is_none());
+        let after = stats();
+        assert!(after.fallbacks >= before.fallbacks + 2);
+        let ok = copy(&pattern(64 * 1024, 7));
+        assert!(locate(&ok).is_some());
+    }
+
+    #[test]
     fn footprint_rounds_arena_values_to_pages() {
         assert_eq!(footprint(100), 100);
         assert_eq!(footprint(ZERO_COPY_MIN + 1), ZERO_COPY_MIN + 4096);
