@@ -3,7 +3,8 @@
 //! - `GET /healthz`: `ok`;
 //! - `GET /stats`: JSON `{entries, memory_bytes, disk_bytes,
 //!   memory_capacity, disk_capacity, hits, misses, hit_ratio,
-//!   origin_requests, uptime_secs, bans, zero_copy_bytes,
+//!   origin_requests, uptime_secs, origin_connects, origin_stale_retries,
+//!   bans, zero_copy_bytes,
 //!   zero_copy_fallbacks, sendfile_bytes}`
 //!   (the `outpostctl stats` contract for the first ten, see
 //!   tools/README.md). `entries` counts objects in the memory tier (foyer
@@ -48,6 +49,11 @@ pub struct Stats {
     pub hit_ratio: f64,
     pub origin_requests: u64,
     pub uptime_secs: u64,
+    /// Connections opened to origins by the HTTP/1 client (not in the CLI
+    /// contract).
+    pub origin_connects: u64,
+    /// Requests retried because a pooled origin connection had closed.
+    pub origin_stale_retries: u64,
     /// Bans currently kept (not in the CLI contract; extra fields are
     /// ignored by `outpostctl`).
     pub bans: u64,
@@ -71,6 +77,8 @@ impl AdminState {
             misses: c.misses,
             hit_ratio: c.hit_ratio(),
             origin_requests: c.origin_requests,
+            origin_connects: c.origin_connects,
+            origin_stale_retries: c.origin_stale_retries,
             uptime_secs: self.started.elapsed().as_secs(),
             bans: self.purger.bans().len() as u64,
             zero_copy_bytes: arena.live_bytes,

@@ -1,5 +1,5 @@
 //! Process-wide request counters for `GET /stats`: cache hits, misses and
-//! requests sent to origins.
+//! requests sent to origins, connections opened to them.
 //!
 //! The cache path increments them ([`Counters::record_cache_response`] or
 //! [`Counters::hit`] / [`Counters::miss`], and [`Counters::origin_request`]); they are plain relaxed atomics, so the
@@ -16,6 +16,8 @@ pub struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     origin_requests: AtomicU64,
+    origin_connects: AtomicU64,
+    origin_stale_retries: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -24,6 +26,10 @@ pub struct Snapshot {
     pub hits: u64,
     pub misses: u64,
     pub origin_requests: u64,
+    /// New connections opened to origins.
+    pub origin_connects: u64,
+    /// Requests retried because a pooled origin connection had closed.
+    pub origin_stale_retries: u64,
 }
 
 impl Snapshot {
@@ -62,6 +68,16 @@ impl Counters {
         self.origin_requests.fetch_add(1, Relaxed);
     }
 
+    /// A new connection to an origin.
+    pub fn origin_connect(&self) {
+        self.origin_connects.fetch_add(1, Relaxed);
+    }
+
+    /// A request retried because its pooled connection had been closed.
+    pub fn origin_stale_retry(&self) {
+        self.origin_stale_retries.fetch_add(1, Relaxed);
+    }
+
     /// Counts one response of the cached path (GET/HEAD on a caching site)
     /// as a hit or a miss from its `Cache-Status` (RFC 9211): a hit when
     /// this cache's member (the last one named `Outpost`, since each cache
@@ -79,6 +95,8 @@ impl Counters {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             origin_requests: self.origin_requests.load(Relaxed),
+            origin_connects: self.origin_connects.load(Relaxed),
+            origin_stale_retries: self.origin_stale_retries.load(Relaxed),
         }
     }
 }

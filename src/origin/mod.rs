@@ -2,19 +2,27 @@
 //!
 //! A [`Pool`] holds a site's origins and picks one per request (round robin
 //! for now; load balancing and health checks extend it later). The
-//! [`OriginClient`] owns pooled keep-alive connections (hyper-util's client),
-//! applies the connect and response-header timeouts and turns failures into
-//! [`Error`]s whose kind decides 502 or 504. The idle-body timeout is applied
-//! to the streamed body by the proxy layer ([`crate::proxy::body`]).
+//! [`OriginClient`] sends requests: those without content and without an
+//! upgrade through our own HTTP/1.1 client ([`h1`], keep-alive connections
+//! kept per [`Origin`]), the rest through hyper-util's pooled client. It
+//! applies the connect and response-header timeouts and turns failures
+//! into [`Error`]s whose kind decides 502 or 504. The idle-body timeout is
+//! applied to the streamed body by the proxy layer ([`crate::proxy::body`]).
 
+pub mod h1;
+pub mod h1_body;
 pub mod headers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -31,6 +39,8 @@ pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 #[derive(Debug)]
 pub struct Origin {
     pub url: OriginUrl,
+    /// Keep-alive connections of the HTTP/1 client waiting for reuse.
+    pub idle: h1::IdleConns,
 }
 
 /// A site's origin servers and how one is chosen.
@@ -46,7 +56,12 @@ impl Pool {
         Pool {
             origins: urls
                 .iter()
-                .map(|u| Arc::new(Origin { url: u.clone() }))
+                .map(|u| {
+                    Arc::new(Origin {
+                        url: u.clone(),
+                        idle: h1::IdleConns::default(),
+                    })
+                })
                 .collect(),
             next: AtomicUsize::new(0),
         }
@@ -76,6 +91,7 @@ impl Pool {
 #[derive(Clone)]
 pub struct OriginClient {
     client: Client<HttpConnector, OriginBody>,
+    h1: h1::H1Client,
     response_header_timeout: Duration,
 }
 
@@ -94,6 +110,13 @@ impl OriginClient {
             .build(conn);
         OriginClient {
             client,
+            h1: h1::H1Client {
+                connect_timeout: t.connect,
+                limits: h1::PoolLimits {
+                    max_idle: t.pool_max_idle_per_origin,
+                    idle_timeout: t.pool_idle,
+                },
+            },
             response_header_timeout: t.response_header,
         }
     }
@@ -108,24 +131,82 @@ impl OriginClient {
             .map_err(|e| Error::new(ErrorKind::BadRequest, format!("request target: {e}")))
     }
 
-    /// Sends `req` (its URI already points at `origin`) and waits for the
-    /// response head, within the response-header timeout.
+    /// Sends a request without content and without an upgrade on our
+    /// HTTP/1.1 client and waits for the response head, within the
+    /// response-header timeout.
+    pub async fn send_bodyless(
+        &self,
+        origin: &Arc<Origin>,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<ResponseBody>, Error> {
+        let fut = self.h1.send(origin, method, path_and_query, headers);
+        match tokio::time::timeout(self.response_header_timeout, fut).await {
+            Err(_) => Err(self.head_timeout(origin)),
+            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::H1)),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Sends `req` (its URI already points at `origin`) on hyper's client
+    /// and waits for the response head, within the response-header timeout.
     pub async fn send(
         &self,
         origin: &Origin,
         req: Request<OriginBody>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         let fut = self.client.request(req);
         match tokio::time::timeout(self.response_header_timeout, fut).await {
-            Err(_) => Err(Error::new(
-                ErrorKind::OriginResponseTimeout,
-                format!(
-                    "{}: no response head within {:?}",
-                    origin.url, self.response_header_timeout
-                ),
-            )),
-            Ok(Ok(resp)) => Ok(resp),
+            Err(_) => Err(self.head_timeout(origin)),
+            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::Hyper)),
             Ok(Err(e)) => Err(classify(origin, e)),
+        }
+    }
+
+    fn head_timeout(&self, origin: &Origin) -> Error {
+        Error::new(
+            ErrorKind::OriginResponseTimeout,
+            format!(
+                "{}: no response head within {:?}",
+                origin.url, self.response_header_timeout
+            ),
+        )
+    }
+}
+
+/// A response body from an origin, from either client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    H1(h1_body::H1Body),
+    Hyper(Incoming),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::H1(b) => b.is_end_stream(),
+            ResponseBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::H1(b) => b.size_hint(),
+            ResponseBody::Hyper(b) => b.size_hint(),
         }
     }
 }

@@ -65,6 +65,11 @@ pub struct ProxyBody {
     record: Option<AccessRecord>,
     bytes: u64,
     outcome: &'static str,
+    /// Data went out since the last `Pending`: hyper may still hold it in
+    /// its write buffer.
+    unflushed: bool,
+    /// An error held back until that data is flushed.
+    deferred: Option<BoxError>,
 }
 
 /// Raised when the origin pauses longer than `timeouts.idle_body`.
@@ -82,6 +87,8 @@ impl ProxyBody {
             record: Some(record),
             bytes: 0,
             outcome: "aborted",
+            unflushed: false,
+            deferred: None,
         }
     }
 
@@ -115,16 +122,30 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(e) = this.deferred.take() {
+            this.finish("cut_off");
+            return Poll::Ready(Some(Err(e)));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                    this.unflushed = true;
                 }
                 this.sleep = None;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 tracing::warn!(error = %e, "response body cut off");
+                if this.unflushed {
+                    // hyper drops what it has buffered when a body fails:
+                    // yield once so the bytes already sent are flushed,
+                    // then fail (the client sees a short body, then close).
+                    this.unflushed = false;
+                    this.deferred = Some(e);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 this.finish("cut_off");
                 Poll::Ready(Some(Err(e)))
             }
@@ -133,6 +154,7 @@ impl Body for ProxyBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                this.unflushed = false;
                 if let Some(idle) = this.idle {
                     let sleep = this
                         .sleep

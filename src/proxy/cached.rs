@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::origin::ResponseBody;
 use bytes::Bytes;
 use http::header::RANGE;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use super::body::{AccessRecord, ProxyBody};
 use super::fill::FillHead;
@@ -447,7 +447,7 @@ impl Proxy {
     pub(super) fn pass_response(
         &self,
         ctx: &Ctx,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         phase: CachePhase,
         detail: Option<&'static str>,
     ) -> Response<ProxyBody> {

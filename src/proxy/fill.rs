@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::origin::ResponseBody;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use outpost_storage::Store;
 
 use crate::cache::coalesce::{FillWriter, Key};
@@ -114,7 +114,7 @@ pub(super) struct PumpJob {
 
 /// Streams `body` into the store and into `fill`, then commits and ends the
 /// fill. Readers see the bytes as they arrive.
-pub(super) async fn pump(job: PumpJob, mut body: Incoming, fill: FillWriter<FillHead>) {
+pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<FillHead>) {
     let mut w = Some(job.store.begin_write(job.key, job.meta));
     let mut n: u64 = 0;
     loop {

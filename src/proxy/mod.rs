@@ -30,7 +30,7 @@ use crate::cache::status::{CacheStatus, Fwd};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
 use crate::origin::headers::{ViaValues, add_forwarded, add_via, is_upgrade, strip_hop_by_hop};
-use crate::origin::{OriginBody, OriginClient, Pool};
+use crate::origin::{OriginBody, OriginClient, Pool, ResponseBody};
 use body::{AccessRecord, ProxyBody};
 use layer::{CACHE_NAME, CacheLayer, RequestTarget};
 
@@ -240,8 +240,10 @@ impl Proxy {
         path_and_query: &str,
         headers: &http::HeaderMap,
         body: Option<Incoming>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
+        // Requests without content or upgrade take our HTTP/1 client.
+        let lean = replayable && !headers.contains_key(header::UPGRADE);
         let mut body = body;
         let attempts = if replayable {
             site.pool.len().min(2)
@@ -254,20 +256,16 @@ impl Proxy {
                 .pool
                 .select()
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "empty origin pool"))?;
-            let uri = OriginClient::uri_for(&origin, path_and_query)?;
-            let out_body: OriginBody = match body.take() {
-                Some(b) if !replayable => b.map_err(Into::into).boxed_unsync(),
-                _ => http_body_util::Empty::new()
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            };
-            let mut out = Request::new(out_body);
-            *out.method_mut() = method.clone();
-            *out.uri_mut() = uri;
-            *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = headers.clone();
             crate::metrics::Counters::global().origin_request();
-            match self.origin.send(&origin, out).await {
+            let sent = if lean {
+                self.origin
+                    .send_bodyless(&origin, method, path_and_query, headers)
+                    .await
+            } else {
+                self.send_hyper(&origin, method, path_and_query, headers, body.take())
+                    .await
+            };
+            match sent {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     let retry = replayable
@@ -288,11 +286,36 @@ impl Proxy {
         Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")))
     }
 
+    /// Sends a request on hyper's client: one with content (streamed, so
+    /// never replayed) or an upgrade.
+    async fn send_hyper(
+        &self,
+        origin: &crate::origin::Origin,
+        method: &Method,
+        path_and_query: &str,
+        headers: &http::HeaderMap,
+        body: Option<Incoming>,
+    ) -> Result<Response<ResponseBody>, Error> {
+        let uri = OriginClient::uri_for(origin, path_and_query)?;
+        let out_body: OriginBody = match body {
+            Some(b) if !b.is_end_stream() => b.map_err(Into::into).boxed_unsync(),
+            _ => http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        };
+        let mut out = Request::new(out_body);
+        *out.method_mut() = method.clone();
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers.clone();
+        self.origin.send(origin, out).await
+    }
+
     /// An origin response as sent to the client: hop-by-hop fields removed,
     /// `Via` added, the body streamed with the idle-body timeout.
     pub(crate) fn client_response(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<ResponseBody>,
         client_version: Version,
         rec: AccessRecord,
     ) -> Response<ProxyBody> {

@@ -1,0 +1,380 @@
+//! A lean HTTP/1.1 client for origin exchanges (RFC 9112), in the way
+//! Pingora has its own: the request's task writes the request head to a
+//! pooled connection and reads the response itself, with no connection
+//! task, no channels between tasks and no second HTTP state machine.
+//!
+//! It carries every origin request without content and without an upgrade
+//! (all cache fills and revalidations, and most pass-through). Requests
+//! with content and protocol upgrades go through hyper's client, which
+//! streams request bodies and hands over upgraded connections.
+//!
+//! Framing of the response follows RFC 9112 §6.3 ([`super::h1_body`]). A
+//! connection returns to its origin's idle list only after a complete,
+//! well-framed response that did not ask to close.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Origin;
+use super::h1_body::{Framing, H1Body};
+use crate::error::{Error, ErrorKind};
+
+/// Largest response head accepted from an origin.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in one response head.
+const MAX_HEADERS: usize = 128;
+/// Bytes reserved for each read of a response head.
+const HEAD_READ: usize = 8 * 1024;
+
+/// One open connection to an origin and the bytes read from it so far.
+#[derive(Debug)]
+pub struct Conn {
+    pub(super) io: TcpStream,
+    pub(super) buf: BytesMut,
+    /// Served an exchange before (it came from the idle list).
+    reused: bool,
+}
+
+/// How idle connections are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Idle connections kept per origin.
+    pub max_idle: usize,
+    /// How long an idle connection may wait for reuse.
+    pub idle_timeout: Duration,
+}
+
+/// An origin's idle keep-alive connections, newest last.
+#[derive(Debug, Default)]
+pub struct IdleConns {
+    conns: Mutex<Vec<(Conn, Instant)>>,
+}
+
+impl IdleConns {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Conn, Instant)>> {
+        // A panic while holding the lock leaves a valid Vec behind.
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently used connection that has not idled too long.
+    fn take(&self, limits: PoolLimits) -> Option<Conn> {
+        let mut conns = self.lock();
+        while let Some((c, at)) = conns.pop() {
+            if at.elapsed() < limits.idle_timeout {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse, first closing connections past the idle
+    /// timeout (the oldest are first).
+    pub(super) fn put(&self, mut conn: Conn, limits: PoolLimits) {
+        let now = Instant::now();
+        let mut conns = self.lock();
+        let expired = conns
+            .iter()
+            .take_while(|(_, at)| now.duration_since(*at) >= limits.idle_timeout)
+            .count();
+        conns.drain(..expired);
+        if conns.len() < limits.max_idle {
+            conn.reused = true;
+            conns.push((conn, now));
+        }
+    }
+
+    /// Number of idle connections (for tests and the status page).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no connection is idle.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The client: connection settings shared by every origin.
+#[derive(Debug, Clone, Copy)]
+pub struct H1Client {
+    pub connect_timeout: Duration,
+    pub limits: PoolLimits,
+}
+
+/// Why an exchange failed, and whether it failed before the origin sent
+/// anything (so that a stale pooled connection can be retried).
+enum Failure {
+    /// Writing failed or the connection closed before a response byte.
+    BeforeResponse(io::Error),
+    Io(io::Error),
+    Protocol(String),
+}
+
+impl H1Client {
+    /// Sends a request without content and returns the response head with
+    /// its streaming body. Timeouts for the head are the caller's.
+    pub async fn send(
+        &self,
+        origin: &Arc<Origin>,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response<H1Body>, Error> {
+        let head = encode_head(method, path_and_query, headers);
+        if let Some(conn) = origin.idle.take(self.limits) {
+            match exchange(conn, &head).await {
+                Ok((conn, resp)) => return self.respond(origin, conn, resp, method),
+                // RFC 9112 §9.3.1: the origin may close an idle connection
+                // at any time. A request it never answered is retried on a
+                // new connection when it is idempotent (RFC 9110 §9.2.2).
+                Err(Failure::BeforeResponse(e)) if is_idempotent(method) => {
+                    tracing::debug!(origin = %origin.url, error = %e, "stale pooled connection, retrying");
+                    crate::metrics::Counters::global().origin_stale_retry();
+                }
+                Err(f) => return Err(failure(origin, f)),
+            }
+        }
+        let conn = self.connect(origin).await?;
+        match exchange(conn, &head).await {
+            Ok((conn, resp)) => self.respond(origin, conn, resp, method),
+            Err(f) => Err(failure(origin, f)),
+        }
+    }
+
+    /// Builds the response and its body; a body-less response gives the
+    /// connection back at once.
+    fn respond(
+        &self,
+        origin: &Arc<Origin>,
+        conn: Conn,
+        head: Head,
+        method: &Method,
+    ) -> Result<Response<H1Body>, Error> {
+        let framing = Framing::of(method, head.status, &head.headers)
+            .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)))?;
+        let keep_alive = keeps_alive(head.version, &head.headers) && framing.reusable();
+        let body = H1Body::new(conn, framing, keep_alive, origin.clone(), self.limits);
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
+    }
+
+    /// Opens a new connection within the connect timeout.
+    async fn connect(&self, origin: &Origin) -> Result<Conn, Error> {
+        let auth = &origin.url.authority;
+        let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+        let port = auth.port_u16().unwrap_or(80);
+        let attempt = async {
+            let mut last = None;
+            for addr in tokio::net::lookup_host((host, port)).await? {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+        };
+        let io = match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::OriginConnectTimeout,
+                    format!(
+                        "{}: connect timed out after {:?}",
+                        origin.url, self.connect_timeout
+                    ),
+                ));
+            }
+            Ok(Err(e)) => {
+                let kind = match e.kind() {
+                    io::ErrorKind::ConnectionRefused => ErrorKind::OriginRefused,
+                    io::ErrorKind::TimedOut => ErrorKind::OriginConnectTimeout,
+                    _ => ErrorKind::OriginUnreachable,
+                };
+                return Err(
+                    Error::new(kind, format!("{}: connect: {e}", origin.url)).with_source(e)
+                );
+            }
+            Ok(Ok(s)) => s,
+        };
+        // Small heads must not wait for ACKs (RFC 9112 leaves this to us).
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY on an origin connection");
+        }
+        if let Err(e) = rustix::net::sockopt::set_socket_keepalive(&io, true)
+            .and_then(|()| rustix::net::sockopt::set_tcp_keepidle(&io, Duration::from_secs(60)))
+        {
+            tracing::debug!(error = %e, "TCP keepalive on an origin connection");
+        }
+        crate::metrics::Counters::global().origin_connect();
+        Ok(Conn {
+            io,
+            buf: BytesMut::with_capacity(HEAD_READ),
+            reused: false,
+        })
+    }
+}
+
+/// A parsed response head.
+struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Writes the request head and reads the final response head, skipping
+/// interim (1xx) responses.
+async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> {
+    let fresh = !conn.reused;
+    let stale = |e: io::Error| {
+        if fresh {
+            Failure::Io(e)
+        } else {
+            Failure::BeforeResponse(e)
+        }
+    };
+    conn.io.write_all(head).await.map_err(stale)?;
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            if let Some((h, used)) = parse_head(&conn.buf).map_err(Failure::Protocol)? {
+                conn.buf.advance(used);
+                // RFC 9110 §15.2: interim responses precede the final one;
+                // 101 is final only for an upgrade, which is not sent here.
+                if h.status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(Failure::Protocol("101 to a request without Upgrade".into()));
+                }
+                if h.status.is_informational() {
+                    continue;
+                }
+                return Ok((conn, h));
+            }
+            if conn.buf.len() >= MAX_HEAD {
+                return Err(Failure::Protocol(format!(
+                    "response head larger than {MAX_HEAD} bytes"
+                )));
+            }
+        }
+        conn.buf.reserve(HEAD_READ);
+        match conn.io.read_buf(&mut conn.buf).await {
+            Ok(0) if !received => {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed before responding");
+                return Err(stale(e));
+            }
+            Ok(0) => return Err(Failure::Protocol("closed in the response head".into())),
+            Ok(_) => received = true,
+            Err(e) if !received => return Err(stale(e)),
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+/// Parses a complete response head from `buf`: the head and its length,
+/// or `None` when more bytes are needed.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let used = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(format!("more than {MAX_HEADERS} header fields"));
+        }
+        Err(e) => return Err(format!("malformed response head: {e}")),
+    };
+    let code = resp.code.ok_or("no status code")?;
+    let status = StatusCode::from_u16(code).map_err(|_| format!("bad status code {code}"))?;
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for f in resp.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| format!("bad field name {:?}", f.name))?;
+        let value =
+            HeaderValue::from_bytes(f.value).map_err(|_| format!("bad value of field {name}"))?;
+        headers.append(name, value);
+    }
+    Ok(Some((
+        Head {
+            status,
+            version,
+            headers,
+        },
+        used,
+    )))
+}
+
+/// The request head: request line, the caller's fields (already free of
+/// hop-by-hop fields) and framing for an empty body (RFC 9112 §6.3).
+fn encode_head(method: &Method, path_and_query: &str, headers: &HeaderMap) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 + path_and_query.len() + headers.len() * 40);
+    b.extend_from_slice(method.as_str().as_bytes());
+    b.push(b' ');
+    b.extend_from_slice(path_and_query.as_bytes());
+    b.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        b.extend_from_slice(name.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §8.6: a method that defines content sends a zero length.
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+    ) {
+        b.extend_from_slice(b"content-length: 0\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Whether the connection may carry another request (RFC 9112 §9.3).
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for v in headers.get_all(header::CONNECTION) {
+        for t in v.to_str().unwrap_or("close").split(',') {
+            let t = t.trim();
+            close |= t.eq_ignore_ascii_case("close");
+            keep |= t.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    !close && (version == Version::HTTP_11 || keep)
+}
+
+/// Our error for a failed exchange.
+fn failure(origin: &Origin, f: Failure) -> Error {
+    match f {
+        Failure::BeforeResponse(e) | Failure::Io(e) => {
+            Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)).with_source(e)
+        }
+        Failure::Protocol(m) => {
+            Error::new(ErrorKind::OriginProtocol, format!("{}: {m}", origin.url))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "h1_tests.rs"]
+mod tests;

@@ -1,0 +1,318 @@
+//! The body of a response read by [`super::h1`]: framing by
+//! `Content-Length`, chunked coding or connection close (RFC 9112 §6.3),
+//! read by whichever task polls the body. The connection goes back to its
+//! origin's idle list the moment the last byte of a keep-alive response
+//! is read, before that byte reaches the client.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, Method, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use tokio_util::io::poll_read_buf;
+
+use super::Origin;
+use super::h1::{Conn, PoolLimits};
+use crate::error::BoxError;
+
+/// Largest chunk-size line or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+const MAX_TRAILERS: usize = 64 * 1024;
+/// Bytes reserved for a body read: enough for large bodies to move in
+/// few reads, small enough not to bloat every connection.
+const MIN_READ: usize = 8 * 1024;
+const MAX_READ: usize = 64 * 1024;
+
+/// How the response's end is found (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No content (HEAD, 1xx, 204, 304), or `Content-Length` bytes.
+    Length(u64),
+    /// Chunked transfer coding (§7.1).
+    Chunked,
+    /// Until the origin closes the connection (§6.3 item 7).
+    Close,
+}
+
+impl Framing {
+    /// The framing of a response to `method` with `status` and `headers`.
+    pub fn of(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
+        // RFC 9112 §6.3 item 1.
+        if *method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Length(0));
+        }
+        // §6.3 items 3-4: Transfer-Encoding with Content-Length may be a
+        // smuggling attempt (§6.1), and a coding other than chunked would
+        // reach the client still encoded once the hop-by-hop field is
+        // dropped: both are refused rather than guessed at.
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            if headers.contains_key(header::CONTENT_LENGTH) {
+                return Err("both Transfer-Encoding and Content-Length".into());
+            }
+            let mut codings = headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?"))
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty());
+            return match (codings.next(), codings.next()) {
+                (Some(t), None) if t.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+                _ => Err("unsupported transfer coding (only chunked is accepted)".into()),
+            };
+        }
+        // §6.3 item 5: every Content-Length must agree and be valid.
+        let mut len = None;
+        for v in headers.get_all(header::CONTENT_LENGTH) {
+            for part in v.to_str().map_err(|_| "bad Content-Length")?.split(',') {
+                let part = part.trim();
+                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("bad Content-Length {part:?}"));
+                }
+                let n: u64 = part.parse().map_err(|_| "Content-Length too large")?;
+                if len.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Length values".into());
+                }
+                len = Some(n);
+            }
+        }
+        Ok(len.map_or(Framing::Close, Framing::Length))
+    }
+
+    /// Whether the connection can carry another exchange after this body.
+    pub fn reusable(self) -> bool {
+        self != Framing::Close
+    }
+}
+
+/// Where the chunked decoder is (RFC 9112 §7.1).
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers(usize),
+    Close,
+    Done,
+}
+
+/// A streaming response body from an origin connection.
+#[derive(Debug)]
+pub struct H1Body {
+    conn: Option<Conn>,
+    state: State,
+    keep_alive: bool,
+    origin: Arc<Origin>,
+    limits: PoolLimits,
+}
+
+impl H1Body {
+    pub(super) fn new(
+        conn: Conn,
+        framing: Framing,
+        keep_alive: bool,
+        origin: Arc<Origin>,
+        limits: PoolLimits,
+    ) -> H1Body {
+        let state = match framing {
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::ChunkSize,
+            Framing::Close => State::Close,
+        };
+        let mut body = H1Body {
+            conn: Some(conn),
+            state,
+            keep_alive,
+            origin,
+            limits,
+        };
+        if matches!(body.state, State::Length(0)) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body is complete: keep the connection if it is clean.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            // Bytes after the body break the framing: do not reuse.
+            && conn.buf.is_empty()
+        {
+            self.origin.idle.put(conn, self.limits);
+        }
+    }
+
+    /// Advances the decoder over buffered bytes: `Some` with a data frame
+    /// or the end, `None` when more bytes must be read.
+    fn decode(&mut self) -> Option<Result<Option<Bytes>, BoxError>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Some(Ok(None));
+            };
+            let buf = &mut conn.buf;
+            match self.state {
+                State::Done => return Some(Ok(None)),
+                State::Length(0) => {
+                    self.finish();
+                    return Some(Ok(None));
+                }
+                State::Length(rem) => {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    let n = rem.min(buf.len() as u64);
+                    let data = buf.split_to(n as usize).freeze();
+                    self.state = State::Length(rem - n);
+                    if rem == n {
+                        self.finish();
+                    }
+                    return Some(Ok(Some(data)));
+                }
+                State::Close => {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    return Some(Ok(Some(buf.split().freeze())));
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        self.state = if size == 0 {
+                            State::Trailers(0)
+                        } else {
+                            State::ChunkData(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => return None,
+                    _ => return Some(Err(protocol("malformed chunk size line"))),
+                },
+                State::ChunkData(rem) => {
+                    if buf.is_empty() {
+                        return None;
+                    }
+                    let n = rem.min(buf.len() as u64);
+                    let data = buf.split_to(n as usize).freeze();
+                    self.state = if rem == n {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(rem - n)
+                    };
+                    return Some(Ok(Some(data)));
+                }
+                State::ChunkEnd => {
+                    if buf.len() < 2 {
+                        return None;
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Some(Err(protocol("chunk data not followed by CRLF")));
+                    }
+                    buf.advance(2);
+                    self.state = State::ChunkSize;
+                }
+                // RFC 9112 §7.1.2: trailer fields are read and dropped
+                // (none of them is forwarded or stored).
+                State::Trailers(seen) => {
+                    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        if seen + buf.len() > MAX_TRAILERS {
+                            return Some(Err(protocol("trailer section too large")));
+                        }
+                        return None;
+                    };
+                    buf.advance(eol + 2);
+                    if eol == 0 {
+                        self.finish();
+                        return Some(Ok(None));
+                    }
+                    if seen + eol > MAX_TRAILERS {
+                        return Some(Err(protocol("trailer section too large")));
+                    }
+                    self.state = State::Trailers(seen + eol + 2);
+                }
+            }
+        }
+    }
+
+    /// How much to read next.
+    fn read_size(&self) -> usize {
+        match self.state {
+            State::Length(rem) | State::ChunkData(rem) => {
+                (rem.min(MAX_READ as u64) as usize).max(MIN_READ)
+            }
+            _ => MIN_READ,
+        }
+    }
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.decode() {
+                Some(Ok(Some(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(Ok(None)) => return Poll::Ready(None),
+                Some(Err(e)) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {}
+            }
+            let want = this.read_size();
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            conn.buf.reserve(want);
+            match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
+                Ok(0) => {
+                    this.conn = None;
+                    if matches!(this.state, State::Close) {
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Err(protocol(
+                        "origin closed the connection before the end of the body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+fn protocol(m: &str) -> BoxError {
+    Box::new(io::Error::new(io::ErrorKind::InvalidData, m.to_owned()))
+}

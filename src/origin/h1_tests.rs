@@ -1,0 +1,389 @@
+//! Tests of the HTTP/1 origin client against scripted origins on loopback
+//! sockets: framing, keep-alive reuse, stale connections, bad heads.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::config::OriginUrl;
+use crate::origin::Origin;
+
+/// What the scripted origin does for one request.
+struct Reply {
+    bytes: Vec<u8>,
+    close: bool,
+}
+
+fn reply(s: &str) -> Reply {
+    Reply {
+        bytes: s.as_bytes().to_vec(),
+        close: false,
+    }
+}
+
+fn reply_close(s: &str) -> Reply {
+    Reply {
+        bytes: s.as_bytes().to_vec(),
+        close: true,
+    }
+}
+
+/// An origin that answers each request with `script(n)` (n counts every
+/// request it received), recording connections and request heads.
+struct Scripted {
+    origin: Arc<Origin>,
+    conns: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+async fn scripted(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Scripted {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(script);
+    let served = Arc::new(AtomicUsize::new(0));
+    {
+        let (conns, heads) = (conns.clone(), heads.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (heads, script, served) = (heads.clone(), script.clone(), served.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head: Vec<u8> = buf.drain(..end).collect();
+                        heads
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).into_owned());
+                        let r = script(served.fetch_add(1, Ordering::SeqCst));
+                        if s.write_all(&r.bytes).await.is_err() || r.close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let origin = Arc::new(Origin {
+        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
+        idle: IdleConns::default(),
+    });
+    Scripted {
+        origin,
+        conns,
+        heads,
+    }
+}
+
+fn client() -> H1Client {
+    H1Client {
+        connect_timeout: Duration::from_secs(2),
+        limits: PoolLimits {
+            max_idle: 8,
+            idle_timeout: Duration::from_secs(30),
+        },
+    }
+}
+
+fn headers(host: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+    h
+}
+
+async fn get(s: &Scripted, method: Method, path: &str) -> Result<(StatusCode, Bytes), String> {
+    let resp = client()
+        .send(&s.origin, &method, path, &headers("a"))
+        .await
+        .map_err(|e| format!("{:?}: {e}", e.kind()))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let s = scripted(|n| {
+        let body = format!("reply {n}");
+        reply(&format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    })
+    .await;
+    for n in 0..3 {
+        let (st, body) = get(&s, Method::GET, "/x").await.unwrap();
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body, format!("reply {n}"));
+    }
+    assert_eq!(s.conns.load(Ordering::SeqCst), 1, "one connection, reused");
+    assert_eq!(s.origin.idle.len(), 1);
+}
+
+#[tokio::test]
+async fn request_heads_carry_the_fields_and_a_zero_length_where_content_is_defined() {
+    let s = scripted(|_| reply("HTTP/1.1 204 No Content\r\n\r\n")).await;
+    let mut h = headers("example.com");
+    h.append("x-two", HeaderValue::from_static("1"));
+    h.append("x-two", HeaderValue::from_static("2"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+    let resp = client()
+        .send(&s.origin, &Method::GET, "/p?q=1", &h)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    drop(resp);
+    get(&s, Method::POST, "/form").await.unwrap();
+    let heads = s.heads.lock().unwrap().clone();
+    assert_eq!(
+        heads[0],
+        "GET /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
+    );
+    assert_eq!(
+        heads[1],
+        "POST /form HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+    );
+    assert_eq!(
+        s.conns.load(Ordering::SeqCst),
+        1,
+        "204 keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_extensions_and_trailers_are_decoded() {
+    let s = scripted(|_| {
+        reply(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+             4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: t\r\n\r\n",
+        )
+    })
+    .await;
+    for _ in 0..2 {
+        let (_, body) = get(&s, Method::GET, "/c").await.unwrap();
+        assert_eq!(body, "Wikipedia in\r\n\r\nchunks.");
+    }
+    assert_eq!(
+        s.conns.load(Ordering::SeqCst),
+        1,
+        "chunked keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_split_across_reads_is_decoded() {
+    // The origin sends the body a few bytes at a time.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        let msg = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
+        for piece in msg.chunks(3) {
+            s.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = s.read(&mut buf).await;
+    });
+    let origin = Arc::new(Origin {
+        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
+        idle: IdleConns::default(),
+    });
+    let resp = client()
+        .send(&origin, &Method::GET, "/", &headers("a"))
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "abcdefghijklmnopqrstuvwxyz");
+    assert_eq!(origin.idle.len(), 1);
+}
+
+#[tokio::test]
+async fn a_close_delimited_body_runs_to_the_close_and_is_not_pooled() {
+    let s = scripted(|_| reply_close("HTTP/1.0 200 OK\r\n\r\nuntil the end")).await;
+    let (_, body) = get(&s, Method::GET, "/").await.unwrap();
+    assert_eq!(body, "until the end");
+    assert!(s.origin.idle.is_empty());
+}
+
+#[tokio::test]
+async fn connection_close_and_http_1_0_without_keep_alive_are_not_pooled() {
+    let s = scripted(|n| match n {
+        0 => reply("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na"),
+        1 => reply("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nb"),
+        _ => reply("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nc"),
+    })
+    .await;
+    for want in ["a", "b", "c"] {
+        let (_, body) = get(&s, Method::GET, "/").await.unwrap();
+        assert_eq!(body, want);
+    }
+    assert_eq!(s.conns.load(Ordering::SeqCst), 3);
+    assert_eq!(s.origin.idle.len(), 1, "only the keep-alive 1.0 answer");
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped() {
+    let s = scripted(|_| {
+        reply(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n\
+             HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        )
+    })
+    .await;
+    let (st, body) = get(&s, Method::GET, "/").await.unwrap();
+    assert_eq!((st, &body[..]), (StatusCode::OK, &b"ok"[..]));
+}
+
+#[tokio::test]
+async fn head_and_304_responses_have_no_body_whatever_their_length_says() {
+    let s = scripted(|n| match n {
+        0 => reply("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+        1 => reply("HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n"),
+        _ => reply("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext"),
+    })
+    .await;
+    assert_eq!(get(&s, Method::HEAD, "/").await.unwrap().1, "");
+    let (st, body) = get(&s, Method::GET, "/").await.unwrap();
+    assert_eq!((st, body.len()), (StatusCode::NOT_MODIFIED, 0));
+    assert_eq!(get(&s, Method::GET, "/").await.unwrap().1, "next");
+    assert_eq!(s.conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bytes_after_the_body_keep_the_connection_out_of_the_pool() {
+    let s = scripted(|_| reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")).await;
+    let (_, body) = get(&s, Method::GET, "/").await.unwrap();
+    assert_eq!(body, "ok");
+    assert!(s.origin.idle.is_empty());
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_origin_closed_is_retried_for_idempotent_methods() {
+    // The origin advertises keep-alive but closes after every response.
+    let s = scripted(|_| reply_close("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).await;
+    assert_eq!(get(&s, Method::GET, "/").await.unwrap().1, "ok");
+    assert_eq!(s.origin.idle.len(), 1);
+    // Let the close arrive.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = crate::metrics::Counters::global()
+        .snapshot()
+        .origin_stale_retries;
+    assert_eq!(get(&s, Method::GET, "/").await.unwrap().1, "ok");
+    assert!(
+        crate::metrics::Counters::global()
+            .snapshot()
+            .origin_stale_retries
+            > before
+    );
+    assert_eq!(s.conns.load(Ordering::SeqCst), 2);
+    // A POST is not replayed (RFC 9110 §9.2.2).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(s.origin.idle.len(), 1);
+    let e = get(&s, Method::POST, "/").await.unwrap_err();
+    assert!(e.starts_with("OriginProtocol"), "{e}");
+    assert_eq!(s.conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn bad_heads_and_framing_are_protocol_errors() {
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(MAX_HEAD + 10)
+    );
+    let many = format!(
+        "HTTP/1.1 200 OK\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("x-{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<String> = vec![
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".into(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello".into(),
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n".into(),
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n".into(),
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(),
+        "HELLO WORLD\r\n\r\n".into(),
+        "HTTP/1.1 101 Switching Protocols\r\n\r\n".into(),
+        "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n".into(),
+        big,
+        many,
+    ];
+    for case in cases {
+        let text = case.clone();
+        let s = scripted(move |_| reply_close(&text)).await;
+        let e = get(&s, Method::GET, "/").await.unwrap_err();
+        assert!(e.starts_with("OriginProtocol"), "{e} for {:.60}", case);
+    }
+    // Framing errors inside a chunked body reach the body's reader.
+    let s = scripted(|_| {
+        reply_close("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    })
+    .await;
+    let e = get(&s, Method::GET, "/").await.unwrap_err();
+    assert!(e.starts_with("body:"), "{e}");
+    // A length the origin does not deliver is an error, not a short body.
+    let s = scripted(|_| reply_close("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")).await;
+    let e = get(&s, Method::GET, "/").await.unwrap_err();
+    assert!(e.contains("before the end of the body"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_origin_refused() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let origin = Arc::new(Origin {
+        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
+        idle: IdleConns::default(),
+    });
+    let e = client()
+        .send(&origin, &Method::GET, "/", &headers("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OriginRefused);
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_timeout_are_not_used() {
+    let s = scripted(|_| reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).await;
+    let c = H1Client {
+        connect_timeout: Duration::from_secs(2),
+        limits: PoolLimits {
+            max_idle: 8,
+            idle_timeout: Duration::from_millis(20),
+        },
+    };
+    for _ in 0..2 {
+        let resp = c
+            .send(&s.origin, &Method::GET, "/", &headers("a"))
+            .await
+            .unwrap();
+        resp.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(s.conns.load(Ordering::SeqCst), 2);
+}
