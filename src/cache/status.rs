@@ -291,6 +291,13 @@ impl CacheStatus {
     /// Appends this member to any `Cache-Status` already present (RFC 9211
     /// §2: caches closer to the client come later in the list).
     pub fn append_to(&self, headers: &mut HeaderMap) {
+        if !headers.contains_key(&CACHE_STATUS) {
+            // The common case: one allocation, shared by the value.
+            let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(self.to_string()))
+                .unwrap_or_else(|_| self.to_header_value());
+            headers.insert(CACHE_STATUS.clone(), value);
+            return;
+        }
         let mut combined: Vec<u8> = Vec::new();
         for v in headers.get_all(&CACHE_STATUS) {
             combined.extend_from_slice(v.as_bytes());

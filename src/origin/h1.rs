@@ -16,7 +16,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -244,8 +244,7 @@ async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> 
     let mut received = false;
     loop {
         if !conn.buf.is_empty() {
-            if let Some((h, used)) = parse_head(&conn.buf).map_err(Failure::Protocol)? {
-                conn.buf.advance(used);
+            if let Some(h) = parse_head(&mut conn.buf).map_err(Failure::Protocol)? {
                 // RFC 9110 §15.2: interim responses precede the final one;
                 // 101 is final only for an upgrade, which is not sent here.
                 if h.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -276,9 +275,10 @@ async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> 
     }
 }
 
-/// Parses a complete response head from `buf`: the head and its length,
-/// or `None` when more bytes are needed.
-fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
+/// Parses a complete response head from the front of `buf` and removes
+/// it: `None` when more bytes are needed. Field values share the head's
+/// bytes instead of being copied one by one.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     let used = match resp.parse(buf) {
@@ -295,22 +295,43 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for f in resp.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| format!("bad field name {:?}", f.name))?;
-        let value =
-            HeaderValue::from_bytes(f.value).map_err(|_| format!("bad value of field {name}"))?;
+    // Offsets of each name and value, so that they can be taken from the
+    // head once it is split off the buffer.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let n = resp.headers.len();
+    for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
+        let name_at = f.name.as_ptr() as usize - base;
+        let value_at = f.value.as_ptr() as usize - base;
+        // The head is at most MAX_HEAD bytes, so offsets fit in u32.
+        *span = (
+            name_at as u32,
+            f.name.len() as u32,
+            value_at as u32,
+            f.value.len() as u32,
+        );
+    }
+    let head = buf.split_to(used).freeze();
+    let mut headers = HeaderMap::with_capacity(n);
+    for &(na, nl, va, vl) in &spans[..n] {
+        let raw_name = head
+            .get(na as usize..(na + nl) as usize)
+            .unwrap_or_default();
+        let name = HeaderName::from_bytes(raw_name)
+            .map_err(|_| format!("bad field name {:?}", String::from_utf8_lossy(raw_name)))?;
+        let (va, vend) = (va as usize, (va + vl) as usize);
+        if vend > head.len() {
+            return Err("field value outside the head".into());
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(va..vend))
+            .map_err(|_| format!("bad value of field {name}"))?;
         headers.append(name, value);
     }
-    Ok(Some((
-        Head {
-            status,
-            version,
-            headers,
-        },
-        used,
-    )))
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
 }
 
 /// The request head: request line, the caller's fields (already free of

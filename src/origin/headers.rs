@@ -17,18 +17,24 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 /// Whether a request or response asks for a protocol upgrade
 /// (`Connection: upgrade` plus `Upgrade`, RFC 9110 §7.8).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|t| t == "upgrade")
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
-/// Lower-cased tokens of every `Connection` field line.
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+/// The tokens of every `Connection` field line, as sent.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> + '_ {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// Whether `name` is hop-by-hop whatever `Connection` says.
+fn always_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-") || name == "keep-alive"
 }
 
 /// Removes hop-by-hop fields: `Connection` and every field it names,
@@ -36,17 +42,27 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 /// (RFC 9110 §7.6.1). With `keep_upgrade`, `Upgrade` and a bare
 /// `Connection: upgrade` survive so a WebSocket handshake can pass.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<String> = connection_tokens(headers).collect();
-    for n in &named {
-        if keep_upgrade && n == "upgrade" {
+    // Most messages have none: one pass over the names, no allocation.
+    if !headers.keys().any(always_hop_by_hop) {
+        return;
+    }
+    let mut named: Vec<HeaderName> = Vec::new();
+    for t in connection_tokens(headers) {
+        if t.eq_ignore_ascii_case("keep-alive")
+            || t.eq_ignore_ascii_case("close")
+            || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
+        {
             continue;
         }
-        if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+        if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
             // Never let Connection strip end-to-end framing we rely on.
             if name != header::CONTENT_LENGTH && name != header::HOST {
-                headers.remove(name);
+                named.push(name);
             }
         }
+    }
+    for name in named {
+        headers.remove(name);
     }
     let upgrade = keep_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
@@ -56,7 +72,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     let proxy_fields: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("proxy-") || k.as_str() == "keep-alive")
+        .filter(|k| always_hop_by_hop(k))
         .cloned()
         .collect();
     for k in proxy_fields {
@@ -129,19 +145,31 @@ pub fn add_via(headers: &mut HeaderMap, via: Option<&HeaderValue>) {
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    let mut list = String::new();
-    for v in headers.get_all(&XFF) {
-        if let Ok(s) = v.to_str() {
-            let s = s.trim();
-            if !s.is_empty() {
-                list.push_str(s);
-                list.push_str(", ");
+    if !headers.contains_key(&XFF) {
+        // The common case: format the address on the stack, one copy.
+        let mut buf = [0u8; 64];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        if std::io::Write::write_fmt(&mut w, format_args!("{client_ip}")).is_ok() {
+            let n = w.position() as usize;
+            if let Ok(v) = HeaderValue::from_bytes(&buf[..n]) {
+                headers.insert(&XFF, v);
             }
         }
-    }
-    list.push_str(&client_ip.to_string());
-    if let Ok(v) = HeaderValue::from_str(&list) {
-        headers.insert(&XFF, v);
+    } else {
+        let mut list = String::new();
+        for v in headers.get_all(&XFF) {
+            if let Ok(s) = v.to_str() {
+                let s = s.trim();
+                if !s.is_empty() {
+                    list.push_str(s);
+                    list.push_str(", ");
+                }
+            }
+        }
+        list.push_str(&client_ip.to_string());
+        if let Ok(v) = HeaderValue::from_str(&list) {
+            headers.insert(&XFF, v);
+        }
     }
     headers.insert(&XFP, HeaderValue::from_static(proto));
 }

@@ -108,10 +108,21 @@ impl Proxy {
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
         let host = request_host(&req);
+        // Without an access log the record keeps no strings: it is cloned
+        // several times per request.
+        let log = self.access_log;
         let mut rec = AccessRecord {
             method: req.method().clone(),
-            host: host.clone().unwrap_or_default(),
-            path: req.uri().path().to_string(),
+            host: if log {
+                host.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            path: if log {
+                req.uri().path().to_string()
+            } else {
+                String::new()
+            },
             version: req.version(),
             client: conn.peer.ip(),
             status: 0,
