@@ -85,6 +85,11 @@ impl IdleConns {
         conns.drain(..expired);
         if conns.len() < limits.max_idle {
             conn.reused = true;
+            // Do not pin a large read buffer (or the body chunk it shares
+            // an allocation with) while idle.
+            if conn.buf.capacity() > 2 * HEAD_READ {
+                conn.buf = BytesMut::new();
+            }
             conns.push((conn, now));
         }
     }
