@@ -9,13 +9,14 @@
 //! requests. [`evaluate`] implements the full §13.2.2 order for callers that
 //! act as the origin of a stored representation.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::header::{
     ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED,
     RANGE,
 };
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::syntax::{header_date, parse_http_date, split_list, trim_ows, unix_secs};
 
@@ -292,19 +293,24 @@ pub fn validation_headers(stored: &HeaderMap) -> Vec<(http::HeaderName, HeaderVa
 
 /// The client's headers without its own preconditions and `Range`: the
 /// cache fetches and validates whole responses (RFC 9111 §4.3.1, §3.3).
-pub fn without_preconditions(client: &HeaderMap) -> HeaderMap {
-    let mut h = client.clone();
-    for n in [
+/// Borrowed when there is nothing to remove (the common case: no copy).
+pub fn without_preconditions(client: &HeaderMap) -> Cow<'_, HeaderMap> {
+    const FIELDS: [HeaderName; 6] = [
         IF_MATCH,
         IF_NONE_MATCH,
         IF_MODIFIED_SINCE,
         IF_UNMODIFIED_SINCE,
         IF_RANGE,
         RANGE,
-    ] {
+    ];
+    if !FIELDS.iter().any(|n| client.contains_key(n)) {
+        return Cow::Borrowed(client);
+    }
+    let mut h = client.clone();
+    for n in FIELDS {
         h.remove(n);
     }
-    h
+    Cow::Owned(h)
 }
 
 /// The headers of a request that revalidates a stored response on behalf
@@ -312,7 +318,7 @@ pub fn without_preconditions(client: &HeaderMap) -> HeaderMap {
 /// preconditions and `Range` (the cache validates its whole stored
 /// response), plus [`validation_headers`].
 pub fn revalidation_request_headers(client: &HeaderMap, stored: &HeaderMap) -> HeaderMap {
-    let mut h = without_preconditions(client);
+    let mut h = without_preconditions(client).into_owned();
     for (n, v) in validation_headers(stored) {
         h.insert(n, v);
     }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use http::{HeaderMap, Method, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::io::poll_read_buf;
@@ -21,10 +21,13 @@ use crate::error::BoxError;
 /// Largest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 64 * 1024;
-/// Bytes reserved for a body read: enough for large bodies to move in
-/// few reads, small enough not to bloat every connection.
+/// Bytes reserved for a body read. It adapts as hyper's does: it doubles
+/// after a read that filled it and halves after one that used less than
+/// half. Each chunk handed on shares its read buffer's allocation, so a
+/// small read into a large buffer would pin the whole buffer for as long
+/// as the chunk lives (in a fill's window, for instance).
 const MIN_READ: usize = 8 * 1024;
-const MAX_READ: usize = 64 * 1024;
+const MAX_READ: usize = 256 * 1024;
 
 /// How the response's end is found (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +115,8 @@ pub struct H1Body {
     keep_alive: bool,
     origin: Arc<Origin>,
     limits: PoolLimits,
+    /// The size of the next read (adaptive, see [`MIN_READ`]).
+    next_read: usize,
 }
 
 impl H1Body {
@@ -133,6 +138,7 @@ impl H1Body {
             keep_alive,
             origin,
             limits,
+            next_read: MIN_READ,
         };
         if matches!(body.state, State::Length(0)) {
             body.finish();
@@ -242,13 +248,22 @@ impl H1Body {
         }
     }
 
-    /// How much to read next.
+    /// How much to read next: never more than the body still owes.
     fn read_size(&self) -> usize {
         match self.state {
             State::Length(rem) | State::ChunkData(rem) => {
-                (rem.min(MAX_READ as u64) as usize).max(MIN_READ)
+                (rem.min(self.next_read as u64) as usize).max(MIN_READ)
             }
-            _ => MIN_READ,
+            _ => self.next_read,
+        }
+    }
+
+    /// Adapts the read size to what the last read brought.
+    fn adapt(&mut self, wanted: usize, got: usize) {
+        if got >= wanted {
+            self.next_read = (self.next_read * 2).min(MAX_READ);
+        } else if got < wanted / 2 {
+            self.next_read = (self.next_read / 2).max(MIN_READ);
         }
     }
 }
@@ -278,7 +293,18 @@ impl Body for H1Body {
                 return Poll::Ready(None);
             };
             conn.buf.reserve(want);
-            match ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)) {
+            // Read at most `want`, even when the buffer has more room.
+            let room = conn.buf.capacity() - conn.buf.len();
+            let read = if room > want {
+                let mut limited = (&mut conn.buf).limit(want);
+                ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut limited))
+            } else {
+                ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf))
+            };
+            if let Ok(n) = read {
+                this.adapt(want, n);
+            }
+            match read {
                 Ok(0) => {
                     this.conn = None;
                     if matches!(this.state, State::Close) {

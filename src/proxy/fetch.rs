@@ -40,7 +40,10 @@ impl Proxy {
         let cache = self.cache_layer()?;
         let headers = match &stored {
             // RFC 9111 §4.3.1: validators from the stored response.
-            Some((f, _)) => revalidation_request_headers(&ctx.headers, &f.meta.header_map()),
+            Some((f, _)) => std::borrow::Cow::Owned(revalidation_request_headers(
+                &ctx.headers,
+                &f.meta.header_map(),
+            )),
             None => without_preconditions(&ctx.headers),
         };
         let req_time = SystemTime::now();
