@@ -1,7 +1,7 @@
 //! Black-box tests of the streaming reverse proxy (issue: foundation):
 //! methods and bodies, header rules (RFC 9110 §7.6), byte-exact targets,
-//! h2c, WebSocket upgrade, origin failures (502/504), cut-off bodies,
-//! routing and the admin listener.
+//! h2c, WebSocket upgrade, origin failures (502/504), cut-off bodies, origins
+//! that close idle connections, routing and the admin listener.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -459,4 +459,61 @@ async fn graceful_shutdown_completes_an_in_flight_slow_response() {
     let want: String = (0..10).map(|i| format!("piece{i};")).collect();
     assert_eq!(body, Bytes::from(want));
     assert!(stopping.await.unwrap(), "drained within the drain timeout");
+}
+
+#[tokio::test]
+async fn an_origin_closing_idle_connections_causes_no_errors() {
+    // The origin keeps nothing alive: it answers one request per connection
+    // and closes, without saying `Connection: close` (as an origin whose
+    // keep-alive timeout is shorter than ours looks once it fires).
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let node = TestNode::start(&format!("http://{addr}"), "").await;
+    let before = admin_stats(&node).await;
+    for i in 0..4 {
+        // GET (cached path, not storable) and DELETE (pass, idempotent).
+        let method = if i % 2 == 0 { "GET" } else { "DELETE" };
+        let out = raw(
+            node.proxy,
+            format!("{method} /r{i} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
+        assert!(out.ends_with("\r\n\r\nok"), "request {i}: {out}");
+        // Let the origin's close reach the pooled connection.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // One connection per request: each later request found the pooled one
+    // closed, and was retried on a new one instead of failing with 502.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let after = admin_stats(&node).await;
+    assert!(
+        after["origin_stale_retries"].as_u64().unwrap()
+            >= before["origin_stale_retries"].as_u64().unwrap() + 3,
+        "{before} -> {after}"
+    );
+}
+
+async fn admin_stats(node: &TestNode) -> serde_json::Value {
+    let out = raw(
+        node.admin,
+        b"GET /stats HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let body = out.split("\r\n\r\n").nth(1).unwrap();
+    serde_json::from_str(body).unwrap()
 }
