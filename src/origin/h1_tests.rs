@@ -81,15 +81,19 @@ async fn scripted(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Sc
             }
         });
     }
-    let origin = Arc::new(Origin {
-        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
-        idle: IdleConns::default(),
-    });
+    let origin = origin_at(addr);
     Scripted {
         origin,
         conns,
         heads,
     }
+}
+
+fn origin_at(addr: std::net::SocketAddr) -> Arc<Origin> {
+    Arc::new(Origin {
+        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
+        idle: IdleConns::default(),
+    })
 }
 
 fn client() -> H1Client {
@@ -208,10 +212,7 @@ async fn a_chunked_body_split_across_reads_is_decoded() {
         }
         let _ = s.read(&mut buf).await;
     });
-    let origin = Arc::new(Origin {
-        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
-        idle: IdleConns::default(),
-    });
+    let origin = origin_at(addr);
     let resp = client()
         .send(&origin, &Method::GET, "/", &headers("a"))
         .await
@@ -356,10 +357,7 @@ async fn a_refused_connect_is_origin_refused() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    let origin = Arc::new(Origin {
-        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
-        idle: IdleConns::default(),
-    });
+    let origin = origin_at(addr);
     let e = client()
         .send(&origin, &Method::GET, "/", &headers("a"))
         .await
