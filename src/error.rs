@@ -25,6 +25,9 @@ pub enum ErrorKind {
     /// No site serves the request's Host (421 Misdirected Request is for
     /// this exact case: RFC 9110 §15.5.20).
     NoSite,
+    /// A method a reverse proxy does not carry: CONNECT (405, RFC 9110
+    /// §9.3.6, §15.5.6).
+    MethodNotAllowed,
     /// The origin refused the connection.
     OriginRefused,
     /// The origin could not be reached (DNS, routing, reset during connect).
@@ -54,6 +57,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::NoSite => "no_site",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::OriginRefused => "origin_refused",
             ErrorKind::OriginUnreachable => "origin_unreachable",
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
@@ -70,7 +74,10 @@ impl ErrorKind {
     /// Whose fault this kind is.
     pub fn fault(self) -> Fault {
         match self {
-            ErrorKind::BadRequest | ErrorKind::NoSite | ErrorKind::NotCached => Fault::Client,
+            ErrorKind::BadRequest
+            | ErrorKind::NoSite
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginConnectTimeout
@@ -86,6 +93,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::NoSite => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::OriginRefused | ErrorKind::OriginUnreachable | ErrorKind::OriginProtocol => {
                 StatusCode::BAD_GATEWAY
             }
@@ -105,6 +113,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => "bad request\n",
             ErrorKind::NoSite => "no site is configured for this host\n",
+            ErrorKind::MethodNotAllowed => "method not allowed: this is a reverse proxy\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
             ErrorKind::OriginConnectTimeout => {

@@ -517,3 +517,21 @@ async fn admin_stats(node: &TestNode) -> serde_json::Value {
     let body = out.split("\r\n\r\n").nth(1).unwrap();
     serde_json::from_str(body).unwrap()
 }
+
+#[tokio::test]
+async fn connect_is_refused_at_the_edge_with_405() {
+    let origin = echo_origin().await;
+    let node = TestNode::start(&origin.url(), "").await;
+    let out = raw(
+        node.proxy,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("allow: get, head, options, post, put, patch, delete, trace"),
+        "{out}"
+    );
+    assert_eq!(origin.count(), 0, "the origin never sees a CONNECT");
+}

@@ -150,6 +150,14 @@ impl Proxy {
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
+        // RFC 9110 §9.3.6: CONNECT asks for a tunnel, which a reverse proxy
+        // does not open (and no origin should be asked for one).
+        if req.method() == Method::CONNECT {
+            return Err(Error::new(
+                ErrorKind::MethodNotAllowed,
+                "CONNECT is not carried by a reverse proxy",
+            ));
+        }
         let host =
             host.ok_or_else(|| Error::new(ErrorKind::BadRequest, "missing or invalid Host"))?;
         let site = self
@@ -369,6 +377,13 @@ pub fn error_response(kind: ErrorKind, mut rec: AccessRecord) -> Response<ProxyB
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if kind == ErrorKind::MethodNotAllowed {
+        // RFC 9110 §15.5.6: a 405 lists the methods that are carried.
+        resp.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE, TRACE"),
+        );
+    }
     resp
 }
 
