@@ -94,7 +94,7 @@ impl IdleConns {
         }
     }
 
-    /// Number of idle connections (for tests and the status page).
+    /// Number of idle connections (the tests check pooling with it).
     pub fn len(&self) -> usize {
         self.lock().len()
     }
