@@ -101,20 +101,21 @@ impl Counters {
     }
 }
 
-/// Whether this cache's `Cache-Status` member says `hit`.
+/// Whether this cache's `Cache-Status` member says `hit`. Each cache
+/// appends its member to the end of the list (RFC 9211 §2), so ours is the
+/// last member of the last field line: only that one is looked at (this
+/// runs once per cached request).
 fn is_hit(headers: &http::HeaderMap) -> bool {
     let name = crate::proxy::layer::CACHE_NAME;
-    let mut hit = false;
-    for v in headers.get_all("cache-status") {
-        let Ok(v) = v.to_str() else { continue };
-        for member in v.split(',') {
-            let mut parts = member.split(';').map(str::trim);
-            if parts.next().is_some_and(|n| n.eq_ignore_ascii_case(name)) {
-                hit = parts.any(|p| p == "hit");
-            }
-        }
-    }
-    hit
+    let Some(line) = headers.get_all("cache-status").iter().next_back() else {
+        return false;
+    };
+    let Ok(line) = line.to_str() else {
+        return false;
+    };
+    let member = line.rsplit(',').next().unwrap_or(line);
+    let mut parts = member.split(';').map(str::trim);
+    parts.next().is_some_and(|n| n.eq_ignore_ascii_case(name)) && parts.any(|p| p == "hit")
 }
 
 #[cfg(test)]
@@ -134,6 +135,10 @@ mod tests {
             "Outpost; fwd=uri-miss; stored".parse().unwrap(),
         );
         assert!(!is_hit(&h));
+        h.insert("cache-status", "Upstream, Outpost; hit".parse().unwrap());
+        assert!(is_hit(&h));
+        h.insert("cache-status", "Outpost; hit, Other".parse().unwrap());
+        assert!(!is_hit(&h), "only the last member is this cache's");
         let c = Counters::default();
         c.record_cache_response(&h);
         assert_eq!(c.snapshot().misses, 1);

@@ -215,23 +215,19 @@ pub fn parse_dictionary(input: &[u8]) -> Option<Vec<(String, Item)>> {
     }
 }
 
-/// Serialises an sf-string (RFC 8941 §4.1.6). Characters outside printable
-/// ASCII cannot be represented and are replaced by `?`.
-pub fn serialize_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
+/// Appends `s` as an sf-string (RFC 8941 §4.1.6). Characters outside
+/// printable ASCII cannot be represented and are replaced by `?`.
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     for c in s.chars() {
         match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => out.push('?'),
+            '"' | '\\' => out.extend_from_slice(&[b'\\', c as u8]),
+            // Printable ASCII: one byte.
+            ' '..='~' => out.push(c as u8),
+            _ => out.push(b'?'),
         }
     }
-    out.push('"');
-    out
+    out.push(b'"');
 }
 
 /// Whether `s` can be serialised as an sf-token (RFC 8941 §3.3.4).
@@ -302,8 +298,13 @@ mod tests {
     #[test]
     fn string_serialisation() {
         // RFC 8941 §4.1.6
-        assert_eq!(serialize_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(serialize_string("é\n"), "\"??\"");
+        let ser = |s: &str| {
+            let mut out = Vec::new();
+            write_string(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(ser(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(ser("é\n"), "\"??\"");
         assert!(is_sf_token("Outpost"));
         assert!(!is_sf_token("1abc"));
         assert!(!is_sf_token("a b"));

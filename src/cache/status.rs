@@ -3,11 +3,12 @@
 //! The phase names are shared by the access log and the response header so
 //! both tell the same story.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::sfv::{is_sf_token, serialize_string};
+use super::sfv::{is_sf_token, write_string};
 
 /// `Cache-Status` (RFC 9211 §2).
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -127,16 +128,16 @@ impl CachePhase {
 
     /// A starting `Cache-Status` for this phase (`hit`/`fwd`/`collapsed`
     /// and a detail for the stale-serving phases).
-    pub fn cache_status(self, cache_name: &str) -> CacheStatus {
+    pub fn cache_status(self, cache_name: &'static str) -> CacheStatus {
         let mut s = CacheStatus::new(cache_name);
         s.hit = self.is_hit();
         s.fwd = self.fwd();
         s.collapsed = self == CachePhase::Collapsed;
         s.detail = match self {
-            CachePhase::StaleHit => Some("max-stale".into()),
-            CachePhase::StaleWhileRevalidate => Some("stale-while-revalidate".into()),
-            CachePhase::StaleIfError => Some("stale-if-error".into()),
-            CachePhase::OnlyIfCachedMiss => Some("only-if-cached".into()),
+            CachePhase::StaleHit => Some(Cow::Borrowed("max-stale")),
+            CachePhase::StaleWhileRevalidate => Some(Cow::Borrowed("stale-while-revalidate")),
+            CachePhase::StaleIfError => Some(Cow::Borrowed("stale-if-error")),
+            CachePhase::OnlyIfCachedMiss => Some(Cow::Borrowed("only-if-cached")),
             _ => None,
         };
         s
@@ -214,7 +215,7 @@ const SF_INT_MAX: i64 = 999_999_999_999_999;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheStatus {
     /// The cache's name (sf-token when possible, else sf-string).
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// `hit` (§2.1).
     pub hit: bool,
     /// `fwd` (§2.2).
@@ -230,14 +231,14 @@ pub struct CacheStatus {
     /// `key` (§2.7).
     pub key: Option<String>,
     /// `detail` (§2.8).
-    pub detail: Option<String>,
+    pub detail: Option<Cow<'static, str>>,
 }
 
 impl CacheStatus {
     /// An empty member for `name`.
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         CacheStatus {
-            name: name.to_owned(),
+            name: name.into(),
             ..Default::default()
         }
     }
@@ -277,70 +278,85 @@ impl CacheStatus {
         self
     }
     /// Sets `detail`.
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
     /// The header value. Serialisation is always valid ASCII.
     pub fn to_header_value(&self) -> HeaderValue {
-        HeaderValue::from_str(&self.to_string())
+        let mut out = Vec::with_capacity(64);
+        self.encode(&mut out);
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
             .unwrap_or_else(|_| HeaderValue::from_static("Outpost"))
     }
 
     /// Appends this member to any `Cache-Status` already present (RFC 9211
     /// §2: caches closer to the client come later in the list).
     pub fn append_to(&self, headers: &mut HeaderMap) {
-        if !headers.contains_key(&CACHE_STATUS) {
-            // The common case: one allocation, shared by the value.
-            let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(self.to_string()))
-                .unwrap_or_else(|_| self.to_header_value());
-            headers.insert(CACHE_STATUS.clone(), value);
-            return;
-        }
-        let mut combined: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::with_capacity(96);
         for v in headers.get_all(&CACHE_STATUS) {
-            combined.extend_from_slice(v.as_bytes());
-            combined.extend_from_slice(b", ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b", ");
         }
-        combined.extend_from_slice(self.to_string().as_bytes());
-        let value = HeaderValue::from_bytes(&combined).unwrap_or_else(|_| self.to_header_value());
+        self.encode(&mut out);
+        // No core::fmt on the hot path; the value takes one exact-size copy.
+        let value = HeaderValue::from_bytes(&out).unwrap_or_else(|_| self.to_header_value());
         headers.insert(CACHE_STATUS.clone(), value);
+    }
+
+    /// Writes the member (RFC 9211 §2, RFC 8941 §4.1) to `out`. Only
+    /// printable ASCII is written: strings are escaped, other bytes become
+    /// `?`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        fn integer(out: &mut Vec<u8>, n: i64) {
+            // RFC 8941 §3.3.1: at most 15 digits.
+            let mut b = itoa::Buffer::new();
+            out.extend_from_slice(b.format(n.clamp(-SF_INT_MAX, SF_INT_MAX)).as_bytes());
+        }
+        if is_sf_token(&self.name) {
+            out.extend_from_slice(self.name.as_bytes());
+        } else {
+            write_string(out, &self.name);
+        }
+        if self.hit {
+            out.extend_from_slice(b"; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            out.extend_from_slice(b"; fwd=");
+            out.extend_from_slice(fwd.as_str().as_bytes());
+        }
+        if let Some(s) = self.fwd_status {
+            out.extend_from_slice(b"; fwd-status=");
+            integer(out, i64::from(s));
+        }
+        if let Some(t) = self.ttl {
+            out.extend_from_slice(b"; ttl=");
+            integer(out, t);
+        }
+        if self.stored {
+            out.extend_from_slice(b"; stored");
+        }
+        if self.collapsed {
+            out.extend_from_slice(b"; collapsed");
+        }
+        if let Some(k) = &self.key {
+            out.extend_from_slice(b"; key=");
+            write_string(out, k);
+        }
+        if let Some(d) = &self.detail {
+            out.extend_from_slice(b"; detail=");
+            write_string(out, d);
+        }
     }
 }
 
 impl fmt::Display for CacheStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if is_sf_token(&self.name) {
-            f.write_str(&self.name)?;
-        } else {
-            f.write_str(&serialize_string(&self.name))?;
-        }
-        if self.hit {
-            f.write_str("; hit")?;
-        }
-        if let Some(fwd) = self.fwd {
-            write!(f, "; fwd={}", fwd.as_str())?;
-        }
-        if let Some(s) = self.fwd_status {
-            write!(f, "; fwd-status={s}")?;
-        }
-        if let Some(t) = self.ttl {
-            write!(f, "; ttl={}", t.clamp(-SF_INT_MAX, SF_INT_MAX))?;
-        }
-        if self.stored {
-            f.write_str("; stored")?;
-        }
-        if self.collapsed {
-            f.write_str("; collapsed")?;
-        }
-        if let Some(k) = &self.key {
-            write!(f, "; key={}", serialize_string(k))?;
-        }
-        if let Some(d) = &self.detail {
-            write!(f, "; detail={}", serialize_string(d))?;
-        }
-        Ok(())
+        let mut out = Vec::with_capacity(64);
+        self.encode(&mut out);
+        // `encode` writes printable ASCII only.
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
