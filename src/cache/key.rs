@@ -40,21 +40,45 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// RFC 3986 §6.2.2–§6.2.3): drops userinfo, lower-cases the host, removes
 /// an empty or default port, and writes other ports without leading zeros.
 pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    // The port follows the last ':' unless it is inside an IPv6 literal.
-    let (host, port) = match hostport.rfind(':') {
-        Some(i) if !hostport.get(i..).is_some_and(|r| r.contains(']')) => {
-            (hostport.get(..i).unwrap_or(hostport), hostport.get(i + 1..))
+    // One pass over the bytes (this runs twice per request): where the
+    // userinfo ends, where the port starts, and whether anything needs
+    // lower-casing.
+    let b = authority.as_bytes();
+    let (mut at, mut colon, mut bracket, mut upper) = (None, None, None, false);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'@' => {
+                at = Some(i);
+                // Case before the userinfo's end does not matter.
+                upper = false;
+            }
+            b':' => colon = Some(i),
+            b']' => bracket = Some(i),
+            c if c.is_ascii_uppercase() => upper = true,
+            _ => {}
         }
+    }
+    let start = at.map_or(0, |i| i + 1);
+    let hostport = authority.get(start..).unwrap_or(authority);
+    // The port follows the last ':' unless it is inside an IPv6 literal.
+    let (host, port) = match colon {
+        Some(i) if i >= start && bracket.is_none_or(|r| r < i) => (
+            authority.get(start..i).unwrap_or(hostport),
+            authority.get(i + 1..),
+        ),
         _ => (hostport, None),
     };
-    let host = ascii_lower(host);
+    let host = if upper {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     match port {
         None | Some("") => host,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => {
                 let canonical = matches!(host, Cow::Borrowed(_))
-                    && hostport.len() == authority.len()
+                    && start == 0
                     && !(p.len() > 1 && p.starts_with('0'));
                 if Some(n) == default_port(scheme) {
                     host
@@ -104,6 +128,24 @@ fn canonical_parts(
 /// The primary key of a request target: blake3 of [`canonical_form`],
 /// streamed into the hasher.
 pub fn primary_key(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> [u8; 32] {
+    // Typical forms fit on the stack and take one `blake3::hash` (feeding
+    // the hasher piece by piece cost more than the hashing); longer ones
+    // are streamed. Both give the same key.
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    let mut fits = true;
+    canonical_parts(site, scheme, authority, path_and_query, |b| {
+        match buf.get_mut(n..n + b.len()) {
+            Some(dst) if fits => {
+                dst.copy_from_slice(b);
+                n += b.len();
+            }
+            _ => fits = false,
+        }
+    });
+    if fits {
+        return *blake3::hash(buf.get(..n).unwrap_or_default()).as_bytes();
+    }
     let mut h = blake3::Hasher::new();
     canonical_parts(site, scheme, authority, path_and_query, |b| {
         h.update(b);
@@ -143,6 +185,13 @@ mod tests {
     }
 
     #[test]
+    fn long_targets_are_streamed_to_the_same_key() {
+        let long = format!("/{}", "x".repeat(2000));
+        let want = *blake3::hash(&canonical_form("s", "http", "h", long.as_bytes())).as_bytes();
+        assert_eq!(primary_key("s", "http", "h", long.as_bytes()), want);
+    }
+
+    #[test]
     fn authority_normalisation() {
         // RFC 9110 §4.2.3; RFC 3986 §6.2.3
         assert_eq!(normalise_authority("http", "Example.COM"), "example.com");
@@ -176,6 +225,13 @@ mod tests {
         );
         assert_eq!(normalise_authority("http", "h:99999"), "h:99999");
         assert_eq!(normalise_authority("http", "h:+80"), "h:+80");
+        assert_eq!(normalise_authority("http", "A:b@h:81"), "h:81");
+        assert_eq!(normalise_authority("http", "a@H:81"), "h:81");
+        assert_eq!(normalise_authority("http", "u:p@[::1]"), "[::1]");
+        assert!(matches!(
+            normalise_authority("http", "example.com:8080"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
