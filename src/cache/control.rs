@@ -21,6 +21,8 @@
 //!
 //! Equal duplicates (`max-age=60, max-age=60`) are not conflicts.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use http::header::{CACHE_CONTROL, HeaderName};
 
@@ -147,15 +149,19 @@ pub struct RequestDirectives {
     pub malformed: bool,
 }
 
-/// One parsed `name[=value]` item with the name lower-cased; the value is
-/// unquoted. `Err(())` as the value means a syntactically broken argument.
-type RawDirective = (String, Option<Result<Vec<u8>, ()>>);
+/// A directive's argument, unquoted (borrowed unless it had escapes).
+/// `Err(())` means a syntactically broken argument.
+type Arg<'a> = Option<Result<Cow<'a, [u8]>, ()>>;
 
 /// Splits Cache-Control field values into directives (RFC 9111 §5.2:
 /// `cache-directive = token [ "=" ( token / quoted-string ) ]`, names are
-/// case-insensitive). Items whose name is not a token are dropped.
-fn raw_directives<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> (Vec<RawDirective>, bool) {
-    let mut out = Vec::new();
+/// case-insensitive) and hands each to `f` with its name lower-cased.
+/// Items whose name is not a token are dropped; the result says whether
+/// there were any. Nothing is allocated unless an argument has escapes.
+fn each_directive<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+    mut f: impl FnMut(&str, Arg<'a>),
+) -> bool {
     let mut malformed = false;
     for value in values {
         for item in split_list(value) {
@@ -170,25 +176,36 @@ fn raw_directives<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> (Vec<RawDir
                 malformed = true;
                 continue;
             }
-            let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+            // Every directive this cache acts on has a short name; longer
+            // ones are unknown extensions, ignored (RFC 9111 §5.2.3).
+            let mut lower = [0u8; 32];
+            let Some(dst) = lower.get_mut(..name.len()) else {
+                continue;
+            };
+            dst.copy_from_slice(name);
+            dst.make_ascii_lowercase();
+            // A token is ASCII.
+            let Ok(name) = std::str::from_utf8(dst) else {
+                continue;
+            };
             let arg = arg.map(|a| {
                 if a.first() == Some(&b'"') {
-                    unquote(a).ok_or(())
+                    unquote(a).map(Cow::Owned).ok_or(())
                 } else if is_token(a) {
-                    Ok(a.to_vec())
+                    Ok(Cow::Borrowed(a))
                 } else {
                     Err(())
                 }
             });
-            out.push((name, arg));
+            f(name, arg);
         }
     }
-    (out, malformed)
+    malformed
 }
 
 /// Parses a field-name list argument (`no-cache="a, b"`); any invalid
 /// member makes the whole directive unqualified (conservative).
-fn field_scope(arg: Option<Result<Vec<u8>, ()>>, malformed: &mut bool) -> FieldScope {
+fn field_scope(arg: Arg<'_>, malformed: &mut bool) -> FieldScope {
     let Some(arg) = arg else {
         return FieldScope::All;
     };
@@ -217,7 +234,7 @@ fn field_scope(arg: Option<Result<Vec<u8>, ()>>, malformed: &mut bool) -> FieldS
     FieldScope::Fields(fields)
 }
 
-fn delta(arg: &Option<Result<Vec<u8>, ()>>) -> Option<u32> {
+fn delta(arg: &Arg<'_>) -> Option<u32> {
     match arg {
         Some(Ok(a)) => parse_delta_seconds(a),
         _ => None,
@@ -256,10 +273,10 @@ impl ResponseDirectives {
 
     /// Parses Cache-Control field values (each may hold several directives).
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let (raw, mut malformed) = raw_directives(values);
+        let mut malformed = false;
         let mut d = ResponseDirectives::default();
-        for (name, arg) in raw {
-            match name.as_str() {
+        let bad_names = each_directive(values, |name, arg| {
+            match name {
                 "max-age" => set_strict(&mut d.max_age, delta(&arg), &mut malformed),
                 "s-maxage" => set_strict(&mut d.s_maxage, delta(&arg), &mut malformed),
                 "stale-while-revalidate" => {
@@ -277,8 +294,8 @@ impl ResponseDirectives {
                 "immutable" => d.immutable = true,
                 _ => {} // RFC 9111 §5.2.3: unknown extensions are ignored.
             }
-        }
-        d.malformed = malformed;
+        });
+        d.malformed = malformed || bad_names;
         d
     }
 
@@ -296,10 +313,10 @@ impl RequestDirectives {
 
     /// Parses Cache-Control field values of a request.
     pub fn parse<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let (raw, mut malformed) = raw_directives(values);
+        let mut malformed = false;
         let mut d = RequestDirectives::default();
-        for (name, arg) in raw {
-            match name.as_str() {
+        let bad_names = each_directive(values, |name, arg| {
+            match name {
                 // §5.2.1.1: an invalid value is read as 0, i.e. a reload.
                 "max-age" => {
                     let v = delta(&arg).unwrap_or_else(|| {
@@ -340,8 +357,8 @@ impl RequestDirectives {
                 "only-if-cached" => d.only_if_cached = true,
                 _ => {}
             }
-        }
-        d.malformed = malformed;
+        });
+        d.malformed = malformed || bad_names;
         d
     }
 }
@@ -458,7 +475,7 @@ fn directives_from_dictionary(members: Vec<(String, super::sfv::Item)>) -> Respo
                 let scope = match &value {
                     Item::Boolean(true) => FieldScope::All,
                     Item::String(s) | Item::Token(s) => {
-                        field_scope(Some(Ok(s.clone().into_bytes())), &mut malformed)
+                        field_scope(Some(Ok(Cow::Borrowed(s.as_bytes()))), &mut malformed)
                     }
                     _ => {
                         malformed = true;

@@ -67,35 +67,58 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// quoted-string, trims OWS and drops empty elements (RFC 9110 §5.6.1:
 /// recipients ignore empty list elements). An unterminated quoted-string
 /// runs to the end of the value.
-pub fn split_list(value: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quote = false;
-    let mut escaped = false;
-    for (i, &b) in value.iter().enumerate() {
-        if in_quote {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_quote = false;
-            }
-        } else if b == b'"' {
-            in_quote = true;
-        } else if b == b',' {
-            push_trimmed(&mut out, value.get(start..i).unwrap_or_default());
-            start = i + 1;
-        }
-    }
-    push_trimmed(&mut out, value.get(start..).unwrap_or_default());
-    out
+pub fn split_list(value: &[u8]) -> ListItems<'_> {
+    ListItems { rest: Some(value) }
 }
 
-fn push_trimmed<'a>(out: &mut Vec<&'a [u8]>, s: &'a [u8]) {
-    let t = trim_ows(s);
-    if !t.is_empty() {
-        out.push(t);
+/// The elements of a list-based field value (see [`split_list`]), found
+/// lazily: no allocation.
+#[derive(Debug, Clone)]
+pub struct ListItems<'a> {
+    /// What is left to split; `None` once the last element was taken.
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for ListItems<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let value = self.rest?;
+            let mut in_quote = false;
+            let mut escaped = false;
+            let mut end = None;
+            for (i, &b) in value.iter().enumerate() {
+                if in_quote {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_quote = false;
+                    }
+                } else if b == b'"' {
+                    in_quote = true;
+                } else if b == b',' {
+                    end = Some(i);
+                    break;
+                }
+            }
+            let item = match end {
+                Some(i) => {
+                    self.rest = value.get(i + 1..);
+                    value.get(..i).unwrap_or_default()
+                }
+                None => {
+                    self.rest = None;
+                    value
+                }
+            };
+            let t = trim_ows(item);
+            if !t.is_empty() {
+                return Some(t);
+            }
+        }
     }
 }
 
@@ -193,15 +216,19 @@ mod tests {
     #[test]
     fn list_split_respects_quotes_and_drops_empty() {
         // RFC 9110 §5.6.1: empty elements are ignored; commas in quoted-strings do not split.
-        let v = split_list(b" a , ,b=\"x, y\",, c ");
+        let v: Vec<_> = split_list(b" a , ,b=\"x, y\",, c ").collect();
         assert_eq!(v, vec![&b"a"[..], &b"b=\"x, y\""[..], &b"c"[..]]);
-        assert!(split_list(b"").is_empty());
-        assert!(split_list(b" , ,").is_empty());
+        assert_eq!(split_list(b"").count(), 0);
+        assert_eq!(split_list(b" , ,").count(), 0);
+        assert_eq!(split_list(b",a,").collect::<Vec<_>>(), vec![&b"a"[..]]);
         // Unterminated quote runs to the end.
-        assert_eq!(split_list(b"a=\"x,y"), vec![&b"a=\"x,y"[..]]);
+        assert_eq!(
+            split_list(b"a=\"x,y").collect::<Vec<_>>(),
+            vec![&b"a=\"x,y"[..]]
+        );
         // Escaped quote inside a quoted-string.
         assert_eq!(
-            split_list(br#"a="x\",y",b"#),
+            split_list(br#"a="x\",y",b"#).collect::<Vec<_>>(),
             vec![&br#"a="x\",y""#[..], &b"b"[..]]
         );
     }
