@@ -4,16 +4,6 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1,
-/// plus the obsolete `Keep-Alive` and `Proxy-Connection` of RFC 7230).
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 /// Whether a request or response asks for a protocol upgrade
 /// (`Connection: upgrade` plus `Upgrade`, RFC 9110 §7.8).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -32,9 +22,21 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> + '_ {
         .filter(|t| !t.is_empty())
 }
 
-/// Whether `name` is hop-by-hop whatever `Connection` says.
+/// Whether `name` is hop-by-hop whatever `Connection` says: `Connection`,
+/// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` (RFC 9110 §7.6.1), and
+/// the obsolete `Keep-Alive` and `Proxy-*` of RFC 7230.
 fn always_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-") || name == "keep-alive"
+    // Names are lower-case; the first byte rules out most of them (this
+    // runs for every field of every request and response).
+    let s = name.as_str();
+    match s.as_bytes().first() {
+        Some(b'c') => s == "connection",
+        Some(b't') => s == "te" || s == "trailer" || s == "transfer-encoding",
+        Some(b'u') => s == "upgrade",
+        Some(b'k') => s == "keep-alive",
+        Some(b'p') => s.starts_with("proxy-"),
+        _ => false,
+    }
 }
 
 /// Removes hop-by-hop fields: `Connection` and every field it names,
@@ -42,10 +44,16 @@ fn always_hop_by_hop(name: &HeaderName) -> bool {
 /// (RFC 9110 §7.6.1). With `keep_upgrade`, `Upgrade` and a bare
 /// `Connection: upgrade` survive so a WebSocket handshake can pass.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages have none: one pass over the names, no allocation.
-    if !headers.keys().any(always_hop_by_hop) {
-        return;
-    }
+    // Most messages have none, or only `Connection` (an origin's
+    // `Connection: keep-alive`): one pass over the names, and only fields
+    // that are present are removed.
+    let (first, more) = {
+        let mut hop = headers.keys().filter(|k| always_hop_by_hop(k));
+        match hop.next() {
+            None => return,
+            Some(f) => (f.clone(), hop.next().is_some()),
+        }
+    };
     let mut named: Vec<HeaderName> = Vec::new();
     for t in connection_tokens(headers) {
         if t.eq_ignore_ascii_case("keep-alive")
@@ -67,16 +75,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let upgrade = keep_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    for h in HOP_BY_HOP.iter() {
-        headers.remove(h);
-    }
-    let proxy_fields: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| always_hop_by_hop(k))
-        .cloned()
-        .collect();
-    for k in proxy_fields {
-        headers.remove(k);
+    if more {
+        let present: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| always_hop_by_hop(k))
+            .cloned()
+            .collect();
+        for k in present {
+            headers.remove(k);
+        }
+    } else {
+        headers.remove(first);
     }
     if let Some(u) = upgrade {
         headers.insert(header::UPGRADE, u);
@@ -148,12 +157,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
     if !headers.contains_key(&XFF) {
         // The common case: format the address on the stack, one copy.
         let mut buf = [0u8; 64];
-        let mut w = std::io::Cursor::new(&mut buf[..]);
-        if std::io::Write::write_fmt(&mut w, format_args!("{client_ip}")).is_ok() {
-            let n = w.position() as usize;
-            if let Ok(v) = HeaderValue::from_bytes(&buf[..n]) {
-                headers.insert(&XFF, v);
-            }
+        if let Some(ip) = format_ip(client_ip, &mut buf)
+            && let Ok(v) = HeaderValue::from_bytes(ip)
+        {
+            headers.insert(&XFF, v);
         }
     } else {
         let mut list = String::new();
@@ -172,6 +179,34 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
         }
     }
     headers.insert(&XFP, HeaderValue::from_static(proto));
+}
+
+/// `ip` in its text form, written to `buf`: IPv4 by hand (the common case,
+/// and `core::fmt` showed up in the pass-through profile), IPv6 through
+/// `Display`.
+fn format_ip(ip: std::net::IpAddr, buf: &mut [u8; 64]) -> Option<&[u8]> {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    *buf.get_mut(n)? = b'.';
+                    n += 1;
+                }
+                let mut d = itoa::Buffer::new();
+                let s = d.format(octet).as_bytes();
+                buf.get_mut(n..n + s.len())?.copy_from_slice(s);
+                n += s.len();
+            }
+            buf.get(..n)
+        }
+        std::net::IpAddr::V6(_) => {
+            let mut w = std::io::Cursor::new(&mut buf[..]);
+            std::io::Write::write_fmt(&mut w, format_args!("{ip}")).ok()?;
+            let n = w.position() as usize;
+            buf.get(..n)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +264,48 @@ mod tests {
     }
 
     #[test]
+    fn always_hop_by_hop_names() {
+        // RFC 9110 §7.6.1, plus the obsolete `Keep-Alive` and
+        // `Proxy-Connection` of RFC 7230.
+        let fixed = [
+            header::CONNECTION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ];
+        for n in fixed.iter() {
+            assert!(always_hop_by_hop(n), "{n}");
+        }
+        for n in ["keep-alive", "proxy-authorization", "proxy-connection"] {
+            assert!(always_hop_by_hop(&HeaderName::from_static(n)), "{n}");
+        }
+        for n in [
+            "content-type",
+            "cache-control",
+            "tea",
+            "proxy",
+            "upgrade-insecure-requests",
+            "x-te",
+        ] {
+            assert!(!always_hop_by_hop(&HeaderName::from_static(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_lone_connection_field_and_what_it_names_are_removed() {
+        let mut h = map(&[("connection", "keep-alive"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-a"]);
+        let mut h = map(&[("x-b", "1"), ("Connection", "close, X-B"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-a"]);
+        let mut h = map(&[("x-a", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn connection_cannot_strip_content_length() {
         let mut h = map(&[("connection", "content-length"), ("content-length", "5")]);
         strip_hop_by_hop(&mut h, false);
@@ -247,6 +324,26 @@ mod tests {
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         assert_eq!(h.get("sec-websocket-key").unwrap(), "k");
+    }
+
+    #[test]
+    fn addresses_are_formatted_as_text() {
+        let mut buf = [0u8; 64];
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let got = format_ip(ip.parse().unwrap(), &mut buf).unwrap().to_vec();
+            assert_eq!(String::from_utf8(got).unwrap(), ip);
+        }
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, "192.168.10.200".parse().unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.168.10.200");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     }
 
     #[test]
