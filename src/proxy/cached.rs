@@ -414,10 +414,13 @@ impl Proxy {
         {
             let mut meta = f.meta;
             meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
-            if let Err(e) = cache
-                .store
-                .update_meta_of(&f.key, f.handle.object_id(), Bytes::from(meta.encode()))
-                .await
+            // Boxed: see `fetch`.
+            if let Err(e) = Box::pin(cache.store.update_meta_of(
+                &f.key,
+                f.handle.object_id(),
+                Bytes::from(meta.encode()),
+            ))
+            .await
             {
                 tracing::warn!(error = %e, "storing refreshed headers failed");
             }

@@ -91,10 +91,14 @@ impl Proxy {
             };
             let mut meta = f.meta;
             meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
-            match cache
-                .store
-                .update_meta_of(&f.key, f.handle.object_id(), Bytes::from(meta.encode()))
-                .await
+            // Boxed: the store's future is large and revalidations are
+            // rare; inline, it would grow every request's future.
+            match Box::pin(cache.store.update_meta_of(
+                &f.key,
+                f.handle.object_id(),
+                Bytes::from(meta.encode()),
+            ))
+            .await
             {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("revalidated object was evicted meanwhile"),
