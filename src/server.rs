@@ -158,7 +158,7 @@ async fn purge_method(
         status: 0,
         cache: "purge",
         error: None,
-        start: std::time::Instant::now(),
+        start: st.access_log.then(std::time::Instant::now),
         enabled: st.access_log,
     };
     let resp = crate::purge::api::handle_purge_method(&st.purger, &st.proxy, &req, peer).await;

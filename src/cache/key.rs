@@ -75,8 +75,8 @@ pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str>
     };
     match port {
         None | Some("") => host,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(p) => match parse_port(p) {
+            Some(n) => {
                 let canonical = matches!(host, Cow::Borrowed(_))
                     && start == 0
                     && !(p.len() > 1 && p.starts_with('0'));
@@ -94,6 +94,21 @@ pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str>
     }
 }
 
+/// A port of digits only (leading zeros allowed) that fits in 16 bits.
+fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 + p.bytes().take_while(|&b| b == b'0').count() {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for b in p.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(n).ok()
+}
+
 /// The canonical byte form hashed by [`primary_key`].
 pub fn canonical_form(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + site.len() + authority.len() + path_and_query.len());
@@ -109,10 +124,22 @@ fn canonical_parts(
     scheme: &str,
     authority: &str,
     path_and_query: &[u8],
-    mut sink: impl FnMut(&[u8]),
+    sink: impl FnMut(&[u8]),
 ) {
     let scheme = ascii_lower(scheme);
     let authority = normalise_authority(&scheme, authority);
+    normalised_parts(site, &scheme, &authority, path_and_query, sink);
+}
+
+/// [`canonical_parts`] for a lower-case scheme and an authority already
+/// normalised for it.
+fn normalised_parts(
+    site: &str,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &[u8],
+    mut sink: impl FnMut(&[u8]),
+) {
     let pq: &[u8] = if path_and_query.is_empty() {
         b"/"
     } else {
@@ -128,13 +155,27 @@ fn canonical_parts(
 /// The primary key of a request target: blake3 of [`canonical_form`],
 /// streamed into the hasher.
 pub fn primary_key(site: &str, scheme: &str, authority: &str, path_and_query: &[u8]) -> [u8; 32] {
+    let scheme = ascii_lower(scheme);
+    let authority = normalise_authority(&scheme, authority);
+    primary_key_normalised(site, &scheme, &authority, path_and_query)
+}
+
+/// [`primary_key`] for a lower-case `scheme` and an `authority` that
+/// [`normalise_authority`] already returned for it (the request path
+/// normalises once for the key and the ban subject).
+pub fn primary_key_normalised(
+    site: &str,
+    scheme: &str,
+    authority: &str,
+    path_and_query: &[u8],
+) -> [u8; 32] {
     // Typical forms fit on the stack and take one `blake3::hash` (feeding
     // the hasher piece by piece cost more than the hashing); longer ones
     // are streamed. Both give the same key.
     let mut buf = [0u8; 512];
     let mut n = 0;
     let mut fits = true;
-    canonical_parts(site, scheme, authority, path_and_query, |b| {
+    normalised_parts(site, scheme, authority, path_and_query, |b| {
         match buf.get_mut(n..n + b.len()) {
             Some(dst) if fits => {
                 dst.copy_from_slice(b);
@@ -147,7 +188,7 @@ pub fn primary_key(site: &str, scheme: &str, authority: &str, path_and_query: &[
         return *blake3::hash(buf.get(..n).unwrap_or_default()).as_bytes();
     }
     let mut h = blake3::Hasher::new();
-    canonical_parts(site, scheme, authority, path_and_query, |b| {
+    normalised_parts(site, scheme, authority, path_and_query, |b| {
         h.update(b);
     });
     *h.finalize().as_bytes()
@@ -182,6 +223,32 @@ mod tests {
             primary_key("s", "http", "Example.com:80", b""),
             primary_key("s", "http", "example.com", b"/")
         );
+    }
+
+    #[test]
+    fn ports_parse_as_16_bit_digits() {
+        assert_eq!(parse_port("80"), Some(80));
+        assert_eq!(parse_port("00080"), Some(80));
+        assert_eq!(parse_port("000000000443"), Some(443));
+        assert_eq!(parse_port("65535"), Some(65535));
+        for bad in ["", "65536", "99999", "123456", "+80", "8a", " 80"] {
+            assert_eq!(parse_port(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_pre_normalised_authority_gives_the_same_key() {
+        for (scheme, auth) in [
+            ("http", "Example.COM:80"),
+            ("https", "h:8443"),
+            ("http", "u@[::1]:81"),
+        ] {
+            let norm = normalise_authority(scheme, auth);
+            assert_eq!(
+                primary_key_normalised("s", scheme, &norm, b"/p"),
+                primary_key("s", scheme, auth, b"/p")
+            );
+        }
     }
 
     #[test]

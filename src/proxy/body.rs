@@ -31,7 +31,8 @@ pub struct AccessRecord {
     pub cache: &'static str,
     /// Error kind, if the request failed.
     pub error: Option<&'static str>,
-    pub start: Instant,
+    /// When the request arrived; only taken when the record is logged.
+    pub start: Option<Instant>,
     pub enabled: bool,
 }
 
@@ -49,7 +50,7 @@ impl AccessRecord {
             client = %self.client,
             status = self.status,
             bytes,
-            duration_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
             cache = self.cache,
             outcome,
             error = self.error.unwrap_or("-"),

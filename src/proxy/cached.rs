@@ -20,7 +20,7 @@ use super::{Proxy, SiteRuntime, error_response};
 use crate::cache::coalesce::{Join, Key, WaitError};
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness::{Decision, Reuse, ReuseOptions, decide};
-use crate::cache::key::primary_key;
+use crate::cache::key::{normalise_authority, primary_key_normalised};
 use crate::cache::meta::VaryMarker;
 use crate::cache::status::CachePhase;
 use crate::cache::update::{HeadOutcome, head_outcome};
@@ -55,14 +55,17 @@ impl Ctx {
         client_version: Version,
         rec: AccessRecord,
     ) -> Ctx {
-        let primary = primary_key(
+        // Normalised once for the key and the ban subject. The scheme is
+        // the connection's, `http` or `https`: already lower-case.
+        let scheme = target.scheme;
+        let authority = normalise_authority(scheme, &target.authority);
+        let primary = primary_key_normalised(
             &site.name,
-            target.scheme,
-            &target.authority,
+            scheme,
+            &authority,
             target.path_and_query.as_bytes(),
         );
-        let ban_subject =
-            crate::purge::ban_subject(target.scheme, &target.authority, &target.path_and_query);
+        let ban_subject = crate::purge::ban_subject_normalised(&authority, &target.path_and_query);
         let dirs = RequestDirectives::from_headers(&headers);
         let reuse = ReuseOptions {
             ignore_client_reload: site.ignore_client_reload,
@@ -144,13 +147,13 @@ impl Proxy {
         // Set when the in-flight fetch for the URI is for another variant.
         let mut join_key: Option<Key> = None;
         for _round in 0..4 {
-            let now = SystemTime::now();
             let (stored, phase) = match cache
                 .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
                 .await
             {
                 Lookup::Found(f, marker) => {
                     ctx.marker = marker;
+                    let now = SystemTime::now();
                     let d = decide(&f.meta.facts(now), &ctx.dirs, &ctx.reuse);
                     if d.serve_without_origin() {
                         let phase = if d.reuse == Reuse::Fresh {

@@ -128,7 +128,8 @@ impl Proxy {
             status: 0,
             cache: "pass",
             error: None,
-            start: Instant::now(),
+            // No clock read unless it is logged.
+            start: log.then(Instant::now),
             enabled: self.access_log,
         };
         match self.forward(req, host, conn, &mut rec).await {

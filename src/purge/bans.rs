@@ -154,9 +154,14 @@ pub fn millis(t: SystemTime) -> u64 {
 /// path and query as received (`/` when empty). The scheme is not part of
 /// it: a purge covers http and https alike.
 pub fn ban_subject(scheme: &str, authority: &str, path_and_query: &str) -> String {
-    let a = normalise_authority(scheme, authority);
+    ban_subject_normalised(&normalise_authority(scheme, authority), path_and_query)
+}
+
+/// [`ban_subject`] for an authority [`normalise_authority`] already returned.
+pub fn ban_subject_normalised(authority: &str, path_and_query: &str) -> String {
+    let a = authority;
     let mut s = String::with_capacity(a.len() + path_and_query.len().max(1));
-    s.push_str(&a);
+    s.push_str(a);
     if path_and_query.is_empty() {
         s.push('/');
     } else {

@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use bans::{Ban, BanKind, BanList, BanVerdict, ban_subject, millis};
+pub use bans::{Ban, BanKind, BanList, BanVerdict, ban_subject, ban_subject_normalised, millis};
 use log::{Entry, PurgeLog};
 
 use crate::cache::key::primary_key;
