@@ -1,8 +1,9 @@
 //! Process-wide request counters for `GET /stats`: cache hits, misses and
 //! requests sent to origins, connections opened to them.
 //!
-//! The cache path increments them ([`Counters::record_cache_response`] or
-//! [`Counters::hit`] / [`Counters::miss`], and [`Counters::origin_request`]); they are plain relaxed atomics, so the
+//! The cache path increments them ([`Counters::hit`] / [`Counters::miss`]
+//! from the request's cache phase, and [`Counters::origin_request`]);
+//! they are plain relaxed atomics, so the
 //! cost on the hit path is one uncontended `fetch_add`. They are global to
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
@@ -78,18 +79,6 @@ impl Counters {
         self.origin_stale_retries.fetch_add(1, Relaxed);
     }
 
-    /// Counts one response of the cached path (GET/HEAD on a caching site)
-    /// as a hit or a miss from its `Cache-Status` (RFC 9211): a hit when
-    /// this cache's member (the last one named `Outpost`, since each cache
-    /// appends its own, §2) has the `hit` parameter, else a miss.
-    pub fn record_cache_response(&self, headers: &http::HeaderMap) {
-        if is_hit(headers) {
-            self.hit();
-        } else {
-            self.miss();
-        }
-    }
-
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             hits: self.hits.load(Relaxed),
@@ -101,48 +90,10 @@ impl Counters {
     }
 }
 
-/// Whether this cache's `Cache-Status` member says `hit`. Each cache
-/// appends its member to the end of the list (RFC 9211 §2), so ours is the
-/// last member of the last field line: only that one is looked at (this
-/// runs once per cached request).
-fn is_hit(headers: &http::HeaderMap) -> bool {
-    let name = crate::proxy::layer::CACHE_NAME;
-    let Some(line) = headers.get_all("cache-status").iter().next_back() else {
-        return false;
-    };
-    let Ok(line) = line.to_str() else {
-        return false;
-    };
-    let member = line.rsplit(',').next().unwrap_or(line);
-    let mut parts = member.split(';').map(str::trim);
-    parts.next().is_some_and(|n| n.eq_ignore_ascii_case(name)) && parts.any(|p| p == "hit")
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn cache_status_members() {
-        let mut h = http::HeaderMap::new();
-        assert!(!is_hit(&h));
-        h.append("cache-status", "Upstream; hit".parse().unwrap());
-        h.append("cache-status", "Outpost; hit; ttl=10".parse().unwrap());
-        assert!(is_hit(&h));
-        h.insert(
-            "cache-status",
-            "Outpost; fwd=uri-miss; stored".parse().unwrap(),
-        );
-        assert!(!is_hit(&h));
-        h.insert("cache-status", "Upstream, Outpost; hit".parse().unwrap());
-        assert!(is_hit(&h));
-        h.insert("cache-status", "Outpost; hit, Other".parse().unwrap());
-        assert!(!is_hit(&h), "only the last member is this cache's");
-        let c = Counters::default();
-        c.record_cache_response(&h);
-        assert_eq!(c.snapshot().misses, 1);
-    }
 
     #[test]
     fn ratio() {

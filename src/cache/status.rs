@@ -110,6 +110,17 @@ impl CachePhase {
         )
     }
 
+    /// [`CachePhase::is_hit`] for a phase's log name ([`CachePhase::as_str`]).
+    pub fn is_hit_name(name: &str) -> bool {
+        [
+            CachePhase::Hit,
+            CachePhase::StaleHit,
+            CachePhase::StaleWhileRevalidate,
+        ]
+        .iter()
+        .any(|p| p.as_str() == name)
+    }
+
     /// The `fwd` parameter, if the request went (or tried to go) forward.
     pub fn fwd(self) -> Option<Fwd> {
         match self {
@@ -404,6 +415,29 @@ mod tests {
         // RFC 8941 §3.3.1: integers have at most 15 digits.
         let s = CacheStatus::new("edge 1").ttl(i64::MIN).key("k");
         assert_eq!(s.to_string(), r#""edge 1"; ttl=-999999999999999; key="k""#);
+    }
+
+    #[test]
+    fn hit_names_are_the_hit_phases() {
+        let all = [
+            CachePhase::Hit,
+            CachePhase::StaleHit,
+            CachePhase::StaleWhileRevalidate,
+            CachePhase::StaleIfError,
+            CachePhase::Revalidated,
+            CachePhase::UriMiss,
+            CachePhase::VaryMiss,
+            CachePhase::Stale,
+            CachePhase::Request,
+            CachePhase::Collapsed,
+            CachePhase::Bypass,
+            CachePhase::Method,
+            CachePhase::OnlyIfCachedMiss,
+        ];
+        for p in all {
+            assert_eq!(CachePhase::is_hit_name(p.as_str()), p.is_hit(), "{p:?}");
+        }
+        assert!(!CachePhase::is_hit_name("pass"));
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub struct ProxyBody {
 pub struct IdleTimeout(pub Duration);
 
 impl ProxyBody {
+    /// The cache phase of the response's access record (`Cache-Status`
+    /// vocabulary, see [`crate::cache::status::CachePhase::as_str`]).
+    pub fn cache_phase(&self) -> Option<&'static str> {
+        self.record.as_ref().map(|r| r.cache)
+    }
+
     /// Wraps `inner`; `idle` applies the idle-body timeout to an origin body.
     pub fn new(inner: InnerBody, idle: Option<Duration>, record: AccessRecord) -> ProxyBody {
         ProxyBody {

@@ -209,7 +209,18 @@ impl Proxy {
                 rec.clone(),
             );
             let resp = self.cached(ctx).await;
-            crate::metrics::Counters::global().record_cache_response(resp.headers());
+            // A hit or a miss by the phase the cache path recorded (the
+            // same that went into `Cache-Status`).
+            let m = crate::metrics::Counters::global();
+            if resp
+                .body()
+                .cache_phase()
+                .is_some_and(crate::cache::status::CachePhase::is_hit_name)
+            {
+                m.hit();
+            } else {
+                m.miss();
+            }
             return Ok(resp);
         }
 
