@@ -433,8 +433,11 @@ pub fn targeted_fields_to_strip(headers: &HeaderMap, targets: &[HeaderName]) -> 
 /// Returns `None` when it is absent, empty or fails to parse: the field is
 /// then ignored (RFC 9213 §2.1).
 pub fn parse_targeted(headers: &HeaderMap, name: &HeaderName) -> Option<ResponseDirectives> {
+    let values = headers.get_all(name);
+    // The common case: the origin sent no such field.
+    values.iter().next()?;
     let mut joined = Vec::new();
-    for (i, v) in headers.get_all(name).iter().enumerate() {
+    for (i, v) in values.iter().enumerate() {
         if i > 0 {
             joined.extend_from_slice(b", ");
         }

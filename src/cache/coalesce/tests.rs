@@ -142,3 +142,21 @@ async fn the_window_bounds_memory_and_a_slow_reader_throttles_the_writer() {
         Err(_) => panic!("writer still shared"),
     }
 }
+
+#[test]
+fn key_hash_is_stable_per_key_and_spreads_keys() {
+    use std::hash::BuildHasher;
+    let h = KeyHash::default();
+    let a: Key = [7; 32];
+    let mut b = a;
+    b[0] = 8;
+    assert_eq!(h.hash_one(a), KeyHash::default().hash_one(a));
+    assert_ne!(h.hash_one(a), h.hash_one(b));
+    // Keys that share their first bytes still work as map keys.
+    let mut c = a;
+    c[31] = 0;
+    let mut m: HashMap<Key, u8, KeyHash> = HashMap::default();
+    m.insert(a, 1);
+    m.insert(c, 2);
+    assert_eq!((m.get(&a), m.get(&c)), (Some(&1), Some(&2)));
+}
