@@ -42,6 +42,59 @@ async fn an_uncacheable_answer_releases_the_waiters_to_the_origin() {
 }
 
 #[tokio::test]
+async fn a_hit_for_pass_uri_is_cached_again_once_its_answer_is_storable() {
+    // Two uncacheable answers, then a storable one.
+    let n_req = Arc::new(AtomicUsize::new(0));
+    let n2 = n_req.clone();
+    let o = TestOrigin::start(move |_req| {
+        let i = n2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let cc = if i < 2 { "no-store" } else { "max-age=60" };
+            resp_with(200, &[("cache-control", cc)], format!("r{i}"))
+        }
+    })
+    .await;
+    let n = TestNode::start(&o.url(), "").await;
+    let u = n.url("/turns");
+    let (_, h, b) = get(&u).await;
+    assert_eq!(b, "r0");
+    assert!(
+        cache_status(&h).contains("detail=\"no-store\""),
+        "{}",
+        cache_status(&h)
+    );
+    // Marked hit-for-pass: straight to the origin.
+    let (_, h, b) = get(&u).await;
+    assert_eq!(b, "r1");
+    assert!(cache_status(&h).contains("fwd=uri-miss"));
+    // The mark still stands, but this answer is stored...
+    let (_, h, b) = get(&u).await;
+    assert_eq!(b, "r2");
+    assert!(cache_status(&h).contains("stored"), "{}", cache_status(&h));
+    // ...and from then on the URI is served from the store.
+    let (_, h, b) = get(&u).await;
+    assert_eq!(b, "r2");
+    assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    assert_eq!(o.count(), 3);
+}
+
+#[tokio::test]
+async fn a_range_request_for_a_hit_for_pass_uri_keeps_its_range() {
+    let o = TestOrigin::start(|_req| async {
+        resp_with(200, &[("cache-control", "no-store")], "whole")
+    })
+    .await;
+    // Misses for ranges are forwarded as they are (not fetched whole).
+    let n = TestNode::start(&o.url(), "[cache]\nrange_fetch_whole = false\n").await;
+    let u = n.url("/never");
+    get(&u).await; // now hit-for-pass
+    let (s, _, _) = get_with(&u, &[("range", "bytes=0-0")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(o.count(), 2);
+    assert_eq!(o.last().headers.get("range").unwrap(), "bytes=0-0");
+}
+
+#[tokio::test]
 async fn a_waiter_goes_to_the_origin_when_the_lock_times_out() {
     let n_req = Arc::new(AtomicUsize::new(0));
     let n2 = n_req.clone();

@@ -25,10 +25,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+mod pass;
+
+use pass::PassMemory;
+pub use pass::{KeyHash, KeyHasher};
 
 /// A cache key.
 pub type Key = [u8; 32];
@@ -140,56 +145,12 @@ pub enum Join<H: Send + Sync + 'static> {
 
 type Shard<H> = Mutex<HashMap<Key, Arc<Fill<H>>, KeyHash>>;
 
-/// Hashing for maps keyed by [`Key`]: a key is already a blake3 hash, so
-/// its first eight bytes, mixed with a per-process seed, are as good as
-/// SipHash over all 32 (which showed up in the pass-through profile). The
-/// seed keeps bucket positions unpredictable from outside.
-#[derive(Clone)]
-pub struct KeyHash {
-    seed: u64,
-}
-
-impl Default for KeyHash {
-    fn default() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let seed = *SEED.get_or_init(|| std::hash::RandomState::new().build_hasher().finish());
-        KeyHash { seed }
-    }
-}
-
-impl std::hash::BuildHasher for KeyHash {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(self.seed)
-    }
-}
-
-/// See [`KeyHash`].
-pub struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_usize(&mut self, _len: usize) {
-        // The length prefix of a fixed-size key carries nothing.
-    }
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
 /// The per-key in-flight table plus the hit-for-pass memory.
 pub struct Coalescer<H> {
     shards: Vec<Arc<Shard<H>>>,
-    pass: Mutex<HashMap<Key, Instant, KeyHash>>,
+    pass: PassMemory,
     window: usize,
     wait_timeout: Duration,
-    pass_ttl: Duration,
 }
 
 impl<H: Send + Sync + 'static> Coalescer<H> {
@@ -201,10 +162,9 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
             shards: (0..SHARDS)
                 .map(|_| Arc::new(Mutex::new(HashMap::default())))
                 .collect(),
-            pass: Mutex::new(HashMap::default()),
+            pass: PassMemory::new(pass_ttl),
             window,
             wait_timeout,
-            pass_ttl,
         }
     }
 
@@ -214,32 +174,12 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
 
     /// Whether `key` is remembered as uncacheable (hit-for-pass).
     pub fn is_pass(&self, key: &Key) -> bool {
-        let mut p = self.pass.lock().unwrap_or_else(|p| p.into_inner());
-        match p.get(key) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                p.remove(key);
-                false
-            }
-            None => false,
-        }
+        self.pass.contains(key)
     }
 
     /// Forgets hit-for-pass for `key` (e.g. after a purge).
     pub fn clear_pass(&self, key: &Key) {
-        self.pass
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    fn remember_pass(&self, key: Key) {
-        let mut p = self.pass.lock().unwrap_or_else(|p| p.into_inner());
-        if p.len() > 100_000 {
-            let now = Instant::now();
-            p.retain(|_, t| *t > now);
-        }
-        p.insert(key, Instant::now() + self.pass_ttl);
+        self.pass.forget(key);
     }
 
     /// Joins the in-flight fetch for `key`, or becomes its leader.
@@ -344,7 +284,7 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
     /// The response may not be shared: followers go to the origin and the
     /// key is remembered as uncacheable.
     pub fn release(self) {
-        self.owner.remember_pass(self.key);
+        self.owner.pass.remember(self.key);
         self.release_once();
     }
 

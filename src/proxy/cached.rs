@@ -144,6 +144,19 @@ impl Proxy {
 
     async fn cached_inner(self: &Arc<Self>, ctx: &mut Ctx) -> Result<Response<ProxyBody>, Error> {
         let cache = self.cache_layer()?;
+        // Hit-for-pass: a URI whose last answer could not be stored goes
+        // straight to the origin, without a store lookup. Only for a plain
+        // GET: a Range request is forwarded as it is and `only-if-cached`
+        // must look (below). The mark is cleared as soon as an answer is
+        // stored (`fetch`), so a URI that turns cacheable is looked up again.
+        if ctx.method == Method::GET
+            && !ctx.dirs.only_if_cached
+            && cache.coalescer.is_pass(&ctx.primary)
+            && !ctx.headers.contains_key(RANGE)
+        {
+            let w = cache.coalescer.solo(ctx.primary);
+            return self.fetch(ctx, w, None, CachePhase::UriMiss).await;
+        }
         // Set when the in-flight fetch for the URI is for another variant.
         let mut join_key: Option<Key> = None;
         for _round in 0..4 {

@@ -156,6 +156,8 @@ impl Proxy {
         let w = writer;
         match storable {
             Ok(s) => {
+                // Stored from now on: no longer hit-for-pass (see `cached_inner`).
+                cache.coalescer.clear_pass(&ctx.primary);
                 let list = stored_header_list(resp.headers(), &s.strip_fields);
                 let mut meta = ObjectMeta::from_response(
                     new_object_id(&ctx.primary),

@@ -1,0 +1,192 @@
+//! Hit-for-pass memory: keys whose last answer could not be stored, so
+//! that requests for them neither wait for each other nor (for a plain
+//! GET) look in the store, until `pass_ttl` ends or an answer is stored.
+//!
+//! Every cached GET asks whether its key is remembered, hits included, so
+//! the question is answered first by a lock-free bit filter: only a key
+//! whose bit is set takes the map's lock. A set bit may belong to another
+//! key or to an expired mark (the map then says no); a clear bit is always
+//! right, since bits are set before the map entry is written.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use super::Key;
+
+/// Bits in the filter: 8 KiB, read-only on the hit path.
+const FILTER_BITS: usize = 1 << 16;
+/// Past this many marks, expired ones are dropped (and the filter rebuilt).
+const PRUNE_AT: usize = 100_000;
+
+/// See the module documentation.
+pub struct PassMemory {
+    map: Mutex<HashMap<Key, Instant, KeyHash>>,
+    filter: Box<[AtomicU64]>,
+    ttl: Duration,
+}
+
+impl PassMemory {
+    /// Marks last `ttl`.
+    pub fn new(ttl: Duration) -> PassMemory {
+        PassMemory {
+            map: Mutex::new(HashMap::default()),
+            filter: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            ttl,
+        }
+    }
+
+    /// The filter word and bit of `key` (bytes the map's hasher ignores).
+    fn bit(key: &Key) -> (usize, u64) {
+        let i = usize::from(u16::from_le_bytes([key[30], key[31]])) % FILTER_BITS;
+        (i / 64, 1u64 << (i % 64))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Instant, KeyHash>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `key` is marked and the mark has not expired.
+    pub fn contains(&self, key: &Key) -> bool {
+        let (w, b) = Self::bit(key);
+        if self.filter.get(w).is_none_or(|f| f.load(Relaxed) & b == 0) {
+            return false;
+        }
+        let mut m = self.lock();
+        match m.get(key) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                m.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Marks `key` for the next `ttl`.
+    pub fn remember(&self, key: Key) {
+        let mut m = self.lock();
+        let now = Instant::now();
+        if m.len() > PRUNE_AT {
+            m.retain(|_, t| *t > now);
+            // Clear bits for dropped marks; a reader racing this sees a
+            // clear bit and takes the ordinary path, which is correct.
+            for f in self.filter.iter() {
+                f.store(0, Relaxed);
+            }
+            for k in m.keys() {
+                self.set_bit(k);
+            }
+        }
+        self.set_bit(&key);
+        m.insert(key, now + self.ttl);
+    }
+
+    fn set_bit(&self, key: &Key) {
+        let (w, b) = Self::bit(key);
+        if let Some(f) = self.filter.get(w) {
+            f.fetch_or(b, Relaxed);
+        }
+    }
+
+    /// Forgets `key` (its bit stays: other keys may share it).
+    pub fn forget(&self, key: &Key) {
+        let (w, b) = Self::bit(key);
+        if self.filter.get(w).is_some_and(|f| f.load(Relaxed) & b != 0) {
+            self.lock().remove(key);
+        }
+    }
+}
+
+/// Hashing for maps keyed by [`Key`]: a key is already a blake3 hash, so
+/// its first eight bytes, mixed with a per-process seed, are as good as
+/// SipHash over all 32 (which showed up in the pass-through profile). The
+/// seed keeps bucket positions unpredictable from outside.
+#[derive(Clone)]
+pub struct KeyHash {
+    seed: u64,
+}
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| std::hash::RandomState::new().build_hasher().finish());
+        KeyHash { seed }
+    }
+}
+
+impl std::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+/// See [`KeyHash`].
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of a fixed-size key carries nothing.
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(first: u8, last: u8) -> Key {
+        let mut k = [0u8; 32];
+        k[0] = first;
+        k[31] = last;
+        k
+    }
+
+    #[test]
+    fn marks_are_remembered_forgotten_and_expire() {
+        let m = PassMemory::new(Duration::from_secs(60));
+        let (a, b) = (key(1, 1), key(2, 2));
+        assert!(!m.contains(&a));
+        m.remember(a);
+        assert!(m.contains(&a));
+        assert!(!m.contains(&b));
+        // Same filter bit, other key: the map answers.
+        let twin = key(9, 1);
+        assert_eq!(PassMemory::bit(&a), PassMemory::bit(&twin));
+        assert!(!m.contains(&twin));
+        m.forget(&a);
+        assert!(!m.contains(&a));
+        let short = PassMemory::new(Duration::ZERO);
+        short.remember(b);
+        assert!(!short.contains(&b), "expired at once");
+    }
+
+    #[test]
+    fn pruning_keeps_live_marks_findable() {
+        let m = PassMemory::new(Duration::from_secs(60));
+        for i in 0..=PRUNE_AT as u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k[28..32].copy_from_slice(&i.to_le_bytes());
+            m.remember(k);
+        }
+        let probe = key(3, 3);
+        m.remember(probe); // past PRUNE_AT: prunes and rebuilds the filter
+        assert!(m.contains(&probe));
+        let mut first = [0u8; 32];
+        first[..4].copy_from_slice(&7u32.to_le_bytes());
+        first[28..32].copy_from_slice(&7u32.to_le_bytes());
+        assert!(m.contains(&first), "live marks survive the rebuild");
+    }
+}
