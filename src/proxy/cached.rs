@@ -451,7 +451,7 @@ impl Proxy {
         phase: CachePhase,
         detail: Option<&'static str>,
     ) -> Result<Response<ProxyBody>, Error> {
-        let resp = self
+        let mut resp = self
             .send_to_origin(
                 &ctx.site,
                 &ctx.method,
@@ -460,9 +460,12 @@ impl Proxy {
                 None,
             )
             .await?;
+        strip_hop_by_hop(resp.headers_mut(), false);
         Ok(self.pass_response(ctx, resp, phase, detail))
     }
 
+    /// The client's copy of a response that is not stored; its hop-by-hop
+    /// fields must already be stripped (RFC 9110 §7.6.1).
     pub(super) fn pass_response(
         &self,
         ctx: &Ctx,
@@ -474,7 +477,7 @@ impl Proxy {
         let mut rec = ctx.rec.clone();
         rec.status = status;
         rec.cache = phase.as_str();
-        let mut out = self.client_response(resp, ctx.client_version, rec);
+        let mut out = self.client_response_stripped(resp, ctx.client_version, rec);
         if let Some(cache) = self.cache.as_ref() {
             for t in &cache.targets {
                 out.headers_mut().remove(t);

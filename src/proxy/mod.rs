@@ -346,12 +346,23 @@ impl Proxy {
     /// `Via` added, the body streamed with the idle-body timeout.
     pub(crate) fn client_response(
         &self,
+        mut resp: Response<ResponseBody>,
+        client_version: Version,
+        rec: AccessRecord,
+    ) -> Response<ProxyBody> {
+        strip_hop_by_hop(resp.headers_mut(), false);
+        self.client_response_stripped(resp, client_version, rec)
+    }
+
+    /// [`Proxy::client_response`] for a response whose hop-by-hop fields
+    /// are already gone.
+    pub(crate) fn client_response_stripped(
+        &self,
         resp: Response<ResponseBody>,
         client_version: Version,
         rec: AccessRecord,
     ) -> Response<ProxyBody> {
         let (mut rp, body) = resp.into_parts();
-        strip_hop_by_hop(&mut rp.headers, false);
         add_via(&mut rp.headers, self.via.get(rp.version));
         rp.version = client_version;
         let body = body.map_err(Into::into).boxed_unsync();
@@ -417,7 +428,7 @@ pub fn request_host<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// Lower-cases a host and strips the port (`[::1]:80` → `[::1]`).
-pub fn normalise_host(host: &str) -> String {
+pub fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
     let h = host.trim();
     let no_port = if h.starts_with('[') {
         match h.find(']') {
@@ -430,7 +441,13 @@ pub fn normalise_host(host: &str) -> String {
             _ => h,
         }
     };
-    no_port.trim_end_matches('.').to_ascii_lowercase()
+    let h = no_port.trim_end_matches('.');
+    // Borrowed when already lower-case (no allocation per request).
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 #[cfg(test)]
