@@ -9,22 +9,27 @@
 //! --measurement-time 2` for a quick pass). Results on the development
 //! machine (2 vCPU shared VM, release profile, system allocator):
 //!
-//! | piece                                             | before tuning | 2026-11-23 after |
-//! |---------------------------------------------------|---------:|---------:|
-//! | `primary_key` (blake3 of the canonical target)    | 272 ns   | 250 ns   |
-//! | `decode_record` (12 fields, checksum verified)    | 1.43 µs  | 1.34 µs  |
-//! | `decode_stored_record` (the hit path's decoder)   | —        | 610 ns   |
-//! | `decide` (fresh)                                  | 34 ns    | 34 ns    |
-//! | client headers (map + `Age` + `Cache-Status`)     | 590 ns   | 590 ns   |
-//! | store lookup + decode + 1 KiB read (memory tier)  | 2.0 µs   | 935 ns   |
-//! | lookup + decode + 100 KiB body + `arena_locate`   | —        | 873 ns   |
-//! | `arena_locate` (address → memfd offset)           | —        | 9 ns     |
+//! | piece                                             | before tuning | session 5 | session 7 |
+//! |---------------------------------------------------|---------:|---------:|---------:|
+//! | `primary_key` (blake3 of the canonical target)    | 272 ns   | 250 ns   | 194 ns   |
+//! | `decode_record` (12 fields, checksum verified)    | 1.43 µs  | 1.34 µs  | 1.31 µs  |
+//! | `decode_stored_record` (the hit path's decoder)   | —        | 610 ns   | 591 ns   |
+//! | `decide` (fresh)                                  | 34 ns    | 34 ns    | 35 ns    |
+//! | client headers (map + `Age` + `Cache-Status`)     | 590 ns   | 590 ns   | 452 ns   |
+//! | store lookup + decode + 1 KiB read (memory tier)  | 2.0 µs   | 935 ns   | 855 ns   |
+//! | lookup + decode + 100 KiB body + `arena_locate`   | —        | 873 ns   | 877 ns   |
+//! | `arena_locate` (address → memfd offset)           | —        | 9 ns     | 9 ns     |
 //!
-//! What changed: the stored record is decoded without recomputing its
+//! Session 7 (2026-11-23): the key is one `blake3::hash` over a stack
+//! buffer (the streamed form's many small `update` calls cost more than
+//! the hashing), its authority normalised in one byte scan; `Cache-Status`
+//! is written without `core::fmt`.
+//!
+//! Session 5 changed: the stored record is decoded without recomputing its
 //! blake3 (foyer checks every disk load with its own xxhash64; memory-tier
 //! entries are our own bytes) and with header values sliced from the
-//! stored bytes instead of copied; the key is hashed streaming, without
-//! building the canonical buffer; a 1 KiB body is inline in the head, so a
+//! stored bytes instead of copied; the key was hashed streaming (replaced
+//! in session 7, see above); a 1 KiB body is inline in the head, so a
 //! hit is one memory-tier lookup instead of two. In the server the
 //! validators (dates) are parsed only for conditional or range requests
 //! and `Via` is built once. The header map rebuild (590 ns) is the largest

@@ -81,7 +81,10 @@ render varnish.vcl
 render outpost.toml
 
 PIDS=()
+WATCHDOG=
 cleanup() {
+  # The watchdog's `sleep` too, or it outlives the run.
+  [ -z "$WATCHDOG" ] || pkill -TERM -P "$WATCHDOG" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -89,7 +92,8 @@ cleanup() {
 }
 trap cleanup EXIT
 ( sleep "$TIME_BOUND"; echo "time bound of ${TIME_BOUND}s reached" >&2; kill -TERM $$ ) &
-PIDS+=($!)
+WATCHDOG=$!
+PIDS+=($WATCHDOG)
 
 echo "== starting the origin and the proxies ($MODE)"
 "${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Instructions per request: Outpost runs under callgrind (valgrind) and
+# serves one path through the load benchmark's origin while wrk sends it
+# requests; the user-space instructions it executed, divided by the
+# requests, come out the same from run to run (within ~1 %), unlike req/s
+# on a shared VM (±10 % and more). Use it to compare two builds of the
+# request path; confirm a gain with run.sh, since instructions are not
+# time (the kernel's share is not counted at all).
+#
+#   benches/load/instructions.sh [--binary BIN] [--seconds N] [--top N] PATH...
+#   benches/load/instructions.sh /pass/1k.bin /1k.bin
+#
+# PATH is served from the load benchmark's content (1k.bin, 100k.bin,
+# pass/1k.bin). Prints, per path: requests, instructions per request, and
+# the functions with the most instructions of their own per request. Uses
+# the ports of run.sh (18080, 18083): not while run.sh runs. Installs
+# valgrind from Debian's packages when missing; stops what it started.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN="$ROOT/target/release/outpost"
+SECS=10
+TOP=25
+PATHS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) BIN=$2; shift ;;
+    --seconds) SECS=$2; shift ;;
+    --top) TOP=$2; shift ;;
+    -*) echo "unknown argument $1" >&2; exit 2 ;;
+    *) PATHS+=("$1") ;;
+  esac
+  shift
+done
+[ ${#PATHS[@]} -gt 0 ] || PATHS=(/pass/1k.bin /1k.bin)
+
+"$HERE/install.sh" >/dev/null
+if ! command -v valgrind >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
+fi
+if [ "$BIN" = "$ROOT/target/release/outpost" ]; then
+  (cd "$ROOT" && cargo build --release --bin outpost -q)
+fi
+
+BASE=${LOAD_BASE:-/tmp/outpost-load}/instructions
+WWW=$BASE/www
+RUN=$BASE/run
+mkdir -p "$WWW/pass" "$RUN"
+[ -f "$WWW/1k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW" 1k.bin 1024
+[ -f "$WWW/100k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW" 100k.bin 102400
+[ -f "$WWW/pass/1k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW/pass" 1k.bin 1024
+render() { sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|1|g" "$HERE/$1" > "$RUN/$1"; }
+render origin.conf
+render outpost.toml
+
+# One CPU for Outpost (its current-thread runtime, as in run.sh's pinned
+# mode), the other for the origin and wrk, when there are two.
+PROXY_CPU=()
+LOAD_CPU=()
+if [ "$(nproc)" -ge 2 ]; then
+  PROXY_CPU=(taskset -c 0)
+  LOAD_CPU=(taskset -c 1)
+fi
+
+PIDS=()
+WATCHDOG=
+cleanup() {
+  [ -z "$WATCHDOG" ] || pkill -TERM -P "$WATCHDOG" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+# The watchdog's output goes nowhere, so a pipe reading this script's
+# output ends when the script does; its `sleep` is stopped on exit too.
+( sleep 1800; kill -TERM $$ ) >/dev/null 2>&1 &
+WATCHDOG=$!
+PIDS+=($WATCHDOG)
+
+wait_port() {
+  for _ in $(seq 1 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2
+  exit 1
+}
+fetch() { # one request, answer discarded
+  exec 3<>/dev/tcp/127.0.0.1/18083
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:18083\r\nConnection: close\r\n\r\n' "$1" >&3
+  cat <&3 >/dev/null
+  exec 3<&-
+}
+
+"${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
+PIDS+=($!)
+wait_port 18080
+
+for path in "${PATHS[@]}"; do
+  rm -rf "$RUN/outpost-cache" "$RUN"/callgrind.*
+  "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
+    "$BIN" serve --config "$RUN/outpost.toml" > "$RUN/outpost.log" 2>&1 &
+  P=$!
+  PIDS+=($P)
+  wait_port 18083
+  for _ in 1 2 3 4 5; do fetch "$path"; done
+  callgrind_control -z "$P" >/dev/null
+  out=$("${LOAD_CPU[@]}" wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:18083$path")
+  n=$(echo "$out" | awk '/requests in/{print $1}')
+  callgrind_control -d "$P" >/dev/null
+  kill -TERM "$P" 2>/dev/null || true
+  wait "$P" 2>/dev/null || true
+  dump="$RUN/callgrind.$P.1"
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+  echo "$path  requests=$n  instructions/request=$(awk -v t="$total" -v n="$n" 'BEGIN{printf "%.0f", t/n}')"
+  [ "$TOP" -gt 0 ] || continue
+  # Own instructions per request, largest first (entries above 20,000 are
+  # whole call trees callgrind charges to the frames open at the dump).
+  callgrind_annotate --threshold=100 --auto=no "$dump" 2>/dev/null \
+    | sed -n '/file:function/,$p' \
+    | awk -v n="$n" '{x=$1; gsub(",","",x); if (x+0 > 0 && x/n < 20000) {$1=""; $2=""; $3=""; printf "  %7.0f %s\n", x/n, $0}}' \
+    | sed 's|/root/.cargo/registry/src/[^/]*/||; s|/rustc/[0-9a-f]*/library/||' \
+    | head -"$TOP" | cut -c1-160 || true
+done
