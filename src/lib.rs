@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod logging;
 pub mod metrics;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod timer;
 pub mod zero_copy;
 
 use crate::config::{Config, ServerConfig};
@@ -191,8 +192,8 @@ fn local(l: &TcpListener) -> Result<SocketAddr, Error> {
 fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     let max_buf = usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX);
+    // The HTTP/1 timer is set per connection in `serve` (server::timer).
     b.http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(s.header_read_timeout)
         .max_buf_size(max_buf.max(8192))
         .keep_alive(true);
@@ -242,7 +243,10 @@ where
             let h = h.clone();
             async move { Ok::<_, Infallible>(h(req, peer).await) }
         });
-        let conn = builder
+        // One header-read timer per connection (server::timer).
+        let mut conn_builder = builder.clone();
+        conn_builder.http1().timer(timer::ConnTimer::new());
+        let conn = conn_builder
             .serve_connection_with_upgrades(
                 TokioIo::new(zero_copy::ZeroCopyStream::new(
                     stream,

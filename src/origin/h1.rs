@@ -13,16 +13,20 @@
 //! well-framed response that did not ask to close.
 
 use std::io;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::Origin;
 use super::h1_body::{Framing, H1Body};
+use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind};
 
 /// Largest response head accepted from an origin.
@@ -39,6 +43,8 @@ pub struct Conn {
     pub(super) buf: BytesMut,
     /// Served an exchange before (it came from the idle list).
     reused: bool,
+    /// The response-header deadline, kept armed between exchanges.
+    deadline: Deadline,
 }
 
 /// How idle connections are kept.
@@ -63,10 +69,10 @@ impl IdleConns {
     }
 
     /// The most recently used connection that has not idled too long.
-    fn take(&self, limits: PoolLimits) -> Option<Conn> {
+    fn take(&self, limits: PoolLimits, now: Instant) -> Option<Conn> {
         let mut conns = self.lock();
         while let Some((c, at)) = conns.pop() {
-            if at.elapsed() < limits.idle_timeout {
+            if now.saturating_duration_since(at) < limits.idle_timeout {
                 return Some(c);
             }
         }
@@ -80,7 +86,7 @@ impl IdleConns {
         let mut conns = self.lock();
         let expired = conns
             .iter()
-            .take_while(|(_, at)| now.duration_since(*at) >= limits.idle_timeout)
+            .take_while(|(_, at)| now.saturating_duration_since(*at) >= limits.idle_timeout)
             .count();
         conns.drain(..expired);
         if conns.len() < limits.max_idle {
@@ -109,6 +115,9 @@ impl IdleConns {
 #[derive(Debug, Clone, Copy)]
 pub struct H1Client {
     pub connect_timeout: Duration,
+    /// From the start of [`H1Client::send`] to the final response head,
+    /// connecting included.
+    pub response_header_timeout: Duration,
     pub limits: PoolLimits,
 }
 
@@ -119,11 +128,13 @@ enum Failure {
     BeforeResponse(io::Error),
     Io(io::Error),
     Protocol(String),
+    /// The response-header deadline passed.
+    Timeout,
 }
 
 impl H1Client {
     /// Sends a request without content and returns the response head with
-    /// its streaming body. Timeouts for the head are the caller's.
+    /// its streaming body, within the connect and response-header timeouts.
     pub async fn send(
         &self,
         origin: &Arc<Origin>,
@@ -132,8 +143,10 @@ impl H1Client {
         headers: &HeaderMap,
     ) -> Result<Response<H1Body>, Error> {
         let head = encode_head(method, path_and_query, headers);
-        if let Some(conn) = origin.idle.take(self.limits) {
-            match exchange(conn, &head).await {
+        let now = Instant::now();
+        let deadline = now + self.response_header_timeout;
+        if let Some(conn) = origin.idle.take(self.limits, now) {
+            match exchange(conn, &head, deadline).await {
                 Ok((conn, resp)) => return self.respond(origin, conn, resp, method),
                 // RFC 9112 §9.3.1: the origin may close an idle connection
                 // at any time. A request it never answered is retried on a
@@ -142,13 +155,13 @@ impl H1Client {
                     tracing::debug!(origin = %origin.url, error = %e, "stale pooled connection, retrying");
                     crate::metrics::Counters::global().origin_stale_retry();
                 }
-                Err(f) => return Err(failure(origin, f)),
+                Err(f) => return Err(self.failure(origin, f)),
             }
         }
-        let conn = self.connect(origin).await?;
-        match exchange(conn, &head).await {
+        let conn = self.connect(origin, deadline).await?;
+        match exchange(conn, &head, deadline).await {
             Ok((conn, resp)) => self.respond(origin, conn, resp, method),
-            Err(f) => Err(failure(origin, f)),
+            Err(f) => Err(self.failure(origin, f)),
         }
     }
 
@@ -172,8 +185,9 @@ impl H1Client {
         Ok(resp)
     }
 
-    /// Opens a new connection within the connect timeout.
-    async fn connect(&self, origin: &Origin) -> Result<Conn, Error> {
+    /// Opens a new connection within the connect timeout (and before the
+    /// response-header `deadline`).
+    async fn connect(&self, origin: &Origin, deadline: Instant) -> Result<Conn, Error> {
         let auth = &origin.url.authority;
         let host = auth.host().trim_start_matches('[').trim_end_matches(']');
         let port = auth.port_u16().unwrap_or(80);
@@ -187,7 +201,9 @@ impl H1Client {
             }
             Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
         };
-        let io = match tokio::time::timeout(self.connect_timeout, attempt).await {
+        let connect_by = Instant::now() + self.connect_timeout;
+        let io = match tokio::time::timeout_at(connect_by.min(deadline), attempt).await {
+            Err(_) if deadline < connect_by => return Err(self.failure(origin, Failure::Timeout)),
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::OriginConnectTimeout,
@@ -223,7 +239,27 @@ impl H1Client {
             io,
             buf: BytesMut::with_capacity(HEAD_READ),
             reused: false,
+            deadline: Deadline::new(deadline),
         })
+    }
+
+    /// Our error for a failed exchange.
+    fn failure(&self, origin: &Origin, f: Failure) -> Error {
+        match f {
+            Failure::BeforeResponse(e) | Failure::Io(e) => {
+                Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)).with_source(e)
+            }
+            Failure::Protocol(m) => {
+                Error::new(ErrorKind::OriginProtocol, format!("{}: {m}", origin.url))
+            }
+            Failure::Timeout => Error::new(
+                ErrorKind::OriginResponseTimeout,
+                format!(
+                    "{}: no response head within {:?}",
+                    origin.url, self.response_header_timeout
+                ),
+            ),
+        }
     }
 }
 
@@ -235,9 +271,35 @@ struct Head {
 }
 
 /// Writes the request head and reads the final response head, skipping
-/// interim (1xx) responses.
-async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> {
-    let fresh = !conn.reused;
+/// interim (1xx) responses, before `deadline`.
+async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Conn, Head), Failure> {
+    conn.deadline.set(deadline);
+    let head = {
+        let Conn {
+            io,
+            buf,
+            reused,
+            deadline,
+        } = &mut conn;
+        let mut io_done = pin!(exchange_io(io, buf, head, !*reused));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = io_done.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            deadline.poll_expired(cx).map(|()| Err(Failure::Timeout))
+        })
+        .await?
+    };
+    Ok((conn, head))
+}
+
+/// [`exchange`]'s reads and writes.
+async fn exchange_io(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &[u8],
+    fresh: bool,
+) -> Result<Head, Failure> {
     let stale = |e: io::Error| {
         if fresh {
             Failure::Io(e)
@@ -245,11 +307,11 @@ async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> 
             Failure::BeforeResponse(e)
         }
     };
-    conn.io.write_all(head).await.map_err(stale)?;
+    stream.write_all(head).await.map_err(stale)?;
     let mut received = false;
     loop {
-        if !conn.buf.is_empty() {
-            if let Some(h) = parse_head(&mut conn.buf).map_err(Failure::Protocol)? {
+        if !buf.is_empty() {
+            if let Some(h) = parse_head(buf).map_err(Failure::Protocol)? {
                 // RFC 9110 §15.2: interim responses precede the final one;
                 // 101 is final only for an upgrade, which is not sent here.
                 if h.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -258,16 +320,16 @@ async fn exchange(mut conn: Conn, head: &[u8]) -> Result<(Conn, Head), Failure> 
                 if h.status.is_informational() {
                     continue;
                 }
-                return Ok((conn, h));
+                return Ok(h);
             }
-            if conn.buf.len() >= MAX_HEAD {
+            if buf.len() >= MAX_HEAD {
                 return Err(Failure::Protocol(format!(
                     "response head larger than {MAX_HEAD} bytes"
                 )));
             }
         }
-        conn.buf.reserve(HEAD_READ);
-        match conn.io.read_buf(&mut conn.buf).await {
+        buf.reserve(HEAD_READ);
+        match stream.read_buf(buf).await {
             Ok(0) if !received => {
                 let e = io::Error::new(io::ErrorKind::UnexpectedEof, "closed before responding");
                 return Err(stale(e));
@@ -394,18 +456,6 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
         }
     }
     !close && (version == Version::HTTP_11 || keep)
-}
-
-/// Our error for a failed exchange.
-fn failure(origin: &Origin, f: Failure) -> Error {
-    match f {
-        Failure::BeforeResponse(e) | Failure::Io(e) => {
-            Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)).with_source(e)
-        }
-        Failure::Protocol(m) => {
-            Error::new(ErrorKind::OriginProtocol, format!("{}: {m}", origin.url))
-        }
-    }
 }
 
 #[cfg(test)]

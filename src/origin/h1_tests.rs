@@ -99,6 +99,7 @@ fn origin_at(addr: std::net::SocketAddr) -> Arc<Origin> {
 fn client() -> H1Client {
     H1Client {
         connect_timeout: Duration::from_secs(2),
+        response_header_timeout: Duration::from_secs(10),
         limits: PoolLimits {
             max_idle: 8,
             idle_timeout: Duration::from_secs(30),
@@ -370,6 +371,7 @@ async fn idle_connections_past_the_timeout_are_not_used() {
     let s = scripted(|_| reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")).await;
     let c = H1Client {
         connect_timeout: Duration::from_secs(2),
+        response_header_timeout: Duration::from_secs(10),
         limits: PoolLimits {
             max_idle: 8,
             idle_timeout: Duration::from_millis(20),

@@ -112,6 +112,7 @@ impl OriginClient {
             client,
             h1: h1::H1Client {
                 connect_timeout: t.connect,
+                response_header_timeout: t.response_header,
                 limits: h1::PoolLimits {
                     max_idle: t.pool_max_idle_per_origin,
                     idle_timeout: t.pool_idle,
@@ -133,7 +134,8 @@ impl OriginClient {
 
     /// Sends a request without content and without an upgrade on our
     /// HTTP/1.1 client and waits for the response head, within the
-    /// response-header timeout.
+    /// response-header timeout (which the client applies itself, see
+    /// [`crate::deadline`]).
     pub async fn send_bodyless(
         &self,
         origin: &Arc<Origin>,
@@ -141,12 +143,11 @@ impl OriginClient {
         path_and_query: &str,
         headers: &HeaderMap,
     ) -> Result<Response<ResponseBody>, Error> {
-        let fut = self.h1.send(origin, method, path_and_query, headers);
-        match tokio::time::timeout(self.response_header_timeout, fut).await {
-            Err(_) => Err(self.head_timeout(origin)),
-            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::H1)),
-            Ok(Err(e)) => Err(e),
-        }
+        let resp = self
+            .h1
+            .send(origin, method, path_and_query, headers)
+            .await?;
+        Ok(resp.map(ResponseBody::H1))
     }
 
     /// Sends `req` (its URI already points at `origin`) on hyper's client
