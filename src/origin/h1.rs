@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -391,8 +391,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         let raw_name = head
             .get(na as usize..(na + nl) as usize)
             .unwrap_or_default();
-        let name = HeaderName::from_bytes(raw_name)
-            .map_err(|_| format!("bad field name {:?}", String::from_utf8_lossy(raw_name)))?;
+        let name = super::names::field_name(raw_name)
+            .ok_or_else(|| format!("bad field name {:?}", String::from_utf8_lossy(raw_name)))?;
         let (va, vend) = (va as usize, (va + vl) as usize);
         if vend > head.len() {
             return Err("field value outside the head".into());

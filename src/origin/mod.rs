@@ -12,6 +12,7 @@
 pub mod h1;
 pub mod h1_body;
 pub mod headers;
+pub mod names;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
