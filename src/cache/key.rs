@@ -170,8 +170,9 @@ pub fn primary_key_normalised(
     path_and_query: &[u8],
 ) -> [u8; 32] {
     // Typical forms fit on the stack and take one `blake3::hash` (feeding
-    // the hasher piece by piece cost more than the hashing); longer ones
-    // are streamed. Both give the same key.
+    // the hasher piece by piece cost more than the hashing), or none when
+    // this thread hashed the same form recently (`key_memo`); longer ones
+    // are streamed. All give the same key.
     let mut buf = [0u8; 512];
     let mut n = 0;
     let mut fits = true;
@@ -185,7 +186,8 @@ pub fn primary_key_normalised(
         }
     });
     if fits {
-        return *blake3::hash(buf.get(..n).unwrap_or_default()).as_bytes();
+        let form = buf.get(..n).unwrap_or_default();
+        return super::key_memo::key_of(form, |f| *blake3::hash(f).as_bytes());
     }
     let mut h = blake3::Hasher::new();
     normalised_parts(site, scheme, authority, path_and_query, |b| {

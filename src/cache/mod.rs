@@ -18,6 +18,7 @@ pub mod control;
 pub mod freshness;
 pub mod invalidate;
 pub mod key;
+mod key_memo;
 pub mod meta;
 pub mod range;
 mod sfv;

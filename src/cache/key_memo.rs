@@ -1,0 +1,146 @@
+//! A per-thread memo of recent primary keys: the canonical form of a
+//! request target (`key::normalised_parts`) maps to its blake3 key.
+//!
+//! A typical canonical form is 80–100 bytes: two blake3 blocks, ~1,100
+//! instructions per request, the largest single item left on the
+//! pass-through path and a tenth of the hit path's own work (callgrind,
+//! benches/load/instructions.sh). Hot URIs repeat, so the memo answers
+//! them with a cheap hash, one compare of the canonical bytes and a copy.
+//!
+//! Correctness does not depend on the hash: a slot answers only for the
+//! exact canonical bytes it holds, so a collision is a miss, never a wrong
+//! key. The memo is direct-mapped (a newer form overwrites its slot) and
+//! per thread (no lock, nothing shared between cores); forms longer than
+//! [`MAX_FORM`] are not memoised. Its memory is allocated on first use and
+//! only the slots in use are ever touched.
+
+use std::cell::RefCell;
+
+/// Longest canonical form kept (bytes).
+pub const MAX_FORM: usize = 152;
+/// Slots per thread (a power of two): ~400 KiB of address space.
+const SLOTS: usize = 2048;
+
+struct Slot {
+    len: u16,
+    form: [u8; MAX_FORM],
+    key: [u8; 32],
+}
+
+thread_local! {
+    static MEMO: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Index of `form`'s slot: a multiply-rotate hash of its words (only a
+/// position; the bytes are compared).
+fn slot_of(form: &[u8]) -> usize {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = form.len() as u64;
+    let mut words = form.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+    }
+    for &b in words.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    }
+    (h >> 32) as usize & (SLOTS - 1)
+}
+
+/// The key of `form`: from the memo when this thread computed it last for
+/// this slot, else `compute(form)`, remembered.
+pub fn key_of(form: &[u8], compute: impl FnOnce(&[u8]) -> [u8; 32]) -> [u8; 32] {
+    if form.len() > MAX_FORM {
+        return compute(form);
+    }
+    let at = slot_of(form);
+    let known = MEMO.try_with(|m| {
+        let m = m.borrow();
+        let slot = m.get(at)?;
+        let held = slot.form.get(..usize::from(slot.len))?;
+        (usize::from(slot.len) == form.len() && held == form).then_some(slot.key)
+    });
+    if let Ok(Some(key)) = known {
+        return key;
+    }
+    let key = compute(form);
+    let _ = MEMO.try_with(|m| {
+        let mut m = m.borrow_mut();
+        if m.is_empty() {
+            m.resize_with(SLOTS, || Slot {
+                len: 0,
+                form: [0; MAX_FORM],
+                key: [0; 32],
+            });
+        }
+        if let (Some(slot), Ok(len)) = (m.get_mut(at), u16::try_from(form.len()))
+            && let Some(dst) = slot.form.get_mut(..form.len())
+        {
+            dst.copy_from_slice(form);
+            slot.len = len;
+            slot.key = key;
+        }
+    });
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn hash(form: &[u8]) -> [u8; 32] {
+        *blake3::hash(form).as_bytes()
+    }
+
+    #[test]
+    fn a_memoised_key_is_the_computed_key() {
+        let calls = Cell::new(0);
+        let counted = |f: &[u8]| {
+            calls.set(calls.get() + 1);
+            hash(f)
+        };
+        let form = b"outpost-key-v1\0site/a";
+        assert_eq!(key_of(form, counted), hash(form));
+        assert_eq!(key_of(form, counted), hash(form));
+        assert_eq!(calls.get(), 1, "the second lookup is answered by the memo");
+    }
+
+    #[test]
+    fn colliding_forms_never_share_a_key() {
+        // Many more forms than slots: every answer is still each form's own
+        // key, whatever overwrote what.
+        let forms: Vec<Vec<u8>> = (0..SLOTS * 3)
+            .map(|i| format!("outpost-key-v1\0bench http example.com /obj/{i}").into_bytes())
+            .collect();
+        for _ in 0..2 {
+            for f in &forms {
+                assert_eq!(key_of(f, hash), hash(f));
+            }
+        }
+        // Same length, same slot or not: a prefix or a changed byte is a
+        // different form.
+        let a = b"outpost-key-v1\0/x?a=1".to_vec();
+        let mut b = a.clone();
+        if let Some(last) = b.last_mut() {
+            *last = b'2';
+        }
+        assert_eq!(key_of(&a, hash), hash(&a));
+        assert_eq!(key_of(&b, hash), hash(&b));
+        assert_eq!(key_of(&a[..a.len() - 1], hash), hash(&a[..a.len() - 1]));
+    }
+
+    #[test]
+    fn long_forms_are_computed_every_time() {
+        let calls = Cell::new(0);
+        let counted = |f: &[u8]| {
+            calls.set(calls.get() + 1);
+            hash(f)
+        };
+        let long = vec![b'x'; MAX_FORM + 1];
+        assert_eq!(key_of(&long, counted), hash(&long));
+        assert_eq!(key_of(&long, counted), hash(&long));
+        assert_eq!(calls.get(), 2);
+    }
+}
