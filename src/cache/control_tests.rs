@@ -280,3 +280,32 @@ fn hostile_inputs_do_not_panic() {
     let _ = req(&[b"\"\"\"\"===,,,\\"]);
     let _ = resp(&[b"max-age==5", b"private=\"", b"\x00\x01"]);
 }
+
+#[test]
+fn fields_present_finds_each_name_once_scanned() {
+    let outpost = HeaderName::from_static("outpost-cache-control");
+    let names = [
+        outpost.clone(),
+        CDN_CACHE_CONTROL.clone(),
+        http::header::ETAG,
+        HeaderName::from_static("surrogate-key"),
+    ];
+    let h = hm(&[
+        ("cache-control", b"no-store"),
+        ("etag", b"\"x\""),
+        ("cdn-cache-control", b"max-age=1"),
+        ("cdn-cache-control", b"private"),
+        ("x-other", b"1"),
+    ]);
+    let p = fields_present(&h, &names);
+    assert!(!p.has(0));
+    assert!(p.has(1));
+    assert!(p.has(2));
+    assert!(!p.has(3));
+    assert!(!fields_present(&HeaderMap::new(), &names).has(1));
+    // Names past the 64th are reported present (looked up by the caller).
+    let many: Vec<HeaderName> = (0..70)
+        .map(|i| HeaderName::from_bytes(format!("x-f{i}").as_bytes()).unwrap())
+        .collect();
+    assert!(fields_present(&h, &many).has(65));
+}

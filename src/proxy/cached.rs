@@ -18,7 +18,7 @@ use super::layer::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget, ttl};
 use super::respond::Source;
 use super::{Proxy, SiteRuntime, error_response};
 use crate::cache::coalesce::{Join, Key, WaitError};
-use crate::cache::control::RequestDirectives;
+use crate::cache::control::{RequestDirectives, fields_present};
 use crate::cache::freshness::{Decision, Reuse, ReuseOptions, decide};
 use crate::cache::key::{normalise_authority, primary_key_normalised};
 use crate::cache::meta::VaryMarker;
@@ -479,11 +479,13 @@ impl Proxy {
         rec.cache = phase.as_str();
         let mut out = self.client_response_stripped(resp, ctx.client_version, rec);
         if let Some(cache) = self.cache.as_ref() {
-            for t in &cache.targets {
-                out.headers_mut().remove(t);
-            }
-            if cache.strip_tag_header {
-                out.headers_mut().remove(&cache.tag_header);
+            // One scan for the fields to remove, instead of a hashed
+            // removal of each (crate::cache::control::fields_present).
+            let present = fields_present(out.headers(), &cache.pass_strip);
+            for (i, name) in cache.pass_strip.iter().enumerate() {
+                if present.has(i) {
+                    out.headers_mut().remove(name);
+                }
             }
         }
         let mut cs = phase.cache_status(CACHE_NAME).fwd_status(status);

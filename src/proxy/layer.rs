@@ -44,6 +44,9 @@ pub struct CacheLayer {
     /// The purge-tag response field, and whether clients get it.
     pub(super) tag_header: HeaderName,
     pub(super) strip_tag_header: bool,
+    /// Fields removed from passed-through responses: the targeted fields,
+    /// and the tag field when `strip_tag_header`.
+    pub(super) pass_strip: Vec<HeaderName>,
     heuristic: HeuristicConfig,
     pub(super) range_fetch_whole: bool,
     pub(super) lock_timeout: std::time::Duration,
@@ -97,6 +100,13 @@ impl CacheLayer {
             targets: target_list(Some(&cfg.cache.targeted_field)),
             tag_header: cfg.purge.tag_header.clone(),
             strip_tag_header: cfg.purge.strip_tag_header,
+            pass_strip: {
+                let mut names = target_list(Some(&cfg.cache.targeted_field));
+                if cfg.purge.strip_tag_header {
+                    names.push(cfg.purge.tag_header.clone());
+                }
+                names
+            },
             heuristic: HeuristicConfig {
                 fraction: cfg.cache.heuristic_fraction,
                 max: cfg.cache.heuristic_max,
