@@ -11,7 +11,65 @@ use outpost::config::{Config, Overrides};
 /// glibc served it from its slow path (`malloc_consolidate`), about 8 % of a 1 KiB hit
 /// (benches/load/README.md has the profile).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Alloc = Alloc;
+
+/// mimalloc, asked the way std asks the system allocator: plain `mi_malloc` for layouts whose
+/// alignment every mimalloc block has (a word), `mi_malloc_aligned` for the rest.
+/// `mimalloc::MiMalloc` always calls `mi_malloc_aligned`, whose generic path over-allocates
+/// for most sizes above 1 KiB (hyper's 8 KiB read buffer on every request: ~600 instructions
+/// per pass-through request, benches/load/README.md).
+struct Alloc;
+
+/// The alignment of every mimalloc block (one word).
+const WORD: usize = std::mem::size_of::<usize>();
+
+// SAFETY: each method forwards to the mimalloc function with the same contract; blocks from
+// `mi_malloc` are word-aligned, so they meet any layout with `align <= WORD`. A global
+// allocator cannot be written without `unsafe`.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Alloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: plain C allocation calls; see the impl's comment.
+        unsafe {
+            if layout.align() <= WORD {
+                libmimalloc_sys::mi_malloc(layout.size()).cast()
+            } else {
+                libmimalloc_sys::mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: as `alloc`.
+        unsafe {
+            if layout.align() <= WORD {
+                libmimalloc_sys::mi_zalloc(layout.size()).cast()
+            } else {
+                libmimalloc_sys::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator, i.e. from mimalloc.
+        unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from mimalloc with `layout`'s alignment, kept by either call.
+        unsafe {
+            if layout.align() <= WORD {
+                libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast()
+            } else {
+                libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
+            }
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "outpost", version, about = "Outpost: an edge caching CDN node")]
