@@ -196,6 +196,14 @@ fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
     b.http1()
         .header_read_timeout(s.header_read_timeout)
         .max_buf_size(max_buf.max(8192))
+        // A client may close its sending side once its request is out and
+        // still read the answer (RFC 9112 §9.6 lets either side close first).
+        // Without this hyper takes that EOF for an abort, and it probes for
+        // it on every request that waits for an origin, with a fresh 8 KiB
+        // read buffer each time (the request still holds the old one):
+        // ~660 instructions per pass-through request (benches/load/README.md).
+        // A client that goes away is noticed when its answer is written.
+        .half_close(true)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

@@ -4,6 +4,8 @@
 //! response-header timeout on pooled connections (src/origin/h1.rs).
 //! Each checks that a deadline is enforced after the connection's earlier
 //! deadlines have passed, which is where a re-used timer could go wrong.
+//! Also: a client that half-closes after its request still gets the answer
+//! (hyper's `half_close`, set in src/server.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -157,4 +159,31 @@ async fn a_pooled_origin_connection_keeps_its_response_header_timeout() {
     );
     assert!(took < Duration::from_secs(5), "timed out late: {took:?}");
     assert_eq!(conns.load(Ordering::SeqCst), 1, "one pooled connection");
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    // RFC 9112 §9.6: the client shuts down its sending side once the
+    // request is out; the answer still arrives. The origin is slow, so the
+    // half-close is seen while the node waits for it.
+    let origin = TestOrigin::start(|_req| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        resp(200, "slow answer")
+    })
+    .await;
+    let node = TestNode::start(&origin.url(), "").await;
+    let mut s = TcpStream::connect(node.proxy).await.unwrap();
+    s.write_all(b"GET /half HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("slow answer"), "{text}");
+    assert_eq!(origin.count(), 1);
 }
