@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod error;

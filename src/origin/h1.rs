@@ -82,7 +82,7 @@ impl IdleConns {
     /// Keeps `conn` for reuse, first closing connections past the idle
     /// timeout (the oldest are first).
     pub(super) fn put(&self, mut conn: Conn, limits: PoolLimits) {
-        let now = Instant::now();
+        let now = Instant::from_std(crate::clock::coarse_now());
         let mut conns = self.lock();
         let expired = conns
             .iter()
@@ -143,7 +143,8 @@ impl H1Client {
         headers: &HeaderMap,
     ) -> Result<Response<H1Body>, Error> {
         let head = encode_head(method, path_and_query, headers);
-        let now = Instant::now();
+        // A tick early at worst (crate::clock).
+        let now = Instant::from_std(crate::clock::coarse_now());
         let deadline = now + self.response_header_timeout;
         if let Some(conn) = origin.idle.take(self.limits, now) {
             match exchange(conn, &head, deadline).await {
@@ -372,8 +373,18 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     // Offsets of each name and value, so that they can be taken from the
     // head once it is split off the buffer.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
     let n = resp.headers.len();
+    // On the stack for typical heads (zeroing room for MAX_HEADERS showed
+    // in the profile), on the heap for long ones.
+    let mut small = [(0u32, 0u32, 0u32, 0u32); 24];
+    let mut large = Vec::new();
+    let spans: &mut [(u32, u32, u32, u32)] = match small.get_mut(..n) {
+        Some(s) => s,
+        None => {
+            large.resize(n, (0, 0, 0, 0));
+            &mut large
+        }
+    };
     for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
         let name_at = f.name.as_ptr() as usize - base;
         let value_at = f.value.as_ptr() as usize - base;
@@ -387,7 +398,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     }
     let head = buf.split_to(used).freeze();
     let mut headers = HeaderMap::with_capacity(n);
-    for &(na, nl, va, vl) in &spans[..n] {
+    for &(na, nl, va, vl) in spans.iter() {
         let raw_name = head
             .get(na as usize..(na + nl) as usize)
             .unwrap_or_default();

@@ -387,3 +387,28 @@ async fn idle_connections_past_the_timeout_are_not_used() {
     }
     assert_eq!(s.conns.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn heads_with_many_fields_keep_every_field_in_order() {
+    // More fields than parse_head keeps on the stack (24), fewer than the
+    // limit (128); names in mixed case, known and unknown.
+    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for i in 0..60 {
+        head.push_str(&format!("X-Field-{i}: v{i}\r\nset-cookie: c{i}\r\n"));
+    }
+    head.push_str("\r\nok");
+    let s = scripted(move |_| reply(&head)).await;
+    let resp = client()
+        .send(&s.origin, &Method::GET, "/", &headers("a"))
+        .await
+        .unwrap();
+    let h = resp.headers().clone();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    for i in 0..60 {
+        assert_eq!(h[format!("x-field-{i}").as_str()], format!("v{i}").as_str());
+    }
+    let cookies: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+    assert_eq!(cookies.len(), 60);
+    assert_eq!(cookies[0], "c0");
+    assert_eq!(cookies[59], "c59");
+}

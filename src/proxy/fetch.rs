@@ -46,6 +46,8 @@ impl Proxy {
             )),
             None => without_preconditions(&ctx.headers),
         };
+        // Precise clocks: the response time becomes the object's creation
+        // time, which is ordered against Vary markers and purges.
         let req_time = SystemTime::now();
         let started = Instant::now();
         let result = self

@@ -34,6 +34,12 @@ impl hyper::rt::Timer for ConnTimer {
         self.sleep_until(Instant::now() + duration)
     }
 
+    /// hyper asks for the time to set a header-read deadline; a tick
+    /// early at worst is fine for that (crate::clock).
+    fn now(&self) -> Instant {
+        crate::clock::coarse_now()
+    }
+
     fn sleep_until(&self, at: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let at = tokio::time::Instant::from_std(at);
         let spare = self

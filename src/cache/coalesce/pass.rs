@@ -55,7 +55,7 @@ impl PassMemory {
         }
         let mut m = self.lock();
         match m.get(key) {
-            Some(until) if *until > Instant::now() => true,
+            Some(until) if *until > crate::clock::coarse_now() => true,
             Some(_) => {
                 m.remove(key);
                 false
@@ -67,7 +67,7 @@ impl PassMemory {
     /// Marks `key` for the next `ttl`.
     pub fn remember(&self, key: Key) {
         let mut m = self.lock();
-        let now = Instant::now();
+        let now = crate::clock::coarse_now();
         if m.len() > PRUNE_AT {
             m.retain(|_, t| *t > now);
             // Clear bits for dropped marks; a reader racing this sees a

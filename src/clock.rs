@@ -1,0 +1,65 @@
+//! A cheap clock for timestamps that tolerate a few milliseconds of error
+//! and are compared only with each other or with deadlines: hit-for-pass
+//! marks, idle origin connections, and the header-read and
+//! response-header deadlines.
+//!
+//! `Instant::now()` reads the TSC through the vDSO: ~22 ns in the VM of
+//! benches/load/RESULTS.md, and a pass-through request took ten readings.
+//! `CLOCK_MONOTONIC_COARSE` is the kernel's last tick, read from the vDSO
+//! page without the TSC: ~6 ns, up to one tick (1–10 ms) behind.
+//!
+//! Whatever is ordered against other events keeps the precise clocks: a
+//! fetch's start and an object's creation time are compared with purges
+//! and Vary markers (a coarse creation time made a new object look older
+//! than the marker written just before it).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustix::time::{ClockId, clock_gettime};
+
+fn read(id: ClockId) -> Duration {
+    let t = clock_gettime(id);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// The monotonic time to within a clock tick, as an [`Instant`]
+/// comparable with `Instant::now()` to within a tick either way.
+pub fn coarse_now() -> Instant {
+    // The coarse clock and `Instant` count from the same origin; one
+    // pairing taken at first use converts the one to the other.
+    static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
+    let (at, coarse_at) = *BASE.get_or_init(|| (Instant::now(), read(ClockId::MonotonicCoarse)));
+    at + read(ClockId::MonotonicCoarse).saturating_sub(coarse_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One tick is at most 10 ms (HZ=100); allow scheduling slack on top.
+    const SLACK: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn coarse_clocks_follow_the_precise_ones() {
+        for _ in 0..3 {
+            let (p, c) = (Instant::now(), coarse_now());
+            let gap = if p > c { p - c } else { c - p };
+            assert!(gap < SLACK, "monotonic: {gap:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn coarse_now_never_goes_back() {
+        let mut last = coarse_now();
+        for _ in 0..10_000 {
+            let t = coarse_now();
+            assert!(t >= last);
+            last = t;
+        }
+    }
+}
