@@ -306,14 +306,29 @@ impl CacheStatus {
     /// §2: caches closer to the client come later in the list).
     pub fn append_to(&self, headers: &mut HeaderMap) {
         let mut out: Vec<u8> = Vec::with_capacity(96);
-        for v in headers.get_all(&CACHE_STATUS) {
-            out.extend_from_slice(v.as_bytes());
-            out.extend_from_slice(b", ");
+        // One lookup of the (non-standard, so costly to hash) name for both
+        // reading what is there and writing the result.
+        match headers.entry(CACHE_STATUS.clone()) {
+            http::header::Entry::Occupied(mut e) => {
+                for v in e.iter() {
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
+                self.encode(&mut out);
+                // Replaces every earlier line with the combined one.
+                e.insert(self.value_of(&out));
+            }
+            http::header::Entry::Vacant(e) => {
+                self.encode(&mut out);
+                e.insert(self.value_of(&out));
+            }
         }
-        self.encode(&mut out);
-        // No core::fmt on the hot path; the value takes one exact-size copy.
-        let value = HeaderValue::from_bytes(&out).unwrap_or_else(|_| self.to_header_value());
-        headers.insert(CACHE_STATUS.clone(), value);
+    }
+
+    /// `out` as a field value (no core::fmt on the hot path: one
+    /// exact-size copy), or the escaped form if `out` is not one.
+    fn value_of(&self, out: &[u8]) -> HeaderValue {
+        HeaderValue::from_bytes(out).unwrap_or_else(|_| self.to_header_value())
     }
 
     /// Writes the member (RFC 9211 §2, RFC 8941 §4.1) to `out`. Only
@@ -486,5 +501,15 @@ mod tests {
         let mut h = HeaderMap::new();
         CachePhase::Bypass.cache_status("Outpost").append_to(&mut h);
         assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Outpost; fwd=bypass");
+        // Two upstream lines become one list, ours last.
+        let mut h = HeaderMap::new();
+        h.append(CACHE_STATUS.clone(), HeaderValue::from_static("Origin"));
+        h.append(
+            CACHE_STATUS.clone(),
+            HeaderValue::from_static("Shield; hit"),
+        );
+        CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
+        let all: Vec<_> = h.get_all(&CACHE_STATUS).iter().collect();
+        assert_eq!(all, ["Origin, Shield; hit, Outpost; hit"]);
     }
 }
