@@ -154,28 +154,34 @@ pub fn add_via(headers: &mut HeaderMap, via: Option<&HeaderValue>) {
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    if !headers.contains_key(&XFF) {
-        // The common case: format the address on the stack, one copy.
-        let mut buf = [0u8; 64];
-        if let Some(ip) = format_ip(client_ip, &mut buf)
-            && let Ok(v) = HeaderValue::from_bytes(ip)
-        {
-            headers.insert(&XFF, v);
-        }
-    } else {
-        let mut list = String::new();
-        for v in headers.get_all(&XFF) {
-            if let Ok(s) = v.to_str() {
-                let s = s.trim();
-                if !s.is_empty() {
-                    list.push_str(s);
-                    list.push_str(", ");
-                }
+    // One lookup of the (non-standard, so costly to hash) name for both
+    // the check and the write.
+    match headers.entry(&XFF) {
+        http::header::Entry::Vacant(e) => {
+            // The common case: format the address on the stack, one copy.
+            let mut buf = [0u8; 64];
+            if let Some(ip) = format_ip(client_ip, &mut buf)
+                && let Ok(v) = HeaderValue::from_bytes(ip)
+            {
+                e.insert(v);
             }
         }
-        list.push_str(&client_ip.to_string());
-        if let Ok(v) = HeaderValue::from_str(&list) {
-            headers.insert(&XFF, v);
+        http::header::Entry::Occupied(mut e) => {
+            let mut list = String::new();
+            for v in e.iter() {
+                if let Ok(s) = v.to_str() {
+                    let s = s.trim();
+                    if !s.is_empty() {
+                        list.push_str(s);
+                        list.push_str(", ");
+                    }
+                }
+            }
+            list.push_str(&client_ip.to_string());
+            if let Ok(v) = HeaderValue::from_str(&list) {
+                // Replaces every earlier line with the combined one.
+                e.insert(v);
+            }
         }
     }
     headers.insert(&XFP, HeaderValue::from_static(proto));
@@ -355,5 +361,14 @@ mod tests {
         add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http");
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        // Several lines (and an empty one) become one list.
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", " "),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        add_forwarded(&mut h, "::1".parse().unwrap(), "http");
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["1.1.1.1, 2.2.2.2, ::1"]);
     }
 }
