@@ -11,24 +11,23 @@
 //! exact canonical bytes it holds, so a collision is a miss, never a wrong
 //! key. The memo is direct-mapped (a newer form overwrites its slot) and
 //! per thread (no lock, nothing shared between cores); forms longer than
-//! [`MAX_FORM`] are not memoised. Its memory is allocated on first use and
-//! only the slots in use are ever touched.
+//! [`MAX_FORM`] are not memoised. Its ~380 KiB per thread are allocated
+//! zeroed on first use, so only the pages of slots in use become resident.
 
 use std::cell::RefCell;
 
 /// Longest canonical form kept (bytes).
 pub const MAX_FORM: usize = 152;
-/// Slots per thread (a power of two): ~400 KiB of address space.
+/// Slots per thread (a power of two).
 const SLOTS: usize = 2048;
-
-struct Slot {
-    len: u16,
-    form: [u8; MAX_FORM],
-    key: [u8; 32],
-}
+/// One slot: the form's length (2 bytes), its key (32), the form.
+const SLOT: usize = 2 + 32 + MAX_FORM;
 
 thread_local! {
-    static MEMO: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+    /// `SLOTS` slots of `SLOT` bytes (~380 KiB), zero-allocated at first
+    /// use: a zero length is an empty slot, and pages of slots never
+    /// written are never touched.
+    static MEMO: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Index of `form`'s slot: a multiply-rotate hash of its words (only a
@@ -54,12 +53,14 @@ pub fn key_of(form: &[u8], compute: impl FnOnce(&[u8]) -> [u8; 32]) -> [u8; 32] 
     if form.len() > MAX_FORM {
         return compute(form);
     }
-    let at = slot_of(form);
+    let at = slot_of(form) * SLOT;
     let known = MEMO.try_with(|m| {
         let m = m.borrow();
-        let slot = m.get(at)?;
-        let held = slot.form.get(..usize::from(slot.len))?;
-        (usize::from(slot.len) == form.len() && held == form).then_some(slot.key)
+        let slot = m.get(at..at + SLOT)?;
+        let len = usize::from(u16::from_le_bytes([slot[0], slot[1]]));
+        (len == form.len() && slot.get(34..34 + len)? == form)
+            .then(|| <[u8; 32]>::try_from(&slot[2..34]).ok())
+            .flatten()
     });
     if let Ok(Some(key)) = known {
         return key;
@@ -68,18 +69,14 @@ pub fn key_of(form: &[u8], compute: impl FnOnce(&[u8]) -> [u8; 32]) -> [u8; 32] 
     let _ = MEMO.try_with(|m| {
         let mut m = m.borrow_mut();
         if m.is_empty() {
-            m.resize_with(SLOTS, || Slot {
-                len: 0,
-                form: [0; MAX_FORM],
-                key: [0; 32],
-            });
+            *m = vec![0; SLOTS * SLOT];
         }
-        if let (Some(slot), Ok(len)) = (m.get_mut(at), u16::try_from(form.len()))
-            && let Some(dst) = slot.form.get_mut(..form.len())
+        if let (Some(slot), Ok(len)) = (m.get_mut(at..at + SLOT), u16::try_from(form.len()))
+            && let Some(dst) = slot.get_mut(34..34 + form.len())
         {
             dst.copy_from_slice(form);
-            slot.len = len;
-            slot.key = key;
+            slot[..2].copy_from_slice(&len.to_le_bytes());
+            slot[2..34].copy_from_slice(&key);
         }
     });
     key
