@@ -458,10 +458,12 @@ pub fn fields_present(headers: &HeaderMap, names: &[HeaderName]) -> Present {
 /// the response is forwarded to clients (Outpost never forwards its own
 /// target fields, whether or not they were valid).
 pub fn targeted_fields_to_strip(headers: &HeaderMap, targets: &[HeaderName]) -> Vec<HeaderName> {
+    let present = fields_present(headers, targets);
     targets
         .iter()
-        .filter(|n| headers.contains_key(*n))
-        .cloned()
+        .enumerate()
+        .filter(|&(i, _)| present.has(i))
+        .map(|(_, n)| n.clone())
         .collect()
 }
 
