@@ -2,7 +2,9 @@
 //! and cleartext HTTP/2 (prior knowledge) on one port, and graceful
 //! shutdown (stop accepting, drain in-flight requests up to a deadline).
 //! Connections write through [`zero_copy::ZeroCopyStream`], which sends
-//! large cached bodies with `sendfile(2)`.
+//! large cached bodies with `sendfile(2)`. On the proxy listener, HTTP/1.1
+//! `GET` and `HEAD` requests are served by the own path [`h1`] until a
+//! request it does not take hands the connection to hyper.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,14 +22,19 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod h1;
+mod h1_write;
+pub mod rewind;
 pub mod timer;
 pub mod zero_copy;
 
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
 use crate::proxy::body::{AccessRecord, ProxyBody};
-use crate::proxy::{ConnInfo, Proxy};
+use crate::proxy::{ConnInfo, Proxy, RequestBody};
 use http_body_util::BodyExt;
+use rewind::Rewind;
+use zero_copy::ZeroCopyStream;
 
 /// A running node: its bound addresses and the handle to stop it.
 pub struct Node {
@@ -68,6 +75,27 @@ impl Node {
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
+        let fast = cfg.server.fast_http1.then(|| {
+            let p = proxy.clone();
+            Fast {
+                settings: h1::Settings {
+                    header_read_timeout: cfg.server.header_read_timeout,
+                    max_head: usize::try_from(cfg.server.max_header_bytes)
+                        .unwrap_or(usize::MAX)
+                        .max(8192),
+                },
+                handler: move |req: Request<RequestBody>, peer: SocketAddr| {
+                    let p = p.clone();
+                    async move {
+                        let info = ConnInfo {
+                            peer,
+                            scheme: "http",
+                        };
+                        p.handle(req, info).await
+                    }
+                },
+            }
+        });
         let proxy_keep = proxy.clone();
         let purge_state = admin_state.clone();
         let proxy_task = tokio::spawn(serve(
@@ -87,9 +115,10 @@ impl Node {
                         peer,
                         scheme: "http",
                     };
-                    p.handle(req, info).await
+                    p.handle(req.map(RequestBody::Hyper), info).await
                 }
             },
+            fast,
         ));
         let admin_task = tokio::spawn(serve(
             admin_l,
@@ -101,6 +130,7 @@ impl Node {
                 let st = admin_state.clone();
                 async move { crate::admin::handle(req, &st).await }
             },
+            None::<Fast<NoFast>>,
         ));
         tracing::info!(%proxy_addr, %admin_addr, "outpost started");
         Ok(Node {
@@ -213,15 +243,27 @@ fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
     b
 }
 
+/// The own HTTP/1 path of a listener: its limits and its handler.
+struct Fast<F> {
+    settings: h1::Settings,
+    handler: F,
+}
+
+/// The handler type of a listener without the own path.
+type NoFast = fn(Request<RequestBody>, SocketAddr) -> std::future::Pending<Response<ProxyBody>>;
+
 /// Accepts connections until cancelled, then drains. Returns whether every
-/// connection finished within `drain`.
-async fn serve<F, Fut, B>(
+/// connection finished within `drain`. With `fast`, a connection starts on
+/// the own HTTP/1 path ([`h1`]) and goes to hyper (`handler`) when that
+/// path gives it up; without, hyper serves it from the start.
+async fn serve<F, Fut, B, FF, FFut>(
     listener: TcpListener,
     builder: Builder<TokioExecutor>,
     cancel: CancellationToken,
     drain: Duration,
     sendfile_bytes: zero_copy::SendfileBytes,
     handler: F,
+    fast: Option<Fast<FF>>,
 ) -> bool
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -229,8 +271,12 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    FF: Fn(Request<RequestBody>, SocketAddr) -> FFut + Clone + Send + Sync + 'static,
+    FFut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let builder = Arc::new(builder);
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -246,32 +292,51 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
+        let io = ZeroCopyStream::new(stream, sendfile_bytes.clone());
         let h = handler.clone();
-        let svc = service_fn(move |req| {
-            let h = h.clone();
-            async move { Ok::<_, Infallible>(h(req, peer).await) }
-        });
-        // One header-read timer per connection (server::timer).
-        let mut conn_builder = builder.clone();
-        conn_builder.http1().timer(timer::ConnTimer::new());
-        let conn = conn_builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(zero_copy::ZeroCopyStream::new(
-                    stream,
-                    sendfile_bytes.clone(),
-                )),
-                svc,
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let with_hyper = move |io: Rewind<ZeroCopyStream>| {
+            let svc = service_fn(move |req| {
+                let h = h.clone();
+                async move { Ok::<_, Infallible>(h(req, peer).await) }
+            });
+            // One header-read timer per connection (server::timer).
+            let mut conn_builder = (*builder).clone();
+            conn_builder.http1().timer(timer::ConnTimer::new());
+            let conn = conn_builder
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                .into_owned();
+            let conn = watcher.watch(conn);
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
             }
-        });
+        };
+        match fast.as_ref() {
+            Some(f) => {
+                let fh = f.handler.clone();
+                tracker.spawn(h1::serve(
+                    io,
+                    f.settings,
+                    cancel.clone(),
+                    move |req| fh(req, peer),
+                    with_hyper,
+                ));
+            }
+            None => {
+                tracker.spawn(with_hyper(Rewind::new(bytes::Bytes::new(), io)));
+            }
+        }
     }
     drop(listener);
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
+    tracker.close();
+    let all_done = async {
+        graceful.shutdown().await;
+        tracker.wait().await;
+    };
+    match tokio::time::timeout(drain, all_done).await {
         Ok(()) => true,
         Err(_) => {
             tracing::warn!(

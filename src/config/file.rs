@@ -97,6 +97,7 @@ pub struct FileServer {
     pub max_header_bytes: Option<SizeValue>,
     pub h2_max_concurrent_streams: Option<i64>,
     pub via: Option<String>,
+    pub fast_http1: Option<bool>,
 }
 
 /// `[timeouts]`: talking to origins.

@@ -176,6 +176,9 @@ pub struct ServerConfig {
     pub h2_max_concurrent_streams: u32,
     /// Pseudonym in the `Via` header (RFC 9110 §7.6.3).
     pub via: String,
+    /// Serve `GET`/`HEAD` without content on the own HTTP/1.1 path
+    /// (`server::h1`) instead of hyper's.
+    pub fast_http1: bool,
 }
 
 /// `[timeouts]`: the origin side.
@@ -336,6 +339,7 @@ impl Config {
                 max_header_bytes: 64 << 10,
                 h2_max_concurrent_streams: 256,
                 via: "outpost".into(),
+                fast_http1: true,
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),

@@ -208,6 +208,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         max_header_bytes,
         h2_max_concurrent_streams: h2_streams,
         via,
+        fast_http1: s.fast_http1.unwrap_or(d.server.fast_http1),
     };
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {

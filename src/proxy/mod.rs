@@ -34,6 +34,25 @@ use crate::origin::{OriginBody, OriginClient, Pool, ResponseBody};
 use body::{AccessRecord, ProxyBody};
 use layer::{CACHE_NAME, CacheLayer, RequestTarget};
 
+/// A client request's content: none, or hyper's stream. The server's own
+/// HTTP/1 path ([`crate::server::h1`]) takes only requests without
+/// content; everything else arrives through hyper.
+#[derive(Debug)]
+pub enum RequestBody {
+    Empty,
+    Hyper(Incoming),
+}
+
+impl RequestBody {
+    /// Whether the request has no (more) content.
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+}
+
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
@@ -104,7 +123,7 @@ impl Proxy {
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
         let host = request_host(&req);
@@ -146,7 +165,7 @@ impl Proxy {
 
     async fn forward(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         host: Option<String>,
         conn: ConnInfo,
         rec: &mut AccessRecord,
@@ -270,7 +289,7 @@ impl Proxy {
         method: &Method,
         path_and_query: &str,
         headers: &http::HeaderMap,
-        body: Option<Incoming>,
+        body: Option<RequestBody>,
     ) -> Result<Response<ResponseBody>, Error> {
         let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
         // Requests without content or upgrade take our HTTP/1 client.
@@ -325,11 +344,13 @@ impl Proxy {
         method: &Method,
         path_and_query: &str,
         headers: &http::HeaderMap,
-        body: Option<Incoming>,
+        body: Option<RequestBody>,
     ) -> Result<Response<ResponseBody>, Error> {
         let uri = OriginClient::uri_for(origin, path_and_query)?;
         let out_body: OriginBody = match body {
-            Some(b) if !b.is_end_stream() => b.map_err(Into::into).boxed_unsync(),
+            Some(RequestBody::Hyper(b)) if !b.is_end_stream() => {
+                b.map_err(Into::into).boxed_unsync()
+            }
             _ => http_body_util::Empty::new()
                 .map_err(|never| match never {})
                 .boxed_unsync(),

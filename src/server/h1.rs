@@ -1,0 +1,240 @@
+//! The proxy listener's own HTTP/1.1 path for the requests a CDN node
+//! mostly sees: `GET` and `HEAD` without content, on keep-alive
+//! connections. Everything else is handed to hyper, with the bytes already
+//! read put back ([`super::rewind`]): requests with content, `Expect`,
+//! `Upgrade`, HTTP/1.0, HTTP/2 prior knowledge, heads that do not parse or
+//! are too large (hyper answers 400 or 431 exactly as without this path).
+//! A connection given up stays with hyper for the rest of its life.
+//!
+//! Why: hyper's HTTP/1 server (dispatcher, role encoding, its buffers and
+//! the futures moved between them) was ~9,700 instructions per request
+//! with a handler that answers at once, a quarter of a pass-through
+//! request (benches/load/README.md). This path parses the head with
+//! httparse into the same `http::Request`, calls the same handler, and
+//! writes the response with one `write`/`writev` (or `sendfile` through
+//! [`super::zero_copy`]) per response.
+//!
+//! Rules kept (RFC 9112): persistent connections unless `Connection:
+//! close` (§9.3); requests are answered in order, pipelined ones too
+//! (§9.3.2); the response framing is `Content-Length` when the length is
+//! known, chunked otherwise (§6.1, §6.2, §7.1); no content for `HEAD`,
+//! 1xx, 204 and 304 (§6.3). A head must arrive within the header-read
+//! timeout, which also bounds an idle keep-alive connection.
+
+use std::future::{Future, poll_fn};
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, Uri, Version};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::h1_write::write_response;
+use super::rewind::Rewind;
+use super::zero_copy::ZeroCopyStream;
+use crate::deadline::Deadline;
+use crate::proxy::RequestBody;
+use crate::proxy::body::ProxyBody;
+
+/// Headers per request head, as hyper's default (more: hyper answers 431).
+const MAX_HEADERS: usize = 100;
+/// Read buffer of a connection, and what a read asks for at least.
+const READ_BUF: usize = 8192;
+const READ_MIN: usize = 1024;
+
+/// Limits of the own path, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub header_read_timeout: Duration,
+    /// Largest head taken; a longer one goes to hyper (431).
+    pub max_head: usize,
+}
+
+/// What a head in the read buffer is.
+#[derive(Debug)]
+// Returned once per request and taken apart at once; a box would cost an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Parsed {
+    /// Incomplete: read more.
+    Partial,
+    /// A request this path takes, and whether it asked to close.
+    Take(Request<RequestBody>, bool),
+    /// Anything else: hyper takes the connection.
+    GiveUp,
+}
+
+/// Parses the head at the start of `buf`; a taken head is removed from it.
+pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::GiveUp,
+    };
+    // HTTP/1.0 keep-alive rules and bodies stay with hyper.
+    if req.version != Some(1) {
+        return Parsed::GiveUp;
+    }
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Parsed::GiveUp,
+    };
+    let Some(path) = req.path else {
+        return Parsed::GiveUp;
+    };
+    // One copy of the head that every field value then shares.
+    let base = buf.as_ptr() as usize;
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let slice = |s: &[u8]| {
+        let at = s.as_ptr() as usize - base;
+        head.slice(at..at + s.len())
+    };
+    let Ok(uri) = Uri::from_maybe_shared(slice(path.as_bytes())) else {
+        return Parsed::GiveUp;
+    };
+    // Room for what the pipeline adds (Via, X-Forwarded-*) without a
+    // rehash of the map.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
+    let mut close = false;
+    for h in req.headers.iter() {
+        let Some(name) = crate::origin::names::field_name(h.name.as_bytes()) else {
+            return Parsed::GiveUp;
+        };
+        // RFC 9112 §6: content (or a promise of it) and protocol changes
+        // are hyper's.
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+        {
+            return Parsed::GiveUp;
+        }
+        // RFC 9112 §9.6: `close` ends the connection after this response.
+        if name == header::CONNECTION && has_close(h.value) {
+            close = true;
+        }
+        let Ok(value) = HeaderValue::from_maybe_shared(slice(h.value)) else {
+            return Parsed::GiveUp;
+        };
+        headers.append(name, value);
+    }
+    buf.advance(len);
+    let mut r = Request::new(RequestBody::Empty);
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = Version::HTTP_11;
+    *r.headers_mut() = headers;
+    Parsed::Take(r, close)
+}
+
+/// Whether a `Connection` value lists `close`.
+pub(crate) fn has_close(v: &[u8]) -> bool {
+    v.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+enum Wait {
+    Read(std::io::Result<usize>),
+    Timeout,
+    Shutdown,
+}
+
+/// Serves one client connection: requests this path takes are answered by
+/// `handler`; at the first it does not take, the connection (with what
+/// was read of it) goes to `give_up`, which serves it with hyper.
+pub(crate) async fn serve<H, HF, G, GF>(
+    mut io: ZeroCopyStream,
+    settings: Settings,
+    shutdown: CancellationToken,
+    handler: H,
+    give_up: G,
+) where
+    H: Fn(Request<RequestBody>) -> HF,
+    HF: Future<Output = Response<ProxyBody>>,
+    G: FnOnce(Rewind<ZeroCopyStream>) -> GF,
+    GF: Future<Output = ()>,
+{
+    let mut rbuf = BytesMut::with_capacity(READ_BUF);
+    let mut wbuf = Vec::with_capacity(1024);
+    let mut deadline: Option<Deadline> = None;
+    let mut cancelled = pin!(shutdown.cancelled());
+    loop {
+        let at = tokio::time::Instant::from_std(
+            crate::clock::coarse_now() + settings.header_read_timeout,
+        );
+        match deadline.as_mut() {
+            Some(d) => d.set(at),
+            None => deadline = Some(Deadline::new(at)),
+        }
+        let (req, close) = loop {
+            if !rbuf.is_empty() {
+                match parse(&mut rbuf) {
+                    Parsed::Take(r, close) => break (r, close),
+                    Parsed::Partial if rbuf.len() < settings.max_head => {}
+                    Parsed::Partial | Parsed::GiveUp => {
+                        return give_up(Rewind::new(rbuf.freeze(), io)).await;
+                    }
+                }
+            }
+            if rbuf.capacity() - rbuf.len() < READ_MIN {
+                rbuf.reserve(READ_BUF);
+            }
+            let idle = rbuf.is_empty();
+            let wait = poll_fn(|cx| {
+                if let Poll::Ready(r) =
+                    tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf)
+                {
+                    return Poll::Ready(Wait::Read(r));
+                }
+                // Graceful shutdown closes idle connections only.
+                if idle && cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wait::Shutdown);
+                }
+                match deadline.as_mut().map(|d| d.poll_expired(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(Wait::Timeout),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match wait {
+                Wait::Read(Ok(0)) | Wait::Shutdown => return,
+                Wait::Read(Ok(_)) => {}
+                Wait::Read(Err(e)) => {
+                    tracing::debug!(error = %e, "client connection read failed");
+                    return;
+                }
+                Wait::Timeout => {
+                    if !idle {
+                        tracing::debug!("client sent no complete request head in time");
+                    }
+                    return;
+                }
+            }
+        };
+        let head_only = req.method() == Method::HEAD;
+        let resp = handler(req).await;
+        let keep = !close && !shutdown.is_cancelled();
+        match write_response(&mut io, &mut wbuf, resp, head_only, keep).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "client connection write failed");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "h1_tests.rs"]
+mod tests;
