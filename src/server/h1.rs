@@ -28,7 +28,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -104,7 +104,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
     let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
     let mut close = false;
     for h in req.headers.iter() {
-        let Some(name) = crate::origin::names::field_name(h.name.as_bytes()) else {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Parsed::GiveUp;
         };
         // RFC 9112 §6: content (or a promise of it) and protocol changes
