@@ -20,6 +20,7 @@ pub mod invalidate;
 pub mod key;
 mod key_memo;
 pub mod meta;
+pub mod meta_memo;
 pub mod range;
 mod sfv;
 pub mod status;

@@ -17,7 +17,8 @@ use crate::cache::coalesce::{Coalescer, Key};
 use crate::cache::control::target_list;
 use crate::cache::freshness::HeuristicConfig;
 use crate::cache::invalidate::{Target, invalidation_keys};
-use crate::cache::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, decode_stored_record, flags};
+use crate::cache::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, flags};
+use crate::cache::meta_memo::decode_stored_record_memo;
 use crate::cache::vary::variant_key;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -214,7 +215,7 @@ impl CacheLayer {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };
-        match decode_stored_record(h.meta()) {
+        match decode_stored_record_memo(h.meta()) {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable cache record dropped");
                 self.store.remove(primary);
@@ -243,7 +244,7 @@ impl CacheLayer {
                 let Some(vh) = self.get(&vk).await else {
                     return Lookup::VaryMiss(marker);
                 };
-                match decode_stored_record(vh.meta()) {
+                match decode_stored_record_memo(vh.meta()) {
                     // A variant older than the marker predates an
                     // invalidation of the URI: it must not come back.
                     Ok(Record::Object(mut m))

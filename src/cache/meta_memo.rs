@@ -1,0 +1,143 @@
+//! A per-thread memo of decoded head records, for objects hit again and
+//! again: decoding a stored head (names, values, times, tags) was ~3,900
+//! of ~27,000 instructions of a 1 KiB hit (callgrind,
+//! benches/load/instructions.sh); a clone of the decoded record is a
+//! fraction of that.
+//!
+//! A record is kept only when it comes back to a slot that saw it once
+//! before (its checksum word matched), so a large random hot set mostly
+//! pays one compare, not a copy per request. The memo is keyed by the
+//! record's exact bytes: its trailing checksum picks the slot and the
+//! whole record is compared, so a changed record (a 304 refreshes the
+//! head under the same object id) or a colliding one is a miss, never a
+//! wrong answer. A kept record is decoded from its own copy of the bytes,
+//! so the memo never holds a store buffer (or an arena slice) alive.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+
+use super::meta::{CHECKSUM_LEN, MetaError, Record, decode_stored_record};
+
+/// Slots per thread (a power of two). At ~1 KiB per kept record, at most
+/// ~256 KiB per thread.
+const SLOTS: usize = 256;
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Empty,
+    /// A record with this checksum word was decoded here once.
+    Seen(u64),
+    /// A record (its bytes, decoded from them) kept for the next hit.
+    Kept { raw: Bytes, rec: Record },
+}
+
+thread_local! {
+    static MEMO: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`decode_stored_record`], answered from the memo when `input` was
+/// decoded on this thread recently.
+pub fn decode_stored_record_memo(input: &Bytes) -> Result<Record, MetaError> {
+    let Some(word) = input
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .and_then(|at| input.get(at..at + 8))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_le_bytes)
+    else {
+        return decode_stored_record(input);
+    };
+    let at = (word as usize) & (SLOTS - 1);
+    MEMO.with(|m| {
+        let Ok(mut memo) = m.try_borrow_mut() else {
+            return decode_stored_record(input);
+        };
+        if memo.is_empty() {
+            memo.resize_with(SLOTS, Slot::default);
+        }
+        let Some(slot) = memo.get_mut(at) else {
+            return decode_stored_record(input);
+        };
+        match slot {
+            Slot::Kept { raw, rec } if raw[..] == input[..] => Ok(rec.clone()),
+            Slot::Seen(w) if *w == word => {
+                // Seen before: keep it, decoded from a copy of its own.
+                let raw = Bytes::copy_from_slice(input);
+                let rec = decode_stored_record(&raw)?;
+                let out = rec.clone();
+                *slot = Slot::Kept { raw, rec };
+                Ok(out)
+            }
+            _ => {
+                *slot = Slot::Seen(word);
+                decode_stored_record(input)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::cache::meta::VaryMarker;
+    use http::HeaderName;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn marker(names: &[&'static str], secs: u64) -> Bytes {
+        Bytes::from(
+            VaryMarker {
+                names: names.iter().map(|n| HeaderName::from_static(n)).collect(),
+                created_at: UNIX_EPOCH + Duration::from_secs(secs),
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn the_memo_answers_what_a_fresh_decode_answers() {
+        let a = marker(&["accept-encoding"], 10);
+        let b = marker(&["accept-language"], 20);
+        for _ in 0..4 {
+            for raw in [&a, &b] {
+                assert_eq!(
+                    decode_stored_record_memo(raw).unwrap(),
+                    decode_stored_record(raw).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_with_the_same_checksum_but_other_bytes_is_not_confused() {
+        let a = marker(&["accept-encoding"], 10);
+        for _ in 0..3 {
+            decode_stored_record_memo(&a).unwrap();
+        }
+        // Same trailing checksum, different content: decoded for itself.
+        let mut forged = a.to_vec();
+        let at = forged.len() - CHECKSUM_LEN - 1;
+        forged[at] ^= 1;
+        let forged = Bytes::from(forged);
+        let got = decode_stored_record_memo(&forged);
+        assert_eq!(
+            got.map_err(|e| e.to_string()),
+            decode_stored_record(&forged).map_err(|e| e.to_string())
+        );
+        assert_ne!(
+            decode_stored_record_memo(&forged).ok(),
+            Some(decode_stored_record(&a).unwrap())
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_every_time() {
+        let junk = Bytes::from_static(b"not a record at all, just bytes");
+        for _ in 0..3 {
+            assert!(decode_stored_record_memo(&junk).is_err());
+        }
+        assert!(decode_stored_record_memo(&Bytes::from_static(b"x")).is_err());
+    }
+}
