@@ -267,6 +267,17 @@ impl ObjectMeta {
         to_header_map(&self.headers)
     }
 
+    /// [`ObjectMeta::header_map`] without the fields `skip` picks.
+    pub fn header_map_without(&self, skip: impl Fn(&HeaderName) -> bool) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(self.headers.len());
+        for (n, v) in &self.headers {
+            if !skip(n) {
+                h.append(n.clone(), v.clone());
+            }
+        }
+        h
+    }
+
     /// Current age at `now` (§4.2.3).
     pub fn current_age(&self, now: SystemTime) -> u64 {
         current_age(self.initial_age, self.response_time, now)

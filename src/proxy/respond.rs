@@ -18,6 +18,7 @@ use super::fill::FillHead;
 use super::stored_body::{Segment, fill_body, stored_body};
 use crate::cache::coalesce::FillReader;
 use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
+use crate::cache::control::fields_present;
 use crate::cache::freshness::age_header_value;
 use crate::cache::meta::ObjectMeta;
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
@@ -44,15 +45,16 @@ impl Proxy {
         phase: &'static str,
         src: Source,
     ) -> Response<ProxyBody> {
-        let mut headers = meta.header_map();
-        if let Some(cache) = self.cache.as_ref() {
-            for t in &cache.targets {
-                headers.remove(t);
+        // Targeted fields (RFC 9213) and, if configured, the tag field are
+        // left out as the map is built: a lookup of each (non-standard)
+        // name to remove it cost ~180 instructions per hit.
+        let mut headers = match self.cache.as_ref() {
+            Some(cache) => {
+                let tag = cache.strip_tag_header.then_some(&cache.tag_header);
+                meta.header_map_without(|n| cache.targets.contains(n) || Some(n) == tag)
             }
-            if cache.strip_tag_header {
-                headers.remove(&cache.tag_header);
-            }
-        }
+            None => meta.header_map(),
+        };
         // RFC 9111 §5.1: Age on every response served from a cache.
         headers.insert(AGE, age_header_value(age));
         add_via(&mut headers, self.via.get(Version::HTTP_11));
@@ -72,23 +74,19 @@ impl Proxy {
         // their dates on every plain hit showed up in the profile. They come
         // from the map just built (the removed targeted and tag fields carry
         // none).
-        let validators = if [
-            header::IF_MATCH,
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_UNMODIFIED_SINCE,
-            header::IF_RANGE,
-        ]
-        .iter()
-        .any(|h| ctx.headers.contains_key(h))
-        {
+        // One scan of the request's names for all of them (RFC 9110 §13.1
+        // preconditions, §13.1.5 If-Range, §14.2 Range).
+        let asked = fields_present(&ctx.headers, &CONDITIONAL_AND_RANGE);
+        let preconditions = (0..4).any(|i| asked.has(i));
+        let validators = if preconditions || asked.has(4) {
             Validators::from_headers(&headers, Some(meta.response_time))
         } else {
             Validators::default()
         };
 
         // RFC 9110 §13.2.1: preconditions apply when the response would be 2xx.
-        if status.is_success() {
+        // Without any precondition field, evaluation proceeds (§13.2.2).
+        if status.is_success() && preconditions {
             match evaluate(method, &ctx.headers, &validators) {
                 Precondition::Proceed => {}
                 Precondition::NotModified => {
@@ -118,7 +116,7 @@ impl Proxy {
         if *method == Method::GET
             && status == StatusCode::OK
             && let Some(len) = len
-            && ctx.headers.contains_key(header::RANGE)
+            && asked.has(5)
             && if_range_allows(&ctx.headers, &validators)
         {
             match (range::resolve(&ctx.headers, len), src) {
@@ -233,6 +231,17 @@ impl Proxy {
         resp
     }
 }
+
+/// The four precondition fields (RFC 9110 §13.1), If-Range and Range, in
+/// the order `respond` tests them.
+static CONDITIONAL_AND_RANGE: [http::HeaderName; 6] = [
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+];
 
 /// Copies `Cache-Status` and `Age` (for a 412 built from a stored object).
 fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
