@@ -69,6 +69,13 @@ impl ReadHandle {
         u64::from(self.head.chunk_size)
     }
 
+    /// The whole body, when it is kept in the head (small bodies): no
+    /// reader, no chunk lookup.
+    pub fn inline_body(&self) -> Option<Bytes> {
+        (self.head.is_inline() && self.head.inline.len() as u64 == self.head.body_len)
+            .then(|| self.head.inline.clone())
+    }
+
     /// A reader of the body from byte `offset` (at or past the end: an empty reader).
     pub fn reader(&self, offset: u64) -> BodyReader {
         BodyReader {

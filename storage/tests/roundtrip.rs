@@ -44,6 +44,14 @@ async fn round_trips_at_boundary_sizes() {
             (len as u64).div_ceil(MIB)
         };
         assert_eq!(hit.chunk_count(), chunks, "len {len}");
+        // And are handed out whole, without a reader.
+        match hit.inline_body() {
+            Some(b) => {
+                assert!(len <= inline_max, "len {len}");
+                assert_eq!(b, got, "len {len}");
+            }
+            None => assert!(len > inline_max, "len {len}"),
+        }
     }
     assert!(store.lookup(&key("absent")).await.unwrap().is_none());
     store.close().await.unwrap();
