@@ -58,6 +58,13 @@ impl AccessRecord {
     }
 }
 
+/// A complete in-memory body, boxed as any other source.
+pub fn full_inner(data: Bytes) -> InnerBody {
+    http_body_util::Full::new(data)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// The client-facing response body.
 pub struct ProxyBody {
     inner: InnerBody,
@@ -101,10 +108,7 @@ impl ProxyBody {
 
     /// A complete in-memory body.
     pub fn full(data: impl Into<Bytes>, record: AccessRecord) -> ProxyBody {
-        let b = http_body_util::Full::new(data.into())
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        ProxyBody::new(b, None, record)
+        ProxyBody::new(full_inner(data.into()), None, record)
     }
 
     /// An empty body.

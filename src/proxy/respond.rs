@@ -209,7 +209,7 @@ impl Proxy {
                 // A body kept in the head goes out as it is: no stream of
                 // chunks to poll (~1,000 instructions per small hit).
                 Source::Stored(h) => match h.inline_body() {
-                    Some(b) if b.len() as u64 == len => full_body(b),
+                    Some(b) if b.len() as u64 == len => super::body::full_inner(b),
                     _ => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
                 },
                 Source::Fill(f) => fill_body(f, 0, None),
@@ -235,14 +235,6 @@ impl Proxy {
         *resp.headers_mut() = headers;
         resp
     }
-}
-
-/// A complete in-memory body.
-fn full_body(b: Bytes) -> super::body::InnerBody {
-    use http_body_util::BodyExt;
-    http_body_util::Full::new(b)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 /// The four precondition fields (RFC 9110 §13.1), If-Range and Range, in
