@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::Origin;
 use super::h1_body::{Framing, H1Body};
+use super::headers::Forwarding;
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind};
 
@@ -141,8 +142,9 @@ impl H1Client {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
+        fwd: &Forwarding<'_>,
     ) -> Result<Response<H1Body>, Error> {
-        let head = encode_head(method, path_and_query, headers);
+        let head = encode_head(method, path_and_query, headers, fwd);
         // A tick early at worst (crate::clock).
         let now = Instant::from_std(crate::clock::coarse_now());
         let deadline = now + self.response_header_timeout;
@@ -423,14 +425,22 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
 
 /// The request head: request line, the caller's fields (already free of
 /// hop-by-hop fields) and framing for an empty body (RFC 9112 §6.3).
-fn encode_head(method: &Method, path_and_query: &str, headers: &HeaderMap) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + path_and_query.len() + headers.len() * 40);
+fn encode_head(
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    fwd: &Forwarding<'_>,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160 + path_and_query.len() + headers.len() * 40);
     b.extend_from_slice(method.as_str().as_bytes());
     b.push(b' ');
     b.extend_from_slice(path_and_query.as_bytes());
     b.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || Forwarding::replaces(name)
+        {
             continue;
         }
         b.extend_from_slice(name.as_str().as_bytes());
@@ -438,6 +448,7 @@ fn encode_head(method: &Method, path_and_query: &str, headers: &HeaderMap) -> Ve
         b.extend_from_slice(value.as_bytes());
         b.extend_from_slice(b"\r\n");
     }
+    fwd.write_fields(headers, &mut b);
     // RFC 9110 §8.6: a method that defines content sends a zero length.
     if !matches!(
         *method,

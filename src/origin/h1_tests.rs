@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::config::OriginUrl;
 use crate::origin::Origin;
+use crate::origin::headers::Forwarding;
 
 /// What the scripted origin does for one request.
 struct Reply {
@@ -107,6 +108,16 @@ fn client() -> H1Client {
     }
 }
 
+/// What the proxy adds to every origin request.
+fn fwd() -> Forwarding<'static> {
+    static VIA: HeaderValue = HeaderValue::from_static("1.1 test");
+    Forwarding {
+        via: Some(&VIA),
+        client_ip: std::net::Ipv4Addr::new(192, 0, 2, 7).into(),
+        proto: "http",
+    }
+}
+
 fn headers(host: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
@@ -115,7 +126,7 @@ fn headers(host: &str) -> HeaderMap {
 
 async fn get(s: &Scripted, method: Method, path: &str) -> Result<(StatusCode, Bytes), String> {
     let resp = client()
-        .send(&s.origin, &method, path, &headers("a"))
+        .send(&s.origin, &method, path, &headers("a"), &fwd())
         .await
         .map_err(|e| format!("{:?}: {e}", e.kind()))?;
     let status = resp.status();
@@ -154,8 +165,15 @@ async fn request_heads_carry_the_fields_and_a_zero_length_where_content_is_defin
     h.append("x-two", HeaderValue::from_static("1"));
     h.append("x-two", HeaderValue::from_static("2"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+    // An earlier hop's X-Forwarded-For is extended, its -Proto replaced.
+    h.append(
+        "x-forwarded-for",
+        HeaderValue::from_static(" 198.51.100.1 "),
+    );
+    h.append("x-forwarded-proto", HeaderValue::from_static("https"));
+    h.append(header::VIA, HeaderValue::from_static("1.0 edge"));
     let resp = client()
-        .send(&s.origin, &Method::GET, "/p?q=1", &h)
+        .send(&s.origin, &Method::GET, "/p?q=1", &h, &fwd())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -164,11 +182,14 @@ async fn request_heads_carry_the_fields_and_a_zero_length_where_content_is_defin
     let heads = s.heads.lock().unwrap().clone();
     assert_eq!(
         heads[0],
-        "GET /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
+        "GET /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\n\
+         via: 1.0 edge\r\nvia: 1.1 test\r\nx-forwarded-for: 198.51.100.1, 192.0.2.7\r\n\
+         x-forwarded-proto: http\r\n\r\n"
     );
     assert_eq!(
         heads[1],
-        "POST /form HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+        "POST /form HTTP/1.1\r\nhost: a\r\nvia: 1.1 test\r\nx-forwarded-for: 192.0.2.7\r\n\
+         x-forwarded-proto: http\r\ncontent-length: 0\r\n\r\n"
     );
     assert_eq!(
         s.conns.load(Ordering::SeqCst),
@@ -215,7 +236,7 @@ async fn a_chunked_body_split_across_reads_is_decoded() {
     });
     let origin = origin_at(addr);
     let resp = client()
-        .send(&origin, &Method::GET, "/", &headers("a"))
+        .send(&origin, &Method::GET, "/", &headers("a"), &fwd())
         .await
         .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -360,7 +381,7 @@ async fn a_refused_connect_is_origin_refused() {
     drop(l);
     let origin = origin_at(addr);
     let e = client()
-        .send(&origin, &Method::GET, "/", &headers("a"))
+        .send(&origin, &Method::GET, "/", &headers("a"), &fwd())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OriginRefused);
@@ -379,7 +400,7 @@ async fn idle_connections_past_the_timeout_are_not_used() {
     };
     for _ in 0..2 {
         let resp = c
-            .send(&s.origin, &Method::GET, "/", &headers("a"))
+            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
             .await
             .unwrap();
         resp.into_body().collect().await.unwrap();
@@ -399,7 +420,7 @@ async fn heads_with_many_fields_keep_every_field_in_order() {
     head.push_str("\r\nok");
     let s = scripted(move |_| reply(&head)).await;
     let resp = client()
-        .send(&s.origin, &Method::GET, "/", &headers("a"))
+        .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
         .await
         .unwrap();
     let h = resp.headers().clone();

@@ -152,8 +152,6 @@ pub fn add_via(headers: &mut HeaderMap, via: Option<&HeaderValue>) {
 /// Adds the client address to `X-Forwarded-For` (appended to the existing
 /// list, combined into one line) and sets `X-Forwarded-Proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
-    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     // One lookup of the (non-standard, so costly to hash) name for both
     // the check and the write.
     match headers.entry(&XFF) {
@@ -185,6 +183,66 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
         }
     }
     headers.insert(&XFP, HeaderValue::from_static(proto));
+}
+
+static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// What the node adds to every request it sends to an origin: its `Via`
+/// line (RFC 9110 §7.6.3) and `X-Forwarded-For` / `X-Forwarded-Proto`.
+///
+/// These are added on the way out, not to the request as received: a
+/// cache hit never needs them (formatting the address and growing the
+/// map cost ~1,000 instructions per hit), and Vary matching sees the
+/// client's own fields, the same on store and on lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    pub via: Option<&'a HeaderValue>,
+    pub client_ip: std::net::IpAddr,
+    pub proto: &'static str,
+}
+
+impl Forwarding<'_> {
+    /// Adds the fields to a header map (requests sent through hyper).
+    pub fn add_to(&self, headers: &mut HeaderMap) {
+        add_via(headers, self.via);
+        add_forwarded(headers, self.client_ip, self.proto);
+    }
+
+    /// Whether `name` is one this writes itself in [`Forwarding::write_fields`]
+    /// (the request's own lines of it are left out of the head).
+    pub fn replaces(name: &HeaderName) -> bool {
+        name == XFF || name == XFP
+    }
+
+    /// Writes the fields as head lines after `headers`' own (whose
+    /// `X-Forwarded-*` lines were left out): the same result as
+    /// [`Forwarding::add_to`] without building them in the map.
+    pub fn write_fields(&self, headers: &HeaderMap, out: &mut Vec<u8>) {
+        if let Some(via) = self.via {
+            out.extend_from_slice(b"via: ");
+            out.extend_from_slice(via.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        // The earlier hops' list, as add_forwarded combines it.
+        for v in headers.get_all(&XFF) {
+            if let Ok(v) = v.to_str() {
+                let v = v.trim();
+                if !v.is_empty() {
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
+            }
+        }
+        let mut buf = [0u8; 64];
+        if let Some(ip) = format_ip(self.client_ip, &mut buf) {
+            out.extend_from_slice(ip);
+        }
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(self.proto.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// `ip` in its text form, written to `buf`: IPv4 by hand (the common case,

@@ -143,10 +143,11 @@ impl OriginClient {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
+        fwd: &headers::Forwarding<'_>,
     ) -> Result<Response<ResponseBody>, Error> {
         let resp = self
             .h1
-            .send(origin, method, path_and_query, headers)
+            .send(origin, method, path_and_query, headers, fwd)
             .await?;
         Ok(resp.map(ResponseBody::H1))
     }

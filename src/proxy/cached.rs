@@ -32,13 +32,16 @@ use crate::origin::headers::strip_hop_by_hop;
 pub struct Ctx {
     pub(super) site: Arc<SiteRuntime>,
     pub(super) method: Method,
-    /// The request's fields as forwarded (hop-by-hop removed, Via added).
+    /// The request's fields as received, hop-by-hop ones removed (`Via`
+    /// and `X-Forwarded-*` are added only on the way to the origin).
     pub(super) headers: HeaderMap,
     pub(super) target: RequestTarget,
     pub(super) primary: Key,
     pub(super) dirs: RequestDirectives,
     pub(super) reuse: ReuseOptions,
     pub(super) client_version: Version,
+    /// For `X-Forwarded-For` on requests to the origin.
+    pub(super) client_ip: std::net::IpAddr,
     pub(super) rec: AccessRecord,
     /// The vary marker found under the primary key, if any.
     pub(super) marker: Option<VaryMarker>,
@@ -53,6 +56,7 @@ impl Ctx {
         headers: HeaderMap,
         target: RequestTarget,
         client_version: Version,
+        client_ip: std::net::IpAddr,
         rec: AccessRecord,
     ) -> Ctx {
         // Normalised once for the key and the ban subject. The scheme is
@@ -80,6 +84,7 @@ impl Ctx {
             dirs,
             reuse,
             client_version,
+            client_ip,
             rec,
             marker: None,
             ban_subject,
@@ -99,6 +104,7 @@ impl Ctx {
             dirs: RequestDirectives::default(),
             reuse: self.reuse,
             client_version: self.client_version,
+            client_ip: self.client_ip,
             rec,
             marker: None,
             ban_subject: self.ban_subject.clone(),
@@ -410,6 +416,7 @@ impl Proxy {
                 &ctx.target.path_and_query,
                 &headers,
                 None,
+                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
             )
             .await;
         let resp_time = SystemTime::now();
@@ -458,6 +465,7 @@ impl Proxy {
                 &ctx.target.path_and_query,
                 &ctx.headers,
                 None,
+                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
             )
             .await?;
         strip_hop_by_hop(resp.headers_mut(), false);

@@ -57,6 +57,7 @@ impl Proxy {
                 &ctx.target.path_and_query,
                 &headers,
                 None,
+                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
             )
             .await;
         let resp_time = SystemTime::now();

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
-use crate::origin::headers::{ViaValues, add_forwarded, add_via, is_upgrade, strip_hop_by_hop};
+use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{OriginBody, OriginClient, Pool, ResponseBody};
 use body::{AccessRecord, ProxyBody};
 use layer::{CACHE_NAME, CacheLayer, RequestTarget};
@@ -201,8 +201,9 @@ impl Proxy {
                 headers.insert(header::HOST, v);
             }
         }
-        add_via(headers, self.via.get(client_version));
-        add_forwarded(headers, conn.peer.ip(), conn.scheme);
+        // Via and X-Forwarded-* are added on the way to the origin
+        // (`Proxy::forwarding`), not here: a hit does not need them.
+        let client_ip = conn.peer.ip();
 
         let target = RequestTarget {
             scheme: conn.scheme,
@@ -225,6 +226,7 @@ impl Proxy {
                 parts.headers,
                 target,
                 client_version,
+                client_ip,
                 rec.clone(),
             );
             let resp = self.cached(ctx).await;
@@ -250,6 +252,7 @@ impl Proxy {
                 &target.path_and_query,
                 &parts.headers,
                 Some(body),
+                &self.forwarding(client_version, client_ip, conn.scheme),
             )
             .await?;
         rec.status = resp.status().as_u16();
@@ -281,8 +284,25 @@ impl Proxy {
         Ok(out)
     }
 
-    /// Sends a request to one of the site's origins. A bodyless request is
-    /// retried once on another origin after a connection failure.
+    /// What goes into a request to the origin for a client's request of
+    /// `version` from `client_ip` over `proto` (RFC 9110 §7.6.3: `Via`
+    /// names the protocol received).
+    pub(crate) fn forwarding(
+        &self,
+        version: Version,
+        client_ip: std::net::IpAddr,
+        proto: &'static str,
+    ) -> Forwarding<'_> {
+        Forwarding {
+            via: self.via.get(version),
+            client_ip,
+            proto,
+        }
+    }
+
+    /// Sends a request to one of the site's origins, with `fwd`'s fields
+    /// added. A bodyless request is retried once on another origin after a
+    /// connection failure.
     pub(crate) async fn send_to_origin(
         &self,
         site: &SiteRuntime,
@@ -290,6 +310,7 @@ impl Proxy {
         path_and_query: &str,
         headers: &http::HeaderMap,
         body: Option<RequestBody>,
+        fwd: &Forwarding<'_>,
     ) -> Result<Response<ResponseBody>, Error> {
         let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
         // Requests without content or upgrade take our HTTP/1 client.
@@ -309,10 +330,10 @@ impl Proxy {
             crate::metrics::Counters::global().origin_request();
             let sent = if lean {
                 self.origin
-                    .send_bodyless(&origin, method, path_and_query, headers)
+                    .send_bodyless(&origin, method, path_and_query, headers, fwd)
                     .await
             } else {
-                self.send_hyper(&origin, method, path_and_query, headers, body.take())
+                self.send_hyper(&origin, method, path_and_query, headers, body.take(), fwd)
                     .await
             };
             match sent {
@@ -345,6 +366,7 @@ impl Proxy {
         path_and_query: &str,
         headers: &http::HeaderMap,
         body: Option<RequestBody>,
+        fwd: &Forwarding<'_>,
     ) -> Result<Response<ResponseBody>, Error> {
         let uri = OriginClient::uri_for(origin, path_and_query)?;
         let out_body: OriginBody = match body {
@@ -360,6 +382,7 @@ impl Proxy {
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers.clone();
+        fwd.add_to(out.headers_mut());
         self.origin.send(origin, out).await
     }
 
