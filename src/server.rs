@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod h1;
-mod h1_write;
+pub mod h1_write;
 pub mod rewind;
 pub mod timer;
 pub mod zero_copy;

@@ -27,7 +27,7 @@ const COPY_MAX: usize = 16 * 1024;
 
 /// How the content of a response is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// No content: `HEAD`, 1xx, 204, 304 (RFC 9112 §6.3).
     None,
     /// `Content-Length` (RFC 9112 §6.2).
@@ -38,7 +38,7 @@ pub(crate) enum Framing {
 
 /// Writes the response head into `out` and returns its framing. `keep` is
 /// cleared when the response itself says `Connection: close`.
-pub(crate) fn encode_head(
+pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
