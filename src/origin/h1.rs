@@ -174,12 +174,16 @@ impl H1Client {
         &self,
         origin: &Arc<Origin>,
         conn: Conn,
-        head: Head,
+        mut head: Head,
         method: &Method,
     ) -> Result<Response<H1Body>, Error> {
         let framing = Framing::of(method, head.status, &head.headers)
             .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)))?;
-        let keep_alive = keeps_alive(head.version, &head.headers) && framing.reusable();
+        if head.transfer_encoding {
+            // Hop-by-hop (RFC 9110 §7.6.1); the body is decoded here.
+            head.headers.remove(header::TRANSFER_ENCODING);
+        }
+        let keep_alive = head.connection.keeps_alive(head.version) && framing.reusable();
         let body = H1Body::new(conn, framing, keep_alive, origin.clone(), self.limits);
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
@@ -270,7 +274,54 @@ impl H1Client {
 struct Head {
     status: StatusCode,
     version: Version,
+    /// Free of hop-by-hop fields (RFC 9110 §7.6.1), but for
+    /// `Transfer-Encoding`, which [`H1Client::respond`] reads for the
+    /// framing and then removes. They are left out as the head is parsed:
+    /// inserting them to have the proxy find and remove them again cost
+    /// ~1,000 instructions per pass-through response.
     headers: HeaderMap,
+    connection: ConnectionOptions,
+    transfer_encoding: bool,
+}
+
+/// The `close` and `keep-alive` options of a response's `Connection`
+/// (RFC 9112 §9.3, §9.6).
+#[derive(Debug, Default, Clone, Copy)]
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds the options of one `Connection` line; returns whether it names
+    /// anything else (a field that must then be stripped by name).
+    fn add_line(&mut self, value: &[u8]) -> bool {
+        // A value that is not visible ASCII reads as `close`.
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            self.close = true;
+            return true;
+        }
+        let mut other = false;
+        for t in value.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !t.is_empty() {
+                other = true;
+            }
+        }
+        other
+    }
+
+    /// Whether the connection may carry another request (RFC 9112 §9.3).
+    fn keeps_alive(self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
 }
 
 /// Writes the request head and reads the final response head, skipping
@@ -402,6 +453,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
     // Room for what the pipeline adds (Via, Cache-Status, Age) without a
     // rehash of the map (~600 instructions per pass-through request).
     let mut headers = HeaderMap::with_capacity(n + 3);
+    let mut connection = ConnectionOptions::default();
+    let mut transfer_encoding = false;
+    // Connection lines that name other fields (rare): by value span.
+    let mut naming: Vec<(usize, usize)> = Vec::new();
     for &(na, nl, va, vl) in spans.iter() {
         let raw_name = head
             .get(na as usize..(na + nl) as usize)
@@ -412,14 +467,37 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         if vend > head.len() {
             return Err("field value outside the head".into());
         }
+        // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
+        if super::headers::always_hop_by_hop(&name) {
+            if name == header::TRANSFER_ENCODING {
+                transfer_encoding = true;
+            } else {
+                if name == header::CONNECTION && connection.add_line(&head[va..vend]) {
+                    naming.push((va, vend));
+                }
+                continue;
+            }
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(va..vend))
             .map_err(|_| format!("bad value of field {name}"))?;
         headers.append(name, value);
+    }
+    for (va, vend) in naming {
+        // Not visible ASCII: no field is named (and it reads as close).
+        let Ok(line) = std::str::from_utf8(&head[va..vend]) else {
+            continue;
+        };
+        let tokens = line.split(',').map(str::trim).filter(|t| !t.is_empty());
+        for name in super::headers::connection_named(tokens, false) {
+            headers.remove(name);
+        }
     }
     Ok(Some(Head {
         status,
         version,
         headers,
+        connection,
+        transfer_encoding,
     }))
 }
 
@@ -466,20 +544,6 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// Whether the connection may carry another request (RFC 9112 §9.3).
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut close = false;
-    let mut keep = false;
-    for v in headers.get_all(header::CONNECTION) {
-        for t in v.to_str().unwrap_or("close").split(',') {
-            let t = t.trim();
-            close |= t.eq_ignore_ascii_case("close");
-            keep |= t.eq_ignore_ascii_case("keep-alive");
-        }
-    }
-    !close && (version == Version::HTTP_11 || keep)
 }
 
 #[cfg(test)]

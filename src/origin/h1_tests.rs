@@ -269,6 +269,60 @@ async fn connection_close_and_http_1_0_without_keep_alive_are_not_pooled() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_fields_are_left_out_of_the_response_head() {
+    let s = scripted(|n| match n {
+        0 => reply(
+            "HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+             Proxy-Thing: 1\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: 1\r\nContent-Length: 1\r\n\r\na",
+        ),
+        1 => reply(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: Content-Length, Host\r\n\
+             Host: h\r\n\r\n1\r\nb\r\n0\r\n\r\n",
+        ),
+        _ => reply("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: CLOSE\r\nContent-Length: 1\r\n\r\nc"),
+    })
+    .await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let resp = client()
+            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
+            .await
+            .unwrap();
+        let mut n: Vec<String> = resp.headers().keys().map(|k| k.to_string()).collect();
+        n.sort();
+        names.push(n.join(" "));
+        resp.into_body().collect().await.unwrap();
+    }
+    // RFC 9110 §7.6.1: Connection, the fields it names, and the fields
+    // that are always hop-by-hop; Connection never removes Host or
+    // Content-Length.
+    assert_eq!(names, ["content-length x-end", "host", "content-length"]);
+    // The first two kept the connection; `close` in any line ends it.
+    assert_eq!(s.conns.load(Ordering::SeqCst), 1);
+    assert_eq!(s.origin.idle.len(), 0);
+}
+
+#[test]
+fn connection_options_follow_rfc_9112_9_3() {
+    let opts = |lines: &[&[u8]]| {
+        let mut o = ConnectionOptions::default();
+        let other = lines.iter().fold(false, |acc, l| o.add_line(l) | acc);
+        (
+            o.keeps_alive(Version::HTTP_11),
+            o.keeps_alive(Version::HTTP_10),
+            other,
+        )
+    };
+    assert_eq!(opts(&[]), (true, false, false));
+    assert_eq!(opts(&[b"keep-alive"]), (true, true, false));
+    assert_eq!(opts(&[b" Keep-Alive , "]), (true, true, false));
+    assert_eq!(opts(&[b"keep-alive", b"close"]), (false, false, false));
+    assert_eq!(opts(&[b"x-a,close"]), (false, false, true));
+    // Not visible ASCII: read as close, and stripped by name.
+    assert_eq!(opts(&[b"keep-alive\xff"]), (false, false, true));
+}
+
+#[tokio::test]
 async fn interim_responses_are_skipped() {
     let s = scripted(|_| {
         reply(

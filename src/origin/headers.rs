@@ -25,7 +25,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> + '_ {
 /// Whether `name` is hop-by-hop whatever `Connection` says: `Connection`,
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` (RFC 9110 §7.6.1), and
 /// the obsolete `Keep-Alive` and `Proxy-*` of RFC 7230.
-fn always_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn always_hop_by_hop(name: &HeaderName) -> bool {
     // Names are lower-case; the first byte rules out most of them (this
     // runs for every field of every request and response).
     let s = name.as_str();
@@ -54,22 +54,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             Some(f) => (f.clone(), hop.next().is_some()),
         }
     };
-    let mut named: Vec<HeaderName> = Vec::new();
-    for t in connection_tokens(headers) {
-        if t.eq_ignore_ascii_case("keep-alive")
-            || t.eq_ignore_ascii_case("close")
-            || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
-        {
-            continue;
-        }
-        if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
-            // Never let Connection strip end-to-end framing we rely on.
-            if name != header::CONTENT_LENGTH && name != header::HOST {
-                named.push(name);
-            }
-        }
-    }
-    for name in named {
+    for name in connection_named(connection_tokens(headers), keep_upgrade) {
         headers.remove(name);
     }
     let upgrade = keep_upgrade
@@ -91,6 +76,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// The fields that `Connection` tokens name for removal: not its `close`
+/// and `keep-alive` options (nor `upgrade` with `keep_upgrade`), and
+/// never `Content-Length` or `Host`, the end-to-end framing we rely on.
+pub(crate) fn connection_named<'a>(
+    tokens: impl Iterator<Item = &'a str>,
+    keep_upgrade: bool,
+) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for t in tokens {
+        if t.eq_ignore_ascii_case("keep-alive")
+            || t.eq_ignore_ascii_case("close")
+            || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"))
+        {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(t.as_bytes())
+            && name != header::CONTENT_LENGTH
+            && name != header::HOST
+        {
+            named.push(name);
+        }
+    }
+    named
 }
 
 /// The `Via` value this hop adds, e.g. `1.1 outpost` (RFC 9110 §7.6.3).

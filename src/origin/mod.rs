@@ -178,6 +178,15 @@ impl OriginClient {
     }
 }
 
+/// Removes an origin response's hop-by-hop fields (RFC 9110 §7.6.1). Our
+/// HTTP/1 client leaves them out while it parses the head (`h1::Head`), so
+/// only hyper's responses are scanned.
+pub fn strip_response_hop_by_hop(resp: &mut Response<ResponseBody>) {
+    if matches!(resp.body(), ResponseBody::Hyper(_)) {
+        headers::strip_hop_by_hop(resp.headers_mut(), false);
+    }
+}
+
 /// A response body from an origin, from either client.
 #[derive(Debug)]
 pub enum ResponseBody {

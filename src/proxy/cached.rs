@@ -26,7 +26,7 @@ use crate::cache::status::CachePhase;
 use crate::cache::update::{HeadOutcome, head_outcome};
 use crate::cache::vary::variant_key;
 use crate::error::{Error, ErrorKind};
-use crate::origin::headers::strip_hop_by_hop;
+use crate::origin::strip_response_hop_by_hop;
 
 /// One request on the cached path.
 pub struct Ctx {
@@ -427,7 +427,7 @@ impl Proxy {
             }
             Err(e) => return Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
         };
-        strip_hop_by_hop(resp.headers_mut(), false);
+        strip_response_hop_by_hop(&mut resp);
         if resp.status() == StatusCode::OK
             && head_outcome(
                 &f.meta.header_map(),
@@ -468,7 +468,7 @@ impl Proxy {
                 &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
             )
             .await?;
-        strip_hop_by_hop(resp.headers_mut(), false);
+        strip_response_hop_by_hop(&mut resp);
         Ok(self.pass_response(ctx, resp, phase, detail))
     }
 

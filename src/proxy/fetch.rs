@@ -24,7 +24,7 @@ use crate::cache::status::{CachePhase, NoCacheReason};
 use crate::cache::update::{select_for_update, stored_header_list};
 use crate::cache::vary::variant_key;
 use crate::error::{Error, ErrorKind};
-use crate::origin::headers::strip_hop_by_hop;
+use crate::origin::strip_response_hop_by_hop;
 
 impl Proxy {
     /// Fetches the whole response from the origin (conditionally when a
@@ -77,7 +77,7 @@ impl Proxy {
             }
         };
         // Hop-by-hop fields are neither stored nor forwarded (RFC 9110 §7.6.1).
-        strip_hop_by_hop(resp.headers_mut(), false);
+        strip_response_hop_by_hop(&mut resp);
         let status = resp.status();
         let (stored, stored_decision) = match stored {
             Some((f, d)) => (Some(f), Some(d)),

@@ -394,7 +394,7 @@ impl Proxy {
         client_version: Version,
         rec: AccessRecord,
     ) -> Response<ProxyBody> {
-        strip_hop_by_hop(resp.headers_mut(), false);
+        crate::origin::strip_response_hop_by_hop(&mut resp);
         self.client_response_stripped(resp, client_version, rec)
     }
 
