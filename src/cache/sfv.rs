@@ -218,6 +218,18 @@ pub fn parse_dictionary(input: &[u8]) -> Option<Vec<(String, Item)>> {
 /// Appends `s` as an sf-string (RFC 8941 §4.1.6). Characters outside
 /// printable ASCII cannot be represented and are replaced by `?`.
 pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    // The common case, printable ASCII with nothing to escape: one copy
+    // (a push per character showed in the pass-through profile).
+    let b = s.as_bytes();
+    if b.iter()
+        .all(|&c| (b' '..=b'~').contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     out.push(b'"');
     for c in s.chars() {
         match c {
@@ -232,11 +244,22 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
 
 /// Whether `s` can be serialised as an sf-token (RFC 8941 §3.3.4).
 pub fn is_sf_token(s: &str) -> bool {
+    /// The bytes allowed after the first: tchar, `:` and `/`.
+    const TOKEN_BYTE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let c = i as u8;
+            t[i] = super::syntax::is_tchar(c) || c == b':' || c == b'/';
+            i += 1;
+        }
+        t
+    };
     let b = s.as_bytes();
     match b.first() {
-        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => b
-            .iter()
-            .all(|&c| super::syntax::is_tchar(c) || c == b':' || c == b'/'),
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => {
+            b.iter().all(|&c| TOKEN_BYTE[usize::from(c)])
+        }
         _ => false,
     }
 }
@@ -305,7 +328,13 @@ mod tests {
         };
         assert_eq!(ser(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(ser("é\n"), "\"??\"");
+        // The one-copy path for plain text, and its edges.
+        assert_eq!(ser("plain text ~!"), "\"plain text ~!\"");
+        assert_eq!(ser(""), "\"\"");
+        assert_eq!(ser("tab\tx"), "\"tab?x\"");
         assert!(is_sf_token("Outpost"));
+        assert!(is_sf_token("*a:b/c"));
+        assert!(!is_sf_token("a\u{7f}"));
         assert!(!is_sf_token("1abc"));
         assert!(!is_sf_token("a b"));
         assert!(!is_sf_token(""));

@@ -14,7 +14,7 @@ use http::header::HeaderName;
 pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
 
 /// `tchar` (RFC 9110 §5.6.2).
-pub fn is_tchar(b: u8) -> bool {
+pub const fn is_tchar(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'#'
