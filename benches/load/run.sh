@@ -3,7 +3,7 @@
 # in front of the same static origin, on loopback, in one run.
 #
 #   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
-#                       [--rounds N] [--disk-set-mb MB] [--out FILE]
+#                       [--rounds N] [--disk-set-mb MB] [--warmup SECS] [--out FILE]
 #
 # Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
 # Each scenario runs --rounds times (3) per proxy, the proxies' order
@@ -21,6 +21,7 @@ DUR=10
 CONNS=64
 ROUNDS=3
 DISK_SET_MB=2048
+WARM_DUR=2
 OUT="$HERE/RESULTS.md"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --disk-set-mb) DISK_SET_MB=$2; shift ;;
+    --warmup) WARM_DUR=$2; shift ;;
     --out) OUT=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -188,7 +190,18 @@ run_wrk() {
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
 scenario() {
-  local r i n=${#PROXIES[@]}
+  local r i px n=${#PROXIES[@]}
+  # An unmeasured wrk run against each proxy first, with the rounds'
+  # connections: every proxy starts its rounds with its origin
+  # connections open and its buffers allocated.
+  if [ "$WARM_DUR" -gt 0 ]; then
+    for px in "${PROXIES[@]}"; do
+      local wargs=(-t1 -c"$CONNS" -d"${WARM_DUR}s")
+      if [ -n "${3:-}" ]; then wargs+=(-s "$HERE/random.lua"); fi
+      LOAD_DIR=${3:-} LOAD_N=${4:-} "${LOAD_CPU[@]}" wrk "${wargs[@]}" \
+        "http://127.0.0.1:${PORT[$px]}$2" > /dev/null
+    done
+  fi
   for r in $(seq 1 "$ROUNDS"); do
     for i in $(seq 0 $((n - 1))); do
       run_wrk "$1" "${PROXIES[$(( (i + r - 1) % n ))]}" "$r" "${@:2}"
