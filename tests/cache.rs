@@ -270,6 +270,46 @@ async fn revalidation_304_refreshes_stored_headers() {
 }
 
 #[tokio::test]
+async fn a_304_for_a_hot_object_answers_with_the_refreshed_headers() {
+    // RFC 9111 §4.3.4: the response after a 304 carries the updated
+    // fields, even when the stored head's client headers were memoised
+    // by repeated hits (cache::meta_memo).
+    let o = scripted(|i, _| {
+        if i > 0 {
+            return resp_with(
+                304,
+                &[("etag", "\"v1\""), ("x-fresh", &format!("{i}"))],
+                Bytes::new(),
+            );
+        }
+        resp_with(
+            200,
+            &[
+                ("cache-control", "max-age=60"),
+                ("etag", "\"v1\""),
+                ("x-fresh", "0"),
+            ],
+            "body-v1",
+        )
+    })
+    .await;
+    let n = TestNode::start(&o.url(), "").await;
+    get(&n.url("/hot")).await;
+    for _ in 0..4 {
+        let (_, h, _) = get(&n.url("/hot")).await;
+        assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+        assert_eq!(h.get("x-fresh").unwrap(), "0");
+    }
+    // The client asks for validation (RFC 9111 §5.2.1.1).
+    let (s, h, b) = get_with(&n.url("/hot"), &[("cache-control", "max-age=0")]).await;
+    assert_eq!((s.as_u16(), &b[..]), (200, &b"body-v1"[..]));
+    assert_eq!(h.get("x-fresh").unwrap(), "1");
+    let (_, h, _) = get(&n.url("/hot")).await;
+    assert_eq!(h.get("x-fresh").unwrap(), "1");
+    assert_eq!(o.count(), 2);
+}
+
+#[tokio::test]
 async fn must_revalidate_never_serves_stale_and_504s_without_origin() {
     // RFC 9111 §5.2.2.2
     let o = scripted(|_, _| {

@@ -14,6 +14,7 @@
 //! hostile bytes never panics nor allocates more than the input size.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -97,8 +98,10 @@ pub struct ObjectMeta {
     pub object_id: [u8; 16],
     /// Status code.
     pub status: u16,
-    /// Stored header fields, order and repeats preserved.
-    pub headers: HeaderList,
+    /// Stored header fields, order and repeats preserved. Shared: a hit
+    /// clones the decoded record from the per-thread memo
+    /// (`cache::meta_memo`), and copying the list cost ~700 instructions.
+    pub headers: Arc<HeaderList>,
     /// When the request that produced it was sent (§4.2.3 `request_time`).
     pub request_time: SystemTime,
     /// When the response was received (§4.2.3 `response_time`).
@@ -168,7 +171,7 @@ impl ObjectMeta {
         let mut m = ObjectMeta {
             object_id,
             status: status.as_u16(),
-            headers,
+            headers: Arc::new(headers),
             request_time,
             response_time,
             created_at: response_time,
@@ -245,11 +248,11 @@ impl ObjectMeta {
         request_time: SystemTime,
         response_time: SystemTime,
     ) {
-        self.headers = update_headers(&self.headers, new_headers, protect);
+        self.headers = Arc::new(update_headers(&self.headers, new_headers, protect));
         if !new_headers.contains_key(AGE) {
             // The old Age described the old response; age now comes from
             // the validating response (§4.2.3, §4.3.4).
-            self.headers.retain(|(n, _)| n != AGE);
+            Arc::make_mut(&mut self.headers).retain(|(n, _)| n != AGE);
         }
         self.request_time = request_time;
         self.response_time = response_time;
@@ -270,7 +273,7 @@ impl ObjectMeta {
     /// [`ObjectMeta::header_map`] without the fields `skip` picks.
     pub fn header_map_without(&self, skip: impl Fn(&HeaderName) -> bool) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(self.headers.len());
-        for (n, v) in &self.headers {
+        for (n, v) in self.headers.iter() {
             if !skip(n) {
                 h.append(n.clone(), v.clone());
             }
@@ -309,7 +312,7 @@ impl ObjectMeta {
         w.buf.extend_from_slice(&self.object_id);
         w.u16(self.status);
         w.u32(u32::try_from(self.headers.len()).unwrap_or(u32::MAX));
-        for (n, v) in &self.headers {
+        for (n, v) in self.headers.iter() {
             w.bytes(n.as_str().as_bytes());
             w.bytes(v.as_bytes());
         }
@@ -487,7 +490,7 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
     Ok(ObjectMeta {
         object_id,
         status,
-        headers,
+        headers: Arc::new(headers),
         request_time,
         response_time,
         created_at,

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 
 use bytes::Bytes;
+use http::HeaderMap;
 
 use super::meta::{CHECKSUM_LEN, MetaError, Record, decode_stored_record};
 
@@ -29,8 +30,14 @@ enum Slot {
     Empty,
     /// A record with this checksum word was decoded here once.
     Seen(u64),
-    /// A record (its bytes, decoded from them) kept for the next hit.
-    Kept { raw: Bytes, rec: Record },
+    /// A record (its bytes, decoded from them) kept for the next hit, and
+    /// the client header map last built from it, with the id of the field
+    /// set left out of it (see [`client_headers_memo`]).
+    Kept {
+        raw: Bytes,
+        rec: Record,
+        client: Option<(u64, HeaderMap)>,
+    },
 }
 
 thread_local! {
@@ -40,13 +47,7 @@ thread_local! {
 /// [`decode_stored_record`], answered from the memo when `input` was
 /// decoded on this thread recently.
 pub fn decode_stored_record_memo(input: &Bytes) -> Result<Record, MetaError> {
-    let Some(word) = input
-        .len()
-        .checked_sub(CHECKSUM_LEN)
-        .and_then(|at| input.get(at..at + 8))
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        .map(u64::from_le_bytes)
-    else {
+    let Some(word) = checksum_word(input) else {
         return decode_stored_record(input);
     };
     let at = (word as usize) & (SLOTS - 1);
@@ -61,13 +62,17 @@ pub fn decode_stored_record_memo(input: &Bytes) -> Result<Record, MetaError> {
             return decode_stored_record(input);
         };
         match slot {
-            Slot::Kept { raw, rec } if raw[..] == input[..] => Ok(rec.clone()),
+            Slot::Kept { raw, rec, .. } if raw[..] == input[..] => Ok(rec.clone()),
             Slot::Seen(w) if *w == word => {
                 // Seen before: keep it, decoded from a copy of its own.
                 let raw = Bytes::copy_from_slice(input);
                 let rec = decode_stored_record(&raw)?;
                 let out = rec.clone();
-                *slot = Slot::Kept { raw, rec };
+                *slot = Slot::Kept {
+                    raw,
+                    rec,
+                    client: None,
+                };
                 Ok(out)
             }
             _ => {
@@ -76,6 +81,51 @@ pub fn decode_stored_record_memo(input: &Bytes) -> Result<Record, MetaError> {
             }
         }
     })
+}
+
+/// The header map a client is sent for the stored head `input` (before
+/// `Age`, `Via` and `Cache-Status`), with the fields of the set `skip_id`
+/// left out: a clone of the map built for the same record bytes and set
+/// on this thread before, or `build()`'s, kept when the record is kept.
+///
+/// Building the map from the decoded fields was ~2,400 of ~20,000
+/// instructions of a 1 KiB hit; a clone shares every name and value.
+/// `skip_id` must change whenever the set of left-out fields can (the
+/// cache layer's id, new on every configuration load).
+pub fn client_headers_memo(
+    input: &Bytes,
+    skip_id: u64,
+    build: impl FnOnce() -> HeaderMap,
+) -> HeaderMap {
+    let Some(word) = checksum_word(input) else {
+        return build();
+    };
+    MEMO.with(|m| {
+        let Ok(mut memo) = m.try_borrow_mut() else {
+            return build();
+        };
+        match memo.get_mut((word as usize) & (SLOTS - 1)) {
+            Some(Slot::Kept { raw, client, .. }) if raw[..] == input[..] => match client {
+                Some((id, map)) if *id == skip_id => map.clone(),
+                _ => {
+                    let map = build();
+                    *client = Some((skip_id, map.clone()));
+                    map
+                }
+            },
+            _ => build(),
+        }
+    })
+}
+
+/// The first word of a record's trailing checksum, which picks its slot.
+fn checksum_word(input: &Bytes) -> Option<u64> {
+    input
+        .len()
+        .checked_sub(CHECKSUM_LEN)
+        .and_then(|at| input.get(at..at + 8))
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_le_bytes)
 }
 
 #[cfg(test)]
@@ -139,5 +189,43 @@ mod tests {
             assert!(decode_stored_record_memo(&junk).is_err());
         }
         assert!(decode_stored_record_memo(&Bytes::from_static(b"x")).is_err());
+    }
+
+    #[test]
+    fn client_maps_are_kept_per_record_bytes_and_field_set() {
+        use http::HeaderValue;
+        let map = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-built", HeaderValue::from_static(v));
+            h
+        };
+        let a = marker(&["accept-encoding"], 30);
+        let b = marker(&["accept-encoding"], 31);
+        let built = std::cell::Cell::new(0);
+        let get = |raw: &Bytes, id: u64, v: &'static str| {
+            client_headers_memo(raw, id, || {
+                built.set(built.get() + 1);
+                map(v)
+            })
+        };
+        // Not kept before the record is (its second decode).
+        assert_eq!(get(&a, 1, "a1")["x-built"], "a1");
+        decode_stored_record_memo(&a).unwrap();
+        decode_stored_record_memo(&a).unwrap();
+        assert_eq!(get(&a, 1, "a1")["x-built"], "a1");
+        assert_eq!(built.get(), 2);
+        // Kept now: cloned, not built.
+        assert_eq!(get(&a, 1, "other")["x-built"], "a1");
+        assert_eq!(built.get(), 2);
+        // Another field set (a new configuration) builds again.
+        assert_eq!(get(&a, 2, "a2")["x-built"], "a2");
+        assert_eq!(get(&a, 2, "other")["x-built"], "a2");
+        assert_eq!(built.get(), 3);
+        // Other bytes never get a's map, whatever their slot.
+        assert_eq!(get(&b, 2, "b")["x-built"], "b");
+        let mut forged = a.to_vec();
+        let at = forged.len() - CHECKSUM_LEN - 1;
+        forged[at] ^= 1;
+        assert_eq!(get(&Bytes::from(forged), 2, "f")["x-built"], "f");
     }
 }

@@ -207,7 +207,7 @@ fn apply_update_from_304() {
         heuristic: HeuristicConfig::default(),
     };
     let mut m = sample();
-    m.headers.push((
+    std::sync::Arc::make_mut(&mut m.headers).push((
         http::header::CONTENT_LENGTH,
         HeaderValue::from_static("12345"),
     ));
@@ -248,7 +248,7 @@ fn stored_decoder_matches_and_shares_the_input() {
     assert_eq!(*got, m);
     // Header values are slices of the stored bytes, not copies.
     let range = enc.as_ptr() as usize..enc.as_ptr() as usize + enc.len();
-    for (_, v) in &got.headers {
+    for (_, v) in got.headers.iter() {
         if !v.is_empty() {
             assert!(range.contains(&(v.as_bytes().as_ptr() as usize)));
         }

@@ -122,7 +122,7 @@ impl Proxy {
                 age,
                 cs,
                 phase.as_str(),
-                Source::Stored(f.handle),
+                Source::Refreshed(f.handle),
             ));
         }
 

@@ -59,6 +59,9 @@ pub struct CacheLayer {
     pub(super) pumps: tokio_util::task::TaskTracker,
     /// The purge ban list, checked on every hit.
     pub(super) bans: Arc<crate::purge::BanList>,
+    /// New for every layer built (each configuration load): names the set
+    /// of fields left out of client headers in `cache::meta_memo`.
+    pub(super) id: u64,
 }
 
 /// One stored response found for a request.
@@ -91,7 +94,9 @@ impl CacheLayer {
             )
             .with_source(e)
         })?;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Some(CacheLayer {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             store,
             coalescer: Arc::new(Coalescer::new(
                 usize::try_from(cfg.cache.coalesce_window).unwrap_or(usize::MAX),

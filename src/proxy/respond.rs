@@ -21,14 +21,19 @@ use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_all
 use crate::cache::control::fields_present;
 use crate::cache::freshness::age_header_value;
 use crate::cache::meta::ObjectMeta;
+use crate::cache::meta_memo::client_headers_memo;
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
 use crate::cache::status::CacheStatus;
 use crate::origin::headers::add_via;
 
 /// Where the body comes from.
 pub(super) enum Source {
-    /// A committed object in the store (seekable).
+    /// A committed object in the store (seekable), answered with the
+    /// headers as stored (the metadata given is its head's decode).
     Stored(ReadHandle),
+    /// The same, with metadata updated since (a 304, RFC 9111 §4.3.4):
+    /// the head's bytes no longer describe the response.
+    Refreshed(ReadHandle),
     /// A response still arriving from the origin (read from the start).
     Fill(FillReader<FillHead>),
 }
@@ -51,7 +56,13 @@ impl Proxy {
         let mut headers = match self.cache.as_ref() {
             Some(cache) => {
                 let tag = cache.strip_tag_header.then_some(&cache.tag_header);
-                meta.header_map_without(|n| cache.targets.contains(n) || Some(n) == tag)
+                let build =
+                    || meta.header_map_without(|n| cache.targets.contains(n) || Some(n) == tag);
+                match &src {
+                    // A hot object's map is cloned from the per-thread memo.
+                    Source::Stored(h) => client_headers_memo(h.meta(), cache.id, build),
+                    _ => build(),
+                }
             }
             None => meta.header_map(),
         };
@@ -63,7 +74,7 @@ impl Proxy {
         rec.cache = phase;
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
         let len = match &src {
-            Source::Stored(h) => Some(h.body_len()),
+            Source::Stored(h) | Source::Refreshed(h) => Some(h.body_len()),
             Source::Fill(_) => headers
                 .get(CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
@@ -134,7 +145,7 @@ impl Proxy {
                     headers.insert(CONTENT_RANGE, range::content_range(&r, len));
                     headers.insert(CONTENT_LENGTH, HeaderValue::from(r.len()));
                     let body = match src {
-                        Source::Stored(h) => stored_body(
+                        Source::Stored(h) | Source::Refreshed(h) => stored_body(
                             h,
                             vec![Segment::Stored {
                                 offset: r.start,
@@ -145,7 +156,7 @@ impl Proxy {
                     };
                     return self.build(StatusCode::PARTIAL_CONTENT, headers, Some(body), rec);
                 }
-                (RangeOutcome::Satisfiable(rs), Source::Stored(h)) => {
+                (RangeOutcome::Satisfiable(rs), Source::Stored(h) | Source::Refreshed(h)) => {
                     // RFC 9110 §14.6: multipart/byteranges, streamed part by part.
                     let plan = MultipartPlan::new(
                         &rs,
@@ -180,7 +191,9 @@ impl Proxy {
                 let body = match (method == Method::HEAD, src) {
                     (true, _) => None,
                     (false, Source::Fill(f)) => Some(fill_body(f, 0, None)),
-                    (false, Source::Stored(h)) => Some(stored_body(h, Vec::new())),
+                    (false, Source::Stored(h) | Source::Refreshed(h)) => {
+                        Some(stored_body(h, Vec::new()))
+                    }
                 };
                 self.build(status, headers, body, rec)
             }
@@ -208,7 +221,7 @@ impl Proxy {
             Some(match src {
                 // A body kept in the head goes out as it is: no stream of
                 // chunks to poll (~1,000 instructions per small hit).
-                Source::Stored(h) => match h.inline_body() {
+                Source::Stored(h) | Source::Refreshed(h) => match h.inline_body() {
                     Some(b) if b.len() as u64 == len => super::body::full_inner(b),
                     _ => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
                 },
