@@ -20,8 +20,8 @@ use http::HeaderMap;
 
 use super::meta::{CHECKSUM_LEN, MetaError, Record, decode_stored_record};
 
-/// Slots per thread (a power of two). At ~1 KiB per kept record, at most
-/// ~256 KiB per thread.
+/// Slots per thread (a power of two). At ~1 KiB per kept record and as
+/// much again for its client header map, at most ~512 KiB per thread.
 const SLOTS: usize = 256;
 
 #[derive(Default)]
