@@ -297,10 +297,7 @@ impl ConnectionOptions {
     /// anything else (a field that must then be stripped by name).
     fn add_line(&mut self, value: &[u8]) -> bool {
         // A value that is not visible ASCII reads as `close`.
-        if !value
-            .iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-        {
+        if !visible_ascii(value) {
             self.close = true;
             return true;
         }
@@ -322,6 +319,14 @@ impl ConnectionOptions {
     fn keeps_alive(self, version: Version) -> bool {
         !self.close && (version == Version::HTTP_11 || self.keep_alive)
     }
+}
+
+/// Whether `value` is what `HeaderValue::to_str` accepts: visible ASCII,
+/// spaces and tabs.
+fn visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// Writes the request head and reads the final response head, skipping
@@ -472,7 +477,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
             if name == header::TRANSFER_ENCODING {
                 transfer_encoding = true;
             } else {
-                if name == header::CONNECTION && connection.add_line(&head[va..vend]) {
+                if name == header::CONNECTION
+                    && connection.add_line(head.get(va..vend).unwrap_or_default())
+                {
                     naming.push((va, vend));
                 }
                 continue;
@@ -483,8 +490,13 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
         headers.append(name, value);
     }
     for (va, vend) in naming {
-        // Not visible ASCII: no field is named (and it reads as close).
-        let Ok(line) = std::str::from_utf8(&head[va..vend]) else {
+        // Not visible ASCII: no field is named (and it reads as close),
+        // as strip_hop_by_hop treats a line `to_str` refuses.
+        let Some(line) = head
+            .get(va..vend)
+            .filter(|v| visible_ascii(v))
+            .and_then(|v| std::str::from_utf8(v).ok())
+        else {
             continue;
         };
         let tokens = line.split(',').map(str::trim).filter(|t| !t.is_empty());
