@@ -18,6 +18,7 @@ pub mod control;
 pub mod freshness;
 pub mod invalidate;
 pub mod key;
+pub(crate) mod key_filter;
 mod key_memo;
 pub mod meta;
 pub mod meta_memo;

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use outpost_storage::Store;
 
-use crate::cache::coalesce::{FillWriter, Key};
+use crate::cache::coalesce::{FillWriter, Key, KeyHash};
+use crate::cache::key_filter::KeyFilter;
 use crate::cache::meta::{ObjectMeta, VaryMarker};
 use crate::error::ErrorKind;
 
@@ -39,8 +40,13 @@ pub enum FillHead {
 /// Recent invalidations by primary key, so that a fill which started before
 /// an invalidation (RFC 9111 §4.4, or a purge) does not commit what was
 /// invalidated while it ran.
+///
+/// Every lookup asks [`Self::predates`], hits included; a lock-free filter
+/// answers for the keys never invalidated, so the hit path takes no lock
+/// shared across cores (`crate::cache::key_filter`).
 pub struct Invalidations {
-    map: Mutex<HashMap<Key, (Instant, SystemTime)>>,
+    map: Mutex<HashMap<Key, (Instant, SystemTime), KeyHash>>,
+    filter: KeyFilter,
     /// When this node started: variants fetched earlier are not trusted
     /// under a vary marker written after the start (see [`Self::marker_time`]).
     started: SystemTime,
@@ -50,37 +56,47 @@ impl Default for Invalidations {
     fn default() -> Self {
         Invalidations {
             map: Mutex::default(),
+            filter: KeyFilter::default(),
             started: SystemTime::now(),
         }
     }
 }
 
 impl Invalidations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, SystemTime), KeyHash>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry for `key`, if any (the filter first, then the map).
+    fn get(&self, key: &Key) -> Option<(Instant, SystemTime)> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
+        self.lock().get(key).copied()
+    }
+
     /// Remembers that `key` was invalidated now.
     pub fn record(&self, key: Key) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.lock();
         if m.len() >= 100_000 {
             let now = Instant::now();
             m.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(3600));
+            self.filter.rebuild(m.keys());
         }
+        self.filter.insert(&key);
         m.insert(key, (Instant::now(), SystemTime::now()));
     }
 
     /// Whether `key` was invalidated at or after `start`.
     pub fn since(&self, key: &Key, start: Instant) -> bool {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .is_some_and(|(t, _)| *t >= start)
+        self.get(key).is_some_and(|(t, _)| t >= start)
     }
 
     /// Whether an object stored at `created_at` under `key` predates the
     /// last invalidation of the URI (so it must not be served, even if a
     /// racing disk write brought it back).
     pub fn predates(&self, key: &Key, created_at: SystemTime) -> bool {
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(key).is_some_and(|(_, t)| created_at <= *t)
+        self.get(key).is_some_and(|(_, t)| created_at <= t)
     }
 
     /// The `created_at` of a new vary marker for `key`: the last
@@ -89,9 +105,8 @@ impl Invalidations {
     /// invalidation); concurrent first variants agree on the value, so
     /// neither hides the other.
     pub fn marker_time(&self, key: &Key) -> SystemTime {
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(key) {
-            Some((_, t)) => (*t).max(self.started),
+        match self.get(key) {
+            Some((_, t)) => t.max(self.started),
             None => self.started,
         }
     }
@@ -184,4 +199,44 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
         }
     }
     fill.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(first: u8, last: u8) -> Key {
+        let mut k = [0u8; 32];
+        k[0] = first;
+        k[31] = last;
+        k
+    }
+
+    #[test]
+    fn invalidations_are_found_by_key_and_time_and_survive_a_prune() {
+        let inv = Invalidations::default();
+        let (a, twin, other) = (key(1, 5), key(2, 5), key(3, 6));
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let started = Instant::now();
+        assert!(!inv.predates(&a, before));
+        inv.record(a);
+        assert!(inv.predates(&a, before));
+        assert!(inv.since(&a, started));
+        assert!(inv.marker_time(&a) >= before);
+        // Same filter bit, never invalidated: the map says no.
+        assert!(!inv.predates(&twin, before));
+        assert!(!inv.predates(&other, before));
+        assert!(!inv.predates(&a, SystemTime::now() + Duration::from_secs(60)));
+        // Past 100,000 entries the map is pruned of old ones and the filter
+        // rebuilt: recent invalidations are still found.
+        for i in 0..100_000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k[28..].copy_from_slice(&i.to_le_bytes());
+            inv.record(k);
+        }
+        inv.record(other);
+        assert!(inv.predates(&a, before));
+        assert!(inv.predates(&other, before));
+    }
 }

@@ -10,20 +10,17 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::Key;
-
-/// Bits in the filter: 8 KiB, read-only on the hit path.
-const FILTER_BITS: usize = 1 << 16;
+use crate::cache::key_filter::KeyFilter;
 /// Past this many marks, expired ones are dropped (and the filter rebuilt).
 const PRUNE_AT: usize = 100_000;
 
 /// See the module documentation.
 pub struct PassMemory {
     map: Mutex<HashMap<Key, Instant, KeyHash>>,
-    filter: Box<[AtomicU64]>,
+    filter: KeyFilter,
     ttl: Duration,
 }
 
@@ -32,15 +29,9 @@ impl PassMemory {
     pub fn new(ttl: Duration) -> PassMemory {
         PassMemory {
             map: Mutex::new(HashMap::default()),
-            filter: (0..FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            filter: KeyFilter::default(),
             ttl,
         }
-    }
-
-    /// The filter word and bit of `key` (bytes the map's hasher ignores).
-    fn bit(key: &Key) -> (usize, u64) {
-        let i = usize::from(u16::from_le_bytes([key[30], key[31]])) % FILTER_BITS;
-        (i / 64, 1u64 << (i % 64))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Instant, KeyHash>> {
@@ -49,8 +40,7 @@ impl PassMemory {
 
     /// Whether `key` is marked and the mark has not expired.
     pub fn contains(&self, key: &Key) -> bool {
-        let (w, b) = Self::bit(key);
-        if self.filter.get(w).is_none_or(|f| f.load(Relaxed) & b == 0) {
+        if !self.filter.may_contain(key) {
             return false;
         }
         let mut m = self.lock();
@@ -70,30 +60,15 @@ impl PassMemory {
         let now = crate::clock::coarse_now();
         if m.len() > PRUNE_AT {
             m.retain(|_, t| *t > now);
-            // Clear bits for dropped marks; a reader racing this sees a
-            // clear bit and takes the ordinary path, which is correct.
-            for f in self.filter.iter() {
-                f.store(0, Relaxed);
-            }
-            for k in m.keys() {
-                self.set_bit(k);
-            }
+            self.filter.rebuild(m.keys());
         }
-        self.set_bit(&key);
+        self.filter.insert(&key);
         m.insert(key, now + self.ttl);
-    }
-
-    fn set_bit(&self, key: &Key) {
-        let (w, b) = Self::bit(key);
-        if let Some(f) = self.filter.get(w) {
-            f.fetch_or(b, Relaxed);
-        }
     }
 
     /// Forgets `key` (its bit stays: other keys may share it).
     pub fn forget(&self, key: &Key) {
-        let (w, b) = Self::bit(key);
-        if self.filter.get(w).is_some_and(|f| f.load(Relaxed) & b != 0) {
+        if self.filter.may_contain(key) {
             self.lock().remove(key);
         }
     }
@@ -163,7 +138,7 @@ mod tests {
         assert!(!m.contains(&b));
         // Same filter bit, other key: the map answers.
         let twin = key(9, 1);
-        assert_eq!(PassMemory::bit(&a), PassMemory::bit(&twin));
+        assert_eq!(KeyFilter::bit(&a), KeyFilter::bit(&twin));
         assert!(!m.contains(&twin));
         m.forget(&a);
         assert!(!m.contains(&a));
