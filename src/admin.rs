@@ -83,9 +83,7 @@ impl AdminState {
             bans: self.purger.bans().len() as u64,
             zero_copy_bytes: arena.live_bytes,
             zero_copy_fallbacks: arena.fallbacks,
-            sendfile_bytes: self
-                .sendfile_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
+            sendfile_bytes: self.sendfile_bytes.get(),
             ..Stats::default()
         };
         if let Some(cache) = self.proxy.cache() {

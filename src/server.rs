@@ -154,8 +154,7 @@ impl Node {
 
     /// Bytes the proxy listener sent with `sendfile(2)` so far.
     pub fn sendfile_bytes(&self) -> u64 {
-        self.sendfile_bytes
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.sendfile_bytes.get()
     }
 
     /// Stops accepting, waits for in-flight requests (up to the drain

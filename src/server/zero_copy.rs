@@ -16,14 +16,15 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Bytes a listener's connections sent with `sendfile(2)` (shared by them).
-pub type SendfileBytes = Arc<AtomicU64>;
+/// Bytes a listener's connections sent with `sendfile(2)` (shared by them, striped so the
+/// cores serving them do not share its cache line).
+pub type SendfileBytes = Arc<outpost_storage::counter::Striped>;
 
 /// A client connection of the proxy listener.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ mod send {
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
     /// The arena file range behind `buf`, if it is worth a `sendfile`.
-    pub(super) fn range(buf: &[u8]) -> Option<FileRange> {
+    pub(super) fn range(buf: &[u8]) -> Option<FileRange<'_>> {
         if buf.len() < ZERO_COPY_MIN / 2 || UNSUPPORTED.load(Relaxed) {
             return None;
         }
@@ -77,7 +78,7 @@ mod send {
     }
 
     /// One non-blocking `sendfile` of up to `len` bytes from `r`.
-    pub(super) fn try_sendfile(s: &TcpStream, r: &FileRange, len: usize) -> io::Result<usize> {
+    pub(super) fn try_sendfile(s: &TcpStream, r: &FileRange<'_>, len: usize) -> io::Result<usize> {
         s.try_io(Interest::WRITABLE, || {
             let mut off = r.offset();
             Ok(rustix::fs::sendfile(s, r, Some(&mut off), len)?)
@@ -124,7 +125,7 @@ mod send {
                 }
                 match try_sendfile(&self.inner, &r, len) {
                     Ok(n) => {
-                        self.sent.fetch_add(n as u64, Relaxed);
+                        self.sent.add(n as u64);
                         break Poll::Ready(Ok(sent + n));
                     }
                     // Bytes already sent must be reported; the rest is retried by the caller.

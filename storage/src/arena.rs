@@ -74,9 +74,11 @@ pub use imp::{FileRange, locate};
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod imp {
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-    use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use arc_swap::ArcSwapOption;
 
     use bytes::Bytes;
     use memmap2::{MmapOptions, MmapRaw};
@@ -94,8 +96,19 @@ mod imp {
     static WARNED: AtomicBool = AtomicBool::new(false);
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-    /// Mapped segments by address: (start, end, segment).
-    static REGISTRY: RwLock<Vec<(usize, usize, Weak<Segment>)>> = RwLock::new(Vec::new());
+    /// The mapped segments. Read without a lock on every large hit ([`locate`]); written only
+    /// when a segment is created or dropped (copy on write). A reader takes no reference to
+    /// a segment: the slice it asks about keeps that segment mapped, and so its file open.
+    static REGISTRY: ArcSwapOption<Vec<Mapped>> = ArcSwapOption::const_empty();
+
+    /// One live segment in [`REGISTRY`]: its mapping's address range and its file.
+    #[derive(Debug, Clone, Copy)]
+    struct Mapped {
+        start: usize,
+        end: usize,
+        fd: RawFd,
+        id: u64,
+    }
     /// The process's arena (every store shares it).
     static GLOBAL: Arena = Arena::new(SEGMENT_SIZE);
 
@@ -130,7 +143,17 @@ mod imp {
                 fd,
             });
             let start = seg.map.as_ptr() as usize;
-            write_registry().push((start, start + len, Arc::downgrade(&seg)));
+            let mapped = Mapped {
+                start,
+                end: start + len,
+                fd: seg.fd.as_raw_fd(),
+                id: seg.id,
+            };
+            REGISTRY.rcu(|cur| {
+                let mut v = cur.as_deref().cloned().unwrap_or_default();
+                v.push(mapped);
+                Some(Arc::new(v))
+            });
             SEGMENTS.fetch_add(1, Relaxed);
             Ok(seg)
         }
@@ -138,16 +161,16 @@ mod imp {
 
     impl Drop for Segment {
         fn drop(&mut self) {
-            // Before the unmap: no lookup may find these addresses once they can be reused.
-            // (This segment's own entry is dead by now, like any other segment being dropped.)
-            write_registry().retain(|(_, _, w)| w.strong_count() > 0);
+            // Before the unmap (the fields drop after this body): once these addresses can be
+            // mapped again, no lookup may find this segment's file for them.
+            let id = self.id;
+            REGISTRY.rcu(|cur| {
+                let mut v = cur.as_deref().cloned().unwrap_or_default();
+                v.retain(|m| m.id != id);
+                Some(Arc::new(v))
+            });
             SEGMENTS.fetch_sub(1, Relaxed);
         }
-    }
-
-    fn write_registry() -> std::sync::RwLockWriteGuard<'static, Vec<(usize, usize, Weak<Segment>)>>
-    {
-        REGISTRY.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One value's region. Written completely before it is wrapped in `Bytes`.
@@ -280,13 +303,15 @@ mod imp {
     }
 
     /// A file range holding the same bytes as a slice of an arena value: send it with
-    /// `sendfile(2)` from [`FileRange::offset`].
-    pub struct FileRange {
-        seg: Arc<Segment>,
+    /// `sendfile(2)` from [`FileRange::offset`]. It borrows the slice's lifetime: the value
+    /// behind the slice keeps its segment, and so the file, open.
+    pub struct FileRange<'a> {
+        fd: BorrowedFd<'a>,
         offset: u64,
+        id: u64,
     }
 
-    impl FileRange {
+    impl FileRange<'_> {
         /// Offset of the slice's first byte in the file.
         pub fn offset(&self) -> u64 {
             self.offset
@@ -296,28 +321,31 @@ mod imp {
     /// The id of the live segment mapped at `addr`.
     #[cfg(test)]
     pub(super) fn live_segment_at(addr: usize) -> Option<u64> {
-        let reg = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
-        let (_, _, w) = reg.iter().find(|(s, e, _)| addr >= *s && addr < *e)?;
-        w.upgrade().map(|s| s.id)
+        let reg = REGISTRY.load();
+        let m = reg
+            .as_deref()?
+            .iter()
+            .find(|m| addr >= m.start && addr < m.end)?;
+        Some(m.id)
     }
 
     #[cfg(test)]
-    impl FileRange {
+    impl FileRange<'_> {
         pub(super) fn segment_id(&self) -> u64 {
-            self.seg.id
+            self.id
         }
     }
 
-    impl AsFd for FileRange {
+    impl AsFd for FileRange<'_> {
         fn as_fd(&self) -> BorrowedFd<'_> {
-            self.seg.fd.as_fd()
+            self.fd
         }
     }
 
-    impl std::fmt::Debug for FileRange {
+    impl std::fmt::Debug for FileRange<'_> {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("FileRange")
-                .field("segment", &self.seg.id)
+                .field("segment", &self.id)
                 .field("offset", &self.offset)
                 .finish()
         }
@@ -325,16 +353,28 @@ mod imp {
 
     /// The file range behind `bytes`, if they are (part of) an arena value.
     ///
-    /// Sound for any slice: the registry only holds live mappings, and a borrowed slice keeps
-    /// its value (and so its pages) alive while the caller uses the range.
-    pub fn locate(bytes: &[u8]) -> Option<FileRange> {
+    /// Lock-free and without a shared write (no lock word, no reference count touched): it
+    /// runs on every large hit, on every core.
+    pub fn locate(bytes: &[u8]) -> Option<FileRange<'_>> {
         let p = bytes.as_ptr() as usize;
         let end = p.checked_add(bytes.len())?;
-        let reg = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
-        let (start, _, w) = reg.iter().find(|(s, e, _)| p >= *s && end <= *e)?;
+        let reg = REGISTRY.load();
+        let m = reg
+            .as_deref()?
+            .iter()
+            .find(|m| p >= m.start && end <= m.end)?;
+        // SAFETY: `bytes` is borrowed for the returned lifetime and lies inside `m`'s address
+        // range, so that range is mapped for as long. It is `m`'s own mapping: a segment leaves
+        // the registry before it is unmapped (`Segment::drop`), so for another mapping to sit
+        // at these addresses now, `m`'s entry was removed before that mapping, and `bytes`
+        // in it, existed; this snapshot, loaded after, no longer holds it. A segment's mapping
+        // is unmapped before its file is closed (field order), so the file stays open while
+        // `bytes` is borrowed.
+        let fd = unsafe { BorrowedFd::borrow_raw(m.fd) };
         Some(FileRange {
-            seg: w.upgrade()?,
-            offset: (p - start) as u64,
+            fd,
+            offset: (p - m.start) as u64,
+            id: m.id,
         })
     }
 }
@@ -368,12 +408,15 @@ mod tests {
             .collect()
     }
 
-    fn pread_all(r: &FileRange, len: usize) -> Vec<u8> {
+    fn pread_all(r: &FileRange<'_>, len: usize) -> Vec<u8> {
+        pread_at(r, r.offset(), len)
+    }
+
+    fn pread_at(r: &FileRange<'_>, at: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         let mut done = 0;
         while done < len {
-            let n = rustix::io::pread(r, &mut out[done..], r.offset() + done as u64)
-                .unwrap_or_default();
+            let n = rustix::io::pread(r, &mut out[done..], at + done as u64).unwrap_or_default();
             assert!(n > 0, "short pread");
             done += n;
         }
@@ -403,13 +446,19 @@ mod tests {
 
     #[test]
     fn dropping_a_value_punches_its_pages_and_keeps_other_values() {
-        let a = copy(&pattern(64 * 1024, 1));
-        let keep = copy(&pattern(64 * 1024 + 1, 2));
-        let loc = locate(&a).map(|r| (r.offset(), r));
+        // A private arena: both values in one segment, which `keep` holds open.
+        let arena = imp::Arena::new(1 << 20);
+        let a = arena.copy(&pattern(64 * 1024, 1)).unwrap_or_default();
+        let keep = arena.copy(&pattern(64 * 1024 + 1, 2)).unwrap_or_default();
+        let a_at = locate(&a).map(|r| (r.offset(), r.segment_id()));
+        assert!(a_at.is_some());
         drop(a);
-        // The freed region reads back as zeros (its pages went back to the kernel).
-        if let Some((_, r)) = loc {
-            assert!(pread_all(&r, 64 * 1024).iter().all(|&b| b == 0));
+        // The freed region reads back as zeros (its pages went back to the kernel), through
+        // the file that the kept value still holds.
+        let r = locate(&keep);
+        assert_eq!(r.as_ref().map(|r| r.segment_id()), a_at.map(|(_, id)| id));
+        if let (Some(r), Some((at, _))) = (r, a_at) {
+            assert!(pread_at(&r, at, 64 * 1024).iter().all(|&b| b == 0));
         }
         assert_eq!(&keep[..], &pattern(64 * 1024 + 1, 2)[..]);
         assert!(stats().segments >= 1);

@@ -96,6 +96,7 @@
 pub mod arena;
 pub(crate) mod codec;
 mod config;
+pub mod counter;
 mod dir;
 mod error;
 pub(crate) mod pacer;

@@ -6,11 +6,10 @@
 //! disk entry count nor disk evictions, so the disk tier reports bytes written and read and
 //! the space allocated on the file system.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use foyer::{Event, EventListener};
 
 use crate::codec::{Entry, StoreKey};
+use crate::counter::Striped;
 
 /// A snapshot of a store's statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,32 +58,32 @@ pub struct StoreStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub memory_hits: AtomicU64,
-    pub memory_misses: AtomicU64,
-    pub disk_hits: AtomicU64,
-    pub disk_misses: AtomicU64,
-    pub corrupt_reads: AtomicU64,
-    pub writes_committed: AtomicU64,
-    pub writes_aborted: AtomicU64,
-    pub writes_too_large: AtomicU64,
-    pub writes_dropped: AtomicU64,
-    pub meta_updates: AtomicU64,
-    pub removes: AtomicU64,
+    pub memory_hits: Striped,
+    pub memory_misses: Striped,
+    pub disk_hits: Striped,
+    pub disk_misses: Striped,
+    pub corrupt_reads: Striped,
+    pub writes_committed: Striped,
+    pub writes_aborted: Striped,
+    pub writes_too_large: Striped,
+    pub writes_dropped: Striped,
+    pub meta_updates: Striped,
+    pub removes: Striped,
     // Maintained by the listener and by our own memory inserts.
-    pub memory_inserts: AtomicU64,
-    pub memory_head_inserts: AtomicU64,
-    pub memory_leaves: AtomicU64,
-    pub memory_head_leaves: AtomicU64,
-    pub memory_evictions: AtomicU64,
+    pub memory_inserts: Striped,
+    pub memory_head_inserts: Striped,
+    pub memory_leaves: Striped,
+    pub memory_head_leaves: Striped,
+    pub memory_evictions: Striped,
 }
 
 impl Counters {
-    pub fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Relaxed);
+    pub fn inc(c: &Striped) {
+        c.inc();
     }
 
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Relaxed)
+    pub fn get(c: &Striped) -> u64 {
+        c.get()
     }
 
     /// Record one insert into the memory tier.
