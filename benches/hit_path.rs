@@ -10,20 +10,46 @@
 //! --measurement-time 2` for a quick pass). Results on the development
 //! machine (2 vCPU shared VM, release profile, system allocator):
 //!
-//! | piece                                             | before tuning | session 5 | session 7 | session 8 | session 10 |
-//! |---------------------------------------------------|---------:|---------:|---------:|---------:|---------:|
-//! | `primary_key`, a target seen before (key memo)    | 272 ns   | 250 ns   | 194 ns   | 69 ns    | 66 ns    |
-//! | `primary_key_new_target` (blake3 + memo insert)   | —        | —        | —        | 233 ns   | 240 ns   |
-//! | `decode_record` (12 fields, checksum verified)    | 1.43 µs  | 1.34 µs  | 1.31 µs  | 1.29 µs  | 1.50 µs  |
-//! | `decode_stored_record` (a record not seen before) | —        | 610 ns   | 591 ns   | 590 ns   | 624 ns   |
-//! | `decode_stored_record_memo` (the hit path's, seen before) | — | —      | —        | —        | 348 ns   |
-//! | `decide` (fresh)                                  | 34 ns    | 34 ns    | 35 ns    | 34 ns    | 37 ns    |
-//! | client headers (map + `Age` + `Cache-Status`; `Via` from session 10) | 590 ns | 590 ns | 452 ns | 475 ns | 560 ns |
-//! | `client_headers_memo` (the same, map cloned from the memo) | — | —       | —        | —        | 545 ns   |
-//! | `response_head_encode` (those headers → HTTP/1.1 head) | —   | —        | —        | —        | 149 ns   |
-//! | store lookup + decode + 1 KiB body (memory tier)  | 2.0 µs   | 935 ns   | 855 ns   | 866 ns   | 562 ns   |
-//! | lookup + decode + 100 KiB body + `arena_locate`   | —        | 873 ns   | 877 ns   | 848 ns   | 560 ns   |
-//! | `arena_locate` (address → memfd offset)           | —        | 9 ns     | 9 ns     | 9 ns     | 10 ns    |
+//! | piece                                             | before tuning | session 5 | session 7 | session 8 | session 10 | session 11 |
+//! |---------------------------------------------------|---------:|---------:|---------:|---------:|---------:|---------:|
+//! | `primary_key`, a target seen before (key memo)    | 272 ns   | 250 ns   | 194 ns   | 69 ns    | 66 ns    | 67 ns |
+//! | `primary_key_new_target` (blake3 + memo insert)   | —        | —        | —        | 233 ns   | 240 ns   | 234 ns |
+//! | `decode_record` (12 fields, checksum verified)    | 1.43 µs  | 1.34 µs  | 1.31 µs  | 1.29 µs  | 1.50 µs  | 1.37 µs |
+//! | `decode_stored_record` (a record not seen before) | —        | 610 ns   | 591 ns   | 590 ns   | 624 ns   | 654 ns |
+//! | `decode_stored_record_memo` (the hit path's, seen before) | — | —      | —        | —        | 348 ns   | 143 ns |
+//! | `decide` (fresh)                                  | 34 ns    | 34 ns    | 35 ns    | 34 ns    | 37 ns    | 35 ns |
+//! | client headers (map + `Age` + `Cache-Status`; `Via` from session 10) | 590 ns | 590 ns | 452 ns | 475 ns | 560 ns | 553 ns |
+//! | `client_headers_memo` (the same, map cloned from the memo) | — | —       | —        | —        | 545 ns   | 472 ns |
+//! | `response_head_encode` (those headers → HTTP/1.1 head) | —   | —        | —        | —        | 149 ns   | 151 ns |
+//! | store lookup + decode + 1 KiB body (memory tier)  | 2.0 µs   | 935 ns   | 855 ns   | 866 ns   | 562 ns   | 369 ns |
+//! | lookup + decode + 100 KiB body + `arena_locate`   | —        | 873 ns   | 877 ns   | 848 ns   | 560 ns   | 374 ns |
+//! | `arena_locate` (address → memfd offset)           | —        | 9 ns     | 9 ns     | 9 ns     | 10 ns    | 7 ns |
+//!
+//! Session 11 (2026-11-24): a hit writes less memory that other cores also
+//! write. `arena_locate` reads a per-thread copy of the segment
+//! registry instead of taking a global `RwLock` and a segment reference;
+//! the per-hit counters are striped per thread
+//! (`outpost_storage::counter::Striped`); the invalidation check no longer
+//! locks a global mutex for keys never invalidated (`cache/key_filter.rs`).
+//! Single-threaded, that is the same cost (callgrind: hit-100k 18,426 →
+//! 18,517 instructions per request, +0.5 %). With both cores at it, the
+//! old code's shared writes cost, from `*_2_threads` (wall time per
+//! iteration of two threads each doing one operation; the old figure is
+//! from commit 27db335 with this benchmark applied, run the same hour):
+//!
+//! | two threads at once                     | before   | after   |
+//! |-----------------------------------------|---------:|--------:|
+//! | `arena_locate_2_threads`                | 101 ns   | 6.9–11 ns |
+//! | hit counter: one `AtomicU64` (`hit_counter_atomic_2_threads`) | 8.6–10.8 ns | — |
+//! | hit counter: `Striped` (`hit_counter_striped_2_threads`) | — | 1.8–2.5 ns |
+//!
+//! What a hit still shares with other cores is per object: foyer's shard
+//! lock and entry count, and the body's `Bytes` count.
+//!
+//! The memo decode (348 → 143 ns) and the lookups (562 → 369–374 ns)
+//! moved with the VM, not with code: session 10's binary (27db335), run
+//! right after this column, gave 131 ns, 386 ns and 430 ns for them. Compare
+//! rows within one column.
 //!
 //! Session 10 (2026-11-24): the benchmarks follow the hit path of
 //! sessions 9–10. The lookups decode through the per-thread memo
@@ -273,9 +299,50 @@ fn lookup(c: &mut Criterion) {
     c.bench_function("arena_locate", |b| {
         b.iter(|| outpost_storage::arena::locate(black_box(&body[4096..])).map(|r| r.offset()))
     });
+    // Both cores locating at once: nothing shared is written, so the time per
+    // call should stay that of one thread.
+    c.bench_function("arena_locate_2_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                outpost_storage::arena::locate(black_box(&body[4096..])).map(|r| r.offset())
+            })
+        })
+    });
     drop(body);
     rt.block_on(store.close()).unwrap();
 }
 
-criterion_group!(benches, pure, lookup);
+/// Wall time for two threads to run `op` `iters` times each, concurrently.
+fn two_threads<R>(iters: u64, op: impl Fn() -> R + Sync) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..iters {
+                    black_box(op());
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// A counter bumped on every hit by every core: one shared atomic against
+/// the striped counter the node uses (`outpost_storage::counter::Striped`).
+fn counters(c: &mut Criterion) {
+    let one = std::sync::atomic::AtomicU64::new(0);
+    c.bench_function("hit_counter_atomic_2_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, || {
+                one.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            })
+        })
+    });
+    let striped = outpost_storage::counter::Striped::new();
+    c.bench_function("hit_counter_striped_2_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, || striped.inc()))
+    });
+}
+
+criterion_group!(benches, pure, lookup, counters);
 criterion_main!(benches);

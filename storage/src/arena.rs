@@ -74,11 +74,11 @@ pub use imp::{FileRange, locate};
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod imp {
+    use std::cell::RefCell;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+    use std::sync::atomic::Ordering::{Acquire, Release};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
     use std::sync::{Arc, Mutex, PoisonError};
-
-    use arc_swap::ArcSwapOption;
 
     use bytes::Bytes;
     use memmap2::{MmapOptions, MmapRaw};
@@ -96,10 +96,26 @@ mod imp {
     static WARNED: AtomicBool = AtomicBool::new(false);
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-    /// The mapped segments. Read without a lock on every large hit ([`locate`]); written only
-    /// when a segment is created or dropped (copy on write). A reader takes no reference to
-    /// a segment: the slice it asks about keeps that segment mapped, and so its file open.
-    static REGISTRY: ArcSwapOption<Vec<Mapped>> = ArcSwapOption::const_empty();
+    /// The mapped segments, changed only when a segment is created or dropped. [`locate`]
+    /// runs on every large hit, on every core, and reads a per-thread copy instead
+    /// ([`LOCAL`]), refreshed when [`GENERATION`] moves: the hit path takes no lock and
+    /// writes nothing shared. A reader takes no reference to a segment either: the slice it
+    /// asks about keeps that segment mapped, and so its file open.
+    static REGISTRY: Mutex<Vec<Mapped>> = Mutex::new(Vec::new());
+    /// Bumped after every change of [`REGISTRY`] (and before a dropped segment is unmapped).
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        /// This thread's copy of [`REGISTRY`] and the generation it was taken at
+        /// (`u64::MAX`: none yet).
+        static LOCAL: RefCell<(u64, Vec<Mapped>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+
+    fn change_registry(f: impl FnOnce(&mut Vec<Mapped>)) {
+        let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut reg);
+        GENERATION.fetch_add(1, Release);
+    }
 
     /// One live segment in [`REGISTRY`]: its mapping's address range and its file.
     #[derive(Debug, Clone, Copy)]
@@ -149,11 +165,7 @@ mod imp {
                 fd: seg.fd.as_raw_fd(),
                 id: seg.id,
             };
-            REGISTRY.rcu(|cur| {
-                let mut v = cur.as_deref().cloned().unwrap_or_default();
-                v.push(mapped);
-                Some(Arc::new(v))
-            });
+            change_registry(|v| v.push(mapped));
             SEGMENTS.fetch_add(1, Relaxed);
             Ok(seg)
         }
@@ -164,11 +176,7 @@ mod imp {
             // Before the unmap (the fields drop after this body): once these addresses can be
             // mapped again, no lookup may find this segment's file for them.
             let id = self.id;
-            REGISTRY.rcu(|cur| {
-                let mut v = cur.as_deref().cloned().unwrap_or_default();
-                v.retain(|m| m.id != id);
-                Some(Arc::new(v))
-            });
+            change_registry(|v| v.retain(|m| m.id != id));
             SEGMENTS.fetch_sub(1, Relaxed);
         }
     }
@@ -321,11 +329,8 @@ mod imp {
     /// The id of the live segment mapped at `addr`.
     #[cfg(test)]
     pub(super) fn live_segment_at(addr: usize) -> Option<u64> {
-        let reg = REGISTRY.load();
-        let m = reg
-            .as_deref()?
-            .iter()
-            .find(|m| addr >= m.start && addr < m.end)?;
+        let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        let m = reg.iter().find(|m| addr >= m.start && addr < m.end)?;
         Some(m.id)
     }
 
@@ -353,23 +358,29 @@ mod imp {
 
     /// The file range behind `bytes`, if they are (part of) an arena value.
     ///
-    /// Lock-free and without a shared write (no lock word, no reference count touched): it
-    /// runs on every large hit, on every core.
+    /// Takes no lock and writes nothing shared (it runs on every large hit, on every core):
+    /// the segments are looked up in this thread's copy of the registry.
     pub fn locate(bytes: &[u8]) -> Option<FileRange<'_>> {
         let p = bytes.as_ptr() as usize;
         let end = p.checked_add(bytes.len())?;
-        let reg = REGISTRY.load();
-        let m = reg
-            .as_deref()?
-            .iter()
-            .find(|m| p >= m.start && end <= m.end)?;
+        let generation = GENERATION.load(Acquire);
+        let m = LOCAL.with_borrow_mut(|(at, copy)| {
+            if *at != generation {
+                // Taken after `gen` was read: at least as new as that generation.
+                let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+                copy.clone_from(&reg);
+                *at = generation;
+            }
+            copy.iter().find(|m| p >= m.start && end <= m.end).copied()
+        })?;
         // SAFETY: `bytes` is borrowed for the returned lifetime and lies inside `m`'s address
-        // range, so that range is mapped for as long. It is `m`'s own mapping: a segment leaves
-        // the registry before it is unmapped (`Segment::drop`), so for another mapping to sit
-        // at these addresses now, `m`'s entry was removed before that mapping, and `bytes`
-        // in it, existed; this snapshot, loaded after, no longer holds it. A segment's mapping
-        // is unmapped before its file is closed (field order), so the file stays open while
-        // `bytes` is borrowed.
+        // range, so that range is mapped for as long. It is `m`'s own mapping: a segment
+        // leaves the registry, and the generation moves, before the segment is unmapped
+        // (`Segment::drop`). For another mapping to sit at these addresses now, that happened
+        // before the mapping, and `bytes` in it, existed, so the generation read above is the
+        // new one and the copy searched does not hold `m`. A segment's mapping is unmapped
+        // before its file is closed (field order), so the file stays open while `bytes` is
+        // borrowed.
         let fd = unsafe { BorrowedFd::borrow_raw(m.fd) };
         Some(FileRange {
             fd,
