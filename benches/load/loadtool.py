@@ -180,10 +180,11 @@ def median(v):
 
 
 def table(raw_path):
-    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors` (one per
-    wrk run) -> one markdown row per scenario and proxy: the median of each
-    column over the rounds, the req/s range, the peak RSS, any errors, and
-    req/s as a ratio to Outpost's median."""
+    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal]`
+    (one per wrk run) -> one markdown row per scenario and proxy: the median
+    of each column over the rounds, the req/s range, the peak RSS, any
+    errors, req/s as a ratio to Outpost's median, and the largest share of
+    CPU time the host stole from the VM in any of the rounds."""
     runs = {}
     order = []
     for line in open(raw_path):
@@ -205,13 +206,13 @@ def table(raw_path):
     med = {}
     for key, rs in runs.items():
         cols = {}
-        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss")):
-            vals = [v for v in (num(r[i]) for r in rs) if v is not None]
+        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal")):
+            vals = [v for v in (num(r[i]) for r in rs if len(r) > i) if v is not None]
             cols[name] = vals
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
-          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | errors |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | errors | steal % (max) |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for key in order:
         scen, px = key
         c = med[key]
@@ -223,7 +224,8 @@ def table(raw_path):
         fmt = lambda name, spec: format(median(c[name]), spec) if c[name] else "-"
         print(f"| {scen} | {px} | {rps:.0f} | {rng} | {fmt('p50', '.3f')} | "
               f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
-              f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {errs} |")
+              f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {errs} | "
+              f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} |")
 
 
 def main():

@@ -162,6 +162,10 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
     else { sub(/s$/,"",v); printf "%.3f", v*1000 } }'
 }
 
+steal_ticks() { # "steal total" clock ticks of the whole VM so far (/proc/stat)
+  awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $9, t}' /proc/stat
+}
+
 RAW="$RUN/rounds.txt"
 : > "$RAW"
 # run_wrk SCENARIO PROXY ROUND URL_PATH [LUA_DIR LUA_N]
@@ -171,11 +175,13 @@ run_wrk() {
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
   reset_hwm "$pid"
-  local c0 c1 out
+  local c0 c1 out s0 s1
   c0=$(cpu_ticks "$pid")
+  s0=$(steal_ticks)
   out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
+  s1=$(steal_ticks)
   c1=$(cpu_ticks "$pid")
-  local rps reqs p50 p99 errs mem cpu
+  local rps reqs p50 p99 errs mem cpu steal
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
   p50=$(to_ms "$(echo "$out" | awk '$1=="50%"{print $2}')")
@@ -183,9 +189,12 @@ run_wrk() {
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}" >> "$RAW"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "${errs:-}"
+  # The share of the VM's CPU time the host took for other guests
+  # during the round: rounds with a high figure ran on less machine.
+  steal=$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print "-" }')
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal" >> "$RAW"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %% %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
@@ -259,7 +268,7 @@ done
     echo "| $px | $f | $res |"
   done
   echo
-  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors)</summary>"
+  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %)</summary>"
   echo
   echo '```'
   cat "$RAW"
