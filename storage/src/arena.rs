@@ -364,15 +364,23 @@ mod imp {
         let p = bytes.as_ptr() as usize;
         let end = p.checked_add(bytes.len())?;
         let generation = GENERATION.load(Acquire);
-        let m = LOCAL.with_borrow_mut(|(at, copy)| {
-            if *at != generation {
-                // Taken after `gen` was read: at least as new as that generation.
+        let covers = |m: &&Mapped| p >= m.start && end <= m.end;
+        let m = LOCAL
+            .try_with(|local| {
+                let (at, copy) = &mut *local.borrow_mut();
+                if *at != generation {
+                    // Taken after `generation` was read: at least as new as that generation.
+                    let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+                    copy.clone_from(&reg);
+                    *at = generation;
+                }
+                copy.iter().find(covers).copied()
+            })
+            // A thread already tearing down its locals searches the registry itself.
+            .unwrap_or_else(|_| {
                 let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-                copy.clone_from(&reg);
-                *at = generation;
-            }
-            copy.iter().find(|m| p >= m.start && end <= m.end).copied()
-        })?;
+                reg.iter().find(covers).copied()
+            })?;
         // SAFETY: `bytes` is borrowed for the returned lifetime and lies inside `m`'s address
         // range, so that range is mapped for as long. It is `m`'s own mapping: a segment
         // leaves the registry, and the generation moves, before the segment is unmapped

@@ -39,15 +39,18 @@ thread_local! {
 }
 
 fn stripe() -> usize {
-    STRIPE.with(|s| {
-        let i = s.get();
-        if i != usize::MAX {
-            return i;
-        }
-        let i = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
-        s.set(i);
-        i
-    })
+    STRIPE
+        .try_with(|s| {
+            let i = s.get();
+            if i != usize::MAX {
+                return i;
+            }
+            let i = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
+            s.set(i);
+            i
+        })
+        // No thread-local left (a thread tearing down): any cell counts the same.
+        .unwrap_or(0)
 }
 
 impl Striped {
