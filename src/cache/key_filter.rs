@@ -72,16 +72,19 @@ impl KeyFilter {
     }
 }
 
+/// A test key: `first` in the bytes the maps hash, `last` in the filter's.
+#[cfg(test)]
+pub(crate) fn test_key(first: u8, last: u8) -> Key {
+    let mut k = [0u8; 32];
+    k[0] = first;
+    k[31] = last;
+    k
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_key as key;
     use super::*;
-
-    fn key(first: u8, last: u8) -> Key {
-        let mut k = [0u8; 32];
-        k[0] = first;
-        k[31] = last;
-        k
-    }
 
     #[test]
     fn answers_no_until_inserted_and_maybe_for_a_bit_twin() {

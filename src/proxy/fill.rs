@@ -204,13 +204,7 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(first: u8, last: u8) -> Key {
-        let mut k = [0u8; 32];
-        k[0] = first;
-        k[31] = last;
-        k
-    }
+    use crate::cache::key_filter::test_key as key;
 
     #[test]
     fn invalidations_are_found_by_key_and_time_and_survive_a_prune() {

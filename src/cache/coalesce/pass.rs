@@ -120,13 +120,7 @@ impl std::hash::Hasher for KeyHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(first: u8, last: u8) -> Key {
-        let mut k = [0u8; 32];
-        k[0] = first;
-        k[31] = last;
-        k
-    }
+    use crate::cache::key_filter::test_key as key;
 
     #[test]
     fn marks_are_remembered_forgotten_and_expire() {
