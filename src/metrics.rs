@@ -3,9 +3,10 @@
 //!
 //! The cache path increments them ([`Counters::hit`] / [`Counters::miss`]
 //! from the request's cache phase, and [`Counters::origin_request`]);
-//! they are striped (`outpost_storage::counter::Striped`): each worker thread
-//! adds to its own cache line, so the hit path writes no line another core
-//! writes, and a `/stats` read sums the stripes. They are global to
+//! they are striped (`outpost_storage::counter::Striped`): a thread adds to
+//! one of 16 cache lines, assigned round-robin, so worker threads do not
+//! share one unless the process runs more threads than stripes, and a
+//! `/stats` read sums the stripes. They are global to
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
 
