@@ -78,24 +78,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn inc(c: &Striped) {
-        c.inc();
-    }
-
-    pub fn get(c: &Striped) -> u64 {
-        c.get()
-    }
-
     /// Record one insert into the memory tier.
     pub fn on_memory_insert(&self, e: &Entry) {
-        Self::inc(&self.memory_inserts);
+        self.memory_inserts.inc();
         if matches!(e, Entry::Head(_)) {
-            Self::inc(&self.memory_head_inserts);
+            self.memory_head_inserts.inc();
         }
     }
 
     pub fn fill(&self, s: &mut StoreStats) {
-        let g = Self::get;
+        let g = Striped::get;
         s.memory_entries = g(&self.memory_inserts).saturating_sub(g(&self.memory_leaves));
         s.memory_objects = g(&self.memory_head_inserts).saturating_sub(g(&self.memory_head_leaves));
         s.memory_evictions = g(&self.memory_evictions);
@@ -121,12 +113,12 @@ impl EventListener for Listener {
     type Value = Entry;
 
     fn on_leave(&self, reason: Event, _key: &StoreKey, value: &Entry) {
-        Counters::inc(&self.0.memory_leaves);
+        self.0.memory_leaves.inc();
         if matches!(value, Entry::Head(_)) {
-            Counters::inc(&self.0.memory_head_leaves);
+            self.0.memory_head_leaves.inc();
         }
         if reason == Event::Evict {
-            Counters::inc(&self.0.memory_evictions);
+            self.0.memory_evictions.inc();
         }
     }
 }

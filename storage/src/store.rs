@@ -184,7 +184,7 @@ impl Store {
             Ok(Some(Entry::Chunk(_))) | Ok(None) => Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable head: dropped");
-                Counters::inc(&self.inner.counters.corrupt_reads);
+                self.inner.counters.corrupt_reads.inc();
                 let mut v = self.inner.lock_version(&k);
                 if *v == v0 {
                     *v += 1;
@@ -273,7 +273,7 @@ impl Store {
                 .await;
             match outcome {
                 Some(true) => {
-                    Counters::inc(&self.inner.counters.meta_updates);
+                    self.inner.counters.meta_updates.inc();
                     return Ok(true);
                 }
                 Some(false) => return Ok(false),
@@ -289,7 +289,7 @@ impl Store {
         if self.inner.closed.load(Ordering::Acquire) {
             return;
         }
-        Counters::inc(&self.inner.counters.removes);
+        self.inner.counters.removes.inc();
         self.inner.remove_head(StoreKey(*key));
     }
 
@@ -395,7 +395,7 @@ impl Inner {
         // a task streaming from memory in a loop still yields to the others now and then.
         tokio::task::consume_budget().await;
         if let Some(e) = self.cache.memory().get(&k) {
-            Counters::inc(&self.counters.memory_hits);
+            self.counters.memory_hits.inc();
             let value = e.value().clone();
             drop(e);
             if let Some(hot) = value.arena_copy_when_hot() {
@@ -404,7 +404,7 @@ impl Inner {
             }
             return Ok(Some(value));
         }
-        Counters::inc(&self.counters.memory_misses);
+        self.counters.memory_misses.inc();
         let v0 = versioned.then(|| self.version(&k));
         // The pread itself runs on the store runtime's blocking pool (foyer's psync engine);
         // awaiting it here rather than from a task spawned on that runtime saves a thread
@@ -415,15 +415,15 @@ impl Inner {
             Ok(Load::Entry { value, .. }) => value,
             Ok(Load::Piece { piece, .. }) => piece.value().clone(),
             Ok(Load::Miss) | Ok(Load::Throttled) => {
-                Counters::inc(&self.counters.disk_misses);
+                self.counters.disk_misses.inc();
                 return Ok(None);
             }
             Err(e) => {
-                Counters::inc(&self.counters.disk_misses);
+                self.counters.disk_misses.inc();
                 return Err(Error::new(ErrorKind::Corrupt, "disk read failed").with_source(e));
             }
         };
-        Counters::inc(&self.counters.disk_hits);
+        self.counters.disk_hits.inc();
         match v0 {
             Some(v0) => {
                 let v = self.lock_version(&k);
@@ -503,7 +503,7 @@ impl Inner {
     /// A body read found chunk damage in object `object_id` under `k`: drop that head, unless
     /// it was replaced by another version meanwhile.
     pub async fn invalidate(&self, k: StoreKey, object_id: ObjectId) {
-        Counters::inc(&self.counters.corrupt_reads);
+        self.counters.corrupt_reads.inc();
         {
             let mut v = self.lock_version(&k);
             match self.cache.memory().get(&k).map(|e| e.value().clone()) {

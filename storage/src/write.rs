@@ -18,7 +18,6 @@ use bytes::{Bytes, BytesMut};
 use crate::codec::{Chunk, Entry, Head, INLINE_MAX, Key, ObjectId, StoreKey, chunk_key};
 use crate::config::disk_footprint;
 use crate::error::{Error, ErrorKind};
-use crate::stats::Counters;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +108,7 @@ impl WriteHandle {
         self.check()?;
         if self.body_len + data.len() as u64 > self.store.inner.max_object_size {
             self.fail(ErrorKind::TooLarge);
-            Counters::inc(&self.store.inner.counters.writes_too_large);
+            self.store.inner.counters.writes_too_large.inc();
             return Err(self.too_large());
         }
         self.state = State::Writing;
@@ -157,7 +156,7 @@ impl WriteHandle {
         self.check()?;
         if self.meta.len() > crate::codec::MAX_META {
             self.fail(ErrorKind::TooLarge);
-            Counters::inc(&self.store.inner.counters.writes_too_large);
+            self.store.inner.counters.writes_too_large.inc();
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 "metadata over 16 MiB: not cached",
@@ -193,7 +192,7 @@ impl WriteHandle {
                     chunk_count,
                     "chunks did not reach the disk tier: object not committed"
                 );
-                Counters::inc(&inner.counters.writes_dropped);
+                inner.counters.writes_dropped.inc();
                 self.fail(ErrorKind::Internal);
                 self.state = State::Done;
                 return Ok(());
@@ -211,7 +210,7 @@ impl WriteHandle {
             hits: Default::default(),
         };
         inner.commit_head(StoreKey(self.key), head).await;
-        Counters::inc(&inner.counters.writes_committed);
+        inner.counters.writes_committed.inc();
         self.state = State::Done;
         Ok(())
     }
@@ -242,7 +241,7 @@ impl Drop for WriteHandle {
         match self.state {
             State::Done | State::Failed(_) => {}
             State::Open | State::Writing => {
-                Counters::inc(&self.store.inner.counters.writes_aborted);
+                self.store.inner.counters.writes_aborted.inc();
                 self.store
                     .inner
                     .drop_chunks_from_memory(&self.object_id, self.next_index);
