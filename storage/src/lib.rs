@@ -55,7 +55,9 @@
 //! - A full disk tier evicts whole blocks (FIFO); writers never see an error for it. An object
 //!   whose chunks were evicted before its commit is silently not committed (`writes_dropped`).
 //! - Disk I/O never runs on the caller's runtime: foyer's psync engine does blocking
-//!   `pread`/`pwrite` on the blocking pool of the store's own runtime.
+//!   `pread`/`pwrite` on the blocking pool of the store's own runtime, whose threads are
+//!   `SCHED_BATCH` on Linux so that a read handed over does not preempt the busy worker
+//!   that asked for it ([`sched`](crate::sched)).
 //! - Not durable against power loss: foyer does not fsync its data files. A cache may lose
 //!   recent entries then, but still never returns a damaged body (checksums).
 //!
@@ -101,6 +103,7 @@ mod dir;
 mod error;
 pub(crate) mod pacer;
 mod read;
+mod sched;
 mod stats;
 mod store;
 mod write;

@@ -110,6 +110,9 @@ impl Store {
             .worker_threads(cfg.io_threads)
             .max_blocking_threads(4 * cfg.io_threads + 8)
             .thread_name("outpost-storage")
+            // Disk reads hand off to this runtime's blocking pool; see `sched` for why its
+            // threads must not preempt the request workers.
+            .on_thread_start(crate::sched::batch_current_thread)
             .enable_all()
             .build()
             .map_err(|e| Error::io("start the storage runtime", e))?;
