@@ -183,8 +183,10 @@ def table(raw_path):
     """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal]`
     (one per wrk run) -> one markdown row per scenario and proxy: the median
     of each column over the rounds, the req/s range, the peak RSS, any
-    errors, req/s as a ratio to Outpost's median, and the largest share of
-    CPU time the host stole from the VM in any of the rounds."""
+    errors, req/s as a ratio to Outpost's median, the same ratio taken round
+    by round (median and range: each round runs the proxies back to back, so
+    this pairs runs seconds apart and cancels the host's slower drifts), and
+    the largest share of CPU time the host stole from the VM in any round."""
     runs = {}
     order = []
     for line in open(raw_path):
@@ -211,8 +213,13 @@ def table(raw_path):
             cols[name] = vals
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
-          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | errors | steal % (max) |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|")
+          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
+          "| errors | steal % (max) |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|")
+
+    def by_round(key):
+        return {r[2]: v for r in runs.get(key, []) if (v := num(r[3])) is not None}
+
     for key in order:
         scen, px = key
         c = med[key]
@@ -220,11 +227,15 @@ def table(raw_path):
         base = med.get((scen, "outpost"), {}).get("rps")
         ratio = f"{rps / median(base):.2f}×" if base and median(base) > 0 else "-"
         rng = f"{min(c['rps']):.0f}–{max(c['rps']):.0f}" if c["rps"] else "-"
+        mine, ours = by_round(key), by_round((scen, "outpost"))
+        paired = [mine[r] / ours[r] for r in mine if r in ours and ours[r] > 0]
+        same_round = (f"{median(paired):.2f}× ({min(paired):.2f}–{max(paired):.2f})"
+                      if paired and px != "outpost" else "-")
         errs = " ".join(sorted({r[8].strip() for r in runs[key] if r[8].strip()}))
         fmt = lambda name, spec: format(median(c[name]), spec) if c[name] else "-"
         print(f"| {scen} | {px} | {rps:.0f} | {rng} | {fmt('p50', '.3f')} | "
               f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
-              f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {errs} | "
+              f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {same_round} | {errs} | "
               f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} |")
 
 

@@ -270,7 +270,7 @@ done
   if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT)."
   echo
-  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the last column is the most any kept round lost."
+  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the last column is the most any kept round lost."
   echo
   $PY "$TOOL" table "$RAW"
   echo
