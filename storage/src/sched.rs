@@ -10,8 +10,9 @@
 //! to preempt the running task when such a thread wakes up: a busy worker keeps its core, and
 //! the reads it queued run together when it waits for I/O or at the end of its time slice.
 //! The flusher and reclaimer run on this runtime too; they are background work all the same.
-//! Measured in the disk set (benches/load/README.md, session 12): 1.5–2.0 switches per
-//! request, CPU per request 78–86 → 69–74 µs, p99 13.5–15.6 → 8.5–10.1 ms.
+//! Measured in the disk set, interleaved against the previous binary (benches/load/README.md,
+//! session 12): 3.2 → 1.4–2.1 switches per request, CPU per request 80–86 → 75–82 µs, p99
+//! 13.9–15.5 → 9.7–12.4 ms.
 //!
 //! A thread whose policy cannot be set (a seccomp filter, another OS) keeps the default; the
 //! first failure is logged, the store works as before.
