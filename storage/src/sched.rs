@@ -10,6 +10,10 @@
 //! to preempt the running task when such a thread wakes up: a busy worker keeps its core, and
 //! the reads it queued run together when it waits for I/O or at the end of its time slice.
 //! The flusher and reclaimer run on this runtime too; they are background work all the same.
+//! A thread inherits its creator's policy, but only this runtime's threads get it: new
+//! blocking-pool threads are spawned by whichever thread hands work over (the request workers),
+//! and `on_thread_start` sets the policy on each one (checked under load: every
+//! `outpost-storage` thread `SCHED_BATCH`, the `outpost-worker` threads and main normal).
 //! Measured in the disk set, interleaved against the previous binary (benches/load/README.md,
 //! session 12): 3.2 → 1.4–2.1 switches per request, CPU per request 80–86 → 75–82 µs, p99
 //! 13.9–15.5 → 9.7–12.4 ms.
