@@ -41,52 +41,11 @@ if ! command -v valgrind >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 fi
-if [ "$BIN" = "$ROOT/target/release/outpost" ]; then
-  (cd "$ROOT" && cargo build --release --bin outpost -q)
-fi
+. "$HERE/lib.sh"
+build_outpost
+setup_run "${LOAD_BASE:-/tmp/outpost-load}/instructions/www" "${LOAD_BASE:-/tmp/outpost-load}/instructions/run"
+guard 1800
 
-BASE=${LOAD_BASE:-/tmp/outpost-load}/instructions
-WWW=$BASE/www
-RUN=$BASE/run
-mkdir -p "$WWW/pass" "$RUN"
-[ -f "$WWW/1k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW" 1k.bin 1024
-[ -f "$WWW/100k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW" 100k.bin 102400
-[ -f "$WWW/pass/1k.bin" ] || python3 "$HERE/loadtool.py" gen "$WWW/pass" 1k.bin 1024
-render() { sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|1|g" "$HERE/$1" > "$RUN/$1"; }
-render origin.conf
-render outpost.toml
-
-# One CPU for Outpost (its current-thread runtime, as in run.sh's pinned
-# mode), the other for the origin and wrk, when there are two.
-PROXY_CPU=()
-LOAD_CPU=()
-if [ "$(nproc)" -ge 2 ]; then
-  PROXY_CPU=(taskset -c 0)
-  LOAD_CPU=(taskset -c 1)
-fi
-
-PIDS=()
-WATCHDOG=
-cleanup() {
-  [ -z "$WATCHDOG" ] || pkill -TERM -P "$WATCHDOG" 2>/dev/null || true
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-# The watchdog's output goes nowhere, so a pipe reading this script's
-# output ends when the script does; its `sleep` is stopped on exit too.
-( sleep 1800; kill -TERM $$ ) >/dev/null 2>&1 &
-WATCHDOG=$!
-PIDS+=($WATCHDOG)
-
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  exit 1
-}
 fetch() { # one request, answer discarded
   exec 3<>/dev/tcp/127.0.0.1/18083
   printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:18083\r\nConnection: close\r\n\r\n' "$1" >&3
@@ -94,9 +53,7 @@ fetch() { # one request, answer discarded
   exec 3<&-
 }
 
-"${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
-PIDS+=($!)
-wait_port 18080
+start_origin
 
 for path in "${PATHS[@]}"; do
   rm -rf "$RUN/outpost-cache" "$RUN"/callgrind.*

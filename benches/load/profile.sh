@@ -59,56 +59,16 @@ if [ "$SVG" = 1 ] && ! command -v inferno-flamegraph >/dev/null 2>&1 \
   cargo install -q --locked --root "$TOOLS" inferno
 fi
 export PATH="$TOOLS/bin:$PATH"
-if [ "$BIN" = "$ROOT/target/release/outpost" ]; then
-  (cd "$ROOT" && cargo build --release --bin outpost -q)
-fi
-
-WWW=$BASE/www
-RUN=$BASE/profile/run
+. "$HERE/lib.sh"
+build_outpost
+setup_run "$BASE/www" "$BASE/profile/run"
 OUT=$BASE/profile/out
-mkdir -p "$WWW/pass" "$RUN" "$OUT"
+mkdir -p "$OUT"
 TOOL="$HERE/loadtool.py"
-[ -f "$WWW/1k.bin" ] || python3 "$TOOL" gen "$WWW" 1k.bin 1024
-[ -f "$WWW/100k.bin" ] || python3 "$TOOL" gen "$WWW" 100k.bin 102400
-[ -f "$WWW/1m.bin" ] || python3 "$TOOL" gen "$WWW" 1m.bin 1048576
-[ -f "$WWW/pass/1k.bin" ] || python3 "$TOOL" gen "$WWW/pass" 1k.bin 1024
 HOT_N=10000
 DISK_N=$(( 2048 * 1024 / 100 ))
-render() { sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|1|g" "$HERE/$1" > "$RUN/$1"; }
-render origin.conf
-render outpost.toml
-
-PROXY_CPU=()
-LOAD_CPU=()
-if [ "$(nproc)" -ge 2 ]; then
-  PROXY_CPU=(taskset -c 0)
-  LOAD_CPU=(taskset -c 1)
-fi
-
-PIDS=()
-WATCHDOG=
-cleanup() {
-  [ -z "$WATCHDOG" ] || pkill -TERM -P "$WATCHDOG" 2>/dev/null || true
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-( sleep 1800; kill -TERM $$ ) >/dev/null 2>&1 &
-WATCHDOG=$!
-PIDS+=($WATCHDOG)
-
-wait_port() {
-  for _ in $(seq 1 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "port $1 did not open" >&2
-  exit 1
-}
-
-"${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
-PIDS+=($!)
-wait_port 18080
+guard 1800
+start_origin
 
 for s in "${SCENARIOS[@]}"; do
   # What wrk asks for, and how the cache is warmed first.
