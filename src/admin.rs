@@ -5,7 +5,8 @@
 //!   memory_capacity, disk_capacity, hits, misses, hit_ratio,
 //!   origin_requests, uptime_secs, origin_connects, origin_stale_retries,
 //!   bans, zero_copy_bytes,
-//!   zero_copy_fallbacks, sendfile_bytes}`
+//!   zero_copy_fallbacks, sendfile_bytes, blob_segments,
+//!   blob_resident_reads, blob_cold_reads}`
 //!   (the `outpostctl stats` contract for the first ten, see
 //!   tools/README.md). `entries` counts objects in the memory tier (foyer
 //!   exposes no disk entry count); `disk_bytes` is the space the disk tier
@@ -65,6 +66,12 @@ pub struct Stats {
     pub zero_copy_fallbacks: u64,
     /// Bytes sent to clients with `sendfile(2)` since start.
     pub sendfile_bytes: u64,
+    /// Segment files of the disk tier's blob log (values of 32 KiB and more).
+    pub blob_segments: u64,
+    /// Blob log reads whose pages were in the page cache (sent from the file).
+    pub blob_resident_reads: u64,
+    /// Blob log reads that had to wait for the disk (read on the storage threads).
+    pub blob_cold_reads: u64,
 }
 
 impl AdminState {
@@ -93,6 +100,9 @@ impl AdminState {
             s.memory_capacity = st.memory_capacity;
             s.disk_bytes = st.disk_allocated_bytes;
             s.disk_capacity = st.disk_capacity;
+            s.blob_segments = st.blob_segments;
+            s.blob_resident_reads = st.blob_resident_reads;
+            s.blob_cold_reads = st.blob_cold_reads;
         }
         s
     }

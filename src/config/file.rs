@@ -118,6 +118,7 @@ pub struct FileStorage {
     pub disk: Option<SizeValue>,
     pub chunk_size: Option<SizeValue>,
     pub max_object_size: Option<SizeValue>,
+    pub large_value_share: Option<i64>,
 }
 
 /// `[log]`

@@ -199,6 +199,8 @@ pub struct StorageConfig {
     pub disk: u64,
     pub chunk_size: u64,
     pub max_object_size: u64,
+    /// Percent of `disk` for the blob log (values of 32 KiB and more, sent with sendfile).
+    pub large_value_share: u8,
 }
 
 /// Log output format.
@@ -354,6 +356,7 @@ impl Config {
                 disk: 4 << 30,
                 chunk_size: 1 << 20,
                 max_object_size: 1 << 30,
+                large_value_share: 75,
             },
             log: LogConfig {
                 level: "info".into(),

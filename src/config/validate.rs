@@ -265,6 +265,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             d.storage.chunk_size,
         ),
         max_object_size: 0,
+        large_value_share: match st.large_value_share {
+            None => d.storage.large_value_share,
+            Some(n @ 0..=95) => n as u8,
+            Some(_) => {
+                errs.push(
+                    "storage.large_value_share",
+                    "must be a percentage from 0 to 95",
+                );
+                d.storage.large_value_share
+            }
+        },
     };
     // Unset, the largest object is the default or a quarter of the disk
     // tier, whichever is smaller; set explicitly, it must be at most half of

@@ -87,6 +87,7 @@ impl CacheLayer {
         let mut sc = StoreConfig::new(&s.path, s.memory, s.disk);
         sc.chunk_size = usize::try_from(s.chunk_size).unwrap_or(sc.chunk_size);
         sc.max_object_size = s.max_object_size;
+        sc.large_value_share = s.large_value_share;
         let store = Store::open(sc).await.map_err(|e| {
             Error::new(
                 ErrorKind::Storage,

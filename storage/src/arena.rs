@@ -70,6 +70,7 @@ pub fn stats() -> ArenaStats {
 
 #[cfg(target_os = "linux")]
 pub use imp::{FileRange, locate};
+pub(crate) use imp::{register_mapping, unregister_mapping};
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
@@ -310,6 +311,20 @@ mod imp {
         }
     }
 
+    /// Make slices of `[start, end)` — a read-only mapping of `fd` at offset 0, such as a
+    /// blob log segment — known to [`locate`]. The caller keeps the mapping and the file
+    /// until after [`unregister_mapping`] with the returned id.
+    pub(crate) fn register_mapping(start: usize, end: usize, fd: RawFd) -> u64 {
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        change_registry(|v| v.push(Mapped { start, end, fd, id }));
+        id
+    }
+
+    /// Forget a mapping registered with [`register_mapping`] (before it is unmapped).
+    pub(crate) fn unregister_mapping(id: u64) {
+        change_registry(|v| v.retain(|m| m.id != id));
+    }
+
     /// A file range holding the same bytes as a slice of an arena value: send it with
     /// `sendfile(2)` from [`FileRange::offset`]. It borrows the slice's lifetime: the value
     /// behind the slice keeps its segment, and so the file, open.
@@ -411,6 +426,12 @@ mod imp {
     pub(super) fn holds(_: &[u8]) -> bool {
         false
     }
+
+    pub(crate) fn register_mapping(_: usize, _: usize, _: std::os::fd::RawFd) -> u64 {
+        0
+    }
+
+    pub(crate) fn unregister_mapping(_: u64) {}
 
     pub(super) fn stats() -> ArenaStats {
         ArenaStats::default()

@@ -6,6 +6,12 @@
 //!   [`INLINE_MAX`] (and less than a chunk), the body itself (`chunk_count` 0);
 //! - a **chunk** under `chunk_key(object_id, index)`: object id, index, data.
 //!
+//! A payload (inline body or chunk data) of at least [`BLOB_MIN`](crate::blob::BLOB_MIN)
+//! bytes written through a store with a blob log is not encoded into foyer's entry: the entry
+//! holds its [`BlobRef`] (flag bit 31 of the payload length), and the bytes go to the log when
+//! foyer first encodes the entry ([`Spill::place`]). Decoding such an entry gives a *light*
+//! entry (payload empty, place known) that the store resolves against the log.
+//!
 //! Integrity: foyer checks every entry it loads from disk against the xxhash64 it wrote with
 //! it (key and value), drops a mismatching entry and reports a miss; the reader then reports
 //! `ErrorKind::Corrupt`. A blake3 per chunk (format 1) checked the same bytes a second time:
@@ -17,6 +23,8 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use crate::blob::{BlobRef, Spill};
 
 use bytes::Bytes;
 
@@ -31,8 +39,10 @@ pub type ObjectId = [u8; 16];
 
 const HEAD_TAG: u8 = 0xA1;
 const CHUNK_TAG: u8 = 0xC1;
-/// 2: heads carry small bodies inline.
-const FORMAT_VERSION: u8 = 2;
+/// 2: heads carry small bodies inline. 3: large payloads may be blob refs.
+const FORMAT_VERSION: u8 = 3;
+/// Set in an encoded payload length: a [`BlobRef`] follows instead of the bytes.
+const SPILLED: u32 = 1 << 31;
 /// Bodies up to this size (and below one chunk) are stored inside the head: one entry and one
 /// disk read per object instead of two.
 pub(crate) const INLINE_MAX: usize = 128 << 10;
@@ -85,9 +95,25 @@ pub(crate) struct Head {
     pub inline: Bytes,
     /// Memory-tier hits of this copy (see [`Entry::arena_copy_when_hot`]).
     pub hits: HitCount,
+    /// The inline body's place in the blob log, if it goes there.
+    pub spill: Option<Arc<Spill>>,
 }
 
 impl Head {
+    /// A copy without the inline body's bytes if they are in the blob log (what the memory
+    /// tier keeps of a body it can find there again: see `Store::get_entry`).
+    pub fn light(&self) -> Head {
+        let spilled = self.spill.as_ref().is_some_and(|s| s.at().is_some());
+        Head {
+            inline: if spilled {
+                Bytes::new()
+            } else {
+                self.inline.clone()
+            },
+            ..self.clone()
+        }
+    }
+
     /// Length of chunk `index` (all full except possibly the last).
     pub fn chunk_len(&self, index: u64) -> u64 {
         let start = index * u64::from(self.chunk_size);
@@ -98,8 +124,10 @@ impl Head {
 
     /// Internal consistency (holds for every head we write).
     pub fn is_consistent(&self) -> bool {
-        let inline = self.chunk_count == 0 && self.inline.len() as u64 == self.body_len;
+        let inline =
+            self.chunk_count == 0 && payload_len(&self.inline, &self.spill) == self.body_len;
         let chunked = self.inline.is_empty()
+            && self.spill.is_none()
             && self.chunk_count == self.body_len.div_ceil(u64::from(self.chunk_size));
         self.chunk_size > 0 && (inline || chunked)
     }
@@ -118,16 +146,27 @@ pub(crate) struct Chunk {
     pub data: Bytes,
     /// Memory-tier hits of this copy (see [`Entry::arena_copy_when_hot`]).
     pub hits: HitCount,
+    /// The data's place in the blob log, if it goes there.
+    pub spill: Option<Arc<Spill>>,
 }
 
 impl Chunk {
-    pub fn new(object_id: ObjectId, index: u64, data: Bytes) -> Self {
+    pub fn new(object_id: ObjectId, index: u64, data: Bytes, spill: Option<Arc<Spill>>) -> Self {
         Self {
             object_id,
             index,
             data,
             hits: HitCount::default(),
+            spill,
         }
+    }
+}
+
+/// The length of a payload: its bytes, or the length recorded with its blob place.
+fn payload_len(data: &Bytes, spill: &Option<Arc<Spill>>) -> u64 {
+    match spill.as_ref().and_then(|s| s.at()) {
+        Some(at) if data.is_empty() => u64::from(at.len),
+        _ => data.len() as u64,
     }
 }
 
@@ -198,8 +237,44 @@ impl Entry {
                 inline: moved,
                 ..(**h).clone()
             })),
-            Entry::Chunk(c) => Entry::Chunk(Arc::new(Chunk::new(c.object_id, c.index, moved))),
+            Entry::Chunk(c) => Entry::Chunk(Arc::new(Chunk::new(
+                c.object_id,
+                c.index,
+                moved,
+                c.spill.clone(),
+            ))),
         })
+    }
+
+    /// The payload and its spill (inline body or chunk data).
+    fn payload(&self) -> (&Bytes, &Option<Arc<Spill>>) {
+        match self {
+            Entry::Head(h) => (&h.inline, &h.spill),
+            Entry::Chunk(c) => (&c.data, &c.spill),
+        }
+    }
+
+    /// A light entry (decoded from foyer, or kept in memory) whose payload must be read from
+    /// the blob log: its place and check flag.
+    pub fn blob_to_resolve(&self) -> Option<(BlobRef, &Spill)> {
+        let (data, spill) = self.payload();
+        let spill = spill.as_deref()?;
+        let at = spill.at()?;
+        (data.is_empty() && at.len > 0).then_some((*at, spill))
+    }
+
+    /// This entry with `data` as its payload (a light entry's resolved bytes).
+    pub fn with_payload(&self, data: Bytes) -> Entry {
+        match self {
+            Entry::Head(h) => Entry::Head(Arc::new(Head {
+                inline: data,
+                ..(**h).clone()
+            })),
+            Entry::Chunk(c) => Entry::Chunk(Arc::new(Chunk {
+                data,
+                ..(**c).clone()
+            })),
+        }
     }
 
     /// Whether both are the same value (not merely equal).
@@ -223,8 +298,17 @@ impl Entry {
     /// Exact encoded length.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Entry::Head(h) => 2 + 16 + 8 + 4 + 8 + 32 + 4 + h.meta.len() + 4 + h.inline.len(),
-            Entry::Chunk(c) => 1 + 16 + 8 + 4 + c.data.len(),
+            Entry::Head(h) => {
+                2 + 16
+                    + 8
+                    + 4
+                    + 8
+                    + 32
+                    + 4
+                    + h.meta.len()
+                    + payload_encoded_len(&h.inline, &h.spill)
+            }
+            Entry::Chunk(c) => 1 + 16 + 8 + payload_encoded_len(&c.data, &c.spill),
         }
     }
 }
@@ -262,6 +346,51 @@ fn read_bytes(r: &mut impl Read, len: usize) -> foyer::Result<Bytes> {
     Ok(Bytes::from(v))
 }
 
+fn payload_encoded_len(data: &Bytes, spill: &Option<Arc<Spill>>) -> usize {
+    4 + if spill.is_some() {
+        BlobRef::LEN
+    } else {
+        data.len()
+    }
+}
+
+/// A payload: `u32` length then the bytes, or the length with [`SPILLED`] then its place.
+fn encode_payload(
+    w: &mut impl Write,
+    data: &Bytes,
+    spill: &Option<Arc<Spill>>,
+) -> foyer::Result<()> {
+    match spill {
+        None => {
+            w.write_all(&len_u32(data.len())?.to_le_bytes())
+                .map_err(io)?;
+            w.write_all(data).map_err(io)
+        }
+        Some(spill) => {
+            let at = spill.place(data).map_err(io)?;
+            w.write_all(&(at.len | SPILLED).to_le_bytes()).map_err(io)?;
+            w.write_all(&at.to_bytes()).map_err(io)
+        }
+    }
+}
+
+/// Decodes what [`encode_payload`] wrote; payloads over `max` bytes are refused.
+fn decode_payload(r: &mut impl Read, max: usize) -> foyer::Result<(Bytes, Option<Arc<Spill>>)> {
+    let raw = read_u32(r)?;
+    let len = (raw & !SPILLED) as usize;
+    if len > max {
+        return Err(parse_err("payload too long"));
+    }
+    if raw & SPILLED == 0 {
+        return Ok((read_bytes(r, len)?, None));
+    }
+    let at = BlobRef::from_bytes(&read_arr::<{ BlobRef::LEN }>(r)?);
+    if at.len as usize != len || len == 0 {
+        return Err(parse_err("blob ref length differs"));
+    }
+    Ok((Bytes::new(), Some(Spill::decoded(at))))
+}
+
 fn len_u32(len: usize) -> foyer::Result<u32> {
     u32::try_from(len).map_err(|_| parse_err("length does not fit in u32"))
 }
@@ -279,17 +408,13 @@ impl Code for Entry {
                 w.write_all(&len_u32(h.meta.len())?.to_le_bytes())
                     .map_err(io)?;
                 w.write_all(&h.meta).map_err(io)?;
-                w.write_all(&len_u32(h.inline.len())?.to_le_bytes())
-                    .map_err(io)?;
-                w.write_all(&h.inline).map_err(io)
+                encode_payload(w, &h.inline, &h.spill)
             }
             Entry::Chunk(c) => {
                 w.write_all(&[CHUNK_TAG]).map_err(io)?;
                 w.write_all(&c.object_id).map_err(io)?;
                 w.write_all(&c.index.to_le_bytes()).map_err(io)?;
-                w.write_all(&len_u32(c.data.len())?.to_le_bytes())
-                    .map_err(io)?;
-                w.write_all(&c.data).map_err(io)
+                encode_payload(w, &c.data, &c.spill)
             }
         }
     }
@@ -329,11 +454,7 @@ fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
                 return Err(parse_err("head metadata too long"));
             }
             let meta = read_bytes(r, meta_len)?;
-            let inline_len = read_u32(r)? as usize;
-            if inline_len > INLINE_MAX {
-                return Err(parse_err("inline body too long"));
-            }
-            let inline = read_bytes(r, inline_len)?;
+            let (inline, spill) = decode_payload(r, INLINE_MAX)?;
             let head = Head {
                 object_id,
                 body_len,
@@ -343,6 +464,7 @@ fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
                 meta,
                 inline,
                 hits: HitCount::default(),
+                spill,
             };
             if !head.is_consistent() {
                 return Err(parse_err("inconsistent head"));
@@ -352,12 +474,10 @@ fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
         CHUNK_TAG => {
             let object_id = read_arr::<16>(r)?;
             let index = read_u64(r)?;
-            let len = read_u32(r)? as usize;
-            if len > MAX_CHUNK {
-                return Err(parse_err("chunk too long"));
-            }
-            let data = read_bytes(r, len)?;
-            Ok(Entry::Chunk(Arc::new(Chunk::new(object_id, index, data))))
+            let (data, spill) = decode_payload(r, MAX_CHUNK)?;
+            Ok(Entry::Chunk(Arc::new(Chunk::new(
+                object_id, index, data, spill,
+            ))))
         }
         _ => Err(parse_err("unknown entry tag")),
     }
@@ -384,6 +504,7 @@ mod tests {
             meta: Bytes::from_static(b"meta"),
             inline: Bytes::new(),
             hits: HitCount::default(),
+            spill: None,
         }
     }
 
@@ -394,11 +515,44 @@ mod tests {
             Ok(Entry::Head(d)) => assert_eq!(*d, h),
             other => panic!("unexpected {other:?}"),
         }
-        let c = Chunk::new([1; 16], 5, Bytes::from_static(b"hello chunk"));
+        let c = Chunk::new([1; 16], 5, Bytes::from_static(b"hello chunk"), None);
         match roundtrip(&Entry::Chunk(Arc::new(c.clone()))) {
             Ok(Entry::Chunk(d)) => assert_eq!(*d, c),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn large_payloads_encode_as_blob_refs() -> Result<(), Box<dyn std::error::Error>> {
+        use crate::blob::{BlobLog, Found};
+        let dir = tempfile::tempdir()?;
+        let log = Arc::new(BlobLog::open(dir.path(), 1 << 20, 4)?);
+        assert!(
+            Spill::for_payload(Some(&log), 1000).is_none(),
+            "small stays inline"
+        );
+        let data = Bytes::from(vec![5u8; 40_000]);
+        let spill = Spill::for_payload(Some(&log), data.len());
+        let c = Entry::Chunk(Arc::new(Chunk::new([1; 16], 2, data.clone(), spill)));
+        let mut buf = Vec::new();
+        c.encode(&mut buf)?;
+        assert_eq!(buf.len(), c.encoded_len());
+        assert!(buf.len() < 100, "a place, not the bytes");
+        let d = Entry::decode(&mut buf.as_slice())?;
+        let Some((at, spill)) = d.blob_to_resolve() else {
+            panic!("decoded entry is not light: {d:?}");
+        };
+        assert_eq!(at.len as usize, data.len());
+        match log.find(&at, spill.checked())? {
+            Found::Resident(b) => assert_eq!(b, data),
+            Found::Cold(r) => assert_eq!(r.read()?, data),
+            Found::Gone => panic!("gone"),
+        }
+        // Encoding again (a copy sharing the spill) writes no second value.
+        let mut again = Vec::new();
+        c.encode(&mut again)?;
+        assert_eq!(again, buf);
+        Ok(())
     }
 
     #[test]
@@ -418,7 +572,7 @@ mod tests {
     #[test]
     fn truncated_chunk_is_a_checksum_error() {
         // Flipped bytes are foyer's xxhash64's to catch (tests/faults.rs); a short entry is ours.
-        let c = Chunk::new([1; 16], 0, Bytes::from(vec![42u8; 4096]));
+        let c = Chunk::new([1; 16], 0, Bytes::from(vec![42u8; 4096]), None);
         let mut buf = Vec::new();
         assert!(Entry::Chunk(Arc::new(c)).encode(&mut buf).is_ok());
         buf.truncate(buf.len() - 1);

@@ -6,7 +6,11 @@
 //! - a foyer block must hold at least 4 chunks (entries larger than a block are silently dropped
 //!   from disk by foyer 0.22), so `block_size >= 4 * chunk_size` plus per-entry padding;
 //! - the disk must hold at least 8 blocks (foyer needs spare clean blocks to keep writing);
-//! - an object can be at most half the disk (else it evicts itself while being written).
+//! - an object can be at most half the disk (else it evicts itself while being written);
+//! - the blob log (large values, see `blob`) gets `large_value_share` percent of the disk in
+//!   segments of up to 64 MiB, if that leaves it at least 4 segments, each able to hold a
+//!   chunk, room for half the largest object, and foyer its 8 blocks; otherwise it is off
+//!   and every value goes to foyer.
 
 use std::path::PathBuf;
 
@@ -90,6 +94,10 @@ pub struct StoreConfig {
     /// not written yet, and checks every chunk reached the disk tier (else the object is
     /// silently not committed and `writes_dropped` counts it).
     pub durable_commit: bool,
+    /// Percent of the disk capacity given to the blob log, where values of at least 32 KiB
+    /// are kept in files the node sends from with `sendfile` (default 75; 0 = off: every
+    /// value in foyer's block files).
+    pub large_value_share: u8,
 }
 
 impl Default for StoreConfig {
@@ -105,6 +113,7 @@ impl Default for StoreConfig {
             flush_buffer_size: 0,
             io_threads: 2,
             durable_commit: true,
+            large_value_share: 75,
         }
     }
 }
@@ -116,6 +125,10 @@ pub(crate) struct Derived {
     pub flush_buffer_size: usize,
     pub device_capacity: usize,
     pub memory_shards: usize,
+    /// Blob log segment size (0 with `blob_segments`: no blob log).
+    pub blob_segment_size: u64,
+    /// Segments the blob log may keep.
+    pub blob_segments: usize,
 }
 
 fn align_up(v: usize, a: usize) -> usize {
@@ -193,6 +206,12 @@ impl StoreConfig {
                 self.memory_capacity
             ));
         }
+        if self.large_value_share > 95 {
+            problems.push(format!(
+                "large_value_share {} must be a percentage of at most 95",
+                self.large_value_share
+            ));
+        }
         if self.io_threads == 0 || self.io_threads > 64 {
             problems.push(format!("io_threads {} must be 1..=64", self.io_threads));
         }
@@ -205,12 +224,35 @@ impl StoreConfig {
         // Each memory shard has capacity / shards: keep room for >= 16 chunks per shard.
         let per_shard = 16 * (self.chunk_size as u64 + 256);
         let memory_shards = (self.memory_capacity / per_shard).clamp(1, 16) as usize;
+        let (blob_segment_size, blob_segments) = self.blob_layout(device_capacity, block_size);
+        let device_capacity = device_capacity - blob_segment_size * blob_segments as u64;
         Ok(Derived {
             block_size,
             flush_buffer_size,
             device_capacity: (device_capacity as usize / PAGE) * PAGE,
             memory_shards,
+            blob_segment_size,
+            blob_segments,
         })
+    }
+}
+
+impl StoreConfig {
+    /// Segment size and count of the blob log, `(0, 0)` when it is off (see the module doc).
+    fn blob_layout(&self, device_capacity: u64, block_size: usize) -> (u64, usize) {
+        let page = PAGE as u64;
+        let want = device_capacity / 100 * u64::from(self.large_value_share);
+        let min_segment = 2 * (align_up(self.chunk_size, PAGE) as u64 + page);
+        let segment = (want / 16).clamp(min_segment, (64 * MIB).max(min_segment)) / page * page;
+        let count = want / segment.max(1);
+        let blob_bytes = segment * count;
+        let usable = count >= 4
+            && blob_bytes / 2 >= self.max_object_size
+            && device_capacity - blob_bytes >= 8 * block_size as u64;
+        match usable {
+            true => (segment, count as usize),
+            false => (0, 0),
+        }
     }
 }
 
@@ -265,6 +307,50 @@ mod tests {
             "io_threads",
         ] {
             assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn the_blob_log_gets_its_share_when_it_fits() {
+        let Ok(d) = StoreConfig::default().validate() else {
+            panic!("default config invalid");
+        };
+        // 75 % of 4 GiB in 64 MiB segments, the rest to foyer.
+        assert_eq!(d.blob_segment_size, 64 * MIB);
+        assert_eq!(d.blob_segments, 47);
+        assert_eq!(
+            d.device_capacity as u64 + 47 * 64 * MIB,
+            (4 * GIB - DIR_RESERVE) / PAGE as u64 * PAGE as u64
+        );
+        for cfg in [
+            StoreConfig {
+                large_value_share: 0,
+                ..StoreConfig::default()
+            },
+            // Half the largest object would not fit the log.
+            StoreConfig {
+                max_object_size: 2 * GIB,
+                large_value_share: 40,
+                ..StoreConfig::default()
+            },
+            // foyer would keep fewer than 8 blocks.
+            StoreConfig {
+                disk_capacity: 160 * MIB,
+                max_object_size: 16 * MIB,
+                ..StoreConfig::default()
+            },
+        ] {
+            let d = cfg.validate().map_err(|e| e.to_string());
+            assert!(
+                matches!(
+                    d,
+                    Ok(Derived {
+                        blob_segments: 0,
+                        ..
+                    })
+                ),
+                "{d:?}"
+            );
         }
     }
 

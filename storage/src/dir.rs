@@ -8,6 +8,8 @@
 //!   block size, device capacity). foyer cannot recover a device written with another block
 //!   size or capacity, so if they changed, the old files are discarded (a cold cache, not an error).
 //! - `foyer/`: foyer's device files (one per block, plus the tombstone log).
+//! - `blobs/`: the blob log's segment files (large values; see `blob`). It is discarded with
+//!   `foyer/` when the layout changes: foyer's entries hold the places of its values.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -15,13 +17,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind};
 
-/// 2: chunks lost their own blake3 (foyer checksums every entry).
-const MANIFEST_FORMAT: u32 = 2;
+/// 2: chunks lost their own blake3 (foyer checksums every entry). 3: the blob log.
+const MANIFEST_FORMAT: u32 = 3;
 
 /// The locked disk directory. The lock is released when this is dropped.
 #[derive(Debug)]
 pub(crate) struct DiskDir {
     foyer_dir: PathBuf,
+    blob_dir: PathBuf,
     _lock: File,
 }
 
@@ -49,17 +52,20 @@ impl DiskDir {
             }
         }
         let foyer_dir = dir.join("foyer");
+        let blob_dir = dir.join("blobs");
         let manifest_path = dir.join("MANIFEST");
         let wanted = format!("format={MANIFEST_FORMAT}\n{layout}\n");
         let current = fs::read_to_string(&manifest_path).ok();
         if current.as_deref() != Some(wanted.as_str()) {
-            if foyer_dir.exists() {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "storage layout changed (or no manifest): discarding the old disk tier"
-                );
-                fs::remove_dir_all(&foyer_dir)
-                    .map_err(|e| Error::io(format!("remove {}", foyer_dir.display()), e))?;
+            for old in [&foyer_dir, &blob_dir] {
+                if old.exists() {
+                    tracing::warn!(
+                        dir = %old.display(),
+                        "storage layout changed (or no manifest): discarding the old disk tier"
+                    );
+                    fs::remove_dir_all(old)
+                        .map_err(|e| Error::io(format!("remove {}", old.display()), e))?;
+                }
             }
             write_atomically(&manifest_path, wanted.as_bytes())?;
         }
@@ -67,8 +73,14 @@ impl DiskDir {
             .map_err(|e| Error::io(format!("create {}", foyer_dir.display()), e))?;
         Ok(Self {
             foyer_dir,
+            blob_dir,
             _lock: lock,
         })
+    }
+
+    /// Where the blob log keeps its segments (created by the log).
+    pub fn blob_dir(&self) -> &Path {
+        &self.blob_dir
     }
 
     /// Where foyer keeps its files.
@@ -125,12 +137,16 @@ mod tests {
         let d = DiskDir::open(tmp.path(), "x=1").unwrap();
         let f = d.foyer_dir().join("file");
         fs::write(&f, b"data").unwrap();
+        fs::create_dir_all(d.blob_dir()).unwrap();
+        let b = d.blob_dir().join("0000000000000000.seg");
+        fs::write(&b, b"blob").unwrap();
         drop(d);
         let d = DiskDir::open(tmp.path(), "x=1").unwrap();
-        assert!(f.exists(), "same layout keeps files");
+        assert!(f.exists() && b.exists(), "same layout keeps files");
         drop(d);
         let _d = DiskDir::open(tmp.path(), "x=2").unwrap();
         assert!(!f.exists(), "new layout discards files");
+        assert!(!b.exists(), "new layout discards blob segments");
         assert!(allocated_bytes(tmp.path()).unwrap() < 64 * 1024);
     }
 }

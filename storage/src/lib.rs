@@ -26,7 +26,7 @@
 //! An object is a **head** entry under its key (metadata, object id, body length, chunk size,
 //! chunk count, whole-body blake3) plus **chunks** of `chunk_size` bytes (1 MiB by default)
 //! under `blake3(object_id, index)`. foyer checks every entry read from disk against the
-//! xxhash64 it wrote with it. Every write gets a fresh
+//! xxhash64 it wrote with it (the blob log checks its values with their own). Every write gets a fresh
 //! 128-bit object id, so two versions never share chunks and a reader, which pins one head,
 //! never mixes versions. The head is inserted only after all chunks, which makes `finish()` the
 //! atomic commit point; dropping a [`WriteHandle`] unfinished leaves nothing visible.
@@ -44,6 +44,24 @@
 //! path because page faults on a file block the worker and a truncated file raises SIGBUS;
 //! neither applies here: the pages are shared memory (a fault never waits for a disk), and
 //! the segment's size is sealed (it cannot shrink under the mapping).
+//!
+//! # Blob log (large values on disk)
+//! On disk, a payload of at least 32 KiB (an inline body or a chunk) is not in foyer's block
+//! files but in the [`blob`](crate::blob) log: page-aligned values in fixed-size segment files
+//! under `disk_dir/blobs/`, `large_value_share` percent of the disk (75 by default), reclaimed
+//! oldest segment first. foyer's entry holds the value's place and xxhash64. Each segment is
+//! mapped read-only and registered with [`arena::locate`], so a disk-tier hit whose pages are
+//! in the page cache (`mincore`) is sent with `sendfile(2)` from the segment file, like
+//! nginx's cache files: no `pread` copy, no checksum pass, no decode copy, no socket copy.
+//! A value whose pages are not cached is read with `pread` on the store's blocking pool (a
+//! worker never waits for the disk, neither on a fault nor in `sendfile`), and values found
+//! at open are checked against their xxhash64 on their first read. The memory tier keeps such
+//! entries light (the place, not the bytes), so nothing long-lived pins a reclaimed segment.
+//! The mapping here is of regular files, which DESIGN.md keeps off the hot path for two
+//! reasons, both handled: a fault that waits for the disk (reads are only made over pages
+//! `mincore` found cached) and SIGBUS on a truncated file (segments are allocated in full
+//! before they are mapped and never shrink; only something outside Outpost truncating them
+//! under a running node could cause it).
 //!
 //! # Guarantees
 //! - After [`Store::close`] and reopen, every committed object that still fits is back,
@@ -96,6 +114,7 @@
 //!   `close()` finishes closing asynchronously, so await `close()` before reopening a directory.
 
 pub mod arena;
+pub(crate) mod blob;
 pub(crate) mod codec;
 mod config;
 pub mod counter;

@@ -7,14 +7,19 @@
 //! chunks were also checked by foyer against their xxhash64 when loaded. A missing or damaged chunk ends
 //! the read with `ErrorKind::Corrupt`, counts a corrupt read and drops the head (unless a newer
 //! version replaced it meanwhile).
+//!
+//! Heads and chunks whose payload is in the blob log are resolved here too
+//! ([`Inner::resolve`]): over the segment's mapping when the pages are cached, else read on the
+//! store's blocking pool; a value checked against its xxhash64 as the log requires.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::blob::Found;
 use crate::codec::{Entry, Head, Key, ObjectId, StoreKey, chunk_key};
-use crate::error::Error;
-use crate::store::Store;
+use crate::error::{Error, ErrorKind};
+use crate::store::{Inner, Store};
 
 /// A committed object found by [`Store::lookup`]: metadata plus a way to read the body.
 /// It pins one version: readers never mix chunks of two versions.
@@ -166,5 +171,52 @@ impl BodyReader {
             out.extend_from_slice(&piece);
         }
         Ok(out)
+    }
+}
+
+impl Inner {
+    /// The entry with its payload read from the blob log: over the segment's mapping when
+    /// its pages are cached (the node `sendfile`s it), else read on the store's blocking pool.
+    /// A payload whose segment was reclaimed is a miss, and its entry is dropped.
+    pub(crate) async fn resolve(&self, k: StoreKey, light: Entry) -> Result<Option<Entry>, Error> {
+        let (Some(blobs), Some((at, spill))) = (self.blobs.as_ref(), light.blob_to_resolve())
+        else {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "blob ref without a blob log",
+            ));
+        };
+        let bytes = match blobs.find(&at, spill.checked())? {
+            Found::Resident(bytes) => {
+                self.counters.blob_resident.inc();
+                bytes
+            }
+            Found::Cold(read) => {
+                self.counters.blob_cold.inc();
+                let spawner = self.cache.storage().spawner().clone();
+                let bytes = spawner
+                    .spawn_blocking(move || read.read())
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Internal, "blob read task failed").with_source(e)
+                    })??;
+                spill
+                    .checked()
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                bytes
+            }
+            Found::Gone => {
+                self.counters.blob_gone.inc();
+                let mut v = self.lock_version(&k);
+                let current = self.cache.memory().get(&k);
+                if current.is_none_or(|c| c.value().same(&light)) {
+                    *v += 1;
+                    drop(self.cache.memory().remove(&k));
+                    self.cache.storage().delete(&k);
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some(light.with_payload(bytes)))
     }
 }

@@ -54,6 +54,14 @@ pub struct StoreStats {
     pub meta_updates: u64,
     /// `remove` calls.
     pub removes: u64,
+    /// Segment files of the blob log (large values).
+    pub blob_segments: u64,
+    /// Blob log reads whose pages were cached (served over the mapping, with `sendfile`).
+    pub blob_resident_reads: u64,
+    /// Blob log reads whose pages were not all cached (`pread` on the store's blocking pool).
+    pub blob_cold_reads: u64,
+    /// Blob log reads that found their segment reclaimed (a miss).
+    pub blob_gone_reads: u64,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +77,9 @@ pub(crate) struct Counters {
     pub writes_dropped: Striped,
     pub meta_updates: Striped,
     pub removes: Striped,
+    pub blob_resident: Striped,
+    pub blob_cold: Striped,
+    pub blob_gone: Striped,
     // Maintained by the listener and by our own memory inserts.
     pub memory_inserts: Striped,
     pub memory_head_inserts: Striped,
@@ -102,6 +113,9 @@ impl Counters {
         s.writes_dropped = g(&self.writes_dropped);
         s.meta_updates = g(&self.meta_updates);
         s.removes = g(&self.removes);
+        s.blob_resident_reads = g(&self.blob_resident);
+        s.blob_cold_reads = g(&self.blob_cold);
+        s.blob_gone_reads = g(&self.blob_gone);
     }
 }
 

@@ -8,7 +8,10 @@
 //!   meanwhile;
 //! - the blocking disk reads run on the blocking pool of the store's dedicated runtime, never
 //!   on the caller's workers; decoding a loaded entry (a copy and foyer's xxhash64 check) runs
-//!   where the lookup is awaited.
+//!   where the lookup is awaited;
+//! - a value in the blob log is kept in the memory tier *light* (its place, not its bytes:
+//!   the page cache holds those) and resolved on every get ([`Inner::resolve`]), so nothing
+//!   long-lived pins a segment the log has reclaimed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +24,7 @@ use foyer::{
     HybridCacheBuilder, HybridCachePolicy, Load, PsyncIoEngineConfig, RecoverMode, Spawner,
 };
 
+use crate::blob::BlobLog;
 use crate::codec::{Entry, Head, Key, ObjectId, StoreKey, chunk_key};
 use crate::config::{StoreConfig, disk_footprint};
 use crate::dir::{DiskDir, allocated_bytes};
@@ -56,6 +60,8 @@ pub(crate) struct Inner {
     pub chunk_size: usize,
     pub max_object_size: u64,
     pub durable_commit: bool,
+    /// Large values on disk (`None`: off, everything in foyer).
+    pub blobs: Option<Arc<BlobLog>>,
     memory_capacity: u64,
     disk_capacity: u64,
     closed: AtomicBool,
@@ -95,13 +101,25 @@ impl Store {
     pub async fn open(cfg: StoreConfig) -> Result<Store, Error> {
         let derived = cfg.validate()?;
         let layout = format!(
-            "chunk_size={}\nblock_size={}\ndevice_capacity={}",
-            cfg.chunk_size, derived.block_size, derived.device_capacity
+            "chunk_size={}\nblock_size={}\ndevice_capacity={}\nblob_segment_size={}\nblob_segments={}",
+            cfg.chunk_size,
+            derived.block_size,
+            derived.device_capacity,
+            derived.blob_segment_size,
+            derived.blob_segments,
         );
         let path = cfg.disk_dir.clone();
-        let dir = tokio::task::spawn_blocking(move || DiskDir::open(&path, &layout))
-            .await
-            .map_err(join_err)??;
+        let (segment_size, segments) = (derived.blob_segment_size, derived.blob_segments);
+        let (dir, blobs) = tokio::task::spawn_blocking(move || {
+            let dir = DiskDir::open(&path, &layout)?;
+            let blobs = match segments {
+                0 => None,
+                n => Some(Arc::new(BlobLog::open(dir.blob_dir(), segment_size, n)?)),
+            };
+            Ok::<_, Error>((dir, blobs))
+        })
+        .await
+        .map_err(join_err)??;
         let foyer_dir = dir.foyer_dir().to_path_buf();
 
         // foyer warns about latency spikes without a dedicated runtime; it also runs the psync
@@ -163,6 +181,7 @@ impl Store {
             chunk_size: cfg.chunk_size,
             max_object_size: cfg.max_object_size,
             durable_commit: cfg.durable_commit,
+            blobs,
             memory_capacity: cfg.memory_capacity,
             disk_capacity: cfg.disk_capacity,
             closed: AtomicBool::new(false),
@@ -245,7 +264,7 @@ impl Store {
             }
             let new = Entry::Head(Arc::new(Head {
                 meta: meta.clone(),
-                ..(*head).clone()
+                ..head.light()
             }));
             let mut outcome = None;
             let inner = &self.inner;
@@ -307,7 +326,12 @@ impl Store {
         let disk = inner.cache.statistics();
         s.disk_bytes_written = disk.disk_write_bytes() as u64;
         s.disk_bytes_read = disk.disk_read_bytes() as u64;
-        s.disk_allocated_bytes = allocated_bytes(&inner.foyer_dir).unwrap_or(0);
+        s.disk_allocated_bytes = allocated_bytes(&inner.foyer_dir).unwrap_or(0)
+            + inner
+                .blobs
+                .as_ref()
+                .map_or(0, |b| allocated_bytes(b.dir()).unwrap_or(0));
+        s.blob_segments = inner.blobs.as_ref().map_or(0, |b| b.segment_count() as u64);
         s
     }
 
@@ -401,6 +425,9 @@ impl Inner {
             self.counters.memory_hits.inc();
             let value = e.value().clone();
             drop(e);
+            if value.blob_to_resolve().is_some() {
+                return self.resolve(k, value).await;
+            }
             if let Some(hot) = value.arena_copy_when_hot() {
                 self.replace_in_memory(k, &value, &hot);
                 return Ok(Some(hot));
@@ -439,6 +466,9 @@ impl Inner {
                 self.counters.on_memory_insert(&value);
                 drop(self.cache.memory().insert(k, value.clone()));
             }
+        }
+        if value.blob_to_resolve().is_some() {
+            return self.resolve(k, value).await;
         }
         Ok(Some(value))
     }

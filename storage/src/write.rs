@@ -15,6 +15,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::blob::Spill;
 use crate::codec::{Chunk, Entry, Head, INLINE_MAX, Key, ObjectId, StoreKey, chunk_key};
 use crate::config::disk_footprint;
 use crate::error::{Error, ErrorKind};
@@ -139,7 +140,13 @@ impl WriteHandle {
     async fn emit(&mut self, data: Bytes) {
         let inner = &self.store.inner;
         let index = self.next_index;
-        let e = Entry::Chunk(std::sync::Arc::new(Chunk::new(self.object_id, index, data)));
+        let spill = Spill::for_payload(inner.blobs.as_ref(), data.len());
+        let e = Entry::Chunk(std::sync::Arc::new(Chunk::new(
+            self.object_id,
+            index,
+            data,
+            spill,
+        )));
         let k = chunk_key(&self.object_id, index);
         let bytes = disk_footprint(e.encoded_len()) as u64;
         inner
@@ -199,6 +206,7 @@ impl WriteHandle {
             }
         }
         inner.check_open()?;
+        let spill = Spill::for_payload(inner.blobs.as_ref(), inline.len());
         let head = Head {
             object_id: self.object_id,
             body_len: self.body_len,
@@ -208,6 +216,7 @@ impl WriteHandle {
             meta: std::mem::take(&mut self.meta),
             inline,
             hits: Default::default(),
+            spill,
         };
         inner.commit_head(StoreKey(self.key), head).await;
         inner.counters.writes_committed.inc();

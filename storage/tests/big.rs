@@ -14,7 +14,9 @@ async fn round_trip_300_mib_and_read_from_the_middle() {
     let tmp = tempfile::tempdir().unwrap();
     let len = 300 * MIB as usize;
     // Memory far smaller than the object: most chunks must come back from disk.
-    let cfg = mib_config(tmp.path(), 32 * MIB, 700 * MIB);
+    // The chunks go to the blob log (75 % of the disk: sixteen 64 MiB segments).
+    let mut cfg = mib_config(tmp.path(), 32 * MIB, 1400 * MIB);
+    cfg.max_object_size = 400 * MIB;
     let data = body("three hundred", len);
     let want = blake3::hash(&data);
     let t = Instant::now();
@@ -34,6 +36,11 @@ async fn round_trip_300_mib_and_read_from_the_middle() {
         assert_eq!(h.finalize(), want);
         let s = store.stats();
         assert!(s.disk_hits > 200, "most chunks from disk: {s:?}");
+        assert!(s.blob_segments >= 5, "{s:?}");
+        assert!(
+            s.blob_resident_reads + s.blob_cold_reads > 200,
+            "chunks read from the blob log: {s:?}"
+        );
         assert_eq!(s.writes_dropped, 0);
         eprintln!("300 MiB: write {write:?}, write+read {:?}", t.elapsed());
         store.close().await.unwrap();

@@ -17,12 +17,18 @@ fn cfg(dir: &Path) -> StoreConfig {
     small_config(dir, 256 * KIB, 64 * MIB)
 }
 
-/// (file, offset) of the first occurrence of `needle` in the foyer files.
+/// The data files: foyer's blocks and the blob log's segments.
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    ["foyer", "blobs"]
+        .iter()
+        .filter_map(|d| fs::read_dir(dir.join(d)).ok())
+        .flat_map(|rd| rd.map(|e| e.unwrap().path()))
+        .collect()
+}
+
+/// (file, offset) of the first occurrence of `needle` in the data files.
 fn find(dir: &Path, needle: &[u8]) -> Option<(PathBuf, u64)> {
-    let mut files: Vec<_> = fs::read_dir(dir.join("foyer"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files = data_files(dir);
     files.sort();
     for f in files {
         let data = fs::read(&f).unwrap();
@@ -72,6 +78,8 @@ async fn flipped_chunk_byte_is_a_corrupt_read_then_a_miss() {
     .await;
     let data = body("victim", 3 * chunk + 100);
     let (file, pos) = find(tmp.path(), &data[chunk..chunk + 64]).expect("chunk 1 on disk");
+    // Full chunks (64 KiB) are blob log values: their xxhash64 is checked on the first read.
+    assert!(file.starts_with(tmp.path().join("blobs")), "{file:?}");
     flip(&file, pos + 1000);
 
     let store = Store::open(cfg(tmp.path())).await.unwrap();
@@ -126,9 +134,8 @@ async fn truncated_file_while_closed_gives_misses_not_panics() {
     let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
     let objects: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 150_000)).collect();
     write_and_close(tmp.path(), &objects).await;
-    // Cut every data file in half.
-    for e in fs::read_dir(tmp.path().join("foyer")).unwrap() {
-        let p = e.unwrap().path();
+    // Cut every data file in half (a blob segment of the wrong size is dropped at open).
+    for p in data_files(tmp.path()) {
         let len = fs::metadata(&p).unwrap().len();
         OpenOptions::new()
             .write(true)
@@ -190,6 +197,34 @@ async fn truncated_file_while_open_is_a_corrupt_read() {
     assert_eq!(failed, Some(ErrorKind::Corrupt));
     assert!(store.stats().corrupt_reads >= 1);
     assert!(store.lookup(&key("live")).await.unwrap().is_none());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_blob_segment_while_open_is_a_corrupt_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(cfg(tmp.path())).await.unwrap();
+    let data = body("segment", 600 * KIB as usize);
+    put(&store, key("segment"), "m", &data, 64 * 1024).await;
+    store.close().await.unwrap();
+    let store = Store::open(cfg(tmp.path())).await.unwrap();
+    let hit = store.lookup(&key("segment")).await.unwrap().unwrap();
+    // Cut the mapped segment files to their header: the pages are gone from the page cache,
+    // so the values are read with pread (not through the mapping, which would fault).
+    for p in fs::read_dir(tmp.path().join("blobs")).unwrap() {
+        let p = p.unwrap().path();
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+    }
+    let err = hit.reader(0).read_to_end().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    let s = store.stats();
+    assert!(s.corrupt_reads >= 1 && s.blob_cold_reads >= 1, "{s:?}");
+    assert!(store.lookup(&key("segment")).await.unwrap().is_none());
     store.close().await.unwrap();
 }
 

@@ -7,21 +7,23 @@ use std::path::Path;
 use bytes::Bytes;
 use outpost_storage::{KIB, Key, MIB, Store, StoreConfig};
 
-/// A small config: 64 KiB chunks, 512 KiB blocks (fast tests, many blocks).
+/// A small config: 64 KiB chunks, 512 KiB blocks (fast tests, many blocks). Objects up to a
+/// quarter of the disk, so the blob log (75 % of it) takes values of 32 KiB and more.
 pub fn small_config(dir: &Path, memory: u64, disk: u64) -> StoreConfig {
     StoreConfig {
         chunk_size: 64 * KIB as usize,
         block_size: 512 * KIB as usize,
-        max_object_size: (disk - 64 * KIB) / 2,
+        max_object_size: disk / 4,
         io_threads: 2,
         ..StoreConfig::new(dir, memory, disk)
     }
 }
 
-/// The production-like config: 1 MiB chunks, 16 MiB blocks.
+/// The production-like config: 1 MiB chunks, 16 MiB blocks, objects up to a quarter of the
+/// disk (the blob log is on when the disk leaves foyer its 8 blocks).
 pub fn mib_config(dir: &Path, memory: u64, disk: u64) -> StoreConfig {
     StoreConfig {
-        max_object_size: (disk - 64 * KIB) / 2,
+        max_object_size: disk / 4,
         ..StoreConfig::new(dir, memory, disk)
     }
 }
