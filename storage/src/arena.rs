@@ -112,6 +112,13 @@ mod imp {
         static LOCAL: RefCell<(u64, Vec<Mapped>)> = const { RefCell::new((u64::MAX, Vec::new())) };
     }
 
+    /// Keeps the registry sorted by address ([`locate`] searches it by halves: the blob log
+    /// adds up to 256 segments).
+    fn insert_sorted(v: &mut Vec<Mapped>, m: Mapped) {
+        let at = v.partition_point(|x| x.start < m.start);
+        v.insert(at, m);
+    }
+
     fn change_registry(f: impl FnOnce(&mut Vec<Mapped>)) {
         let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut reg);
@@ -166,7 +173,7 @@ mod imp {
                 fd: seg.fd.as_raw_fd(),
                 id: seg.id,
             };
-            change_registry(|v| v.push(mapped));
+            change_registry(|v| insert_sorted(v, mapped));
             SEGMENTS.fetch_add(1, Relaxed);
             Ok(seg)
         }
@@ -316,7 +323,7 @@ mod imp {
     /// until after [`unregister_mapping`] with the returned id.
     pub(crate) fn register_mapping(start: usize, end: usize, fd: RawFd) -> u64 {
         let id = NEXT_ID.fetch_add(1, Relaxed);
-        change_registry(|v| v.push(Mapped { start, end, fd, id }));
+        change_registry(|v| insert_sorted(v, Mapped { start, end, fd, id }));
         id
     }
 
@@ -379,7 +386,11 @@ mod imp {
         let p = bytes.as_ptr() as usize;
         let end = p.checked_add(bytes.len())?;
         let generation = GENERATION.load(Acquire);
-        let covers = |m: &&Mapped| p >= m.start && end <= m.end;
+        // Sorted by start, mappings never overlap: the last one starting at or before `p`.
+        let covers = |v: &[Mapped]| {
+            let i = v.partition_point(|m| m.start <= p);
+            v.get(i.checked_sub(1)?).filter(|m| end <= m.end).copied()
+        };
         let m = LOCAL
             .try_with(|local| {
                 let (at, copy) = &mut *local.borrow_mut();
@@ -389,12 +400,12 @@ mod imp {
                     copy.clone_from(&reg);
                     *at = generation;
                 }
-                copy.iter().find(covers).copied()
+                covers(copy)
             })
             // A thread already tearing down its locals searches the registry itself.
             .unwrap_or_else(|_| {
                 let reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-                reg.iter().find(covers).copied()
+                covers(&reg)
             })?;
         // SAFETY: `bytes` is borrowed for the returned lifetime and lies inside `m`'s address
         // range, so that range is mapped for as long. It is `m`'s own mapping: a segment

@@ -243,10 +243,17 @@ impl StoreConfig {
         let page = PAGE as u64;
         let want = device_capacity / 100 * u64::from(self.large_value_share);
         let min_segment = 2 * (align_up(self.chunk_size, PAGE) as u64 + page);
-        let segment = (want / 16).clamp(min_segment, (64 * MIB).max(min_segment)) / page * page;
+        // Up to 64 MiB, larger when that would make more than MAX_SEGMENTS files.
+        let segment = (want / 16)
+            .clamp(min_segment, (64 * MIB).max(min_segment))
+            .max(want.div_ceil(crate::blob::MAX_SEGMENTS))
+            .div_ceil(page)
+            * page;
         let count = want / segment.max(1);
         let blob_bytes = segment * count;
-        let usable = count >= 4
+        // With chunks under BLOB_MIN no value is large enough to go there.
+        let usable = self.chunk_size >= crate::blob::BLOB_MIN
+            && count >= 4
             && blob_bytes / 2 >= self.max_object_size
             && device_capacity - blob_bytes >= 8 * block_size as u64;
         match usable {
@@ -339,6 +346,11 @@ mod tests {
                 max_object_size: 16 * MIB,
                 ..StoreConfig::default()
             },
+            // No value could be large enough for the log.
+            StoreConfig {
+                chunk_size: 16 * KIB as usize,
+                ..StoreConfig::default()
+            },
         ] {
             let d = cfg.validate().map_err(|e| e.to_string());
             assert!(
@@ -352,6 +364,23 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_large_disk_gets_larger_segments_not_more_files() {
+        let cfg = StoreConfig {
+            disk_capacity: 100 * GIB,
+            ..StoreConfig::default()
+        };
+        let Ok(d) = cfg.validate() else {
+            panic!("100 GiB config invalid");
+        };
+        assert!(d.blob_segments as u64 <= crate::blob::MAX_SEGMENTS, "{d:?}");
+        assert!(d.blob_segment_size > 64 * MIB && d.blob_segment_size % PAGE as u64 == 0);
+        assert!(
+            d.blob_segment_size * d.blob_segments as u64 >= 74 * GIB,
+            "{d:?}"
+        );
     }
 
     #[test]

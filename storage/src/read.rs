@@ -186,7 +186,7 @@ impl Inner {
                 "blob ref without a blob log",
             ));
         };
-        let bytes = match blobs.find(&at, spill.checked())? {
+        let bytes = match blobs.find(&at, spill)? {
             Found::Resident(bytes) => {
                 self.counters.blob_resident.inc();
                 bytes
@@ -208,8 +208,9 @@ impl Inner {
             Found::Gone => {
                 self.counters.blob_gone.inc();
                 let mut v = self.lock_version(&k);
+                // Only this very entry: a newer version under `k` may be on disk meanwhile.
                 let current = self.cache.memory().get(&k);
-                if current.is_none_or(|c| c.value().same(&light)) {
+                if current.is_some_and(|c| c.value().same(&light)) {
                     *v += 1;
                     drop(self.cache.memory().remove(&k));
                     self.cache.storage().delete(&k);

@@ -26,7 +26,7 @@ use foyer::{
 
 use crate::blob::BlobLog;
 use crate::codec::{Entry, Head, Key, ObjectId, StoreKey, chunk_key};
-use crate::config::{StoreConfig, disk_footprint};
+use crate::config::StoreConfig;
 use crate::dir::{DiskDir, allocated_bytes};
 use crate::error::{Error, ErrorKind};
 use crate::pacer::Pacer;
@@ -268,7 +268,7 @@ impl Store {
             }));
             let mut outcome = None;
             let inner = &self.inner;
-            let bytes = disk_footprint(new.encoded_len()) as u64;
+            let bytes = new.disk_cost();
             inner
                 .pacer
                 .admit(
@@ -512,7 +512,7 @@ impl Inner {
     /// Commit `head` under `k`, replacing any previous version.
     pub async fn commit_head(&self, k: StoreKey, head: Head) {
         let e = Entry::Head(Arc::new(head));
-        let bytes = disk_footprint(e.encoded_len()) as u64;
+        let bytes = e.disk_cost();
         let mut old = None;
         self.pacer
             .admit(

@@ -17,7 +17,6 @@ use bytes::{Bytes, BytesMut};
 
 use crate::blob::Spill;
 use crate::codec::{Chunk, Entry, Head, INLINE_MAX, Key, ObjectId, StoreKey, chunk_key};
-use crate::config::disk_footprint;
 use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
@@ -148,7 +147,7 @@ impl WriteHandle {
             spill,
         )));
         let k = chunk_key(&self.object_id, index);
-        let bytes = disk_footprint(e.encoded_len()) as u64;
+        let bytes = e.disk_cost();
         inner
             .pacer
             .admit(bytes, || inner.flush(), || inner.insert(k, e))

@@ -16,8 +16,6 @@ use crate::error::{Error, ErrorKind};
 /// One segment file, mapped read-only.
 pub(super) struct Segment {
     pub id: u64,
-    /// Found at open (its values are checked on their first read) rather than created now.
-    pub recovered: bool,
     registration: u64,
     // Field order is drop order: unmap before closing.
     map: Mmap,
@@ -32,7 +30,7 @@ impl Drop for Segment {
 }
 
 impl Segment {
-    pub fn map(id: u64, file: File, size: u64, recovered: bool) -> std::io::Result<Segment> {
+    pub fn map(id: u64, file: File, size: u64) -> std::io::Result<Segment> {
         let len = usize::try_from(size).map_err(std::io::Error::other)?;
         // SAFETY: the file is this log's own, allocated to `size` bytes before it is mapped,
         // and nothing in the process shrinks it; the mapping is read-only and its bytes are
@@ -43,7 +41,6 @@ impl Segment {
         let registration = crate::arena::register_mapping(start, start + len, file.as_raw_fd());
         Ok(Segment {
             id,
-            recovered,
             registration,
             map,
             file,
@@ -62,7 +59,10 @@ impl Segment {
         while done < pages {
             let n = (pages - done).min(BATCH);
             let at = start + done * PAGE as usize;
-            if at + n * PAGE as usize > self.map.len() {
+            if at
+                .checked_add(n * PAGE as usize)
+                .is_none_or(|end| end > self.map.len())
+            {
                 return false;
             }
             // SAFETY: `at` is page-aligned (segment offsets are) and `[at, at + n pages)` lies

@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 
@@ -13,7 +13,7 @@ fn value(n: usize, seed: u8) -> Vec<u8> {
 }
 
 fn resident(log: &BlobLog, r: &BlobRef) -> Bytes {
-    match log.find(r, &AtomicBool::new(false)).unwrap() {
+    match log.find(r, &Spill::default()).unwrap() {
         Found::Resident(b) => b,
         Found::Cold(c) => c.read().unwrap(),
         Found::Gone => panic!("gone"),
@@ -44,10 +44,19 @@ fn full_log_deletes_its_oldest_segment() {
         .collect();
     assert_eq!(log.segment_count(), 3);
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
-    let flag = AtomicBool::new(false);
+    let flag = Spill::default();
     assert!(matches!(log.find(&refs[0], &flag), Ok(Found::Gone)));
     assert!(matches!(log.find(&refs[1], &flag), Ok(Found::Gone)));
     assert_eq!(&resident(&log, &refs[4])[..], &value(200 << 10, 4)[..]);
+    // `locate` finds the right file and offset in each live segment (its registry is searched
+    // by halves, among every mapping of the process).
+    for r in &refs[2..] {
+        let b = resident(&log, r);
+        let range = crate::arena::locate(&b[100..]).expect("sendable");
+        assert_eq!(range.offset(), r.offset + 100);
+        let fd = log.segments.read().unwrap()[&r.segment].file.as_raw_fd();
+        assert_eq!(range.as_fd().as_raw_fd(), fd, "segment {}", r.segment);
+    }
 }
 
 #[test]
@@ -64,7 +73,7 @@ fn reopen_recovers_and_checks_values() {
     let log = BlobLog::open(dir.path(), 1 << 20, 4).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert!(!dir.path().join("junk").exists());
-    let flag = AtomicBool::new(false);
+    let flag = Spill::default();
     assert_eq!(&resident(&log, &r)[..], &a[..]);
     // Damage the value on disk: the recovered segment's value fails its check.
     let f = OpenOptions::new()
@@ -73,9 +82,9 @@ fn reopen_recovers_and_checks_values() {
         .unwrap();
     f.write_all_at(b"XXXX", r.offset + 100).unwrap();
     assert!(log.find(&r, &flag).is_err());
-    // New values go to a new segment, after the recovered ids.
+    // New values go to a new segment, after every id seen, the deleted one's too.
     let r2 = log.append(&a).unwrap();
-    assert!(r2.segment > r.segment);
+    assert!(r2.segment > 99, "{r2:?}");
 }
 
 #[test]
@@ -90,7 +99,7 @@ fn refs_round_trip_and_bad_refs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = BlobLog::open(dir.path(), 1 << 20, 4).unwrap();
     let good = log.append(&value(40_000, 2)).unwrap();
-    let flag = AtomicBool::new(false);
+    let flag = Spill::default();
     for bad in [
         BlobRef { offset: 0, ..good },
         BlobRef {
@@ -104,4 +113,29 @@ fn refs_round_trip_and_bad_refs_are_refused() {
     ] {
         assert!(log.find(&bad, &flag).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn a_ref_that_outlived_its_segment_never_reads_another_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = {
+        let log = BlobLog::open(dir.path(), 1 << 20, 4).unwrap();
+        log.append(&value(40_000, 1)).unwrap()
+    };
+    // The segments are removed by hand: the next log starts its ids again and puts another
+    // value of the same length at the very same place.
+    for f in fs::read_dir(dir.path()).unwrap() {
+        fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let log = BlobLog::open(dir.path(), 1 << 20, 4).unwrap();
+    let other = log.append(&value(40_000, 2)).unwrap();
+    assert_eq!((other.segment, other.offset), (r.segment, r.offset));
+    // The old ref, read back from disk (an unchecked spill), fails its check.
+    assert!(log.find(&r, &Spill::decoded(r)).is_err());
+    // The new one, placed by this process, is trusted and found.
+    let placed = Spill::default();
+    placed
+        .checked()
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(log.find(&other, &placed), Ok(Found::Resident(_))));
 }
