@@ -97,7 +97,15 @@ pub(crate) struct Head {
     pub hits: HitCount,
     /// The inline body's place in the blob log, if it goes there.
     pub spill: Option<Arc<Spill>>,
+    /// The blob log segment of chunk 0, when the chunks went there and were placed by the
+    /// commit ([`NO_SEGMENT`] otherwise): segments are reclaimed oldest first, so while it is
+    /// live every later chunk is too, and once it is gone the object is a miss at lookup
+    /// rather than a body that breaks off after its headers were sent.
+    pub first_segment: u64,
 }
+
+/// [`Head::first_segment`] when no chunk is in the blob log (or its place was not known yet).
+pub(crate) const NO_SEGMENT: u64 = u64::MAX;
 
 impl Head {
     /// A copy without the inline body's bytes if they are in the blob log (what the memory
@@ -312,6 +320,7 @@ impl Entry {
                     + 4
                     + 8
                     + 32
+                    + 8
                     + 4
                     + h.meta.len()
                     + payload_encoded_len(&h.inline, &h.spill)
@@ -413,6 +422,7 @@ impl Code for Entry {
                 w.write_all(&h.chunk_size.to_le_bytes()).map_err(io)?;
                 w.write_all(&h.chunk_count.to_le_bytes()).map_err(io)?;
                 w.write_all(&h.body_hash).map_err(io)?;
+                w.write_all(&h.first_segment.to_le_bytes()).map_err(io)?;
                 w.write_all(&len_u32(h.meta.len())?.to_le_bytes())
                     .map_err(io)?;
                 w.write_all(&h.meta).map_err(io)?;
@@ -457,6 +467,7 @@ fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
             let chunk_size = read_u32(r)?;
             let chunk_count = read_u64(r)?;
             let body_hash = read_arr::<32>(r)?;
+            let first_segment = read_u64(r)?;
             let meta_len = read_u32(r)? as usize;
             if meta_len > MAX_META {
                 return Err(parse_err("head metadata too long"));
@@ -473,6 +484,7 @@ fn decode_entry(r: &mut impl Read) -> foyer::Result<Entry> {
                 inline,
                 hits: HitCount::default(),
                 spill,
+                first_segment,
             };
             if !head.is_consistent() {
                 return Err(parse_err("inconsistent head"));

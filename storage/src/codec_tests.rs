@@ -20,6 +20,7 @@ fn head() -> Head {
         inline: Bytes::new(),
         hits: HitCount::default(),
         spill: None,
+        first_segment: NO_SEGMENT,
     }
 }
 

@@ -175,6 +175,16 @@ impl BodyReader {
 }
 
 impl Inner {
+    /// Whether `head`'s chunks were in blob log segments that have been reclaimed since.
+    pub(crate) fn chunks_reclaimed(&self, head: &Head) -> bool {
+        match (&self.blobs, head.first_segment) {
+            (Some(blobs), id) if id != crate::codec::NO_SEGMENT && head.chunk_count > 0 => {
+                !blobs.holds_segment(id)
+            }
+            _ => false,
+        }
+    }
+
     /// The entry with its payload read from the blob log: over the segment's mapping when
     /// its pages are cached (the node `sendfile`s it), else read on the store's blocking pool.
     /// A payload whose segment was reclaimed is a miss, and its entry is dropped.

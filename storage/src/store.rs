@@ -202,6 +202,17 @@ impl Store {
         let k = StoreKey(*key);
         let v0 = self.inner.version(&k);
         match self.inner.get_entry(k, true).await {
+            Ok(Some(Entry::Head(head))) if self.inner.chunks_reclaimed(&head) => {
+                // An ordinary eviction: a miss now, not a body that breaks off mid-response.
+                self.inner.counters.blob_gone.inc();
+                let mut v = self.inner.lock_version(&k);
+                if *v == v0 {
+                    *v += 1;
+                    drop(self.inner.cache.memory().remove(&k));
+                    self.inner.cache.storage().delete(&k);
+                }
+                Ok(None)
+            }
             Ok(Some(Entry::Head(head))) => Ok(Some(ReadHandle::new(self.clone(), *key, head))),
             Ok(Some(Entry::Chunk(_))) | Ok(None) => Ok(None),
             Err(e) => {

@@ -16,7 +16,9 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::blob::Spill;
-use crate::codec::{Chunk, Entry, Head, INLINE_MAX, Key, ObjectId, StoreKey, chunk_key};
+use crate::codec::{
+    Chunk, Entry, Head, INLINE_MAX, Key, NO_SEGMENT, ObjectId, StoreKey, chunk_key,
+};
 use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
@@ -38,6 +40,8 @@ pub struct WriteHandle {
     object_id: ObjectId,
     buf: BytesMut,
     next_index: u64,
+    /// Chunk 0's spill (its segment goes into the head: see `Head::first_segment`).
+    first_spill: Option<std::sync::Arc<Spill>>,
     body_len: u64,
     hasher: blake3::Hasher,
     state: State,
@@ -63,6 +67,7 @@ impl WriteHandle {
             object_id,
             buf: BytesMut::new(),
             next_index: 0,
+            first_spill: None,
             body_len: 0,
             hasher: blake3::Hasher::new(),
             state: State::Open,
@@ -140,6 +145,9 @@ impl WriteHandle {
         let inner = &self.store.inner;
         let index = self.next_index;
         let spill = Spill::for_payload(inner.blobs.as_ref(), data.len());
+        if index == 0 {
+            self.first_spill.clone_from(&spill);
+        }
         let e = Entry::Chunk(std::sync::Arc::new(Chunk::new(
             self.object_id,
             index,
@@ -216,6 +224,12 @@ impl WriteHandle {
             inline,
             hits: Default::default(),
             spill,
+            // Placed by now when `durable_commit` waited for the chunks to be written.
+            first_segment: self
+                .first_spill
+                .as_ref()
+                .and_then(|s| s.at())
+                .map_or(NO_SEGMENT, |at| at.segment),
         };
         inner.commit_head(StoreKey(self.key), head).await;
         inner.counters.writes_committed.inc();

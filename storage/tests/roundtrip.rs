@@ -280,3 +280,48 @@ async fn memory_hits_yield_to_other_tasks() {
     assert!(spinner.await.unwrap() > 0);
     store.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_whose_chunks_the_blob_log_reclaimed_are_clean_misses() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 64 MiB disk: a 48 MiB blob log of 3 MiB segments; 1 MiB objects of 64 KiB chunks.
+    let store = Store::open(small_config(tmp.path(), MIB, 64 * MIB))
+        .await
+        .unwrap();
+    let n = 80;
+    for i in 0..n {
+        let name = format!("o{i}");
+        put(
+            &store,
+            key(&name),
+            "m",
+            &body(&name, MIB as usize),
+            64 * 1024,
+        )
+        .await;
+    }
+    let s = store.stats();
+    assert!(s.blob_segments > 0 && s.writes_dropped == 0, "{s:?}");
+    let (mut hits, mut misses) = (0, 0);
+    for i in 0..n {
+        let name = format!("o{i}");
+        match try_get(&store, &key(&name)).await {
+            Ok(Some((_, got))) => {
+                assert_eq!(got, &body(&name, MIB as usize)[..], "{name}");
+                hits += 1;
+            }
+            Ok(None) => misses += 1,
+            Err(e) => panic!("{name}: {e} (a reclaimed body must be a miss)"),
+        }
+    }
+    let s = store.stats();
+    // The log holds about 48 of the 80 objects: the oldest are gone, and they are misses,
+    // not corrupt reads that break off mid-body.
+    assert!(
+        misses >= 20 && hits >= 30,
+        "hits {hits} misses {misses} {s:?}"
+    );
+    assert_eq!(s.corrupt_reads, 0, "{s:?}");
+    assert!(s.blob_gone_reads >= misses, "{s:?}");
+    store.close().await.unwrap();
+}

@@ -469,6 +469,15 @@ impl BlobLog {
         Ok(Found::Resident(bytes))
     }
 
+    /// Whether segment `id` is still in the log (segments go oldest first, so every later
+    /// one is too).
+    pub fn holds_segment(&self, id: u64) -> bool {
+        self.segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id)
+    }
+
     /// Segments on disk now.
     pub fn segment_count(&self) -> usize {
         self.segments
