@@ -457,16 +457,21 @@ impl BlobLog {
             spill.resident_at.store(now, Relaxed);
         }
         let checked = spill.checked();
-        let verify = !checked.load(Relaxed);
-        let start = at.offset as usize;
-        let bytes = Bytes::from_owner(Slice { seg, start, len });
-        if verify {
-            if xxh64(&bytes) != at.checksum {
+        if !checked.load(Relaxed) {
+            let sum = seg
+                .checksum(at.offset, len)
+                .map_err(|e| Error::new(ErrorKind::Corrupt, "blob read failed").with_source(e))?;
+            if sum != at.checksum {
                 return Err(Error::new(ErrorKind::Corrupt, "blob checksum mismatch"));
             }
             checked.store(true, Relaxed);
         }
-        Ok(Found::Resident(bytes))
+        let start = at.offset as usize;
+        Ok(Found::Resident(Bytes::from_owner(Slice {
+            seg,
+            start,
+            len,
+        })))
     }
 
     /// Whether segment `id` is still in the log (segments go oldest first, so every later
