@@ -54,9 +54,13 @@
 //! in the page cache (`mincore`) is sent with `sendfile(2)` from the segment file, like
 //! nginx's cache files: no `pread` copy, no checksum pass, no decode copy, no socket copy.
 //! A value whose pages are not cached is read with `pread` on the store's blocking pool (a
-//! worker never waits for the disk, neither on a fault nor in `sendfile`), and values found
-//! at open are checked against their xxhash64 on their first read. The memory tier keeps such
-//! entries light (the place, not the bytes), so nothing long-lived pins a reclaimed segment.
+//! worker never waits for the disk for a value not found cached), and a place read back from
+//! foyer's files is checked against its xxhash64 on its first read (with `pread`, so the
+//! process does not map the page cache into its RSS). A value found cached is trusted to stay
+//! cached for 10 s before `mincore` is asked again. The memory tier keeps such entries light
+//! (the place, not the bytes), so nothing long-lived pins a reclaimed segment; a chunked
+//! object whose first chunk's segment was reclaimed is a miss at lookup (its head records
+//! that segment), not a body that breaks off after its headers.
 //! The mapping here is of regular files, which DESIGN.md keeps off the hot path for two
 //! reasons, both handled: a fault that waits for the disk (reads are only made over pages
 //! `mincore` found cached) and SIGBUS on a truncated file (segments are allocated in full
