@@ -36,8 +36,9 @@
 //! Memory overhead per entry (21 000 objects of a 100-byte body + 100-byte metadata; since
 //! small bodies are inline, one head entry each): 1 212 B of RSS per object in session 13,
 //! 1 012 B beyond the payload. The weighter charges 480 + 96 B + payload per head (776 B), so
-//! for such tiny objects the memory tier's real use is ~1.5× its weighed bytes; at 1 KiB
-//! bodies (the hot-set scenario) that is ~1.3×. (Each run prints an `overhead:` line.)
+//! for such tiny objects the memory tier's real use is ~1.5× its weighed bytes. With 1 KiB
+//! bodies and ~530 B of metadata (the load benchmark's hot set, session 12) it was ~2.2 KiB of
+//! RSS against ~2.1 KiB weighed per entry. (Each run prints an `overhead:` line.)
 //! Before the fix of chunk-sized tails (see the crate docs) this was 5 317 B per object.
 
 use std::hint::black_box;
