@@ -236,15 +236,9 @@ async fn a_slow_reader_with_a_small_window_gets_every_byte_in_order() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn bodies_read_back_from_disk_are_sent_zero_copy_once_hot() {
-    let o = sized_origin().await;
-    let dir = tempfile::tempdir().unwrap();
-    // Without the blob log: every body in foyer's block files.
-    let storage = format!("{STORAGE}large_value_share = 0\n");
-    let text = node_config_sized(&o.url(), dir.path(), &storage, "");
-    let sizes = [100usize << 10, (1 << 20) + 3];
-    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
+/// Starts a node with config `text`, caches `/size/N` for every size, and stops it.
+async fn cache_then_stop(text: &str, sizes: &[usize]) {
+    let node = outpost::Node::start(outpost::config::Config::from_toml(text).unwrap())
         .await
         .unwrap();
     for size in sizes {
@@ -253,6 +247,17 @@ async fn bodies_read_back_from_disk_are_sent_zero_copy_once_hot() {
         until_hit(&url, &[("host", "cdn.example")]).await;
     }
     node.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodies_read_back_from_disk_are_sent_zero_copy_once_hot() {
+    let o = sized_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Without the blob log: every body in foyer's block files.
+    let storage = format!("{STORAGE}large_value_share = 0\n");
+    let text = node_config_sized(&o.url(), dir.path(), &storage, "");
+    let sizes = [100usize << 10, (1 << 20) + 3];
+    cache_then_stop(&text, &sizes).await;
     o.stop();
     let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
         .await
@@ -292,15 +297,7 @@ async fn bodies_in_the_blob_log_are_sent_from_its_files_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let text = node_config_sized(&o.url(), dir.path(), BLOB_STORAGE, "");
     let sizes = [100usize << 10, (1 << 20) + 3, 20 << 10];
-    let node = outpost::Node::start(outpost::config::Config::from_toml(&text).unwrap())
-        .await
-        .unwrap();
-    for size in sizes {
-        let url = format!("http://{}/size/{size}", node.proxy_addr());
-        get_with(&url, &[("host", "cdn.example")]).await;
-        until_hit(&url, &[("host", "cdn.example")]).await;
-    }
-    node.shutdown().await;
+    cache_then_stop(&text, &sizes).await;
     let received = o.count();
     o.stop();
     assert!(

@@ -205,12 +205,7 @@ impl Store {
             Ok(Some(Entry::Head(head))) if self.inner.chunks_reclaimed(&head) => {
                 // An ordinary eviction: a miss now, not a body that breaks off mid-response.
                 self.inner.counters.blob_gone.inc();
-                let mut v = self.inner.lock_version(&k);
-                if *v == v0 {
-                    *v += 1;
-                    drop(self.inner.cache.memory().remove(&k));
-                    self.inner.cache.storage().delete(&k);
-                }
+                self.inner.drop_head_unless_changed(k, v0);
                 Ok(None)
             }
             Ok(Some(Entry::Head(head))) => Ok(Some(ReadHandle::new(self.clone(), *key, head))),
@@ -218,12 +213,7 @@ impl Store {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable head: dropped");
                 self.inner.counters.corrupt_reads.inc();
-                let mut v = self.inner.lock_version(&k);
-                if *v == v0 {
-                    *v += 1;
-                    drop(self.inner.cache.memory().remove(&k));
-                    self.inner.cache.storage().delete(&k);
-                }
+                self.inner.drop_head_unless_changed(k, v0);
                 Ok(None)
             }
         }
@@ -494,6 +484,17 @@ impl Inner {
         if current.is_some_and(|c| c.value().same(old)) {
             self.counters.on_memory_insert(new);
             drop(self.cache.memory().insert(k, new.clone()));
+        }
+    }
+
+    /// Remove the head under `k` from both tiers if its version is still `v0` (nothing
+    /// committed or removed it since it was read).
+    fn drop_head_unless_changed(&self, k: StoreKey, v0: u64) {
+        let mut v = self.lock_version(&k);
+        if *v == v0 {
+            *v += 1;
+            drop(self.cache.memory().remove(&k));
+            self.cache.storage().delete(&k);
         }
     }
 
