@@ -285,6 +285,8 @@ async fn blob_values_not_in_the_page_cache_are_read_cold_and_intact() {
     // The first read is cold; the kernel's readahead for it brings the next values in too.
     // (On tmpfs the pages are the file: they cannot be dropped, and every read is resident.)
     const TMPFS_MAGIC: i64 = 0x0102_1994;
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
     let on_tmpfs = rustix::fs::statfs(tmp.path()).map(|f| f.f_type as i64 == TMPFS_MAGIC);
     if on_tmpfs.unwrap_or(false) {
         eprintln!("temp dir on tmpfs: the cold path is not exercised here");
