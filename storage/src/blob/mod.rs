@@ -166,6 +166,11 @@ impl Spill {
         Arc::new(s)
     }
 
+    /// Whether this payload was checked since the process found it (see [`BlobLog::find`]).
+    pub fn checked(&self) -> &AtomicBool {
+        &self.verified
+    }
+
     /// Where the payload is, once appended.
     pub fn at(&self) -> Option<&BlobRef> {
         self.at.get()
@@ -494,13 +499,6 @@ impl BlobLog {
     /// The directory of the segment files.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-}
-
-impl Spill {
-    /// Whether this payload was checked since the process found it (see [`BlobLog::find`]).
-    pub fn checked(&self) -> &AtomicBool {
-        &self.verified
     }
 }
 
