@@ -83,6 +83,17 @@ struct UrlTarget {
     subject: String,
 }
 
+/// Returns once the wall clock reads a millisecond after `at` (at most a few
+/// milliseconds, also when the clock is stepped back meanwhile).
+async fn wait_past_millis(at: u64) {
+    for _ in 0..5 {
+        if millis(SystemTime::now()) > at {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A validated purge.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -364,6 +375,12 @@ impl Purger {
                 self.apply_url(cache, u, at, v.soft).await;
             }
         }
+        // Ban times are milliseconds and a soft ban matches objects
+        // validated at or before its time, so a revalidation within the
+        // ban's own millisecond would still match it and be revalidated
+        // again. The answer waits for the next millisecond: whatever the
+        // caller does after it is timed after the ban.
+        wait_past_millis(at).await;
         let counts = Counts {
             urls: v.urls.len() as u64,
             prefixes: v.prefixes.len() as u64,
