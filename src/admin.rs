@@ -6,7 +6,7 @@
 //!   origin_requests, uptime_secs, origin_connects, origin_stale_retries,
 //!   bans, zero_copy_bytes,
 //!   zero_copy_fallbacks, sendfile_bytes, blob_segments,
-//!   blob_resident_reads, blob_cold_reads}`
+//!   blob_resident_reads, blob_cold_reads, fills_in_flight}`
 //!   (the `outpostctl stats` contract for the first ten, see
 //!   tools/README.md). `entries` counts objects in the memory tier (foyer
 //!   exposes no disk entry count); `disk_bytes` is the space the disk tier
@@ -72,6 +72,9 @@ pub struct Stats {
     pub blob_resident_reads: u64,
     /// Blob log reads that had to wait for the disk (read on the storage threads).
     pub blob_cold_reads: u64,
+    /// Origin fetches being stored right now (a fill ends once its object
+    /// is committed to the store, or given up).
+    pub fills_in_flight: u64,
 }
 
 impl AdminState {
@@ -103,6 +106,7 @@ impl AdminState {
             s.blob_segments = st.blob_segments;
             s.blob_resident_reads = st.blob_resident_reads;
             s.blob_cold_reads = st.blob_cold_reads;
+            s.fills_in_flight = cache.fills_in_flight() as u64;
         }
         s
     }

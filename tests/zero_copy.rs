@@ -50,8 +50,9 @@ async fn large_hits_are_sent_with_sendfile_and_are_byte_identical() {
         let url = node.url(&format!("/size/{size}"));
         let (_, _, miss) = get(&url).await;
         assert_eq!(miss, content(size), "miss, size {size}");
-        // The object is committed just after its last byte went out.
-        until_hit(&url, &[]).await;
+        // The object is committed just after its last byte went out; a hit
+        // before that is served from the fill (heap bytes, no sendfile).
+        until_stored(&url, &[], node.admin).await;
         let before = sent(&node);
         let (s, h, hit) = get(&url).await;
         assert_eq!(s, 200);
@@ -87,7 +88,7 @@ async fn ranges_and_http2_from_arena_bodies() {
     let url = node.url(&format!("/size/{size}"));
     let want = content(size);
     get(&url).await;
-    until_hit(&url, &[]).await;
+    until_stored(&url, &[], node.admin).await;
     // RFC 9110 §14.2: single ranges that start, end and straddle 1 MiB chunks.
     for (a, b) in [
         (0usize, 99usize),
@@ -144,7 +145,7 @@ async fn pipelined_keep_alive_and_a_client_that_hangs_up() {
     let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
     let sizes = [100 << 10, 1 << 20, 40_000, (3 << 20) + 5];
     for size in sizes {
-        until_hit(&node.url(&format!("/size/{size}")), &[]).await;
+        until_stored(&node.url(&format!("/size/{size}")), &[], node.admin).await;
     }
     // A client that asks for 3 MiB, reads a few bytes and hangs up, several
     // times: the node must not care (EPIPE/ECONNRESET on sendfile).
@@ -201,7 +202,7 @@ async fn a_slow_reader_with_a_small_window_gets_every_byte_in_order() {
     let node = TestNode::start_sized(&o.url(), STORAGE, "").await;
     let size = (3 << 20) + 5;
     let path = format!("/size/{size}");
-    until_hit(&node.url(&path), &[]).await;
+    until_stored(&node.url(&path), &[], node.admin).await;
     let before = sent(&node);
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(16 * 1024).unwrap();

@@ -133,6 +133,12 @@ impl CacheLayer {
         &self.store
     }
 
+    /// Origin fetches in flight (each ends once its object is committed
+    /// or given up).
+    pub fn fills_in_flight(&self) -> usize {
+        self.coalescer.in_flight()
+    }
+
     /// Lets running fills commit (up to `drain`), then closes the store.
     pub async fn close(&self, drain: std::time::Duration) {
         self.pumps.close();

@@ -458,9 +458,9 @@ pub async fn admin_purge(
     )
 }
 
-/// GETs `url` until the node answers from its cache (stored responses are
-/// committed a little after the first client got the body); panics after
-/// about 5 s.
+/// GETs `url` until the node answers from its cache; panics after about
+/// 5 s. Such a hit may still be served from the fill that is storing the
+/// object (a late joiner); [`until_stored`] waits for the commit too.
 pub async fn until_hit(url: &str, headers: &[(&str, &str)]) {
     for _ in 0..250 {
         let (_, h, _) = get_with(url, headers).await;
@@ -470,6 +470,22 @@ pub async fn until_hit(url: &str, headers: &[(&str, &str)]) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("{url} never became a hit");
+}
+
+/// [`until_hit`], then waits until the node behind `admin` has no fill in
+/// flight: the object is then committed and later hits come from the store.
+pub async fn until_stored(url: &str, headers: &[(&str, &str)], admin: SocketAddr) {
+    until_hit(url, headers).await;
+    for _ in 0..250 {
+        let (s, _, b) = get(&format!("http://{admin}/stats")).await;
+        assert_eq!(s, 200);
+        let st: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        if st["fills_in_flight"].as_u64() == Some(0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{url}: fills still in flight after 5 s");
 }
 
 /// Deterministic content: byte i is (i * 7 + i / 1000) mod 256.
