@@ -98,6 +98,7 @@ pub struct FileServer {
     pub h2_max_concurrent_streams: Option<i64>,
     pub via: Option<String>,
     pub fast_http1: Option<bool>,
+    pub tcp_notsent_lowat: Option<SizeValue>,
 }
 
 /// `[timeouts]`: talking to origins.

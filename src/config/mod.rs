@@ -179,6 +179,9 @@ pub struct ServerConfig {
     /// Serve `GET`/`HEAD` without content on the own HTTP/1.1 path
     /// (`server::h1`) instead of hyper's.
     pub fast_http1: bool,
+    /// `TCP_NOTSENT_LOWAT` of client connections in bytes (0: the kernel's
+    /// default, no limit).
+    pub tcp_notsent_lowat: u32,
 }
 
 /// `[timeouts]`: the origin side.
@@ -342,6 +345,7 @@ impl Config {
                 h2_max_concurrent_streams: 256,
                 via: "outpost".into(),
                 fast_http1: true,
+                tcp_notsent_lowat: 256 << 10,
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),

@@ -71,3 +71,22 @@ fn every_error_is_reported_with_its_key() {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
 }
+
+#[test]
+fn tcp_notsent_lowat_is_a_size_bounded_or_off() {
+    let site = "[[site]]\norigins = [\"http://127.0.0.1:2\"]\n";
+    let c = Config::from_toml(site).unwrap();
+    assert_eq!(c.server.tcp_notsent_lowat, 256 << 10);
+    for (v, want) in [("\"64KiB\"", 64 << 10), ("0", 0), ("4096", 4096)] {
+        let c = Config::from_toml(&format!("[server]\ntcp_notsent_lowat = {v}\n{site}")).unwrap();
+        assert_eq!(c.server.tcp_notsent_lowat, want, "{v}");
+    }
+    for v in ["\"1KiB\"", "\"65MiB\"", "-1", "\"lots\""] {
+        let e =
+            Config::from_toml(&format!("[server]\ntcp_notsent_lowat = {v}\n{site}")).unwrap_err();
+        assert!(
+            e.0.iter().any(|e| e.key == "server.tcp_notsent_lowat"),
+            "{v}: {e:?}"
+        );
+    }
+}

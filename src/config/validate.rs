@@ -192,6 +192,22 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
     if max_header_bytes < 8192 {
         errs.push("server.max_header_bytes", "must be at least 8KiB");
     }
+    let lowat = size(
+        errs,
+        "server.tcp_notsent_lowat",
+        s.tcp_notsent_lowat.as_ref(),
+        u64::from(d.server.tcp_notsent_lowat),
+    );
+    let tcp_notsent_lowat = match u32::try_from(lowat) {
+        Ok(n) if n == 0 || (4096..=(64 << 20)).contains(&n) => n,
+        _ => {
+            errs.push(
+                "server.tcp_notsent_lowat",
+                format!("{lowat} must be 0 (kernel default) or between 4KiB and 64MiB"),
+            );
+            d.server.tcp_notsent_lowat
+        }
+    };
     let server = ServerConfig {
         drain_timeout: duration(
             errs,
@@ -209,6 +225,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         h2_max_concurrent_streams: h2_streams,
         via,
         fast_http1: s.fast_http1.unwrap_or(d.server.fast_http1),
+        tcp_notsent_lowat,
     };
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {
