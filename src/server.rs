@@ -266,7 +266,8 @@ struct ConnSetup {
 ///   other connections' responses, instead of one `sendfile` parking a whole
 ///   1 MiB object in the socket. Unlike `SO_SNDBUF` it does not count bytes
 ///   in flight, so it does not cap throughput on long paths
-///   (benches/load/README.md, "Session 14": hit-1m +30 %, p99 24 → 16 ms).
+///   (benches/load/README.md, "Session 14": hit-1m +35 % req/s, p99 24 → 17 ms
+///   in an interleaved A/B).
 fn tune(stream: &tokio::net::TcpStream, notsent_lowat: u32) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY refused");
