@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::*;
-use outpost_storage::{ErrorKind, KIB, MIB, Store, StoreConfig};
+use outpost_storage::{ErrorKind, KIB, MIB, ReadHandle, Store, StoreConfig};
 
 fn cfg(dir: &Path) -> StoreConfig {
     // Memory holds only 4 chunks: bodies are read back from disk.
@@ -163,25 +163,34 @@ async fn truncated_file_while_closed_gives_misses_not_panics() {
     store.close().await.unwrap();
 }
 
+/// A store in `dir` holding one object `name` of `len` bytes, closed and opened again, and a
+/// handle on that object from the reopened store.
+async fn reopened_with(dir: &Path, name: &str, len: usize) -> (Store, ReadHandle) {
+    let store = Store::open(cfg(dir)).await.unwrap();
+    put(&store, key(name), "m", &body(name, len), 64 * 1024).await;
+    store.close().await.unwrap();
+    let store = Store::open(cfg(dir)).await.unwrap();
+    let hit = store.lookup(&key(name)).await.unwrap().unwrap();
+    (store, hit)
+}
+
+/// Cuts every file in `dir` to `len` bytes (under the running store).
+fn truncate_files_in(dir: &Path, len: u64) {
+    for e in fs::read_dir(dir).unwrap() {
+        OpenOptions::new()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_file_while_open_is_a_corrupt_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(tmp.path())).await.unwrap();
-    let len = 1200 * KIB as usize;
-    let data = body("live", len);
-    put(&store, key("live"), "m", &data, 64 * 1024).await;
-    store.close().await.unwrap();
-    let store = Store::open(cfg(tmp.path())).await.unwrap();
-    let hit = store.lookup(&key("live")).await.unwrap().unwrap();
-    for e in fs::read_dir(tmp.path().join("foyer")).unwrap() {
-        let p = e.unwrap().path();
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    }
+    let (store, hit) = reopened_with(tmp.path(), "live", 1200 * KIB as usize).await;
+    truncate_files_in(&tmp.path().join("foyer"), 0);
     let mut r = hit.reader(0);
     let mut failed = None;
     loop {
@@ -203,23 +212,10 @@ async fn truncated_file_while_open_is_a_corrupt_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_blob_segment_while_open_is_a_corrupt_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(cfg(tmp.path())).await.unwrap();
-    let data = body("segment", 600 * KIB as usize);
-    put(&store, key("segment"), "m", &data, 64 * 1024).await;
-    store.close().await.unwrap();
-    let store = Store::open(cfg(tmp.path())).await.unwrap();
-    let hit = store.lookup(&key("segment")).await.unwrap().unwrap();
+    let (store, hit) = reopened_with(tmp.path(), "segment", 600 * KIB as usize).await;
     // Cut the mapped segment files to their header: the pages are gone from the page cache,
     // so the values are read with pread (not through the mapping, which would fault).
-    for p in fs::read_dir(tmp.path().join("blobs")).unwrap() {
-        let p = p.unwrap().path();
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(4096)
-            .unwrap();
-    }
+    truncate_files_in(&tmp.path().join("blobs"), 4096);
     let err = hit.reader(0).read_to_end().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     let s = store.stats();
