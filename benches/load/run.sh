@@ -5,6 +5,7 @@
 #   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
 #                       [--rounds N] [--disk-set-mb MB] [--warmup SECS]
 #                       [--steal-max PCT] [--steal-retries N] [--out FILE]
+#                       [--client-rcvbuf BYTES]
 #
 # Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
 # Each scenario runs --rounds times (3) per proxy, the proxies' order
@@ -16,6 +17,14 @@
 # Prints one markdown table and writes it (with date and machine) to
 # benches/load/RESULTS.md unless --out says otherwise. Stops everything it
 # started (by PID) and kills itself after LOAD_TIME_BOUND seconds (1800).
+#
+# --client-rcvbuf (4 MiB; 0 = the host's setting) is the receive buffer a
+# new TCP socket starts with (the middle of net.ipv4.tcp_rmem, restored on
+# exit; needs root, else the host's setting is kept and the table says
+# so). With the kernel's 128 KiB start, one saturated wrk on loopback left
+# the receive windows' autotuning to chance: in some rounds the client's
+# window paced every 1 MiB response, whatever the proxy (nginx's hit-1m
+# always, Outpost's in 0–4 of 5 rounds; benches/load/README.md, session 15).
 set -euo pipefail
 CMDLINE="benches/load/run.sh${*:+ $*}"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +37,7 @@ DISK_SET_MB=2048
 WARM_DUR=2
 STEAL_MAX=5
 STEAL_RETRIES=2
+CLIENT_RCVBUF=4194304
 OUT="$HERE/RESULTS.md"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +51,7 @@ while [ $# -gt 0 ]; do
     --steal-max) STEAL_MAX=$2; shift ;;
     --steal-retries) STEAL_RETRIES=$2; shift ;;
     --out) OUT=$2; shift ;;
+    --client-rcvbuf) CLIENT_RCVBUF=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -90,9 +101,23 @@ render nginx-cache.conf
 render varnish.vcl
 render outpost.toml
 
+RMEM=/proc/sys/net/ipv4/tcp_rmem
+RMEM_SAVED=
+RCVBUF_NOTE="the host's \`net.ipv4.tcp_rmem\` ($(tr -s '\t ' ' ' < "$RMEM"))"
+if [ "$CLIENT_RCVBUF" != 0 ]; then
+  read -r rmin _ rmax < "$RMEM"
+  if RMEM_OLD=$(cat "$RMEM") && { echo "$rmin $CLIENT_RCVBUF $rmax" > "$RMEM"; } 2>/dev/null; then
+    RMEM_SAVED=$RMEM_OLD
+    RCVBUF_NOTE="new sockets' receive buffers start at $CLIENT_RCVBUF bytes (\`net.ipv4.tcp_rmem\` $rmin $CLIENT_RCVBUF $rmax for the run)"
+  else
+    echo "warning: cannot write $RMEM (not root?): keeping the host's receive buffers" >&2
+  fi
+fi
+
 PIDS=()
 WATCHDOG=
 cleanup() {
+  [ -z "$RMEM_SAVED" ] || { echo "$RMEM_SAVED" > "$RMEM"; } 2>/dev/null || true
   # The watchdog's `sleep` too, or it outlives the run.
   [ -z "$WATCHDOG" ] || pkill -TERM -P "$WATCHDOG" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -268,7 +293,7 @@ done
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
   if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
-  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT)."
+  echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
   echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the last column is the most any kept round lost."
   echo
