@@ -105,8 +105,9 @@ RMEM=/proc/sys/net/ipv4/tcp_rmem
 RMEM_SAVED=
 RCVBUF_NOTE="the host's \`net.ipv4.tcp_rmem\` ($(tr -s '\t ' ' ' < "$RMEM"))"
 if [ "$CLIENT_RCVBUF" != 0 ]; then
-  read -r rmin _ rmax < "$RMEM"
-  if RMEM_OLD=$(cat "$RMEM") && { echo "$rmin $CLIENT_RCVBUF $rmax" > "$RMEM"; } 2>/dev/null; then
+  RMEM_OLD=$(cat "$RMEM")
+  read -r rmin _ rmax <<< "$RMEM_OLD"
+  if { echo "$rmin $CLIENT_RCVBUF $rmax" > "$RMEM"; } 2>/dev/null; then
     RMEM_SAVED=$RMEM_OLD
     RCVBUF_NOTE="new sockets' receive buffers start at $CLIENT_RCVBUF bytes (\`net.ipv4.tcp_rmem\` $rmin $CLIENT_RCVBUF $rmax for the run)"
   else
