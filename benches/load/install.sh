@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the load benchmark needs from Debian's packages, if missing:
-# nginx (origin and peer), varnish (peer), wrk (load generator).
+# nginx (origin and peer), varnish (peer), wrk (load generator), perf.
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v varnishd >/dev/null 2>&1 || need+=(varnish)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+# perf: the host probe around each round (run.sh) and profile.sh.
+command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

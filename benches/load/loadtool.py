@@ -180,13 +180,14 @@ def median(v):
 
 
 def table(raw_path):
-    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal]`
+    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal[|probe]]`
     (one per wrk run) -> one markdown row per scenario and proxy: the median
     of each column over the rounds, the req/s range, the peak RSS, any
     errors, req/s as a ratio to Outpost's median, the same ratio taken round
     by round (median and range: each round runs the proxies back to back, so
     this pairs runs seconds apart and cancels the host's slower drifts), and
-    the largest share of CPU time the host stole from the VM in any round."""
+    the largest share of CPU time the host stole from the VM in any round, and
+    the slowest host probe (µs per pipe round trip) around any round."""
     runs = {}
     order = []
     for line in open(raw_path):
@@ -208,14 +209,14 @@ def table(raw_path):
     med = {}
     for key, rs in runs.items():
         cols = {}
-        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal")):
+        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe")):
             vals = [v for v in (num(r[i]) for r in rs if len(r) > i) if v is not None]
             cols[name] = vals
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
           "| CPU µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
-          "| errors | steal % (max) |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|")
+          "| errors | steal % (max) | probe µs (max) |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
 
     def by_round(key):
         return {r[2]: v for r in runs.get(key, []) if (v := num(r[3])) is not None}
@@ -236,7 +237,8 @@ def table(raw_path):
         print(f"| {scen} | {px} | {rps:.0f} | {rng} | {fmt('p50', '.3f')} | "
               f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
               f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {same_round} | {errs} | "
-              f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} |")
+              f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} | "
+              f"{format(max(c['probe']), '.2f') if c['probe'] else '-'} |")
 
 
 def main():

@@ -5,8 +5,11 @@
 #   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
 #                       [--rounds N] [--disk-set-mb MB] [--warmup SECS]
 #                       [--steal-max PCT] [--steal-retries N] [--out FILE]
-#                       [--client-rcvbuf BYTES]
+#                       [--client-rcvbuf BYTES] [--scenarios LIST]
 #
+# --scenarios takes a comma-separated subset of hit-1k, hit-100k, hit-1m,
+# hot-10k, pass-1k, disk-set and storm (default: all, in that order), for
+# looking at one scenario without the full run's 20 minutes.
 # Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
 # Each scenario runs --rounds times (3) per proxy, the proxies' order
 # rotating from round to round; the table gives each column's median and
@@ -38,6 +41,7 @@ WARM_DUR=2
 STEAL_MAX=5
 STEAL_RETRIES=2
 CLIENT_RCVBUF=4194304
+SCENARIOS=all
 OUT="$HERE/RESULTS.md"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,10 +56,20 @@ while [ $# -gt 0 ]; do
     --steal-retries) STEAL_RETRIES=$2; shift ;;
     --out) OUT=$2; shift ;;
     --client-rcvbuf) CLIENT_RCVBUF=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+ALL_SCENARIOS=hit-1k,hit-100k,hit-1m,hot-10k,pass-1k,disk-set,storm
+[ "$SCENARIOS" = all ] && SCENARIOS=$ALL_SCENARIOS
+for s in ${SCENARIOS//,/ }; do
+  case ",$ALL_SCENARIOS," in
+    *",$s,"*) ;;
+    *) echo "unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;;
+  esac
+done
+want() { case ",$SCENARIOS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 TIME_BOUND=${LOAD_TIME_BOUND:-1800}
 BASE=${LOAD_BASE:-/tmp/outpost-load}
 WWW=$BASE/www
@@ -79,8 +93,8 @@ mkdir -p "$WWW/pass" "$WWW/slow"
 [ -f "$WWW/slow/10m.bin" ] || $PY "$TOOL" gen "$WWW/slow" 10m.bin 10485760
 HOT_N=10000
 DISK_N=$(( DISK_SET_MB * 1024 / 100 ))
-$PY "$TOOL" genset "$WWW/hot" $HOT_N 1024
-$PY "$TOOL" genset "$WWW/disk" $DISK_N 102400
+want hot-10k && $PY "$TOOL" genset "$WWW/hot" $HOT_N 1024
+want disk-set && $PY "$TOOL" genset "$WWW/disk" $DISK_N 102400
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -196,6 +210,22 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
     else { sub(/s$/,"",v); printf "%.3f", v*1000 } }'
 }
 
+# A fixed piece of kernel work on the proxies' CPU before and after each
+# round: 20,000 pipe round trips between two threads (`perf bench sched
+# pipe`), as µs per round trip. The steal check does not see the host's
+# slow stretches (session 15: every proxy's hit-100k at ~23 µs of CPU per
+# request instead of ~17.5, steal 0); a round whose probe is far above the
+# run's first one ran on a slower machine than the others.
+probe() {
+  if command -v perf >/dev/null 2>&1; then
+    "${PROXY_CPU[@]}" perf bench -f simple sched pipe -l 20000 2>/dev/null \
+      | awk 'NF==1 && $1+0>0 {printf "%.2f", $1 / 20000 * 1e6; f=1} END{if (!f) print "-"}'
+  else
+    echo "-"
+  fi
+}
+max_of() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-") print b; else if (b == "-" || a + 0 >= b + 0) print a; else print b }'; }
+
 steal_ticks() { # "steal total" clock ticks of the whole VM so far (/proc/stat)
   awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $9, t}' /proc/stat
 }
@@ -208,14 +238,16 @@ run_wrk() {
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
-  local c0 c1 out s0 s1 steal attempt=0
+  local c0 c1 out s0 s1 steal attempt=0 pr
   while :; do
+    pr=$(probe)
     reset_hwm "$pid"
     c0=$(cpu_ticks "$pid")
     s0=$(steal_ticks)
     out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
     s1=$(steal_ticks)
     c1=$(cpu_ticks "$pid")
+    pr=$(max_of "$pr" "$(probe)")
     # The share of the VM's CPU time the host took for other guests
     # during the round: a round with a high figure ran on less machine.
     steal=$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print "-" }')
@@ -233,9 +265,9 @@ run_wrk() {
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal" >> "$RAW"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %% %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "${errs:-}"
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr" >> "$RAW"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
@@ -262,31 +294,48 @@ warm() { # warm PROXY PATH_PREFIX COUNT (COUNT 0: PATH_PREFIX is one path)
   $PY "$TOOL" warm "127.0.0.1:${PORT[$1]}" "$2" "$3" 16
 }
 
+PROBE0=$(probe)
+for i in 1 2 3 4; do PROBE0=$(awk -v a="$PROBE0" -v b="$(probe)" 'BEGIN{ if (a == "-" || (b != "-" && b + 0 < a + 0)) print b; else print a }'); done
+echo "== host probe before the scenarios: $PROBE0 µs per pipe round trip (best of 5)"
 echo "== scenarios (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds)"
-for px in "${PROXIES[@]}"; do warm "$px" /1k.bin 0; warm "$px" /1k.bin 0; done
-scenario hit-1k /1k.bin
-for px in "${PROXIES[@]}"; do warm "$px" /100k.bin 0; warm "$px" /100k.bin 0; done
-scenario hit-100k /100k.bin
-for px in "${PROXIES[@]}"; do warm "$px" /1m.bin 0; warm "$px" /1m.bin 0; done
-scenario hit-1m /1m.bin
-for px in "${PROXIES[@]}"; do warm "$px" /hot/ $HOT_N; done
-scenario hot-10k / hot $HOT_N
-for px in "${PROXIES[@]}"; do warm "$px" /pass/1k.bin 0; done
-scenario pass-1k /pass/1k.bin
-for px in "${PROXIES[@]}"; do warm "$px" /disk/ $DISK_N; done
-scenario disk-set / disk $DISK_N
+if want hit-1k; then
+  for px in "${PROXIES[@]}"; do warm "$px" /1k.bin 0; warm "$px" /1k.bin 0; done
+  scenario hit-1k /1k.bin
+fi
+if want hit-100k; then
+  for px in "${PROXIES[@]}"; do warm "$px" /100k.bin 0; warm "$px" /100k.bin 0; done
+  scenario hit-100k /100k.bin
+fi
+if want hit-1m; then
+  for px in "${PROXIES[@]}"; do warm "$px" /1m.bin 0; warm "$px" /1m.bin 0; done
+  scenario hit-1m /1m.bin
+fi
+if want hot-10k; then
+  for px in "${PROXIES[@]}"; do warm "$px" /hot/ $HOT_N; done
+  scenario hot-10k / hot $HOT_N
+fi
+if want pass-1k; then
+  for px in "${PROXIES[@]}"; do warm "$px" /pass/1k.bin 0; done
+  scenario pass-1k /pass/1k.bin
+fi
+if want disk-set; then
+  for px in "${PROXIES[@]}"; do warm "$px" /disk/ $DISK_N; done
+  scenario disk-set / disk $DISK_N
+fi
 
-echo "== miss storm: 1000 clients, one cold 10 MiB object"
 STORM=()
-for px in "${PROXIES[@]}"; do
-  before=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
-  res=$($PY "$TOOL" storm "127.0.0.1:${PORT[$px]}" "/slow/10m.bin?via=$px" 1000)
-  sleep 1
-  after=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
-  fetches=$(( ${after:-0} - ${before:-0} ))
-  STORM+=("$px|$fetches|$res")
-  echo "  $px: origin fetches=$fetches $res"
-done
+if want storm; then
+  echo "== miss storm: 1000 clients, one cold 10 MiB object"
+  for px in "${PROXIES[@]}"; do
+    before=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
+    res=$($PY "$TOOL" storm "127.0.0.1:${PORT[$px]}" "/slow/10m.bin?via=$px" 1000)
+    sleep 1
+    after=$(grep -c "via=$px" "$RUN/origin.slow.log" 2>/dev/null || true)
+    fetches=$(( ${after:-0} - ${before:-0} ))
+    STORM+=("$px|$fetches|$res")
+    echo "  $px: origin fetches=$fetches $res"
+  done
+fi
 
 {
   echo "## Load benchmark — $(date -u +%Y-%m-%d) — $MODE"
@@ -294,22 +343,25 @@ done
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
   if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
+  [ "$SCENARIOS" = "$ALL_SCENARIOS" ] || echo "Scenarios: $SCENARIOS only."
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
-  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the last column is the most any kept round lost."
+  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe column is the slowest host probe taken around any of the rounds: µs per round trip of \`perf bench sched pipe\` on the proxies' CPU ($PROBE0 before the scenarios); a figure well above that marks a round on a slower host."
   echo
   $PY "$TOOL" table "$RAW"
   echo
-  echo "Miss storm (1000 concurrent clients, one cold 10 MiB object sent by the origin at ~20 MB/s):"
-  echo
-  echo "| proxy | origin fetches | result |"
-  echo "|---|---:|---|"
-  for r in "${STORM[@]}"; do
-    IFS='|' read -r px f res <<< "$r"
-    echo "| $px | $f | $res |"
-  done
-  echo
-  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %)</summary>"
+  if want storm; then
+    echo "Miss storm (1000 concurrent clients, one cold 10 MiB object sent by the origin at ~20 MB/s):"
+    echo
+    echo "| proxy | origin fetches | result |"
+    echo "|---|---:|---|"
+    for r in "${STORM[@]}"; do
+      IFS='|' read -r px f res <<< "$r"
+      echo "| $px | $f | $res |"
+    done
+    echo
+  fi
+  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %|probe µs)</summary>"
   echo
   echo '```'
   cat "$RAW"
