@@ -187,7 +187,8 @@ def table(raw_path):
     by round (median and range: each round runs the proxies back to back, so
     this pairs runs seconds apart and cancels the host's slower drifts), and
     the largest share of CPU time the host stole from the VM in any round, and
-    the slowest host probe (µs per pipe round trip) around any round."""
+    the slowest host probe (µs per pipe round trip) around any round, and
+    the median busy share of CPU 0 and CPU 1 (`b0/b1`, the last field)."""
     runs = {}
     order = []
     for line in open(raw_path):
@@ -212,11 +213,14 @@ def table(raw_path):
         for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe")):
             vals = [v for v in (num(r[i]) for r in rs if len(r) > i) if v is not None]
             cols[name] = vals
+        busy = [r[11].split("/") for r in rs if len(r) > 11 and "/" in r[11]]
+        cols["busy0"] = [v for v in (num(b[0]) for b in busy) if v is not None]
+        cols["busy1"] = [v for v in (num(b[1]) for b in busy) if v is not None]
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
           "| CPU µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
-          "| errors | steal % (max) | probe µs (max) |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
+          "| errors | steal % (max) | probe µs (max) | CPU 0/1 busy % |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
 
     def by_round(key):
         return {r[2]: v for r in runs.get(key, []) if (v := num(r[3])) is not None}
@@ -238,7 +242,8 @@ def table(raw_path):
               f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
               f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {same_round} | {errs} | "
               f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} | "
-              f"{format(max(c['probe']), '.2f') if c['probe'] else '-'} |")
+              f"{format(max(c['probe']), '.2f') if c['probe'] else '-'} | "
+              f"{fmt('busy0', '.0f')}/{fmt('busy1', '.0f')} |")
 
 
 def main():

@@ -226,6 +226,9 @@ probe() {
 }
 max_of() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-") print b; else if (b == "-" || a + 0 >= b + 0) print a; else print b }'; }
 
+cpu_busy_ticks() { # "busy total" clock ticks of CPU 0 and of CPU 1 so far (/proc/stat)
+  awk '/^cpu[01] /{t=0; for (i=2; i<=NF; i++) t+=$i; printf "%d %d ", t - $5 - $6, t}' /proc/stat
+}
 steal_ticks() { # "steal total" clock ticks of the whole VM so far (/proc/stat)
   awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $9, t}' /proc/stat
 }
@@ -238,18 +241,24 @@ run_wrk() {
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
-  local c0 c1 out s0 s1 steal attempt=0 pr
+  local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr
   while :; do
     pr=$(probe)
     reset_hwm "$pid"
     c0=$(cpu_ticks "$pid")
     s0=$(steal_ticks)
+    b0=$(cpu_busy_ticks)
     out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
+    b1=$(cpu_busy_ticks)
     s1=$(steal_ticks)
     c1=$(cpu_ticks "$pid")
     pr=$(max_of "$pr" "$(probe)")
     # The share of the VM's CPU time the host took for other guests
     # during the round: a round with a high figure ran on less machine.
+    # How busy each CPU was: in pinned mode CPU 0 is the proxy's, CPU 1
+    # wrk's and the origin's. A round with CPU 1 at ~100 % measured the
+    # client's ceiling more than the proxy.
+    busy=$(echo "$b0 $b1" | awk '{ printf "%s/%s", ($2 < $6 ? sprintf("%.0f", 100 * ($5 - $1) / ($6 - $2)) : "-"), ($4 < $8 ? sprintf("%.0f", 100 * ($7 - $3) / ($8 - $4)) : "-") }')
     steal=$(echo "$s0 $s1" | awk '{ if ($4 > $2) printf "%.1f", 100 * ($3 - $1) / ($4 - $2); else print "-" }')
     if [ "$attempt" -ge "$STEAL_RETRIES" ] || awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN{ exit !(s == "-" || s + 0 <= m + 0) }'; then
       break
@@ -265,9 +274,9 @@ run_wrk() {
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr" >> "$RAW"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "${errs:-}"
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy" >> "$RAW"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us  busy %7s %% %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$busy" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
@@ -346,7 +355,7 @@ fi
   [ "$SCENARIOS" = "$ALL_SCENARIOS" ] || echo "Scenarios: $SCENARIOS only."
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
-  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe column is the slowest host probe taken around any of the rounds: µs per round trip of \`perf bench sched pipe\` on the proxies' CPU ($PROBE0 before the scenarios); a figure well above that marks a round on a slower host."
+  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe column is the slowest host probe taken around any of the rounds: µs per round trip of \`perf bench sched pipe\` on the proxies' CPU ($PROBE0 before the scenarios); a figure well above that marks a round on a slower host. The busy column gives, as medians over the rounds, how busy CPU 0 and CPU 1 were (in pinned mode the proxy's and the client's): where CPU 1 is near 100 %, req/s is the client's ceiling and the CPU µs per request is the proxy's figure to compare."
   echo
   $PY "$TOOL" table "$RAW"
   echo
@@ -361,7 +370,7 @@ fi
     done
     echo
   fi
-  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %|probe µs)</summary>"
+  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %|probe µs|CPU 0/1 busy %)</summary>"
   echo
   echo '```'
   cat "$RAW"
