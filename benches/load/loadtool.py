@@ -180,7 +180,7 @@ def median(v):
 
 
 def table(raw_path):
-    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal[|probe]]`
+    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal[|probe[|busy[|memcpy]]]]`
     (one per wrk run) -> one markdown row per scenario and proxy: the median
     of each column over the rounds, the req/s range, the peak RSS, any
     errors, req/s as a ratio to Outpost's median, the same ratio taken round
@@ -188,7 +188,8 @@ def table(raw_path):
     this pairs runs seconds apart and cancels the host's slower drifts), and
     the largest share of CPU time the host stole from the VM in any round, and
     the slowest host probe (µs per pipe round trip) around any round, and
-    the median busy share of CPU 0 and CPU 1 (`b0/b1`, the last field)."""
+    the median busy share of CPU 0 and CPU 1 (`b0/b1`), and the slowest
+    memcpy probe (GB/s) around any round."""
     runs = {}
     order = []
     for line in open(raw_path):
@@ -210,7 +211,7 @@ def table(raw_path):
     med = {}
     for key, rs in runs.items():
         cols = {}
-        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe")):
+        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe"), (12, "mem")):
             vals = [v for v in (num(r[i]) for r in rs if len(r) > i) if v is not None]
             cols[name] = vals
         busy = [r[11].split("/") for r in rs if len(r) > 11 and "/" in r[11]]
@@ -219,8 +220,8 @@ def table(raw_path):
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
           "| CPU µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
-          "| errors | steal % (max) | probe µs (max) | CPU 0/1 busy % |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+          "| errors | steal % (max) | pipe probe µs (max) | memcpy GB/s (min) | CPU 0/1 busy % |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
 
     def by_round(key):
         return {r[2]: v for r in runs.get(key, []) if (v := num(r[3])) is not None}
@@ -243,6 +244,7 @@ def table(raw_path):
               f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {same_round} | {errs} | "
               f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} | "
               f"{format(max(c['probe']), '.2f') if c['probe'] else '-'} | "
+              f"{format(min(c['mem']), '.1f') if c['mem'] else '-'} | "
               f"{fmt('busy0', '.0f')}/{fmt('busy1', '.0f')} |")
 
 

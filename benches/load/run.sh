@@ -210,12 +210,13 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
     else { sub(/s$/,"",v); printf "%.3f", v*1000 } }'
 }
 
-# A fixed piece of kernel work on the proxies' CPU before and after each
-# round: 20,000 pipe round trips between two threads (`perf bench sched
-# pipe`), as µs per round trip. The steal check does not see the host's
-# slow stretches (session 15: every proxy's hit-100k at ~23 µs of CPU per
-# request instead of ~17.5, steal 0); a round whose probe is far above the
-# run's first one ran on a slower machine than the others.
+# Two fixed pieces of work on the proxies' CPU before and after each
+# round, for the host's slow stretches, which the steal check does not see
+# (session 15: every proxy's hit-100k at ~23 µs of CPU per request instead
+# of ~17.5, steal 0): 20,000 pipe round trips between two threads (`perf
+# bench sched pipe`, µs per round trip: scheduler and syscalls), and
+# 256 MiB copied in 64 MiB blocks (`perf bench mem memcpy`, GB/s: memory
+# bandwidth, which 64 clients reading 100 KiB-1 MiB responses lean on).
 probe() {
   if command -v perf >/dev/null 2>&1; then
     "${PROXY_CPU[@]}" perf bench -f simple sched pipe -l 20000 2>/dev/null \
@@ -224,6 +225,16 @@ probe() {
     echo "-"
   fi
 }
+mem_probe() { # the better of two runs: a process's first copy is sometimes slow
+  if command -v perf >/dev/null 2>&1; then
+    for _ in 1 2; do
+      "${PROXY_CPU[@]}" perf bench -f simple mem memcpy -f default -s 64MB -l 4 2>/dev/null
+    done | awk 'NF==1 && $1+0>b {b=$1} END{if (b) printf "%.1f", b / 1e9; else print "-"}'
+  else
+    echo "-"
+  fi
+}
+min_of() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-") print b; else if (b == "-" || a + 0 <= b + 0) print a; else print b }'; }
 max_of() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-") print b; else if (b == "-" || a + 0 >= b + 0) print a; else print b }'; }
 
 cpu_busy_ticks() { # "busy total" clock ticks of CPU 0 and of CPU 1 so far (/proc/stat)
@@ -241,9 +252,10 @@ run_wrk() {
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
-  local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr
+  local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr mp
   while :; do
     pr=$(probe)
+    mp=$(mem_probe)
     reset_hwm "$pid"
     c0=$(cpu_ticks "$pid")
     s0=$(steal_ticks)
@@ -253,6 +265,7 @@ run_wrk() {
     s1=$(steal_ticks)
     c1=$(cpu_ticks "$pid")
     pr=$(max_of "$pr" "$(probe)")
+    mp=$(min_of "$mp" "$(mem_probe)")
     # The share of the VM's CPU time the host took for other guests
     # during the round: a round with a high figure ran on less machine.
     # How busy each CPU was: in pinned mode CPU 0 is the proxy's, CPU 1
@@ -274,9 +287,9 @@ run_wrk() {
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy" >> "$RAW"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us  busy %7s %% %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$busy" "${errs:-}"
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy|$mp" >> "$RAW"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %5s GB/s  busy %7s %% %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$mp" "$busy" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
@@ -303,9 +316,12 @@ warm() { # warm PROXY PATH_PREFIX COUNT (COUNT 0: PATH_PREFIX is one path)
   $PY "$TOOL" warm "127.0.0.1:${PORT[$1]}" "$2" "$3" 16
 }
 
-PROBE0=$(probe)
-for i in 1 2 3 4; do PROBE0=$(awk -v a="$PROBE0" -v b="$(probe)" 'BEGIN{ if (a == "-" || (b != "-" && b + 0 < a + 0)) print b; else print a }'); done
-echo "== host probe before the scenarios: $PROBE0 µs per pipe round trip (best of 5)"
+# After the proxies' start-up, which depresses the copy figure for a
+# few seconds.
+sleep 3
+PROBE0=$(probe); MEM0=$(mem_probe)
+for i in 1 2 3 4; do PROBE0=$(min_of "$PROBE0" "$(probe)"); MEM0=$(max_of "$MEM0" "$(mem_probe)"); done
+echo "== host probes before the scenarios (best of 5): $PROBE0 µs per pipe round trip, memcpy $MEM0 GB/s"
 echo "== scenarios (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds)"
 if want hit-1k; then
   for px in "${PROXIES[@]}"; do warm "$px" /1k.bin 0; warm "$px" /1k.bin 0; done
@@ -355,7 +371,7 @@ fi
   [ "$SCENARIOS" = "$ALL_SCENARIOS" ] || echo "Scenarios: $SCENARIOS only."
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
-  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe column is the slowest host probe taken around any of the rounds: µs per round trip of \`perf bench sched pipe\` on the proxies' CPU ($PROBE0 before the scenarios); a figure well above that marks a round on a slower host. The busy column gives, as medians over the rounds, how busy CPU 0 and CPU 1 were (in pinned mode the proxy's and the client's): where CPU 1 is near 100 %, req/s is the client's ceiling and the CPU µs per request is the proxy's figure to compare."
+  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe columns are the worst host probes taken around any of the rounds, on the proxies' CPU: µs per round trip of \`perf bench sched pipe\` ($PROBE0 before the scenarios) and GB/s of \`perf bench mem memcpy\` over 64 MiB blocks ($MEM0 before); a figure well off those marks a round on a slower host. The busy column gives, as medians over the rounds, how busy CPU 0 and CPU 1 were (in pinned mode the proxy's and the client's): where CPU 1 is near 100 %, req/s is the client's ceiling and the CPU µs per request is the proxy's figure to compare."
   echo
   $PY "$TOOL" table "$RAW"
   echo
@@ -370,7 +386,7 @@ fi
     done
     echo
   fi
-  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %|probe µs|CPU 0/1 busy %)</summary>"
+  echo "<details><summary>Every round (scenario|proxy|round|req/s|p50 ms|p99 ms|CPU µs/req|peak RSS MiB|errors|steal %|probe µs|CPU 0/1 busy %|memcpy GB/s)</summary>"
   echo
   echo '```'
   cat "$RAW"
