@@ -371,10 +371,12 @@ fi
   [ "$SCENARIOS" = "$ALL_SCENARIOS" ] || echo "Scenarios: $SCENARIOS only."
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
-  echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe columns are the worst host probes taken around any of the rounds, on the proxies' CPU: µs per round trip of \`perf bench sched pipe\` ($PROBE0 before the scenarios) and GB/s of \`perf bench mem memcpy\` over 64 MiB blocks ($MEM0 before); a figure well off those marks a round on a slower host. The busy column gives, as medians over the rounds, how busy CPU 0 and CPU 1 were (in pinned mode the proxy's and the client's): where CPU 1 is near 100 %, req/s is the client's ceiling and the CPU µs per request is the proxy's figure to compare."
-  echo
-  $PY "$TOOL" table "$RAW"
-  echo
+  if [ -s "$RAW" ]; then
+    echo "Each row: the median of $ROUNDS rounds of wrk (-t1 -c$CONNS -d${DUR}s); the ratio is of medians; the next column takes it round by round (each round runs the proxies back to back, so it pairs runs seconds apart) and gives the median and range. A round during which the host stole more than $STEAL_MAX % of the VM's CPU was run again (up to $STEAL_RETRIES times, the last attempt kept); the steal column is the most any kept round lost. The probe columns are the worst host probes taken around any of the rounds, on the proxies' CPU: µs per round trip of \`perf bench sched pipe\` ($PROBE0 before the scenarios) and GB/s of \`perf bench mem memcpy\` over 64 MiB blocks ($MEM0 before); a figure well off those marks a round on a slower host. The busy column gives, as medians over the rounds, how busy CPU 0 and CPU 1 were (in pinned mode the proxy's and the client's): where CPU 1 is near 100 %, req/s is the client's ceiling and the CPU µs per request is the proxy's figure to compare."
+    echo
+    $PY "$TOOL" table "$RAW"
+    echo
+  fi
   if want storm; then
     echo "Miss storm (1000 concurrent clients, one cold 10 MiB object sent by the origin at ~20 MB/s):"
     echo
