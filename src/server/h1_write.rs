@@ -274,7 +274,9 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
             // for their heads: with 1,000 followers the last heads waited
             // for gigabytes of copying. So the head and the first chunk
             // leave at once, and the rest in turns of `TURN_BYTES`. A body
-            // of one chunk (every hit from the store) never yields.
+            // of one chunk (a stored body up to the store's chunk size,
+            // 1 MiB by default) never yields; a larger hit yields between
+            // its chunks.
             flush(io, out).await?;
             this_turn = 0;
             tokio::task::yield_now().await;
