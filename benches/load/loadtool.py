@@ -185,11 +185,10 @@ def table(raw_path):
     of each column over the rounds, the req/s range, the peak RSS, any
     errors, req/s as a ratio to Outpost's median, the same ratio taken round
     by round (median and range: each round runs the proxies back to back, so
-    this pairs runs seconds apart and cancels the host's slower drifts), and
-    the largest share of CPU time the host stole from the VM in any round, and
-    the slowest host probe (µs per pipe round trip) around any round, and
-    the median busy share of CPU 0 and CPU 1 (`b0/b1`), and the slowest
-    memcpy probe (GB/s) around any round."""
+    this pairs runs seconds apart and cancels the host's slower drifts), the
+    largest share of CPU time the host stole from the VM in any round, the
+    worst host probes around any round (pipe µs: the highest; memcpy GB/s:
+    the lowest), and the median busy share of CPU 0 and CPU 1 (`b0/b1`)."""
     runs = {}
     order = []
     for line in open(raw_path):
