@@ -276,10 +276,8 @@ async fn websocket_upgrade_echoes_end_to_end() {
 
 #[tokio::test]
 async fn origin_down_is_a_502_naming_the_failure() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let dead = DeadPort::bind();
+    let port = dead.addr.port();
     let node = TestNode::start(&format!("http://127.0.0.1:{port}"), "").await;
     let (status, headers, body) = get(&node.url("/x")).await;
     assert_eq!(status, 502);

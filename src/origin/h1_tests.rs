@@ -430,9 +430,11 @@ async fn bad_heads_and_framing_are_protocol_errors() {
 
 #[tokio::test]
 async fn a_refused_connect_is_origin_refused() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound but not listening: connects are refused, and holding the socket
+    // keeps a parallel test from being given the port.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
     let origin = origin_at(addr);
     let e = client()
         .send(&origin, &Method::GET, "/", &headers("a"), &fwd())

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Req, dead_addr, mock, respond, run};
+use common::{DeadPort, Req, mock, respond, run};
 
 const TOKEN: &str = "s3cret-token-value";
 
@@ -271,7 +271,8 @@ async fn fan_out_prints_each_peer_and_exits_1_when_one_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_exits_2() {
-    let addr = dead_addr().await;
+    let dead = DeadPort::bind();
+    let addr = dead.addr;
     let url = format!("http://{addr}");
     let r = run(
         &["purge", "--admin", &url, "--token", TOKEN, "--tag", "t"],

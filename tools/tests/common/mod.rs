@@ -119,12 +119,25 @@ pub async fn closing_server() -> Mock {
     Mock { addr, task }
 }
 
-/// An address where nothing listens (bound then released).
-pub async fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+/// A loopback port that refuses connections: a socket bound to it but not
+/// listening. Holding the socket keeps the port from being handed to
+/// another test's listener (binding port 0 and dropping the listener left a
+/// window in which a parallel test could take it and answer).
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DeadPort {
+    pub fn bind() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        DeadPort {
+            _socket: socket,
+            addr,
+        }
+    }
 }
 
 /// A response with a status, headers and a body.
