@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the load benchmark needs from Debian's packages, if missing:
-# nginx (origin and peer), varnish (peer), wrk (load generator), perf.
+# nginx (origin and peer), varnish (peer), wrk (load generator), perf, nstat.
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
@@ -9,6 +9,8 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 # perf: the host probe around each round (run.sh) and profile.sh.
 command -v perf >/dev/null 2>&1 || need+=(linux-perf)
+# nstat: TCP counters per round (run.sh).
+command -v nstat >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

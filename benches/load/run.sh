@@ -246,13 +246,28 @@ steal_ticks() { # "steal total" clock ticks of the whole VM so far (/proc/stat)
 
 RAW="$RUN/rounds.txt"
 : > "$RAW"
+# TCP counters per response of each round (not in the table; printed with
+# the round and kept in tcp.txt): segments sent on lo, pure ACKs, packets
+# taken by the kernel's fast path (header prediction), delayed ACKs,
+# zero-window adverts, packets queued to a socket's backlog. A round that
+# runs in a different TCP mode from its neighbours shows here.
+TCPLOG="$RUN/tcp.txt"
+echo "scenario|proxy|round|segs|pure acks|fast path|delayed acks|zero window|backlog" > "$TCPLOG"
+export NSTAT_HISTORY="$RUN/nstat.history"
+tcp_per_response() { # tcp_per_response REQUESTS: counters since the last call, per response
+  nstat 2>/dev/null | awk -v n="$1" '{ v[$1] = $2 } END {
+    if (n + 0 <= 0) { print "-|-|-|-|-|-"; exit }
+    printf "%.2f|%.2f|%.2f|%.2f|%.3f|%.2f\n", v["TcpOutSegs"] / n, v["TcpExtTCPPureAcks"] / n,
+      (v["TcpExtTCPHPHits"] + v["TcpExtTCPHPAcks"]) / n, v["TcpExtDelayedACKs"] / n,
+      (v["TcpExtTCPToZeroWindowAdv"] + v["TcpExtTCPWantZeroWindowAdv"]) / n, v["TcpExtTCPBacklogCoalesce"] / n }'
+}
 # run_wrk SCENARIO PROXY ROUND URL_PATH [LUA_DIR LUA_N]
 run_wrk() {
   local scen=$1 px=$2 round=$3 path=$4 luadir=${5:-} luan=${6:-}
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
   if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
-  local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr mp
+  local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr mp tcp
   while :; do
     pr=$(probe)
     mp=$(mem_probe)
@@ -260,8 +275,10 @@ run_wrk() {
     c0=$(cpu_ticks "$pid")
     s0=$(steal_ticks)
     b0=$(cpu_busy_ticks)
+    nstat -n 2>/dev/null || true
     out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
     b1=$(cpu_busy_ticks)
+    tcp=$(tcp_per_response "$(echo "$out" | awk '/requests in/{print $1}')")
     s1=$(steal_ticks)
     c1=$(cpu_ticks "$pid")
     pr=$(max_of "$pr" "$(probe)")
@@ -288,8 +305,9 @@ run_wrk() {
   mem=$(( $(hwm_kb "$pid") / 1024 ))
   cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
   echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy|$mp" >> "$RAW"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %5s GB/s  busy %7s %% %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$mp" "$busy" "${errs:-}"
+  echo "$scen|$px|$round|$tcp" >> "$TCPLOG"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %5s GB/s  busy %7s %%  tcp %s %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$mp" "$busy" "$tcp" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
