@@ -276,7 +276,7 @@ async fn websocket_upgrade_echoes_end_to_end() {
 
 #[tokio::test]
 async fn origin_down_is_a_502_naming_the_failure() {
-    let dead = DeadPort::bind();
+    let dead = dead_port::DeadPort::bind();
     let port = dead.addr.port();
     let node = TestNode::start(&format!("http://127.0.0.1:{port}"), "").await;
     let (status, headers, body) = get(&node.url("/x")).await;

@@ -322,7 +322,7 @@ async fn fan_out_reports_each_peer_and_does_not_wait_for_a_dead_one() {
     test_logging();
     let o = origin().await;
     let b = TestNode::start(&o.url(), "[admin]\ntoken = \"peer-b\"\n").await;
-    let dead_port = DeadPort::bind();
+    let dead_port = dead_port::DeadPort::bind();
     let dead = dead_port.addr;
     let cluster = format!(
         "[cluster]\ntimeout = \"1s\"\npeers = [\n\

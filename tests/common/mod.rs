@@ -22,31 +22,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod dead_port;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
 type HandlerFut = Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>;
 pub type Handler = Arc<dyn Fn(Request<Incoming>) -> HandlerFut + Send + Sync>;
-
-/// A loopback port that refuses connections: a socket bound to it but not
-/// listening. Holding the socket keeps the port from being handed to
-/// another test's listener (binding port 0 and dropping the listener left a
-/// window in which a parallel test could take it and answer).
-pub struct DeadPort {
-    _socket: tokio::net::TcpSocket,
-    pub addr: SocketAddr,
-}
-
-impl DeadPort {
-    pub fn bind() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        DeadPort {
-            _socket: socket,
-            addr,
-        }
-    }
-}
 
 /// What an origin saw of one request (its head).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{DeadPort, Req, mock, respond, run};
+use common::{Req, mock, respond, run};
 
 const TOKEN: &str = "s3cret-token-value";
 
@@ -271,7 +271,7 @@ async fn fan_out_prints_each_peer_and_exits_1_when_one_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_exits_2() {
-    let dead = DeadPort::bind();
+    let dead = common::dead_port::DeadPort::bind();
     let addr = dead.addr;
     let url = format!("http://{addr}");
     let r = run(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{DeadPort, Req, closing_server, mock, respond, run, temp_file};
+use common::{Req, closing_server, mock, respond, run, temp_file};
 
 const STORED: &str = "Outpost; fwd=uri-miss; fwd-status=200; stored; ttl=300";
 const HIT: &str = "Outpost; hit; ttl=120";
@@ -211,7 +211,7 @@ async fn urls_from_stdin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_node_exits_2_with_a_clear_message() {
-    let dead = DeadPort::bind();
+    let dead = common::dead_port::DeadPort::bind();
     let addr = dead.addr;
     let file = temp_file("http://a.example/1\n");
     let url = format!("http://{addr}");
