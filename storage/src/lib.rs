@@ -74,6 +74,10 @@
 //!   with `durable_commit` (the default) all chunks are written to the files before the head
 //!   is enqueued. A chunk lost later (disk eviction, a damaged file) is detected while reading
 //!   — `ErrorKind::Corrupt`, the head is dropped, `corrupt_reads` counts it — never a panic.
+//! - The newest commits may not survive a crash: a head reaches the files through foyer's
+//!   queue after `finish` returns. A commit whose body has chunks first waits until everything
+//!   enqueued before it is written (`durable_commit`), so only the commits after the last
+//!   such one can be lost; a key then reads as its earlier version, or not at all.
 //! - A full disk tier evicts whole blocks (FIFO); writers never see an error for it. An object
 //!   whose chunks were evicted before its commit is silently not committed (`writes_dropped`).
 //! - Disk I/O never runs on the caller's runtime: foyer's psync engine does blocking

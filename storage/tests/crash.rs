@@ -1,6 +1,13 @@
 //! Crash safety: a child process writing a stream of objects is SIGKILLed; after reopening,
-//! every object that reads back is complete and correct, no key rolls back to an older version,
-//! and every object committed before the last reported commit is present.
+//! every object that reads back is complete and correct, and no key is older than its last
+//! commit that the store guarantees durable.
+//!
+//! That guarantee (`durable_commit`): a commit whose body has chunks first waits until
+//! everything enqueued before it is written to the files, so every commit before the last
+//! such one survives a SIGKILL. The commits after it may not (their heads can still be in
+//! foyer's queue): such a key then reads as an earlier version or not at all. The test
+//! used to allow only the very last commit to be lost, which held only while the child's
+//! flusher kept up; on a loaded machine two commits were lost and it failed.
 //!
 //! `harness = false`: this binary re-executes itself with `OUTPOST_STORAGE_CRASH_CHILD=<dir>`
 //! to become the child writer, which prints `committed <key> <version>` after each `finish()`.
@@ -69,11 +76,19 @@ fn child(dir: &Path) {
     });
 }
 
+/// Whether the write of version `v` of key `k` emits chunks (its body is at least one of
+/// `small_config`'s 64 KiB chunks), so that its `finish()` flushes every earlier commit.
+/// Strictly larger, to stay on the safe side of the boundary.
+fn flushes_before_commit(k: u64, v: u64) -> bool {
+    version_len(k, v) > 64 * 1024
+}
+
 fn parent() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    // key -> last version reported committed
-    let mut reported: HashMap<u64, u64> = HashMap::new();
+    // key -> the oldest version it may read as after a crash (durable by the guarantee, or
+    // seen on disk after the previous crash).
+    let mut floor: HashMap<u64, u64> = HashMap::new();
     let mut next = 0u64;
     for cycle in 0..3 {
         let mut child = Command::new(&exe)
@@ -86,8 +101,8 @@ fn parent() {
         // Keep the pipe open until the kill, or the child dies of EPIPE instead of SIGKILL.
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let want = 60 + cycle * 17;
-        let mut seen = 0;
-        let mut last = None;
+        // This cycle's reported commits, in order.
+        let mut reported: Vec<(u64, u64)> = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
             let mut it = line.split_whitespace().skip(1);
@@ -95,10 +110,8 @@ fn parent() {
                 it.next().unwrap().parse().unwrap(),
                 it.next().unwrap().parse().unwrap(),
             );
-            reported.insert(k, v);
-            last = Some(v);
-            seen += 1;
-            if seen == want {
+            reported.push((k, v));
+            if reported.len() == want as usize {
                 break;
             }
         }
@@ -113,13 +126,26 @@ fn parent() {
             Some(9),
             "the child was killed mid-stream, not exited"
         );
-        let last = last.expect("child committed something");
+        let (_, last) = *reported.last().expect("child committed something");
         next = last + 1000; // versions of the next cycle never collide with in-flight ones
-        verify(tmp.path(), &reported, last);
+        // Durable: every commit before the last one that flushed.
+        let flushed_at = reported
+            .iter()
+            .rposition(|&(k, v)| flushes_before_commit(k, v))
+            .expect("some commit had chunks");
+        assert!(
+            flushed_at >= reported.len() / 2,
+            "most commits are durable by the guarantee"
+        );
+        for &(k, v) in &reported[..flushed_at] {
+            floor.insert(k, v);
+        }
+        floor = verify(tmp.path(), &floor);
     }
 }
 
-fn verify(dir: &Path, reported: &HashMap<u64, u64>, last: u64) {
+/// Checks every key against its floor; returns the versions found (the next floors).
+fn verify(dir: &Path, floor: &HashMap<u64, u64>) -> HashMap<u64, u64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,13 +153,12 @@ fn verify(dir: &Path, reported: &HashMap<u64, u64>, last: u64) {
         .unwrap();
     rt.block_on(async {
         let store = Store::open(config(dir)).await.unwrap();
-        let mut present = 0;
+        let mut found = HashMap::new();
         for k in 0..KEYS {
             let got = try_get(&store, &key(&format!("key{k}"))).await;
             let got = got.unwrap_or_else(|kind| panic!("key{k}: read failed after crash: {kind}"));
-            match (got, reported.get(&k)) {
-                (Some((meta, data)), rep) => {
-                    present += 1;
+            match (got, floor.get(&k)) {
+                (Some((meta, data)), fl) => {
                     let meta = String::from_utf8(meta.to_vec()).unwrap();
                     let f: Vec<u64> = meta.split(' ').map(|x| x.parse().unwrap()).collect();
                     let (mk, mv, mlen) = (f[0], f[1], f[2] as usize);
@@ -144,22 +169,17 @@ fn verify(dir: &Path, reported: &HashMap<u64, u64>, last: u64) {
                         &body(&format!("{k}/{mv}"), mlen)[..],
                         "key{k} v{mv} body"
                     );
-                    if let Some(&rv) = rep {
-                        assert!(mv >= rv, "key{k} rolled back from v{rv} to v{mv}");
+                    if let Some(&fv) = fl {
+                        assert!(mv >= fv, "key{k} rolled back from durable v{fv} to v{mv}");
                     }
+                    found.insert(k, mv);
                 }
-                (None, Some(&rv)) => {
-                    // Only the very last reported commit may not have reached the disk.
-                    assert_eq!(
-                        rv, last,
-                        "key{k} v{rv} was committed before v{last} but is gone"
-                    );
-                }
+                (None, Some(&fv)) => panic!("key{k}: durable v{fv} is gone"),
                 (None, None) => {}
             }
         }
-        assert!(present >= reported.len() - 1);
         assert_eq!(store.stats().corrupt_reads, 0);
         store.close().await.unwrap();
-    });
+        found
+    })
 }
