@@ -255,7 +255,7 @@ TCPLOG="$RUN/tcp.txt"
 echo "scenario|proxy|round|segs|pure acks|fast path|delayed acks|zero window|backlog" > "$TCPLOG"
 export NSTAT_HISTORY="$RUN/nstat.history"
 tcp_per_response() { # tcp_per_response REQUESTS: counters since the last call, per response
-  nstat 2>/dev/null | awk -v n="$1" '{ v[$1] = $2 } END {
+  { nstat 2>/dev/null || true; } | awk -v n="$1" '{ v[$1] = $2 } END {
     if (n + 0 <= 0) { print "-|-|-|-|-|-"; exit }
     printf "%.2f|%.2f|%.2f|%.2f|%.3f|%.2f\n", v["TcpOutSegs"] / n, v["TcpExtTCPPureAcks"] / n,
       (v["TcpExtTCPHPHits"] + v["TcpExtTCPHPAcks"]) / n, v["TcpExtDelayedACKs"] / n,
