@@ -138,12 +138,13 @@ impl Node {
             },
             None::<Fast<NoFast>>,
         ));
+        let sweeper = tokio::spawn(sweep_idle_origins(proxy.clone(), cancel.clone()));
         tracing::info!(%proxy_addr, %admin_addr, "outpost started");
         Ok(Node {
             proxy_addr,
             admin_addr,
             cancel,
-            tasks: vec![proxy_task, admin_task],
+            tasks: vec![proxy_task, admin_task, sweeper],
             proxy: proxy_keep,
             drain,
             sendfile_bytes,
@@ -175,6 +176,25 @@ impl Node {
             c.close(self.drain).await;
         }
         clean
+    }
+}
+
+/// Closes idle origin connections past the idle timeout, every
+/// [`Proxy::sweep_interval`], until cancelled (then returns `true`: it has
+/// nothing to drain).
+async fn sweep_idle_origins(proxy: Arc<Proxy>, cancel: CancellationToken) -> bool {
+    let mut tick = tokio::time::interval(proxy.sweep_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return true,
+            _ = tick.tick() => {
+                let closed = proxy.sweep_idle_origins();
+                if closed > 0 {
+                    tracing::debug!(closed, "idle origin connections closed");
+                }
+            }
+        }
     }
 }
 

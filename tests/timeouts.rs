@@ -187,3 +187,55 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     assert!(text.ends_with("slow answer"), "{text}");
     assert_eq!(origin.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_origin_connections_are_closed_after_the_pool_timeout_without_traffic() {
+    // An origin that answers one request on a keep-alive connection, then
+    // reports when the node closes that connection.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let origin = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the request");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
+            .await
+            .unwrap();
+        let answered = Instant::now();
+        // Nothing more is asked: the next read ends when the node closes.
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        let _ = tx.send((n, answered.elapsed()));
+        // No second connection either.
+        tokio::time::timeout(Duration::from_millis(300), l.accept())
+            .await
+            .is_err()
+    });
+    let node = TestNode::start(
+        &format!("http://{addr}"),
+        "[timeouts]\npool_idle = \"300ms\"\n",
+    )
+    .await;
+    let (status, _, body) = get(&node.url("/once")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"ok");
+    let (n, after) = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("the idle connection was never closed")
+        .unwrap();
+    assert_eq!(n, 0, "the node sent more on the idle connection");
+    // Kept for reuse first (not closed with the response), then closed by
+    // the sweep: within 1.5 idle timeouts plus scheduling slack.
+    assert!(
+        after >= Duration::from_millis(200),
+        "closed after {after:?}"
+    );
+    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    assert!(origin.await.unwrap(), "the node opened another connection");
+    node.shutdown().await;
+}

@@ -85,11 +85,7 @@ impl IdleConns {
     pub(super) fn put(&self, mut conn: Conn, limits: PoolLimits) {
         let now = Instant::from_std(crate::clock::coarse_now());
         let mut conns = self.lock();
-        let expired = conns
-            .iter()
-            .take_while(|(_, at)| now.saturating_duration_since(*at) >= limits.idle_timeout)
-            .count();
-        conns.drain(..expired);
+        drop_expired(&mut conns, limits, now);
         if conns.len() < limits.max_idle {
             conn.reused = true;
             // Do not pin a large read buffer (or the body chunk it shares
@@ -101,6 +97,15 @@ impl IdleConns {
         }
     }
 
+    /// Closes the connections that idled past the timeout. Without it an
+    /// origin that gets no more requests would keep its idle connections
+    /// (up to `max_idle`, each a descriptor, and in `CLOSE_WAIT` once the
+    /// origin closes its end) until the node stops; the node calls this
+    /// periodically ([`crate::proxy::Proxy::sweep_idle_origins`]).
+    pub(super) fn sweep(&self, limits: PoolLimits, now: Instant) -> usize {
+        drop_expired(&mut self.lock(), limits, now)
+    }
+
     /// Number of idle connections (the tests check pooling with it).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -110,6 +115,17 @@ impl IdleConns {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Closes the connections of `conns` (oldest first) that idled past the
+/// timeout; returns how many.
+fn drop_expired(conns: &mut Vec<(Conn, Instant)>, limits: PoolLimits, now: Instant) -> usize {
+    let expired = conns
+        .iter()
+        .take_while(|(_, at)| now.saturating_duration_since(*at) >= limits.idle_timeout)
+        .count();
+    conns.drain(..expired);
+    expired
 }
 
 /// The client: connection settings shared by every origin.

@@ -77,6 +77,11 @@ impl Pool {
         self.origins.get(i).cloned()
     }
 
+    /// The pool's origins.
+    pub fn origins(&self) -> &[Arc<Origin>] {
+        &self.origins
+    }
+
     /// Number of origins in the pool.
     pub fn len(&self) -> usize {
         self.origins.len()
@@ -121,6 +126,19 @@ impl OriginClient {
             },
             response_header_timeout: t.response_header,
         }
+    }
+
+    /// Closes the idle connections to `origin` that are past the pool's idle
+    /// timeout; returns how many.
+    pub fn sweep_idle(&self, origin: &Origin) -> usize {
+        let now = tokio::time::Instant::from_std(crate::clock::coarse_now());
+        origin.idle.sweep(self.h1.limits, now)
+    }
+
+    /// How often [`OriginClient::sweep_idle`] should run: half the idle
+    /// timeout, so that no connection idles more than 1.5 times it.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        (self.h1.limits.idle_timeout / 2).max(std::time::Duration::from_millis(50))
     }
 
     /// The absolute URI for `path_and_query` on `origin`.
