@@ -138,7 +138,13 @@ impl Node {
             },
             None::<Fast<NoFast>>,
         ));
-        let sweeper = tokio::spawn(sweep_idle_origins(proxy.clone(), cancel.clone()));
+        // Every half idle timeout: no connection idles more than 1.5 times it.
+        let sweep_every = (cfg.timeouts.pool_idle / 2).max(Duration::from_millis(50));
+        let sweeper = tokio::spawn(sweep_idle_origins(
+            proxy.clone(),
+            sweep_every,
+            cancel.clone(),
+        ));
         tracing::info!(%proxy_addr, %admin_addr, "outpost started");
         Ok(Node {
             proxy_addr,
@@ -179,11 +185,10 @@ impl Node {
     }
 }
 
-/// Closes idle origin connections past the idle timeout, every
-/// [`Proxy::sweep_interval`], until cancelled (then returns `true`: it has
-/// nothing to drain).
-async fn sweep_idle_origins(proxy: Arc<Proxy>, cancel: CancellationToken) -> bool {
-    let mut tick = tokio::time::interval(proxy.sweep_interval());
+/// Closes idle origin connections past the idle timeout, `every` so
+/// often, until cancelled (then returns `true`: it has nothing to drain).
+async fn sweep_idle_origins(proxy: Arc<Proxy>, every: Duration, cancel: CancellationToken) -> bool {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -135,12 +135,6 @@ impl OriginClient {
         origin.idle.sweep(self.h1.limits, now)
     }
 
-    /// How often [`OriginClient::sweep_idle`] should run: half the idle
-    /// timeout, so that no connection idles more than 1.5 times it.
-    pub fn sweep_interval(&self) -> std::time::Duration {
-        (self.h1.limits.idle_timeout / 2).max(std::time::Duration::from_millis(50))
-    }
-
     /// The absolute URI for `path_and_query` on `origin`.
     pub fn uri_for(origin: &Origin, path_and_query: &str) -> Result<Uri, Error> {
         Uri::builder()

@@ -109,19 +109,13 @@ impl Proxy {
     }
 
     /// Closes every site's idle origin connections that are past the idle
-    /// timeout; returns how many. The node runs it every
-    /// [`Proxy::sweep_interval`].
+    /// timeout; returns how many. The node runs it periodically.
     pub fn sweep_idle_origins(&self) -> usize {
         self.sites
             .iter()
             .flat_map(|s| s.pool.origins())
             .map(|o| self.origin.sweep_idle(o))
             .sum()
-    }
-
-    /// How often the node calls [`Proxy::sweep_idle_origins`].
-    pub fn sweep_interval(&self) -> Duration {
-        self.origin.sweep_interval()
     }
 
     /// The cache layer, if caching is on.

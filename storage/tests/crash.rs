@@ -77,10 +77,10 @@ fn child(dir: &Path) {
 }
 
 /// Whether the write of version `v` of key `k` emits chunks (its body is at least one of
-/// `small_config`'s 64 KiB chunks), so that its `finish()` flushes every earlier commit.
-/// Strictly larger, to stay on the safe side of the boundary.
+/// the config's chunks), so that its `finish()` flushes every earlier commit. Strictly
+/// larger, to stay on the safe side of the boundary.
 fn flushes_before_commit(k: u64, v: u64) -> bool {
-    version_len(k, v) > 64 * 1024
+    version_len(k, v) > config(Path::new(".")).chunk_size
 }
 
 fn parent() {
