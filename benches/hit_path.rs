@@ -7,96 +7,85 @@
 //! `sendfile` (`arena_locate`, run on every write of a large frame).
 //!
 //! Run: `cargo bench --bench hit_path` (`-- --warm-up-time 1
-//! --measurement-time 2` for a quick pass). Results on the development
-//! machine (2 vCPU shared VM, release profile, system allocator):
+//! --measurement-time 2` for a quick pass). Criterion medians at 45e95f2,
+//! measured 2026-11-24 on the development machine (2 vCPU shared VM, release
+//! profile, system allocator):
 //!
-//! | piece                                             | before tuning | session 5 | session 7 | session 8 | session 10 | session 11 | session 17 |
-//! |---------------------------------------------------|---------:|---------:|---------:|---------:|---------:|---------:|---------:|
-//! | `primary_key`, a target seen before (key memo)    | 272 ns   | 250 ns   | 194 ns   | 69 ns    | 66 ns    | 67 ns | 48 ns |
-//! | `primary_key_new_target` (blake3 + memo insert)   | —        | —        | —        | 233 ns   | 240 ns   | 234 ns | 221 ns |
-//! | `decode_record` (12 fields, checksum verified)    | 1.43 µs  | 1.34 µs  | 1.31 µs  | 1.29 µs  | 1.50 µs  | 1.37 µs | 1.29 µs |
-//! | `decode_stored_record` (a record not seen before) | —        | 610 ns   | 591 ns   | 590 ns   | 624 ns   | 654 ns | 518 ns |
-//! | `decode_stored_record_memo` (the hit path's, seen before) | — | —      | —        | —        | 348 ns   | 143 ns | 86 ns |
-//! | `decide` (fresh)                                  | 34 ns    | 34 ns    | 35 ns    | 34 ns    | 37 ns    | 35 ns | 30 ns |
-//! | client headers (map + `Age` + `Cache-Status`; `Via` from session 10) | 590 ns | 590 ns | 452 ns | 475 ns | 560 ns | 553 ns | 347 ns |
-//! | `client_headers_memo` (the same, map cloned from the memo) | — | —       | —        | —        | 545 ns   | 472 ns | 337 ns |
-//! | `response_head_encode` (those headers → HTTP/1.1 head) | —   | —        | —        | —        | 149 ns   | 151 ns | 81 ns |
-//! | store lookup + decode + 1 KiB body (memory tier)  | 2.0 µs   | 935 ns   | 855 ns   | 866 ns   | 562 ns   | 369 ns | 380 ns |
-//! | lookup + decode + 100 KiB body + `arena_locate`   | —        | 873 ns   | 877 ns   | 848 ns   | 560 ns   | 374 ns | 388 ns |
-//! | `arena_locate` (address → memfd offset)           | —        | 9 ns     | 9 ns     | 9 ns     | 10 ns    | 7 ns | 3.1 ns |
+//! | piece                                                       | time    |
+//! |-------------------------------------------------------------|--------:|
+//! | `primary_key`, a target seen before (key memo)              | 48 ns   |
+//! | `primary_key_new_target` (blake3 + memo miss and insert)    | 221 ns  |
+//! | `decode_record` (12 fields, checksum verified)              | 1.29 µs |
+//! | `decode_stored_record` (a record not seen before)           | 518 ns  |
+//! | `decode_stored_record_memo` (the hit path's, seen before)   | 86 ns   |
+//! | `decide_fresh`                                              | 30 ns   |
+//! | `client_headers` (map + `Age` + `Via` + `Cache-Status`)     | 347 ns  |
+//! | `client_headers_memo` (the same, map cloned from the memo)  | 337 ns  |
+//! | `response_head_encode` (those headers → HTTP/1.1 head)      | 81 ns   |
+//! | `store_lookup_1k_memory` (lookup + decode + 1 KiB body)     | 380 ns  |
+//! | `store_lookup_100k_memory_locate` (+ 100 KiB body + locate) | 388 ns  |
+//! | `arena_locate` (address → memfd offset)                     | 3.1 ns  |
+//! | `arena_locate_2_threads`                                    | 3.3 ns  |
+//! | `hit_counter_atomic_2_threads` (one shared `AtomicU64`)     | 14.3 ns |
+//! | `hit_counter_striped_2_threads` (the node's counter)        | 5.0 ns  |
 //!
-//! Session 17 (2026-11-24): a re-run at 45e95f2, to keep the numbers
-//! current. Since session 11 these pieces changed little in code (the
-//! lookup's checks for blob-log entries, 2105cdf; `arena_locate` and the
-//! striped counters falling back when a thread's locals are torn down,
-//! 28b9ad2); the hit path's other changes were in the socket writer and
-//! the disk tier. Most rows are 10–45 % lower than session 11's on this
-//! session's VM and the lookups equal, which is the host more than the
-//! code (compare rows within one column). Two threads at
-//! once: `arena_locate_2_threads` 3.3 ns, `hit_counter_atomic_2_threads`
-//! 14.3 ns against `hit_counter_striped_2_threads` 5.0 ns.
+//! The `*_2_threads` rows are the wall time per iteration of two threads each
+//! doing one operation at once. The VM's speed moves these figures by up to
+//! ~45 % between days with the code unchanged: compare rows measured in one
+//! run, and re-run a build's parent beside it before reading a change.
 //!
-//! Session 11 (2026-11-24): a hit writes less memory that other cores also
-//! write. `arena_locate` reads a per-thread copy of the segment
-//! registry instead of taking a global `RwLock` and a segment reference;
-//! the per-hit counters are striped per thread
-//! (`outpost_storage::counter::Striped`); the invalidation check no longer
-//! locks a global mutex for keys never invalidated (`cache/key_filter.rs`).
-//! Single-threaded, that is the same cost (callgrind: hit-100k 18,426 →
-//! 18,517 instructions per request, +0.5 %). With both cores at it, the
-//! old code's shared writes cost, from `*_2_threads` (wall time per
-//! iteration of two threads each doing one operation; the old figure is
-//! from commit 27db335 with this benchmark applied, run the same hour):
+//! What the pieces do:
+//! - The key is one `blake3::hash` over a stack buffer, the authority
+//!   normalised in one byte scan. Keys of recently seen targets come from a
+//!   per-thread memo (`cache/key_memo.rs`: the canonical bytes are compared,
+//!   so a collision is a miss); a new target pays ~40 ns for the memo's miss
+//!   and insert.
+//! - A stored record is decoded without recomputing its blake3 (foyer checks
+//!   every disk load with its own xxhash64; memory-tier entries are our own
+//!   bytes), with header values sliced from the stored bytes. The hit path
+//!   decodes through a per-thread memo of records seen before
+//!   (`cache/meta_memo.rs`).
+//! - The client headers are built as `proxy::respond` builds them: the tag
+//!   field left out, `Age`, `Via` and `Cache-Status` (written without
+//!   `core::fmt`) added. A repeat hit clones the map from the per-thread memo
+//!   (`client_headers_memo`; in the node, with mimalloc, callgrind counts
+//!   ~750 instructions for it against ~2,400 for building the map).
+//!   `response_head_encode` is the own HTTP/1.1 path's head serialisation
+//!   (`server::h1_write::encode_head`).
+//! - A body of up to 128 KiB is kept in the head, so a hit is one memory-tier
+//!   lookup, and the lookup takes such a body whole
+//!   (`ReadHandle::inline_body`), with no chunk reader.
+//! - `arena_locate` reads a per-thread copy of the segment registry, and the
+//!   per-hit counters are striped per thread
+//!   (`outpost_storage::counter::Striped`), so a hit writes nothing another
+//!   core writes there. What a hit still shares with other cores is per
+//!   object: foyer's shard lock and entry count, and the body's `Bytes`
+//!   count.
 //!
-//! | two threads at once                     | before   | after   |
-//! |-----------------------------------------|---------:|--------:|
-//! | `arena_locate_2_threads`                | 101 ns   | 6.9–11 ns |
-//! | hit counter: one `AtomicU64` (`hit_counter_atomic_2_threads`) | 8.6–10.8 ns | — |
-//! | hit counter: `Striped` (`hit_counter_striped_2_threads`) | — | 1.8–2.5 ns |
-//!
-//! What a hit still shares with other cores is per object: foyer's shard
-//! lock and entry count, and the body's `Bytes` count.
-//!
-//! The memo decode (348 → 143 ns) and the lookups (562 → 369–374 ns)
-//! moved with the VM, not with code: session 10's binary (27db335), run
-//! right after this column, gave 131 ns, 386 ns and 430 ns for them. Compare
-//! rows within one column.
-//!
-//! Session 10 (2026-11-24): the benchmarks follow the hit path of
-//! sessions 9–10. The lookups decode through the per-thread memo
-//! (`cache/meta_memo.rs`) and take a body kept in the head whole
-//! (`ReadHandle::inline_body`), no chunk reader: 866 → 562 ns at 1 KiB.
-//! The client headers are built as `proxy::respond` builds them, with the
-//! tag field left out and `Via` added (so that row now has one more field).
-//! `client_headers_memo` is what a repeat hit does since session 10: the
-//! map is cloned from the per-thread memo (in this benchmark, with the
-//! system allocator, 624 → 545 ns; in the node, with mimalloc, callgrind
-//! counts ~2,400 → ~750 instructions). `response_head_encode` is the own
-//! HTTP/1.1 path's head serialisation (`server::h1_write::encode_head`). Rows that did not change in code
-//! moved by up to ~15 % with the VM's noise (e.g. `decode_record`).
-//!
-//! Session 8 (2026-11-23): primary keys of recently seen targets come from
-//! a per-thread memo (`cache/key_memo.rs`: the canonical bytes are compared,
-//! so a collision is a miss); a new target pays ~40 ns more than before for
-//! the memo's miss and insert. The other rows did not change (within the
-//! VM's noise); the process-wide changes of session 8 (allocator calls,
-//! timers, clocks) are outside these benchmarks.
-//!
-//! Session 7 (2026-11-23): the key is one `blake3::hash` over a stack
-//! buffer (the streamed form's many small `update` calls cost more than
-//! the hashing), its authority normalised in one byte scan; `Cache-Status`
-//! is written without `core::fmt`.
-//!
-//! Session 5 changed: the stored record is decoded without recomputing its
-//! blake3 (foyer checks every disk load with its own xxhash64; memory-tier
-//! entries are our own bytes) and with header values sliced from the
-//! stored bytes instead of copied; the key was hashed streaming (replaced
-//! in session 7, see above); a 1 KiB body is inline in the head, so a
-//! hit is one memory-tier lookup instead of two. In the server the
-//! validators (dates) are parsed only for conditional or range requests
-//! and `Via` is built once. The header map rebuild (590 ns) is the largest
-//! piece left; caching it next to the memory-tier entry would cost about
-//! 1 KiB of RAM per object.
+//! Changes that moved the figures (commit, date):
+//! - 7574caa 2026-11-24: `arena_locate` from a per-thread registry copy
+//!   (was a global `RwLock` and a segment reference) and striped counters:
+//!   `arena_locate_2_threads` 101 → 6.9–11 ns, a hit counter 8.6–10.8 ns
+//!   (one `AtomicU64`) → 1.8–2.5 ns (striped). The single-threaded rows
+//!   moved with the VM only (27db335's binary, run the same hour, gave the
+//!   same figures).
+//! - 2474228 2026-11-24 (with 2256af0): the benchmarks follow the hit path
+//!   of 2c8a85f (record memo), 93483a5 (inline body taken whole) and
+//!   b5f7975 (client header memo): the lookups 866 → 562 ns at 1 KiB and
+//!   848 → 560 ns at 100 KiB; the client headers gain `Via` (475 → 560 ns,
+//!   one field more); `decode_stored_record_memo`, `client_headers_memo` and
+//!   `response_head_encode` added (348, 545 and 149 ns).
+//! - 4f2471b 2026-11-23: the key memo: `primary_key` 194 → 69 ns;
+//!   `primary_key_new_target` added (233 ns).
+//! - 78b8e4a and ae0e291 2026-11-23: the key in one `blake3::hash` over a
+//!   stack buffer, `Cache-Status` without `core::fmt`: `primary_key` 250 →
+//!   194 ns, client headers 590 → 452 ns.
+//! - 79367ce and cd49e1c 2026-11-23: records decoded without a second
+//!   checksum and with borrowed header values, small bodies inline in the
+//!   head: lookup + 1 KiB body 2.0 µs → 935 ns, `primary_key` 272 → 250 ns;
+//!   `decode_stored_record` added (610 ns); cfe45f4 added the 100 KiB lookup
+//!   and `arena_locate` (873 and 9 ns).
+//! - d4926c9 2026-11-23: first figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

@@ -1,4 +1,4 @@
-//! Purging through real sockets (issue 5): `POST /purge` by URL (every Vary
+//! Purging through real sockets: `POST /purge` by URL (every Vary
 //! variant, HEAD too), by prefix, by tag, soft purges (conditional
 //! revalidation, stale-if-error), authentication (401, 503, 403 for
 //! `PURGE` from outside `[purge] allow`), persistence across a restart and

@@ -27,7 +27,7 @@
 # so). With the kernel's 128 KiB start, one saturated wrk on loopback left
 # the receive windows' autotuning to chance: in some rounds the client's
 # window paced every 1 MiB response, whatever the proxy (nginx's hit-1m
-# always, Outpost's in 0–4 of 5 rounds; benches/load/README.md, session 15).
+# always, Outpost's in 0–4 of 5 rounds; benches/load/README.md, "Method").
 set -euo pipefail
 CMDLINE="benches/load/run.sh${*:+ $*}"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -212,8 +212,8 @@ to_ms() { # wrk latency (e.g. 812.00us, 1.23ms, 1.02s) in ms
 
 # Two fixed pieces of work on the proxies' CPU before and after each
 # round, for the host's slow stretches, which the steal check does not see
-# (session 15: every proxy's hit-100k at ~23 µs of CPU per request instead
-# of ~17.5, steal 0): 20,000 pipe round trips between two threads (`perf
+# (every proxy's hit-100k at ~23 µs of CPU per request instead of ~17.5,
+# steal 0): 20,000 pipe round trips between two threads (`perf
 # bench sched pipe`, µs per round trip: scheduler and syscalls), and
 # 256 MiB copied in 64 MiB blocks (`perf bench mem memcpy`, GB/s: memory
 # bandwidth, which 64 clients reading 100 KiB-1 MiB responses lean on).

@@ -17,7 +17,7 @@
 //!   the whole body, the blob log's appends, and eviction once the tiers are full.
 //! - `put/lazy`: the same with `durable_commit = false` (finish returns once enqueued).
 //!
-//! Measured 2026-11-24 (session 13, commit 1f3790c, the blob log on: 75 % of the 1 GiB disk)
+//! Measured 2026-11-24 (commit 1f3790c, the blob log on: 75 % of the 1 GiB disk)
 //! on the 2-core VM, release, 1 MiB chunks, 16 MiB blocks, criterion medians:
 //!
 //! | size   | get/memory | get/disk | put/durable | put/lazy |
@@ -29,16 +29,17 @@
 //!
 //! get/memory is size-independent (shared `Bytes`, one lookup per chunk). get/disk of blob
 //! log values costs ~150 ns more than a memory hit per value (the place resolved, a `Bytes`
-//! over the mapping); before the blob log (session 12 and earlier, another host) it was
+//! over the mapping); before the blob log (before 1c56449, 2026-11-24, another host) it was
 //! 153 µs for 64 KiB and 693 µs for 1 MiB (`pread`, xxhash64 and a decode copy of every
 //! byte). Puts run at ≈ 0.65–1.4 GiB/s (blake3 of the body and the appends, page cache).
 //!
 //! Memory overhead per entry (21 000 objects of a 100-byte body + 100-byte metadata; since
-//! small bodies are inline, one head entry each): 1 212 B of RSS per object in session 13,
+//! small bodies are inline, one head entry each): 1 212 B of RSS per object at 1f3790c,
 //! 1 012 B beyond the payload. The weighter charges 480 + 96 B + payload per head (776 B), so
 //! for such tiny objects the memory tier's real use is ~1.5× its weighed bytes. With 1 KiB
-//! bodies and ~530 B of metadata (the load benchmark's hot set, session 12) it was ~2.2 KiB of
-//! RSS against ~2.1 KiB weighed per entry. (Each run prints an `overhead:` line.)
+//! bodies and ~530 B of metadata (the load benchmark's hot set, measured 2026-11-24 before
+//! the blob log) it was ~2.2 KiB of RSS against ~2.1 KiB weighed per entry. (Each run prints
+//! an `overhead:` line.)
 //! Before the fix of chunk-sized tails (see the crate docs) this was 5 317 B per object.
 
 use std::hint::black_box;

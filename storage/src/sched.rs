@@ -15,7 +15,7 @@
 //! and `on_thread_start` sets the policy on each one (checked under load: every
 //! `outpost-storage` thread `SCHED_BATCH`, the `outpost-worker` threads and main normal).
 //! Measured in the disk set, interleaved against the previous binary (benches/load/README.md,
-//! session 12): 3.2 → 1.4–2.1 switches per request, CPU per request 80–86 → 75–82 µs, p99
+//! "Disk set"): 3.2 → 1.4–2.1 switches per request, CPU per request 80–86 → 75–82 µs, p99
 //! 13.9–15.5 → 9.7–12.4 ms.
 //!
 //! A thread whose policy cannot be set (a seccomp filter, another OS) keeps the default; the
