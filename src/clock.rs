@@ -3,6 +3,8 @@
 //! marks, idle origin connections, and the header-read and
 //! response-header deadlines.
 //!
+//! It knows nothing of what it times.
+//!
 //! `Instant::now()` reads the TSC through the vDSO: ~22 ns in the VM of
 //! benches/load/RESULTS.md, and a pass-through request took ten readings.
 //! `CLOCK_MONOTONIC_COARSE` is the kernel's last tick, read from the vDSO

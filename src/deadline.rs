@@ -1,7 +1,7 @@
 //! A deadline kept from one request to the next, so that a per-request
 //! timeout costs no timer registration: a pooled origin connection's
-//! response-header timeout ([`crate::origin::h1`]) and a client
-//! connection's header-read timeout ([`crate::server::timer`]).
+//! response-header timeout (the origin layer's HTTP/1 client) and a client
+//! connection's header-read timeout (the server's timer).
 //!
 //! `tokio::time::timeout` (and hyper-util's timer) registers a timer in
 //! the runtime's wheel for every request and removes it again when the
@@ -16,6 +16,8 @@
 //!
 //! Invariant: the registered timer never fires later than the deadline
 //! (it is at or before it), so an expired deadline is never missed.
+//!
+//! It knows nothing of connections or requests: it is a timer.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

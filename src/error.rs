@@ -1,6 +1,8 @@
 //! The one error type of the `outpost` library, with a kind and whose fault
 //! it was (the client's, the origin's or ours), which decides the status
 //! code sent to the client.
+//!
+//! It knows nothing of the modules that raise errors.
 
 use std::fmt;
 

@@ -1,9 +1,28 @@
 //! Outpost: an edge caching CDN node.
 //!
-//! The request flow and the module map are described in `DESIGN.md`:
-//! [`server`] accepts connections, [`proxy`] is the request pipeline,
-//! [`origin`] talks to origin servers, [`admin`] serves the admin listener,
-//! [`config`] loads and validates configuration.
+//! The request flow is described in `DESIGN.md`. The modules, in
+//! dependency order from top to bottom: each may use the modules below
+//! it, never one beside or above it (`tests/module_deps.rs` checks this).
+//!
+//! - [`server`]: listeners, HTTP/1.1 and HTTP/2 connections, the own
+//!   HTTP/1 path, graceful drain; starts a [`Node`]. [`logging`] sets up
+//!   the log output.
+//! - [`admin`]: the admin listener's routes (health, stats, purge).
+//! - [`proxy`]: the request pipeline: route by Host to a site, then the
+//!   cache or the origin pool, and the response sent back.
+//! - [`purge`]: the purge API, the durable purge log, fan-out to peers.
+//! - [`cache`]: the cache: RFC 9111 rules, keys, Vary, coalescing, and the
+//!   cache layer that owns the store (lookups, fills, invalidation, the ban
+//!   list checked on every hit).
+//! - [`origin`]: per-site origin pools (selection, retries, health
+//!   accounting) and the two origin clients; knows nothing of caching.
+//! - [`config`]: the configuration file, its validation and the embedded
+//!   default. [`metrics`]: counters and the node's statistics.
+//! - [`error`], [`clock`], [`deadline`]: the error type, coarse clocks and
+//!   reusable timeouts.
+//!
+//! Below all of them, the `outpost-storage` crate keeps bytes under
+//! 32-byte keys in memory and on disk and knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
 pub mod admin;

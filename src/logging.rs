@@ -1,6 +1,8 @@
 //! Log set-up: `tracing` with an env filter (`RUST_LOG` overrides the
 //! config's `log.level`), text or JSON lines on stderr. The access log is the
 //! `access` target, one line per request.
+//!
+//! It knows nothing of what is logged.
 
 use crate::config::{LogConfig, LogFormat};
 

@@ -5,6 +5,10 @@
 //! large cached bodies with `sendfile(2)`. On the proxy listener, HTTP/1.1
 //! `GET` and `HEAD` requests are served by the own path [`h1`] until a
 //! request it does not take hands the connection to hyper.
+//!
+//! It owns sockets and connections and hands each request to the pipeline
+//! (`proxy`), `PURGE` to `purge` and the admin listener's requests to
+//! `admin`; it knows nothing of caching rules or the store.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,8 +32,11 @@ pub mod rewind;
 pub mod timer;
 pub mod zero_copy;
 
+use crate::cache::CacheLayer;
+use crate::cache::key::request_host;
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
+use crate::metrics::{NodeStats, SendfileBytes};
 use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy, RequestBody};
 use http_body_util::BodyExt;
@@ -44,7 +51,7 @@ pub struct Node {
     tasks: Vec<JoinHandle<bool>>,
     proxy: Arc<Proxy>,
     drain: Duration,
-    sendfile_bytes: zero_copy::SendfileBytes,
+    sendfile_bytes: SendfileBytes,
 }
 
 impl Node {
@@ -54,21 +61,23 @@ impl Node {
         let admin_l = bind(cfg.listen.admin, "admin").await?;
         let proxy_addr = local(&proxy_l)?;
         let admin_addr = local(&admin_l)?;
-        // Before the cache: it registers the ban list the cache looks up
-        // (crate::purge::ban_list_for).
+        // Before the cache: the purge log holds the ban list the cache
+        // checks on every hit.
         let purger = crate::purge::Purger::open(&cfg)?;
-        let cache = crate::proxy::layer::CacheLayer::open(&cfg).await?;
+        let cache = CacheLayer::open(&cfg, purger.bans().clone())
+            .await?
+            .map(Arc::new);
         if let Some(c) = cache.as_ref() {
             purger.reapply(c).await;
         }
-        let proxy = Arc::new(Proxy::new(&cfg, cache));
-        let sendfile_bytes = zero_copy::SendfileBytes::default();
+        let proxy = Arc::new(Proxy::new(&cfg, cache.clone()));
+        let stats = NodeStats::new();
+        let sendfile_bytes = stats.sendfile_bytes.clone();
         let admin_state = Arc::new(crate::admin::AdminState {
-            proxy: proxy.clone(),
+            cache,
             purger: purger.clone(),
-            started: std::time::Instant::now(),
             access_log: cfg.log.access_log,
-            sendfile_bytes: sendfile_bytes.clone(),
+            stats,
         });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);
@@ -129,7 +138,7 @@ impl Node {
             cancel.clone(),
             drain,
             ConnSetup {
-                sendfile_bytes: zero_copy::SendfileBytes::default(),
+                sendfile_bytes: SendfileBytes::default(),
                 notsent_lowat: 0,
             },
             move |req: Request<Incoming>, _peer| {
@@ -212,7 +221,7 @@ async fn purge_method(
 ) -> Response<ProxyBody> {
     let rec = AccessRecord {
         method: req.method().clone(),
-        host: crate::proxy::request_host(&req).unwrap_or_default(),
+        host: request_host(&req).unwrap_or_default(),
         path: req.uri().path().to_string(),
         version: req.version(),
         client: peer.ip(),
@@ -222,7 +231,8 @@ async fn purge_method(
         start: st.access_log.then(std::time::Instant::now),
         enabled: st.access_log,
     };
-    let resp = crate::purge::api::handle_purge_method(&st.purger, &st.proxy, &req, peer).await;
+    let resp =
+        crate::purge::api::handle_purge_method(&st.purger, st.cache.as_deref(), &req, peer).await;
     let (parts, body) = resp.into_parts();
     let mut rec = rec;
     rec.status = parts.status.as_u16();
@@ -276,7 +286,7 @@ fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
 /// What a listener sets up on every connection it accepts.
 struct ConnSetup {
     /// Counts the bytes its connections send with `sendfile(2)`.
-    sendfile_bytes: zero_copy::SendfileBytes,
+    sendfile_bytes: SendfileBytes,
     /// `TCP_NOTSENT_LOWAT` in bytes (0: the kernel's default).
     notsent_lowat: u32,
 }
@@ -291,8 +301,8 @@ struct ConnSetup {
 ///   other connections' responses, instead of one `sendfile` parking a whole
 ///   1 MiB object in the socket. Unlike `SO_SNDBUF` it does not count bytes
 ///   in flight, so it does not cap throughput on long paths
-///   (benches/load/README.md, "Session 14": hit-1m +35 % req/s, p99 24 → 17 ms
-///   in an interleaved A/B).
+///   (benches/load/README.md, "`TCP_NOTSENT_LOWAT`": hit-1m +35 % req/s,
+///   p99 24 → 17 ms in an interleaved A/B).
 fn tune(stream: &tokio::net::TcpStream, notsent_lowat: u32) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY refused");

@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::key::normalise_authority;
+use super::key::normalise_authority;
 
 /// What the ban list says about one stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,14 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::origin::ResponseBody;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use outpost_storage::Store;
 
-use crate::cache::coalesce::{FillWriter, Key, KeyHash};
-use crate::cache::key_filter::KeyFilter;
-use crate::cache::meta::{ObjectMeta, VaryMarker};
+use super::coalesce::{FillWriter, Key, KeyHash};
+use super::key_filter::KeyFilter;
+use super::meta::{ObjectMeta, VaryMarker};
 use crate::error::ErrorKind;
 
 /// What the leader of a fill tells its followers.
@@ -112,25 +111,44 @@ impl Invalidations {
     }
 }
 
-/// Everything the pump needs besides the origin body and the fill.
-pub(super) struct PumpJob {
-    pub store: Store,
+/// What a fill stores: given by the request pipeline to
+/// [`super::CacheLayer::start_fill`].
+pub struct FillJob {
+    /// The store key (the variant key when the response varies).
     pub key: Key,
+    /// The encoded [`ObjectMeta`].
     pub meta: Bytes,
     /// The vary marker to write under the primary key after the variant.
     pub marker: Option<(Key, VaryMarker)>,
+    /// The body length the origin announced (`Content-Length`).
     pub expected_len: Option<u64>,
+    /// Longest pause between two pieces of the origin body.
     pub idle: Duration,
     /// The request's primary key and when its fetch started.
     pub primary: Key,
     pub started: Instant,
+}
+
+/// Everything the pump needs besides the origin body and the fill.
+pub(super) struct PumpJob {
+    pub store: Store,
     pub invalidations: Arc<Invalidations>,
+    pub job: FillJob,
 }
 
 /// Streams `body` into the store and into `fill`, then commits and ends the
 /// fill. Readers see the bytes as they arrive.
-pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<FillHead>) {
-    let mut w = Some(job.store.begin_write(job.key, job.meta));
+pub(super) async fn pump<B>(pj: PumpJob, mut body: B, fill: FillWriter<FillHead>)
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let PumpJob {
+        store,
+        invalidations,
+        job,
+    } = pj;
+    let mut w = Some(store.begin_write(job.key, job.meta));
     let mut n: u64 = 0;
     loop {
         let frame = match tokio::time::timeout(job.idle, body.frame()).await {
@@ -175,7 +193,7 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
         );
         return;
     }
-    let invalidated = || job.invalidations.since(&job.primary, job.started);
+    let invalidated = || invalidations.since(&job.primary, job.started);
     if invalidated() {
         tracing::debug!("URI invalidated during the fetch; not stored");
         w = None;
@@ -185,7 +203,7 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
             Ok(()) => {
                 tracing::debug!(bytes = n, "stored");
                 if let Some((primary, marker)) = job.marker {
-                    let mw = job.store.begin_write(primary, Bytes::from(marker.encode()));
+                    let mw = store.begin_write(primary, Bytes::from(marker.encode()));
                     if let Err(e) = mw.finish().await {
                         tracing::warn!(error = %e, "vary marker not stored");
                     }
@@ -194,8 +212,8 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
             Err(e) => tracing::warn!(error = %e, "response not stored"),
         }
         if invalidated() {
-            job.store.remove(&job.key);
-            job.store.remove(&job.primary);
+            store.remove(&job.key);
+            store.remove(&job.primary);
         }
     }
     fill.finish();
@@ -203,8 +221,8 @@ pub(super) async fn pump(job: PumpJob, mut body: ResponseBody, fill: FillWriter<
 
 #[cfg(test)]
 mod tests {
+    use super::super::key_filter::test_key as key;
     use super::*;
-    use crate::cache::key_filter::test_key as key;
 
     #[test]
     fn invalidations_are_found_by_key_and_time_and_survive_a_prune() {

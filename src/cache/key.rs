@@ -11,6 +11,11 @@
 //! path-and-query) the same way for both and passes them here; GET and HEAD
 //! share the key (the method is not part of it — only GET responses are
 //! stored, HEAD is answered from them).
+//!
+//! The host a request names ([`request_host`]: absolute-form or HTTP/2
+//! authority before `Host`) and its normalised form for routing and purge
+//! matching ([`normalise_host`]) live here too, so the key, the route and
+//! a purge see the same host.
 
 use std::borrow::Cow;
 
@@ -205,10 +210,59 @@ pub fn key_for_uri(site: &str, uri: &Uri) -> Option<[u8; 32]> {
     Some(primary_key(site, scheme, authority, pq.as_bytes()))
 }
 
+/// The request's host as sent: the absolute-form or HTTP/2 authority wins
+/// over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1). `None` when absent or
+/// not valid text.
+pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_owned());
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let h = hosts.next()?;
+    if hosts.next().is_some() {
+        // RFC 9112 §3.2: more than one Host is a bad request.
+        return None;
+    }
+    let s = h.to_str().ok()?.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Lower-cases a host and strips the port (`[::1]:80` → `[::1]`).
+pub fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let h = host.trim();
+    let no_port = if h.starts_with('[') {
+        match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        }
+    } else {
+        match h.rfind(':') {
+            Some(i) if h[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..i],
+            _ => h,
+        }
+    };
+    let h = no_port.trim_end_matches('.');
+    // Borrowed when already lower-case (no allocation per request).
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_normalisation() {
+        assert_eq!(normalise_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalise_host("example.com."), "example.com");
+        assert_eq!(normalise_host("[::1]:80"), "[::1]");
+        assert_eq!(normalise_host("[::1]"), "[::1]");
+        assert_eq!(normalise_host("h"), "h");
+    }
 
     #[test]
     fn streamed_key_is_blake3_of_the_canonical_form() {

@@ -1,7 +1,12 @@
-//! The cache layer: the store, the request coalescer and the settings the
-//! cached path needs, plus the lookup of a request's stored response
-//! (primary key, then the Vary variant, RFC 9111 §4.1) and invalidation
-//! (§4.4).
+//! The cache layer: the component that owns the store. It holds the store,
+//! the request coalescer, the ban list and the settings of the cached
+//! path, and performs the lookup of a request's stored response (primary
+//! key, then the Vary variant, RFC 9111 §4.1, with the ban list applied to
+//! what is found), invalidation (§4.4), header refreshes (§4.3.4) and fills
+//! (the pump of [`super::fill`]).
+//!
+//! It knows nothing of sockets, listeners or origin servers: the request
+//! pipeline asks the origin and hands the answer's body to [`CacheLayer::start_fill`].
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,15 +16,17 @@ use http::header::{CONTENT_LENGTH, HeaderName};
 use http::{HeaderMap, Method, StatusCode};
 use outpost_storage::{ReadHandle, Store, StoreConfig};
 
-use super::SiteRuntime;
-use super::fill::{FillHead, Invalidations};
-use crate::cache::coalesce::{Coalescer, Key};
-use crate::cache::control::target_list;
-use crate::cache::freshness::HeuristicConfig;
-use crate::cache::invalidate::{Target, invalidation_keys};
-use crate::cache::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, flags};
-use crate::cache::meta_memo::decode_stored_record_memo;
-use crate::cache::vary::variant_key;
+use bytes::Bytes;
+
+use super::bans::{BanList, BanVerdict};
+use super::coalesce::{Coalescer, FillWriter, Key};
+use super::control::target_list;
+use super::fill::{FillHead, FillJob, Invalidations, pump};
+use super::freshness::HeuristicConfig;
+use super::invalidate::{Target, invalidation_keys};
+use super::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, flags};
+use super::meta_memo::decode_stored_record_memo;
+use super::vary::variant_key;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 
@@ -36,50 +43,54 @@ pub struct RequestTarget {
     pub path_and_query: String,
 }
 
-/// The store, the coalescer and the cache settings.
+/// The store, the coalescer, the ban list and the cache settings.
 pub struct CacheLayer {
-    pub(super) store: Store,
-    pub(super) coalescer: Arc<Coalescer<FillHead>>,
+    store: Store,
+    coalescer: Arc<Coalescer<FillHead>>,
     /// RFC 9213 targeted fields this cache obeys (and removes on output).
-    pub(super) targets: Vec<HeaderName>,
+    targets: Vec<HeaderName>,
     /// The purge-tag response field, and whether clients get it.
-    pub(super) tag_header: HeaderName,
-    pub(super) strip_tag_header: bool,
+    tag_header: HeaderName,
+    strip_tag_header: bool,
     /// Fields removed from passed-through responses: the targeted fields,
     /// and the tag field when `strip_tag_header`.
-    pub(super) pass_strip: Vec<HeaderName>,
+    pass_strip: Vec<HeaderName>,
     heuristic: HeuristicConfig,
-    pub(super) range_fetch_whole: bool,
-    pub(super) lock_timeout: std::time::Duration,
-    pub(super) max_object_size: u64,
+    range_fetch_whole: bool,
+    lock_timeout: std::time::Duration,
+    max_object_size: u64,
     /// Keys with a stale-while-revalidate refresh running.
-    pub(super) refreshing: Mutex<HashSet<Key>>,
-    pub(super) invalidations: Arc<Invalidations>,
+    refreshing: Mutex<HashSet<Key>>,
+    invalidations: Arc<Invalidations>,
     /// Running pumps, so shutdown can let them commit.
-    pub(super) pumps: tokio_util::task::TaskTracker,
+    pumps: tokio_util::task::TaskTracker,
     /// The purge ban list, checked on every hit.
-    pub(super) bans: Arc<crate::purge::BanList>,
+    bans: Arc<BanList>,
     /// New for every layer built (each configuration load): names the set
     /// of fields left out of client headers in `cache::meta_memo`.
-    pub(super) id: u64,
+    id: u64,
 }
 
 /// One stored response found for a request.
-pub(super) struct Found {
-    pub(super) key: Key,
-    pub(super) handle: ReadHandle,
-    pub(super) meta: ObjectMeta,
+pub struct Found {
+    /// The store key (the variant key when the response varies).
+    pub key: Key,
+    pub handle: ReadHandle,
+    pub meta: ObjectMeta,
 }
 
-pub(super) enum Lookup {
+/// What a lookup found under a request's primary key.
+pub enum Lookup {
     Miss,
     VaryMiss(VaryMarker),
     Found(Box<Found>, Option<VaryMarker>),
 }
 
 impl CacheLayer {
-    /// Opens the store; `None` when caching is off everywhere.
-    pub async fn open(cfg: &Config) -> Result<Option<CacheLayer>, Error> {
+    /// Opens the store; `None` when caching is off everywhere. `bans` is
+    /// the node's ban list (loaded from the purge log), checked on every
+    /// hit.
+    pub async fn open(cfg: &Config, bans: Arc<BanList>) -> Result<Option<CacheLayer>, Error> {
         if !cfg.cache.enabled || !cfg.sites.iter().any(|s| s.cache) {
             return Ok(None);
         }
@@ -124,7 +135,7 @@ impl CacheLayer {
             refreshing: Mutex::new(HashSet::new()),
             invalidations: Arc::default(),
             pumps: tokio_util::task::TaskTracker::new(),
-            bans: crate::purge::ban_list_for(&s.path),
+            bans,
         }))
     }
 
@@ -137,6 +148,14 @@ impl CacheLayer {
     /// or given up).
     pub fn fills_in_flight(&self) -> usize {
         self.coalescer.in_flight()
+    }
+
+    /// The figures the node's statistics report for the cache.
+    pub fn figures(&self) -> crate::metrics::CacheFigures {
+        crate::metrics::CacheFigures {
+            store: self.store.stats(),
+            fills_in_flight: self.fills_in_flight() as u64,
+        }
     }
 
     /// Lets running fills commit (up to `drain`), then closes the store.
@@ -156,7 +175,111 @@ impl CacheLayer {
         }
     }
 
-    pub(super) fn policy(&self) -> MetaPolicy<'_> {
+    /// The coalescer of fills (one origin fetch per key).
+    pub fn coalescer(&self) -> &Arc<Coalescer<FillHead>> {
+        &self.coalescer
+    }
+
+    /// RFC 9213 targeted fields this cache obeys (and removes on output).
+    pub fn targets(&self) -> &[HeaderName] {
+        &self.targets
+    }
+
+    /// The purge-tag field when it is kept from clients.
+    pub fn hidden_tag_header(&self) -> Option<&HeaderName> {
+        self.strip_tag_header.then_some(&self.tag_header)
+    }
+
+    /// Fields removed from passed-through responses: the targeted fields,
+    /// and the tag field when it is kept from clients.
+    pub fn pass_strip(&self) -> &[HeaderName] {
+        &self.pass_strip
+    }
+
+    /// Whether a Range miss fetches the whole object (else it is passed).
+    pub fn range_fetch_whole(&self) -> bool {
+        self.range_fetch_whole
+    }
+
+    /// How long a request waits for another's fill before fetching itself.
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        self.lock_timeout
+    }
+
+    /// Largest object stored.
+    pub fn max_object_size(&self) -> u64 {
+        self.max_object_size
+    }
+
+    /// Names this layer's set of fields left out of client headers (new
+    /// for every layer built), for `meta_memo::client_headers_memo`.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The ban list checked on every hit.
+    pub fn bans(&self) -> &Arc<BanList> {
+        &self.bans
+    }
+
+    /// Claims the one stale-while-revalidate refresh of `key` (RFC 5861
+    /// §3); `false` when one is running. [`Self::end_refresh`] releases it.
+    pub fn begin_refresh(&self, key: Key) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+    }
+
+    /// Releases the refresh claimed by [`Self::begin_refresh`].
+    pub fn end_refresh(&self, key: &Key) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// The vary marker to store under `primary` for a response that varies
+    /// on `names` (its time orders it against invalidations).
+    pub fn new_vary_marker(&self, primary: &Key, names: Vec<HeaderName>) -> VaryMarker {
+        VaryMarker {
+            names,
+            created_at: self.invalidations.marker_time(primary),
+        }
+    }
+
+    /// Stores `meta` as the metadata of the object `handle` read under
+    /// `key` (RFC 9111 §4.3.4 freshening); `Ok(false)` when that object is
+    /// gone or was replaced meanwhile.
+    pub async fn update_meta(
+        &self,
+        key: &Key,
+        handle: &ReadHandle,
+        meta: &ObjectMeta,
+    ) -> Result<bool, outpost_storage::Error> {
+        self.store
+            .update_meta_of(key, handle.object_id(), Bytes::from(meta.encode()))
+            .await
+    }
+
+    /// Starts the pump that streams an origin `body` into the store and to
+    /// every reader of `fill` (see [`super::fill`]); shutdown lets it
+    /// commit ([`Self::close`]).
+    pub fn start_fill<B>(&self, job: FillJob, body: B, fill: FillWriter<FillHead>)
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let job = super::fill::PumpJob {
+            store: self.store.clone(),
+            invalidations: self.invalidations.clone(),
+            job,
+        };
+        self.pumps.spawn(pump(job, body, fill));
+    }
+
+    /// The rules that turn a response into stored metadata.
+    pub fn policy(&self) -> MetaPolicy<'_> {
         MetaPolicy {
             targets: &self.targets,
             heuristic: self.heuristic,
@@ -169,7 +292,7 @@ impl CacheLayer {
     /// invalidated (their primary key: every variant goes with it).
     pub fn invalidate_after(
         &self,
-        site: &SiteRuntime,
+        site: &str,
         method: &Method,
         target: &RequestTarget,
         status: StatusCode,
@@ -180,7 +303,7 @@ impl CacheLayer {
             authority: &target.authority,
             path_and_query: &target.path_and_query,
         };
-        for k in invalidation_keys(&site.name, method, status, &t, headers) {
+        for k in invalidation_keys(site, method, status, &t, headers) {
             self.invalidate(&k);
         }
     }
@@ -211,19 +334,19 @@ impl CacheLayer {
             .bans
             .check(subject, &m.tags, m.created_at, m.response_time)
         {
-            crate::purge::BanVerdict::Hard => true,
-            crate::purge::BanVerdict::Soft => {
+            BanVerdict::Hard => true,
+            BanVerdict::Soft => {
                 m.flags |= flags::FORCED_STALE;
                 false
             }
-            crate::purge::BanVerdict::None => false,
+            BanVerdict::None => false,
         }
     }
 
     /// The stored response for a request, following a vary marker; the
     /// ban list is applied to what is found (`subject`: see
-    /// `crate::purge::ban_subject`).
-    pub(super) async fn lookup(&self, primary: &Key, headers: &HeaderMap, subject: &str) -> Lookup {
+    /// [`super::bans::ban_subject`]).
+    pub async fn lookup(&self, primary: &Key, headers: &HeaderMap, subject: &str) -> Lookup {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };
@@ -288,7 +411,7 @@ impl CacheLayer {
     }
 }
 
-pub(super) fn same_names(a: &[HeaderName], b: &[HeaderName]) -> bool {
+pub fn same_names(a: &[HeaderName], b: &[HeaderName]) -> bool {
     let mut a: Vec<&str> = a.iter().map(|n| n.as_str()).collect();
     let mut b: Vec<&str> = b.iter().map(|n| n.as_str()).collect();
     a.sort_unstable();
@@ -299,7 +422,7 @@ pub(super) fn same_names(a: &[HeaderName], b: &[HeaderName]) -> bool {
 }
 
 /// Remaining freshness for `Cache-Status` `ttl` (RFC 9211 §2.5).
-pub(super) fn ttl(meta: &ObjectMeta, now: SystemTime) -> i64 {
+pub fn ttl(meta: &ObjectMeta, now: SystemTime) -> i64 {
     let lifetime = if meta.has(flags::FORCED_STALE) {
         0
     } else {
@@ -310,6 +433,6 @@ pub(super) fn ttl(meta: &ObjectMeta, now: SystemTime) -> i64 {
         .saturating_sub(i64::try_from(meta.current_age(now)).unwrap_or(i64::MAX))
 }
 
-pub(super) fn content_length(h: &HeaderMap) -> Option<u64> {
+pub fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }

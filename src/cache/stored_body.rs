@@ -8,9 +8,11 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use outpost_storage::{BodyReader, ReadHandle};
 
-use super::body::InnerBody;
-use crate::cache::coalesce::FillReader;
+use super::coalesce::FillReader;
 use crate::error::BoxError;
+
+/// A boxed response body (the type the request pipeline sends on).
+pub type InnerBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// One piece of a response body.
 #[derive(Debug, Clone)]

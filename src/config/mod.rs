@@ -4,6 +4,8 @@
 //! Loading goes `text → FileConfig (serde, unknown keys collected) →
 //! validate() (every error with its key path) → Config`. With no file the
 //! embedded default ([`DEFAULT_CONFIG`]) is used.
+//!
+//! It knows nothing of the modules that read the configuration.
 
 mod file;
 mod validate;

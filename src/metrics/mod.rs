@@ -1,4 +1,10 @@
-//! Process-wide request counters for `GET /stats`: cache hits, misses and
+//! The node's figures: the one stats interface the admin endpoints read.
+//! It knows nothing of requests or the store's internals: the layers that
+//! count call in, and [`stats`] gathers a snapshot from the counters here,
+//! the cache's figures (handed in as [`stats::CacheFigures`]) and the
+//! storage crate's process-wide ones.
+//!
+//! [`Counters`] are process-wide request counters: cache hits, misses and
 //! requests sent to origins, connections opened to them.
 //!
 //! The cache path increments them ([`Counters::hit`] / [`Counters::miss`]
@@ -10,8 +16,15 @@
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
 
+pub mod stats;
+
 use outpost_storage::counter::Striped;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+pub use stats::{CacheFigures, NodeStats, Stats};
+
+/// Bytes a listener sent with `sendfile(2)` (one per node).
+pub type SendfileBytes = Arc<Striped>;
 
 /// Hit / miss / origin-request counters.
 #[derive(Debug, Default)]

@@ -101,7 +101,7 @@ impl IdleConns {
     /// origin that gets no more requests would keep its idle connections
     /// (up to `max_idle`, each a descriptor, and in `CLOSE_WAIT` once the
     /// origin closes its end) until the node stops; the node calls this
-    /// periodically ([`crate::proxy::Proxy::sweep_idle_origins`]).
+    /// periodically (through [`super::Pool::sweep_idle`]).
     pub(super) fn sweep(&self, limits: PoolLimits, now: Instant) -> usize {
         drop_expired(&mut self.lock(), limits, now)
     }

@@ -91,10 +91,9 @@ async fn scripted(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Sc
 }
 
 fn origin_at(addr: std::net::SocketAddr) -> Arc<Origin> {
-    Arc::new(Origin {
-        url: OriginUrl::parse(&format!("http://{addr}")).unwrap(),
-        idle: IdleConns::default(),
-    })
+    Arc::new(Origin::new(
+        OriginUrl::parse(&format!("http://{addr}")).unwrap(),
+    ))
 }
 
 fn client() -> H1Client {

@@ -1,21 +1,26 @@
-//! The origin-fetch layer: talking to origin servers.
+//! The origin layer: talking to origin servers. It knows nothing of
+//! caching: it is asked for a response and answers with a response head
+//! and a streamed body, or an [`Error`] whose kind decides 502 or 504.
 //!
-//! A [`Pool`] holds a site's origins and picks one per request (round robin
-//! for now; load balancing and health checks extend it later). The
-//! [`OriginClient`] sends requests: those without content and without an
-//! upgrade through our own HTTP/1.1 client ([`h1`], keep-alive connections
-//! kept per [`Origin`]), the rest through hyper-util's pooled client. It
-//! applies the connect and response-header timeouts and turns failures
-//! into [`Error`]s whose kind decides 502 or 504. The idle-body timeout is
-//! applied to the streamed body by the proxy layer ([`crate::proxy::body`]).
+//! A site's [`Pool`] ([`pool`]) is the one front of every origin request:
+//! it holds the site's origins, picks one per attempt (round robin),
+//! retries a replayable request after a connection failure and records
+//! each origin's outcomes. The [`OriginClient`] carries requests on the
+//! wire: those without content and without an upgrade through our own
+//! HTTP/1.1 client ([`h1`], keep-alive connections kept per [`Origin`]),
+//! the rest through hyper-util's pooled client. It applies the connect and
+//! response-header timeouts; the idle-body timeout is applied to the
+//! streamed body by the request pipeline.
 
 pub mod h1;
 pub mod h1_body;
 pub mod headers;
 pub mod names;
+pub mod pool;
+
+pub use pool::{Origin, OriginRequest, OriginSnapshot, OriginStats, Pool, RequestBody};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::pin::Pin;
@@ -30,75 +35,27 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::{OriginUrl, Timeouts};
+use crate::config::Timeouts;
 use crate::error::{BoxError, Error, ErrorKind};
 
 /// The body type sent to origins.
 pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// One origin server.
-#[derive(Debug)]
-pub struct Origin {
-    pub url: OriginUrl,
-    /// Keep-alive connections of the HTTP/1 client waiting for reuse.
-    pub idle: h1::IdleConns,
-}
-
-/// A site's origin servers and how one is chosen.
-#[derive(Debug)]
-pub struct Pool {
-    origins: Vec<Arc<Origin>>,
-    next: AtomicUsize,
-}
-
-impl Pool {
-    /// A pool over `urls` (validated config guarantees at least one).
-    pub fn new(urls: &[OriginUrl]) -> Pool {
-        Pool {
-            origins: urls
-                .iter()
-                .map(|u| {
-                    Arc::new(Origin {
-                        url: u.clone(),
-                        idle: h1::IdleConns::default(),
-                    })
-                })
-                .collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Picks the origin for the next attempt (round robin).
-    pub fn select(&self) -> Option<Arc<Origin>> {
-        if self.origins.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.origins.len();
-        self.origins.get(i).cloned()
-    }
-
-    /// The pool's origins.
-    pub fn origins(&self) -> &[Arc<Origin>] {
-        &self.origins
-    }
-
-    /// Number of origins in the pool.
-    pub fn len(&self) -> usize {
-        self.origins.len()
-    }
-
-    /// Whether the pool has no origins.
-    pub fn is_empty(&self) -> bool {
-        self.origins.is_empty()
-    }
-}
-
-/// Pooled connections to every origin, with timeouts.
+/// Pooled connections to every origin, with timeouts. Cloning shares the
+/// connections.
 #[derive(Clone)]
 pub struct OriginClient {
     client: Client<HttpConnector, OriginBody>,
     h1: h1::H1Client,
     response_header_timeout: Duration,
+}
+
+impl std::fmt::Debug for OriginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginClient")
+            .field("h1", &self.h1)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OriginClient {
@@ -148,7 +105,7 @@ impl OriginClient {
     /// Sends a request without content and without an upgrade on our
     /// HTTP/1.1 client and waits for the response head, within the
     /// response-header timeout (which the client applies itself, see
-    /// [`crate::deadline`]).
+    /// `crate::deadline`).
     pub async fn send_bodyless(
         &self,
         origin: &Arc<Origin>,

@@ -8,23 +8,24 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::origin::ResponseBody;
-use bytes::Bytes;
 use http::header::RANGE;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 
 use super::body::{AccessRecord, ProxyBody};
-use super::fill::FillHead;
-use super::layer::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget, ttl};
 use super::respond::Source;
 use super::{Proxy, SiteRuntime, error_response};
+use crate::cache::bans::ban_subject_normalised;
 use crate::cache::coalesce::{Join, Key, WaitError};
 use crate::cache::control::{RequestDirectives, fields_present};
+use crate::cache::fill::FillHead;
 use crate::cache::freshness::{Decision, Reuse, ReuseOptions, decide};
 use crate::cache::key::{normalise_authority, primary_key_normalised};
+use crate::cache::layer::ttl;
 use crate::cache::meta::VaryMarker;
 use crate::cache::status::CachePhase;
 use crate::cache::update::{HeadOutcome, head_outcome};
 use crate::cache::vary::variant_key;
+use crate::cache::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget};
 use crate::error::{Error, ErrorKind};
 use crate::origin::strip_response_hop_by_hop;
 
@@ -45,7 +46,7 @@ pub struct Ctx {
     pub(super) rec: AccessRecord,
     /// The vary marker found under the primary key, if any.
     pub(super) marker: Option<VaryMarker>,
-    /// What URL and prefix bans match (`crate::purge::ban_subject`).
+    /// What URL and prefix bans match (`crate::cache::bans::ban_subject`).
     pub(super) ban_subject: String,
 }
 
@@ -69,7 +70,7 @@ impl Ctx {
             &authority,
             target.path_and_query.as_bytes(),
         );
-        let ban_subject = crate::purge::ban_subject_normalised(&authority, &target.path_and_query);
+        let ban_subject = ban_subject_normalised(&authority, &target.path_and_query);
         let dirs = RequestDirectives::from_headers(&headers);
         let reuse = ReuseOptions {
             ignore_client_reload: site.ignore_client_reload,
@@ -117,7 +118,7 @@ pub(super) use crate::cache::conditional::without_preconditions;
 impl Proxy {
     pub(super) fn cache_layer(&self) -> Result<&CacheLayer, Error> {
         self.cache
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| Error::new(ErrorKind::Internal, "cache path without a cache"))
     }
 
@@ -157,10 +158,10 @@ impl Proxy {
         // stored (`fetch`), so a URI that turns cacheable is looked up again.
         if ctx.method == Method::GET
             && !ctx.dirs.only_if_cached
-            && cache.coalescer.is_pass(&ctx.primary)
+            && cache.coalescer().is_pass(&ctx.primary)
             && !ctx.headers.contains_key(RANGE)
         {
-            let w = cache.coalescer.solo(ctx.primary);
+            let w = cache.coalescer().solo(ctx.primary);
             return self.fetch(ctx, w, None, CachePhase::UriMiss).await;
         }
         // Set when the in-flight fetch for the URI is for another variant.
@@ -254,7 +255,7 @@ impl Proxy {
                     Some((f, d)) => self.head_revalidate(ctx, f, d, phase).await,
                 };
             }
-            if stored.is_none() && !cache.range_fetch_whole && ctx.headers.contains_key(RANGE) {
+            if stored.is_none() && !cache.range_fetch_whole() && ctx.headers.contains_key(RANGE) {
                 return self.pass(ctx, phase, Some("range")).await;
             }
             tracing::debug!(
@@ -262,7 +263,7 @@ impl Proxy {
                 stored = stored.is_some(),
                 "cache lookup"
             );
-            match cache.coalescer.join(ck) {
+            match cache.coalescer().join(ck) {
                 Join::Leader(w) => {
                     // A fill may have committed and left while our lookup
                     // was reading the disk: look again before fetching.
@@ -282,17 +283,17 @@ impl Proxy {
                 Join::Wait(waiter) => {
                     // Past the fill's window: once it ends, the object is
                     // in the store; waiting is bounded like any follower's.
-                    if tokio::time::timeout(cache.lock_timeout, waiter.ended())
+                    if tokio::time::timeout(cache.lock_timeout(), waiter.ended())
                         .await
                         .is_err()
                     {
-                        let w = cache.coalescer.solo(ck);
+                        let w = cache.coalescer().solo(ck);
                         return self.fetch(ctx, w, stored, phase).await;
                     }
                     continue;
                 }
                 Join::Pass => {
-                    let w = cache.coalescer.solo(ck);
+                    let w = cache.coalescer().solo(ck);
                     return self.fetch(ctx, w, stored, phase).await;
                 }
                 Join::Follower(r) => {
@@ -300,7 +301,7 @@ impl Proxy {
                     // from the fill only if the response suits it (§4.2);
                     // one that waited for the fetch shares its response.
                     let late = r.try_head().is_some();
-                    match cache.coalescer.wait_head(&r).await {
+                    match cache.coalescer().wait_head(&r).await {
                         Ok(head) => match &*head {
                             FillHead::Refreshed => continue,
                             FillHead::Failed(kind) => {
@@ -365,14 +366,14 @@ impl Proxy {
                         },
                         Err(WaitError::Abandoned) => continue,
                         Err(_) => {
-                            let w = cache.coalescer.solo(ck);
+                            let w = cache.coalescer().solo(ck);
                             return self.fetch(ctx, w, stored, phase).await;
                         }
                     }
                 }
             }
         }
-        let w = cache.coalescer.solo(ctx.primary);
+        let w = cache.coalescer().solo(ctx.primary);
         self.fetch(ctx, w, None, CachePhase::UriMiss).await
     }
 
@@ -380,7 +381,7 @@ impl Proxy {
     /// arrived, if it matches the request's variant and is fresh enough.
     fn serve_from_fill(&self, ctx: &Ctx, ck: Key) -> Option<Response<ProxyBody>> {
         let cache = self.cache.as_ref()?;
-        let r = cache.coalescer.join_existing(&ck)?;
+        let r = cache.coalescer().join_existing(&ck)?;
         let head = r.try_head()?;
         let FillHead::Stream { meta, key, .. } = &*head else {
             return None;
@@ -438,13 +439,7 @@ impl Proxy {
             let mut meta = f.meta;
             meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
             // Boxed: see `fetch`.
-            if let Err(e) = Box::pin(cache.store.update_meta_of(
-                &f.key,
-                f.handle.object_id(),
-                Bytes::from(meta.encode()),
-            ))
-            .await
-            {
+            if let Err(e) = Box::pin(cache.update_meta(&f.key, &f.handle, &meta)).await {
                 tracing::warn!(error = %e, "storing refreshed headers failed");
             }
         }
@@ -489,8 +484,8 @@ impl Proxy {
         if let Some(cache) = self.cache.as_ref() {
             // One scan for the fields to remove, instead of a hashed
             // removal of each (crate::cache::control::fields_present).
-            let present = fields_present(out.headers(), &cache.pass_strip);
-            for (i, name) in cache.pass_strip.iter().enumerate() {
+            let present = fields_present(out.headers(), cache.pass_strip());
+            for (i, name) in cache.pass_strip().iter().enumerate() {
                 if present.has(i) {
                     out.headers_mut().remove(name);
                 }
@@ -533,22 +528,15 @@ impl Proxy {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        {
-            let mut r = cache.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            if !r.insert(ctx.primary) {
-                return;
-            }
+        if !cache.begin_refresh(ctx.primary) {
+            return;
         }
         let this = self.clone();
         let mut bg = ctx.background();
         tokio::spawn(async move {
             this.refresh(&mut bg).await;
             if let Some(cache) = this.cache.as_ref() {
-                cache
-                    .refreshing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&bg.primary);
+                cache.end_refresh(&bg.primary);
             }
         });
     }
@@ -569,7 +557,7 @@ impl Proxy {
             return;
         }
         // Only if no other fetch for the key is running.
-        if let Join::Leader(w) = cache.coalescer.join(ctx.primary) {
+        if let Join::Leader(w) = cache.coalescer().join(ctx.primary) {
             match self.fetch(ctx, w, Some((*f, d)), CachePhase::Stale).await {
                 // The pump stores the body without us reading it.
                 Ok(resp) => drop(resp),

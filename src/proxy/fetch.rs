@@ -12,17 +12,18 @@ use http::{Method, Response, StatusCode};
 use super::Proxy;
 use super::body::ProxyBody;
 use super::cached::{Ctx, without_preconditions};
-use super::fill::{FillHead, PumpJob, pump};
-use super::layer::{CACHE_NAME, Found, content_length, same_names, ttl};
 use super::respond::Source;
 use crate::cache::coalesce::FillWriter;
 use crate::cache::conditional::revalidation_request_headers;
 use crate::cache::control::effective_response_control;
+use crate::cache::fill::{FillHead, FillJob};
 use crate::cache::freshness::{Decision, storability};
-use crate::cache::meta::{ObjectMeta, VaryMarker, flags, new_object_id};
+use crate::cache::layer::{content_length, same_names, ttl};
+use crate::cache::meta::{ObjectMeta, flags, new_object_id};
 use crate::cache::status::{CachePhase, NoCacheReason};
 use crate::cache::update::{select_for_update, stored_header_list};
 use crate::cache::vary::variant_key;
+use crate::cache::{CACHE_NAME, Found};
 use crate::error::{Error, ErrorKind};
 use crate::origin::strip_response_hop_by_hop;
 
@@ -96,13 +97,7 @@ impl Proxy {
             meta.apply_update(resp.headers(), &[], &cache.policy(), req_time, resp_time);
             // Boxed: the store's future is large and revalidations are
             // rare; inline, it would grow every request's future.
-            match Box::pin(cache.store.update_meta_of(
-                &f.key,
-                f.handle.object_id(),
-                Bytes::from(meta.encode()),
-            ))
-            .await
-            {
+            match Box::pin(cache.update_meta(&f.key, &f.handle, &meta)).await {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("revalidated object was evicted meanwhile"),
                 Err(e) => tracing::warn!(error = %e, "storing refreshed headers failed"),
@@ -135,7 +130,7 @@ impl Proxy {
             return Ok(self.serve_stale_if_error(ctx, f, Some(status)));
         }
 
-        let control = effective_response_control(resp.headers(), &cache.targets);
+        let control = effective_response_control(resp.headers(), cache.targets());
         let storable = storability(
             &Method::GET,
             &ctx.headers,
@@ -145,7 +140,7 @@ impl Proxy {
             &control,
         )
         .and_then(|s| match content_length(resp.headers()) {
-            Some(l) if l > cache.max_object_size => Err(NoCacheReason::TooLarge),
+            Some(l) if l > cache.max_object_size() => Err(NoCacheReason::TooLarge),
             _ => Ok(s),
         });
         let phase = if stored.is_some() {
@@ -160,7 +155,7 @@ impl Proxy {
         match storable {
             Ok(s) => {
                 // Stored from now on: no longer hit-for-pass (see `cached_inner`).
-                cache.coalescer.clear_pass(&ctx.primary);
+                cache.coalescer().clear_pass(&ctx.primary);
                 let list = stored_header_list(resp.headers(), &s.strip_fields);
                 let mut meta = ObjectMeta::from_response(
                     new_object_id(&ctx.primary),
@@ -184,10 +179,7 @@ impl Proxy {
                     let marker = (!keep).then(|| {
                         (
                             ctx.primary,
-                            VaryMarker {
-                                names: meta.vary.clone(),
-                                created_at: cache.invalidations.marker_time(&ctx.primary),
-                            },
+                            cache.new_vary_marker(&ctx.primary, meta.vary.clone()),
                         )
                     });
                     (vk, marker)
@@ -202,8 +194,7 @@ impl Proxy {
                     return Err(Error::new(ErrorKind::Internal, "fill started without us"));
                 };
                 let (parts, body) = resp.into_parts();
-                let job = PumpJob {
-                    store: cache.store.clone(),
+                let job = FillJob {
                     key,
                     meta: Bytes::from(meta.encode()),
                     marker,
@@ -211,9 +202,8 @@ impl Proxy {
                     idle: self.idle_body,
                     primary: ctx.primary,
                     started,
-                    invalidations: cache.invalidations.clone(),
                 };
-                cache.pumps.spawn(pump(job, body, w));
+                cache.start_fill(job, body, w);
                 let now = SystemTime::now();
                 let cs = phase
                     .cache_status(CACHE_NAME)

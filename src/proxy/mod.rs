@@ -1,18 +1,17 @@
-//! The request pipeline: route by Host to a site, forward to the site's
-//! origin pool, and stream the response back.
+//! The request pipeline: route by Host to a site, then the cache or the
+//! site's origin pool, and build the response streamed back.
 //!
-//! GET and HEAD on a caching site go through the cache ([`cached`]); other
-//! methods are passed to the origin (and invalidate, RFC 9111 §4.4).
-//! Admission control and purge requests plug in here (see the data flow in
-//! DESIGN.md).
+//! GET and HEAD on a caching site go through the cache ([`cached`]: it
+//! asks the cache layer, decides, and fetches from the origin what the
+//! cache cannot answer); other methods are passed to the origin (and
+//! invalidate, RFC 9111 §4.4). It knows nothing of listeners or of the
+//! store's internals: the server hands it requests, and the cache layer
+//! ([`crate::cache::CacheLayer`]) owns what is stored.
 
 pub mod body;
 pub mod cached;
 mod fetch;
-mod fill;
-pub mod layer;
 mod respond;
-pub mod stored_body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,37 +20,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::cache::key::{normalise_host, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
+use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
-use crate::origin::{OriginBody, OriginClient, Pool, ResponseBody};
+use crate::origin::{OriginClient, OriginRequest, Pool, ResponseBody};
 use body::{AccessRecord, ProxyBody};
-use layer::{CACHE_NAME, CacheLayer, RequestTarget};
 
-/// A client request's content: none, or hyper's stream. The server's own
-/// HTTP/1 path ([`crate::server::h1`]) takes only requests without
-/// content; everything else arrives through hyper.
-#[derive(Debug)]
-pub enum RequestBody {
-    Empty,
-    Hyper(Incoming),
-}
-
-impl RequestBody {
-    /// Whether the request has no (more) content.
-    pub fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Empty => true,
-            RequestBody::Hyper(b) => b.is_end_stream(),
-        }
-    }
-}
+pub use crate::origin::RequestBody;
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -72,20 +53,21 @@ pub struct SiteRuntime {
     pub ignore_client_reload: bool,
 }
 
-/// The proxy: sites, the origin client and the settings of the pipeline.
+/// The proxy: sites, their origin pools and the settings of the pipeline.
 pub struct Proxy {
     sites: Vec<Arc<SiteRuntime>>,
-    origin: OriginClient,
     via: ViaValues,
     idle_body: Duration,
     access_log: bool,
-    cache: Option<CacheLayer>,
+    cache: Option<Arc<CacheLayer>>,
 }
 
 impl Proxy {
     /// Builds the pipeline from a validated config; `cache` is `None` when
     /// caching is off.
-    pub fn new(cfg: &Config, cache: Option<CacheLayer>) -> Proxy {
+    pub fn new(cfg: &Config, cache: Option<Arc<CacheLayer>>) -> Proxy {
+        // One set of origin connections for every site's pool.
+        let client = OriginClient::new(&cfg.timeouts);
         Proxy {
             sites: cfg
                 .sites
@@ -94,13 +76,12 @@ impl Proxy {
                     Arc::new(SiteRuntime {
                         name: s.name.clone(),
                         hosts: s.hosts.clone(),
-                        pool: Pool::new(&s.origins),
+                        pool: Pool::new(&s.name, &s.origins, client.clone()),
                         cache: s.cache,
                         ignore_client_reload: s.ignore_client_reload,
                     })
                 })
                 .collect(),
-            origin: OriginClient::new(&cfg.timeouts),
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
             access_log: cfg.log.access_log,
@@ -111,15 +92,11 @@ impl Proxy {
     /// Closes every site's idle origin connections that are past the idle
     /// timeout; returns how many. The node runs it periodically.
     pub fn sweep_idle_origins(&self) -> usize {
-        self.sites
-            .iter()
-            .flat_map(|s| s.pool.origins())
-            .map(|o| self.origin.sweep_idle(o))
-            .sum()
+        self.sites.iter().map(|s| s.pool.sweep_idle()).sum()
     }
 
     /// The cache layer, if caching is on.
-    pub fn cache(&self) -> Option<&CacheLayer> {
+    pub fn cache(&self) -> Option<&Arc<CacheLayer>> {
         self.cache.as_ref()
     }
 
@@ -268,7 +245,7 @@ impl Proxy {
         rec.status = resp.status().as_u16();
         if let Some(cache) = self.cache.as_ref() {
             // RFC 9111 §4.4: a successful unsafe request invalidates.
-            cache.invalidate_after(site, &method, &target, resp.status(), resp.headers());
+            cache.invalidate_after(&site.name, &method, &target, resp.status(), resp.headers());
         }
         let mut resp = resp;
         if let Some(client_up) = client_upgrade
@@ -310,9 +287,8 @@ impl Proxy {
         }
     }
 
-    /// Sends a request to one of the site's origins, with `fwd`'s fields
-    /// added. A bodyless request is retried once on another origin after a
-    /// connection failure.
+    /// Sends a request to one of the site's origins through its pool, with
+    /// `fwd`'s fields added.
     pub(crate) async fn send_to_origin(
         &self,
         site: &SiteRuntime,
@@ -322,78 +298,15 @@ impl Proxy {
         body: Option<RequestBody>,
         fwd: &Forwarding<'_>,
     ) -> Result<Response<ResponseBody>, Error> {
-        let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
-        // Requests without content or upgrade take our HTTP/1 client.
-        let lean = replayable && !headers.contains_key(header::UPGRADE);
-        let mut body = body;
-        let attempts = if replayable {
-            site.pool.len().min(2)
-        } else {
-            1
-        };
-        let mut last_err = None;
-        for _ in 0..attempts.max(1) {
-            let origin = site
-                .pool
-                .select()
-                .ok_or_else(|| Error::new(ErrorKind::Internal, "empty origin pool"))?;
-            crate::metrics::Counters::global().origin_request();
-            let sent = if lean {
-                self.origin
-                    .send_bodyless(&origin, method, path_and_query, headers, fwd)
-                    .await
-            } else {
-                self.send_hyper(&origin, method, path_and_query, headers, body.take(), fwd)
-                    .await
-            };
-            match sent {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    let retry = replayable
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::OriginRefused
-                                | ErrorKind::OriginUnreachable
-                                | ErrorKind::OriginConnectTimeout
-                        );
-                    tracing::warn!(error = %e, site = %site.name, retry, "origin request failed");
-                    last_err = Some(e);
-                    if !retry {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")))
-    }
-
-    /// Sends a request on hyper's client: one with content (streamed, so
-    /// never replayed) or an upgrade.
-    async fn send_hyper(
-        &self,
-        origin: &crate::origin::Origin,
-        method: &Method,
-        path_and_query: &str,
-        headers: &http::HeaderMap,
-        body: Option<RequestBody>,
-        fwd: &Forwarding<'_>,
-    ) -> Result<Response<ResponseBody>, Error> {
-        let uri = OriginClient::uri_for(origin, path_and_query)?;
-        let out_body: OriginBody = match body {
-            Some(RequestBody::Hyper(b)) if !b.is_end_stream() => {
-                b.map_err(Into::into).boxed_unsync()
-            }
-            _ => http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        };
-        let mut out = Request::new(out_body);
-        *out.method_mut() = method.clone();
-        *out.uri_mut() = uri;
-        *out.version_mut() = Version::HTTP_11;
-        *out.headers_mut() = headers.clone();
-        fwd.add_to(out.headers_mut());
-        self.origin.send(origin, out).await
+        site.pool
+            .send(OriginRequest {
+                method,
+                path_and_query,
+                headers,
+                body,
+                fwd,
+            })
+            .await
     }
 
     /// An origin response as sent to the client: hop-by-hop fields removed,
@@ -462,58 +375,4 @@ pub fn error_response(kind: ErrorKind, mut rec: AccessRecord) -> Response<ProxyB
         );
     }
     resp
-}
-
-/// The request's host as sent: the absolute-form or HTTP/2 authority wins
-/// over `Host` (RFC 9112 §3.2.2, RFC 9113 §8.3.1). `None` when absent or
-/// not valid text.
-pub fn request_host<B>(req: &Request<B>) -> Option<String> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
-    }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let h = hosts.next()?;
-    if hosts.next().is_some() {
-        // RFC 9112 §3.2: more than one Host is a bad request.
-        return None;
-    }
-    let s = h.to_str().ok()?.trim();
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-/// Lower-cases a host and strips the port (`[::1]:80` → `[::1]`).
-pub fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
-    let h = host.trim();
-    let no_port = if h.starts_with('[') {
-        match h.find(']') {
-            Some(i) => &h[..=i],
-            None => h,
-        }
-    } else {
-        match h.rfind(':') {
-            Some(i) if h[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &h[..i],
-            _ => h,
-        }
-    };
-    let h = no_port.trim_end_matches('.');
-    // Borrowed when already lower-case (no allocation per request).
-    if h.bytes().any(|b| b.is_ascii_uppercase()) {
-        std::borrow::Cow::Owned(h.to_ascii_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(h)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_normalisation() {
-        assert_eq!(normalise_host("Example.COM:8080"), "example.com");
-        assert_eq!(normalise_host("example.com."), "example.com");
-        assert_eq!(normalise_host("[::1]:80"), "[::1]");
-        assert_eq!(normalise_host("[::1]"), "[::1]");
-        assert_eq!(normalise_host("h"), "h");
-    }
 }

@@ -14,16 +14,16 @@ use outpost_storage::ReadHandle;
 use super::Proxy;
 use super::body::{AccessRecord, ProxyBody};
 use super::cached::Ctx;
-use super::fill::FillHead;
-use super::stored_body::{Segment, fill_body, stored_body};
 use crate::cache::coalesce::FillReader;
 use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
 use crate::cache::control::fields_present;
+use crate::cache::fill::FillHead;
 use crate::cache::freshness::age_header_value;
 use crate::cache::meta::ObjectMeta;
 use crate::cache::meta_memo::client_headers_memo;
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
 use crate::cache::status::CacheStatus;
+use crate::cache::stored_body::{Segment, fill_body, stored_body};
 use crate::origin::headers::add_via;
 
 /// Where the body comes from.
@@ -55,12 +55,12 @@ impl Proxy {
         // name to remove it cost ~180 instructions per hit.
         let mut headers = match self.cache.as_ref() {
             Some(cache) => {
-                let tag = cache.strip_tag_header.then_some(&cache.tag_header);
-                let build =
-                    || meta.header_map_without(|n| cache.targets.contains(n) || Some(n) == tag);
+                let tag = cache.hidden_tag_header();
+                let targets = cache.targets();
+                let build = || meta.header_map_without(|n| targets.contains(n) || Some(n) == tag);
                 match &src {
                     // A hot object's map is cloned from the per-thread memo.
-                    Source::Stored(h) => client_headers_memo(h.meta(), cache.id, build),
+                    Source::Stored(h) => client_headers_memo(h.meta(), cache.id(), build),
                     _ => build(),
                 }
             }

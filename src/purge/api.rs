@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use super::fanout::{self, PeerResult};
 use super::{Counts, PurgeRequest, Purger};
-use crate::proxy::Proxy;
+use crate::cache::CacheLayer;
+use crate::cache::key::request_host;
 
 /// Largest accepted purge body.
 pub const MAX_BODY: usize = 1 << 20;
@@ -104,10 +105,11 @@ fn authorise(purger: &Purger, h: &HeaderMap) -> Option<Response<Full<Bytes>>> {
     }
 }
 
-/// `POST /purge` on the admin listener.
+/// `POST /purge` on the admin listener; `cache` is `None` when caching is
+/// off (the bans are still recorded).
 pub async fn handle_admin_purge<B>(
     purger: &Purger,
-    proxy: &Proxy,
+    cache: Option<&CacheLayer>,
     req: Request<B>,
 ) -> Response<Full<Bytes>>
 where
@@ -156,7 +158,7 @@ where
         let body = Bytes::from(serde_json::to_vec(&forward).unwrap_or_default());
         fanout::fan_out(purger.client(), &cluster.peers, cluster.timeout, body).await
     };
-    let local = purger.purge(&v, proxy.cache());
+    let local = purger.purge(&v, cache);
     let (local, peers) = tokio::join!(local, peers);
     match local {
         Ok(purged) => json(
@@ -174,7 +176,7 @@ where
 /// The `PURGE` method on the proxy listener: purges the request target.
 pub async fn handle_purge_method<B>(
     purger: &Purger,
-    proxy: &Proxy,
+    cache: Option<&CacheLayer>,
     req: &Request<B>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
@@ -186,7 +188,7 @@ pub async fn handle_purge_method<B>(
             format!("PURGE is not allowed from {}", peer.ip()),
         );
     }
-    let Some(host) = crate::proxy::request_host(req) else {
+    let Some(host) = request_host(req) else {
         return error(StatusCode::BAD_REQUEST, "PURGE needs a Host");
     };
     let pq = req
@@ -209,7 +211,7 @@ pub async fn handle_purge_method<B>(
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match purger.purge(&v, proxy.cache()).await {
+    match purger.purge(&v, cache).await {
         Ok(purged) => json(
             StatusCode::OK,
             &PurgeAnswer {

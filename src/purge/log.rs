@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::bans::{Ban, BanKind};
+use crate::cache::bans::{Ban, BanKind};
 
 /// The file name under the storage directory.
 pub const FILE_NAME: &str = "purge.log";

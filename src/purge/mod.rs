@@ -1,12 +1,14 @@
-//! Purging (issue 5, DESIGN.md "Purge"): the operators' way to take content
-//! out of the cache.
+//! Purging (DESIGN.md "Purge"): the operators' way to take content out of
+//! the cache. It acts on the cache through [`CacheLayer`] and its ban
+//! list ([`crate::cache::bans`]), and knows nothing of the request
+//! pipeline or the listeners.
 //!
 //! - [`api`]: `POST /purge` on the admin listener (JSON, bearer token) and
 //!   the `PURGE` method on the proxy listener (client networks or token).
-//! - [`bans`]: the ban list checked on every hit (prefix, tag and soft
-//!   purges; hard URL purges until superseded).
 //! - [`log`]: the append-only, fsynced `purge.log` that makes purges
-//!   survive a restart.
+//!   survive a restart; it is loaded into the ban list the cache checks on
+//!   every hit (prefix, tag and soft purges; hard URL purges until
+//!   superseded).
 //! - [`fanout`]: forwarding a purge to the `[cluster] peers`.
 //!
 //! A hard URL purge removes the URL's primary key from the store (its vary
@@ -25,28 +27,24 @@
 //! memory and the answer is a 500 saying it is not durable.
 
 pub mod api;
-pub mod bans;
 pub mod fanout;
 pub mod log;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use bans::{Ban, BanKind, BanList, BanVerdict, ban_subject, ban_subject_normalised, millis};
 use log::{Entry, PurgeLog};
 
-use crate::cache::key::primary_key;
+use crate::cache::CacheLayer;
+use crate::cache::bans::{Ban, BanKind, BanList, ban_subject, millis};
+use crate::cache::key::{normalise_host, primary_key};
 use crate::cache::meta::{Record, decode_stored_record, flags};
 use crate::config::{ClusterConfig, Config, HostPattern, Secret};
 use crate::error::{Error, ErrorKind};
-use crate::proxy::layer::CacheLayer;
-use crate::proxy::normalise_host;
 
 /// Environment variable that overrides `[admin] token`.
 pub const TOKEN_ENV: &str = "OUTPOST_ADMIN_TOKEN";
@@ -212,37 +210,11 @@ impl std::fmt::Debug for Purger {
     }
 }
 
-type Registry = Mutex<HashMap<PathBuf, Weak<BanList>>>;
-
-fn registry() -> &'static Registry {
-    static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(Registry::default)
-}
-
-/// The ban list of the node whose store lives in `storage_path`, for the
-/// cache lookup (one store per directory: the store locks it). Registered
-/// by [`Purger::open`], which the node runs before opening the cache; an
-/// empty list when no purger was opened for that directory.
-pub fn ban_list_for(storage_path: &Path) -> Arc<BanList> {
-    let key = storage_path.to_path_buf();
-    let Ok(mut r) = registry().lock() else {
-        return Arc::new(BanList::new());
-    };
-    r.retain(|_, w| w.strong_count() > 0);
-    match r.get(&key).and_then(Weak::upgrade) {
-        Some(b) => b,
-        None => {
-            let b = Arc::new(BanList::new());
-            r.insert(key, Arc::downgrade(&b));
-            b
-        }
-    }
-}
-
 impl Purger {
-    /// Loads `purge.log` from the storage directory (creating it), prunes
-    /// the ban list, and registers it for [`ban_list_for`]. The token comes
-    /// from `OUTPOST_ADMIN_TOKEN` if set, else `[admin] token`.
+    /// Loads `purge.log` from the storage directory (creating it) into a
+    /// new ban list and prunes it; the cache is opened with that list
+    /// ([`Purger::bans`]). The token comes from `OUTPOST_ADMIN_TOKEN` if
+    /// set, else `[admin] token`.
     pub fn open(cfg: &Config) -> Result<Arc<Purger>, Error> {
         let dir = &cfg.storage.path;
         let (mut log, entries) = PurgeLog::open(dir).map_err(|e| {
@@ -271,9 +243,6 @@ impl Purger {
             tracing::warn!(error = %e, "purge log compaction failed");
         }
         tracing::info!(loaded, bans = bans.len(), "purge log loaded");
-        if let Ok(mut r) = registry().lock() {
-            r.insert(dir.clone(), Arc::downgrade(&bans));
-        }
         let token = std::env::var(TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty())
@@ -296,7 +265,7 @@ impl Purger {
         }))
     }
 
-    /// The ban list.
+    /// The ban list, for the cache to check on every hit.
     pub fn bans(&self) -> &Arc<BanList> {
         &self.bans
     }

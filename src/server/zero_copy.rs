@@ -15,7 +15,6 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
@@ -24,7 +23,7 @@ use tokio::net::TcpStream;
 
 /// Bytes a listener's connections sent with `sendfile(2)` (shared by them, striped so the
 /// cores serving them do not share its cache line).
-pub type SendfileBytes = Arc<outpost_storage::counter::Striped>;
+pub use crate::metrics::SendfileBytes;
 
 /// A client connection of the proxy listener.
 #[derive(Debug)]

@@ -135,7 +135,7 @@ mod stats;
 mod store;
 mod write;
 
-pub use arena::{ArenaStats, ZERO_COPY_MIN};
+pub use arena::{ArenaStats, ZERO_COPY_MIN, stats as arena_stats};
 pub use codec::{Key, ObjectId};
 pub use config::{EvictionPolicy, GIB, KIB, MIB, StoreConfig};
 pub use error::{Error, ErrorKind};

@@ -1,0 +1,116 @@
+//! The `/stats` document and where its figures come from: the process-wide
+//! [`super::Counters`], the node's own counters ([`NodeStats`]), the
+//! cache's figures ([`CacheFigures`]) and the storage crate's zero-copy
+//! arena.
+
+use std::time::Instant;
+
+use outpost_storage::StoreStats;
+use serde::Serialize;
+
+use super::{Counters, SendfileBytes};
+
+/// The `/stats` document.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub entries: u64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub memory_capacity: u64,
+    pub disk_capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_ratio: f64,
+    pub origin_requests: u64,
+    pub uptime_secs: u64,
+    /// Connections opened to origins by the HTTP/1 client (not in the CLI
+    /// contract).
+    pub origin_connects: u64,
+    /// Requests retried because a pooled origin connection had closed.
+    pub origin_stale_retries: u64,
+    /// Bans currently kept (not in the CLI contract; extra fields are
+    /// ignored by `outpostctl`).
+    pub bans: u64,
+    /// Bytes of cached values in the zero-copy arena (shared memory, not
+    /// in the heap; process-wide).
+    pub zero_copy_bytes: u64,
+    /// Bodies kept on the heap because the arena could not get shared
+    /// memory (process-wide; a warning is logged the first time).
+    pub zero_copy_fallbacks: u64,
+    /// Bytes sent to clients with `sendfile(2)` since start.
+    pub sendfile_bytes: u64,
+    /// Segment files of the disk tier's blob log (values of 32 KiB and more).
+    pub blob_segments: u64,
+    /// Blob log reads whose pages were in the page cache (sent from the file).
+    pub blob_resident_reads: u64,
+    /// Blob log reads that had to wait for the disk (read on the storage threads).
+    pub blob_cold_reads: u64,
+    /// Origin fetches being stored right now (a fill ends once its object
+    /// is committed to the store, or given up).
+    pub fills_in_flight: u64,
+}
+
+/// What the cache reports: its store's statistics and the fills running.
+#[derive(Debug, Clone, Default)]
+pub struct CacheFigures {
+    pub store: StoreStats,
+    pub fills_in_flight: u64,
+}
+
+/// The node's own counters, and when it started.
+#[derive(Debug, Clone)]
+pub struct NodeStats {
+    pub started: Instant,
+    /// Bytes the proxy listener sent with `sendfile(2)`.
+    pub sendfile_bytes: SendfileBytes,
+}
+
+impl NodeStats {
+    /// Counters starting now.
+    pub fn new() -> NodeStats {
+        NodeStats {
+            started: Instant::now(),
+            sendfile_bytes: SendfileBytes::default(),
+        }
+    }
+
+    /// A snapshot of the node's statistics; `cache` is `None` when caching
+    /// is off; `bans` is the number of purge bans kept.
+    pub fn snapshot(&self, cache: Option<CacheFigures>, bans: u64) -> Stats {
+        let c = Counters::global().snapshot();
+        let arena = outpost_storage::arena_stats();
+        let mut s = Stats {
+            hits: c.hits,
+            misses: c.misses,
+            hit_ratio: c.hit_ratio(),
+            origin_requests: c.origin_requests,
+            origin_connects: c.origin_connects,
+            origin_stale_retries: c.origin_stale_retries,
+            uptime_secs: self.started.elapsed().as_secs(),
+            bans,
+            zero_copy_bytes: arena.live_bytes,
+            zero_copy_fallbacks: arena.fallbacks,
+            sendfile_bytes: self.sendfile_bytes.get(),
+            ..Stats::default()
+        };
+        if let Some(cache) = cache {
+            let st = cache.store;
+            s.entries = st.memory_objects;
+            s.memory_bytes = st.memory_bytes;
+            s.memory_capacity = st.memory_capacity;
+            s.disk_bytes = st.disk_allocated_bytes;
+            s.disk_capacity = st.disk_capacity;
+            s.blob_segments = st.blob_segments;
+            s.blob_resident_reads = st.blob_resident_reads;
+            s.blob_cold_reads = st.blob_cold_reads;
+            s.fills_in_flight = cache.fills_in_flight;
+        }
+        s
+    }
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        NodeStats::new()
+    }
+}
