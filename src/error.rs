@@ -40,6 +40,15 @@ pub enum ErrorKind {
     OriginResponseTimeout,
     /// The origin closed the connection or sent something that is not HTTP.
     OriginProtocol,
+    /// The origin closed the connection after the request went out and
+    /// before a response byte.
+    OriginReset,
+    /// No origin of the site takes requests: all down, ejected or drained
+    /// (503 with `Retry-After`).
+    NoOrigin,
+    /// Every origin the request could go to was at `max_conns` for
+    /// `queue_timeout` (503 with `Retry-After`).
+    OriginBusy,
     /// `only-if-cached` and nothing usable is stored (RFC 9111 §5.2.1.7): 504.
     NotCached,
     /// A stale response that may not be served stale could not be
@@ -65,6 +74,9 @@ impl ErrorKind {
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
             ErrorKind::OriginResponseTimeout => "origin_response_timeout",
             ErrorKind::OriginProtocol => "origin_protocol",
+            ErrorKind::OriginReset => "origin_reset",
+            ErrorKind::NoOrigin => "no_origin",
+            ErrorKind::OriginBusy => "origin_busy",
             ErrorKind::NotCached => "not_cached",
             ErrorKind::RevalidationFailed => "revalidation_failed",
             ErrorKind::Bind => "bind",
@@ -85,6 +97,9 @@ impl ErrorKind {
             | ErrorKind::OriginConnectTimeout
             | ErrorKind::OriginResponseTimeout
             | ErrorKind::OriginProtocol
+            | ErrorKind::OriginReset
+            | ErrorKind::NoOrigin
+            | ErrorKind::OriginBusy
             | ErrorKind::RevalidationFailed => Fault::Origin,
             ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => Fault::Ours,
         }
@@ -96,9 +111,11 @@ impl ErrorKind {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::NoSite => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorKind::OriginRefused | ErrorKind::OriginUnreachable | ErrorKind::OriginProtocol => {
-                StatusCode::BAD_GATEWAY
-            }
+            ErrorKind::OriginRefused
+            | ErrorKind::OriginUnreachable
+            | ErrorKind::OriginProtocol
+            | ErrorKind::OriginReset => StatusCode::BAD_GATEWAY,
+            ErrorKind::NoOrigin | ErrorKind::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::OriginConnectTimeout
             | ErrorKind::OriginResponseTimeout
             | ErrorKind::NotCached
@@ -127,6 +144,11 @@ impl ErrorKind {
             ErrorKind::OriginProtocol => {
                 "bad gateway: the origin sent an invalid or incomplete response\n"
             }
+            ErrorKind::OriginReset => {
+                "bad gateway: the origin closed the connection without answering\n"
+            }
+            ErrorKind::NoOrigin => "service unavailable: no origin server is available\n",
+            ErrorKind::OriginBusy => "service unavailable: every origin server is busy\n",
             ErrorKind::NotCached => "gateway timeout: not in cache (only-if-cached)\n",
             ErrorKind::RevalidationFailed => {
                 "gateway timeout: the cached response must be revalidated and the origin failed\n"
@@ -141,6 +163,8 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     detail: String,
+    /// Seconds for a `Retry-After` field (RFC 9110 §10.2.3) on the answer.
+    retry_after: Option<u64>,
     #[source]
     source: Option<BoxError>,
 }
@@ -157,8 +181,20 @@ impl Error {
         Error {
             kind,
             detail: detail.into(),
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    pub fn with_retry_after(mut self, secs: u64) -> Error {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Seconds for `Retry-After`, if the client should be told.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// Attaches the underlying cause.

@@ -71,6 +71,7 @@ impl Node {
             purger.reapply(c).await;
         }
         let proxy = Arc::new(Proxy::new(&cfg, cache.clone()));
+        proxy.start_health_checks();
         let stats = NodeStats::new();
         let sendfile_bytes = stats.sendfile_bytes.clone();
         let admin_state = Arc::new(crate::admin::AdminState {
@@ -78,6 +79,7 @@ impl Node {
             purger: purger.clone(),
             access_log: cfg.log.access_log,
             stats,
+            pools: proxy.pools(),
         });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);

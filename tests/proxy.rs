@@ -1,4 +1,4 @@
-//! Black-box tests of the streaming reverse proxy (issue: foundation):
+//! Black-box tests of the streaming reverse proxy:
 //! methods and bodies, header rules (RFC 9110 §7.6), byte-exact targets,
 //! h2c, WebSocket upgrade, origin failures (502/504), cut-off bodies, origins
 //! that close idle connections, routing and the admin listener.

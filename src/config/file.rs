@@ -149,7 +149,31 @@ pub struct FileCache {
 pub struct FileSite {
     pub name: Option<String>,
     pub hosts: Option<Vec<String>>,
-    pub origins: Option<Vec<String>>,
+    /// `"http://h:p"` or `{ url = "http://h:p", weight = N }` each: checked
+    /// in `super::site`, with the key of every problem.
+    pub origins: Option<Vec<toml::Value>>,
     pub cache: Option<bool>,
     pub ignore_client_reload: Option<bool>,
+    pub balance: Option<String>,
+    pub retries: Option<i64>,
+    pub retry_on: Option<Vec<i64>>,
+    pub retry_budget: Option<f64>,
+    pub retry_budget_window: Option<String>,
+    pub max_fails: Option<i64>,
+    pub fail_timeout: Option<String>,
+    pub max_conns: Option<i64>,
+    pub queue_timeout: Option<String>,
+    pub health: Option<FileHealth>,
+}
+
+/// `[site.health]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileHealth {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub expect: Option<String>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    pub host: Option<String>,
 }

@@ -8,6 +8,7 @@
 //! It knows nothing of the modules that read the configuration.
 
 mod file;
+mod site;
 mod validate;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site};
 pub use validate::parse_size;
 
 /// The configuration used when no file is given.
@@ -223,19 +225,6 @@ pub struct LogConfig {
     pub access_log: bool,
 }
 
-/// `[[site]]`: hosts served from one origin pool.
-#[derive(Debug, Clone)]
-pub struct Site {
-    pub name: String,
-    pub hosts: Vec<HostPattern>,
-    pub origins: Vec<OriginUrl>,
-    /// Whether responses for this site are cached.
-    pub cache: bool,
-    /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1.4
-    /// allows a cache to be configured so).
-    pub ignore_client_reload: bool,
-}
-
 /// A host pattern: `example.com`, `*.example.com` or the catch-all `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -428,7 +417,7 @@ impl Config {
             fc.site = vec![file::FileSite {
                 name: Some("default".into()),
                 hosts: Some(vec!["*".into()]),
-                origins: Some(vec![o.clone()]),
+                origins: Some(vec![toml::Value::String(o.clone())]),
                 ..Default::default()
             }];
         }

@@ -52,7 +52,7 @@ fn overrides_win_over_the_file() {
     assert_eq!(c.listen.proxy.port(), 4);
     assert_eq!(c.listen.admin.port(), 5);
     assert_eq!(c.sites.len(), 1);
-    assert_eq!(c.sites[0].origins[0].to_string(), "http://127.0.0.1:3");
+    assert_eq!(c.sites[0].origins[0].url.to_string(), "http://127.0.0.1:3");
 }
 
 #[test]

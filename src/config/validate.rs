@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{FileConfig, FileSite, SizeValue};
+use super::file::{FileConfig, SizeValue};
+use super::site::site;
 use super::{
-    AdminConfig, CacheConfig, ClusterConfig, Config, ConfigError, HostPattern, Listen, LogConfig,
-    LogFormat, OriginUrl, Peer, PurgeConfig, Secret, ServerConfig, Site, StorageConfig, Timeouts,
+    AdminConfig, CacheConfig, ClusterConfig, Config, ConfigError, Listen, LogConfig, LogFormat,
+    OriginUrl, Peer, PurgeConfig, Secret, ServerConfig, Site, StorageConfig, Timeouts,
 };
 
 /// Accumulates `(key path, message)` pairs.
@@ -34,7 +35,12 @@ fn addr(errs: &mut Errors, key: &str, v: Option<&String>, default: SocketAddr) -
     }
 }
 
-fn duration(errs: &mut Errors, key: &str, v: Option<&String>, default: Duration) -> Duration {
+pub(super) fn duration(
+    errs: &mut Errors,
+    key: &str,
+    v: Option<&String>,
+    default: Duration,
+) -> Duration {
     match v {
         None => default,
         Some(s) => match humantime::parse_duration(s) {
@@ -103,53 +109,6 @@ fn size(errs: &mut Errors, key: &str, v: Option<&SizeValue>, default: u64) -> u6
             errs.push(key, format!("`{s}`: {e}"));
             default
         }),
-    }
-}
-
-fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfig) -> Site {
-    let base = format!("site[{i}]");
-    let name = s.name.clone().unwrap_or_else(|| format!("site{i}"));
-    let mut hosts = Vec::new();
-    match &s.hosts {
-        None => hosts.push(HostPattern::Any),
-        Some(list) if list.is_empty() => errs.push(
-            format!("{base}.hosts"),
-            "must list at least one host pattern (use \"*\" for a catch-all)",
-        ),
-        Some(list) => {
-            for (j, h) in list.iter().enumerate() {
-                match HostPattern::parse(h) {
-                    Ok(p) => hosts.push(p),
-                    Err(e) => errs.push(format!("{base}.hosts[{j}]"), e),
-                }
-            }
-        }
-    }
-    let mut origins = Vec::new();
-    match &s.origins {
-        None => errs.push(
-            format!("{base}.origins"),
-            "missing: give at least one origin URL, e.g. origins = [\"http://10.0.0.5:8000\"]",
-        ),
-        Some(list) if list.is_empty() => errs.push(
-            format!("{base}.origins"),
-            "must list at least one origin URL",
-        ),
-        Some(list) => {
-            for (j, o) in list.iter().enumerate() {
-                match OriginUrl::parse(o) {
-                    Ok(u) => origins.push(u),
-                    Err(e) => errs.push(format!("{base}.origins[{j}]"), e),
-                }
-            }
-        }
-    }
-    Site {
-        name,
-        hosts,
-        origins,
-        cache: s.cache.unwrap_or(cache.enabled),
-        ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
     }
 }
 

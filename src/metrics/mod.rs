@@ -21,7 +21,7 @@ pub mod stats;
 use outpost_storage::counter::Striped;
 use std::sync::{Arc, OnceLock};
 
-pub use stats::{CacheFigures, NodeStats, Stats};
+pub use stats::{CacheFigures, NodeStats, OriginFigures, Stats};
 
 /// Bytes a listener sent with `sendfile(2)` (one per node).
 pub type SendfileBytes = Arc<Striped>;
@@ -34,6 +34,7 @@ pub struct Counters {
     origin_requests: Striped,
     origin_connects: Striped,
     origin_stale_retries: Striped,
+    origin_state_changes: Striped,
 }
 
 /// A snapshot of [`Counters`].
@@ -46,6 +47,8 @@ pub struct Snapshot {
     pub origin_connects: u64,
     /// Requests retried because a pooled origin connection had closed.
     pub origin_stale_retries: u64,
+    /// Origins that changed state (up, down, draining, disabled).
+    pub origin_state_changes: u64,
 }
 
 impl Snapshot {
@@ -94,6 +97,12 @@ impl Counters {
         self.origin_stale_retries.inc();
     }
 
+    /// An origin changed state (ejected, probed down or up, drained,
+    /// enabled).
+    pub fn origin_state_change(&self) {
+        self.origin_state_changes.inc();
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             hits: self.hits.get(),
@@ -101,6 +110,7 @@ impl Counters {
             origin_requests: self.origin_requests.get(),
             origin_connects: self.origin_connects.get(),
             origin_stale_retries: self.origin_stale_retries.get(),
+            origin_state_changes: self.origin_state_changes.get(),
         }
     }
 }

@@ -48,6 +48,23 @@ pub struct Stats {
     /// Origin fetches being stored right now (a fill ends once its object
     /// is committed to the store, or given up).
     pub fills_in_flight: u64,
+    /// Origins that changed state since start (each change is also a log
+    /// line).
+    pub origin_state_changes: u64,
+    /// Origins in each state now, over every site.
+    pub origins_up: u64,
+    pub origins_down: u64,
+    pub origins_draining: u64,
+    pub origins_disabled: u64,
+}
+
+/// How many origins are in each state now, over every site.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OriginFigures {
+    pub up: u64,
+    pub down: u64,
+    pub draining: u64,
+    pub disabled: u64,
 }
 
 /// What the cache reports: its store's statistics and the fills running.
@@ -76,7 +93,12 @@ impl NodeStats {
 
     /// A snapshot of the node's statistics; `cache` is `None` when caching
     /// is off; `bans` is the number of purge bans kept.
-    pub fn snapshot(&self, cache: Option<CacheFigures>, bans: u64) -> Stats {
+    pub fn snapshot(
+        &self,
+        cache: Option<CacheFigures>,
+        bans: u64,
+        origins: OriginFigures,
+    ) -> Stats {
         let c = Counters::global().snapshot();
         let arena = outpost_storage::arena_stats();
         let mut s = Stats {
@@ -91,6 +113,11 @@ impl NodeStats {
             zero_copy_bytes: arena.live_bytes,
             zero_copy_fallbacks: arena.fallbacks,
             sendfile_bytes: self.sendfile_bytes.get(),
+            origin_state_changes: c.origin_state_changes,
+            origins_up: origins.up,
+            origins_down: origins.down,
+            origins_draining: origins.draining,
+            origins_disabled: origins.disabled,
             ..Stats::default()
         };
         if let Some(cache) = cache {

@@ -42,8 +42,6 @@ const HEAD_READ: usize = 8 * 1024;
 pub struct Conn {
     pub(super) io: TcpStream,
     pub(super) buf: BytesMut,
-    /// Served an exchange before (it came from the idle list).
-    reused: bool,
     /// The response-header deadline, kept armed between exchanges.
     deadline: Deadline,
 }
@@ -87,7 +85,6 @@ impl IdleConns {
         let mut conns = self.lock();
         drop_expired(&mut conns, limits, now);
         if conns.len() < limits.max_idle {
-            conn.reused = true;
             // Do not pin a large read buffer (or the body chunk it shares
             // an allocation with) while idle.
             if conn.buf.capacity() > 2 * HEAD_READ {
@@ -261,7 +258,6 @@ impl H1Client {
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(HEAD_READ),
-            reused: false,
             deadline: Deadline::new(deadline),
         })
     }
@@ -269,7 +265,10 @@ impl H1Client {
     /// Our error for a failed exchange.
     fn failure(&self, origin: &Origin, f: Failure) -> Error {
         match f {
-            Failure::BeforeResponse(e) | Failure::Io(e) => {
+            Failure::BeforeResponse(e) => {
+                Error::new(ErrorKind::OriginReset, format!("{}: {e}", origin.url)).with_source(e)
+            }
+            Failure::Io(e) => {
                 Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)).with_source(e)
             }
             Failure::Protocol(m) => {
@@ -350,13 +349,8 @@ fn visible_ascii(value: &[u8]) -> bool {
 async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Conn, Head), Failure> {
     conn.deadline.set(deadline);
     let head = {
-        let Conn {
-            io,
-            buf,
-            reused,
-            deadline,
-        } = &mut conn;
-        let mut io_done = pin!(exchange_io(io, buf, head, !*reused));
+        let Conn { io, buf, deadline } = &mut conn;
+        let mut io_done = pin!(exchange_io(io, buf, head));
         std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = io_done.as_mut().poll(cx) {
                 return Poll::Ready(r);
@@ -373,15 +367,10 @@ async fn exchange_io(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     head: &[u8],
-    fresh: bool,
 ) -> Result<Head, Failure> {
-    let stale = |e: io::Error| {
-        if fresh {
-            Failure::Io(e)
-        } else {
-            Failure::BeforeResponse(e)
-        }
-    };
+    // Nothing of a response arrived: the origin may not have seen the
+    // request (a pooled connection it closed) or dropped it.
+    let stale = Failure::BeforeResponse;
     stream.write_all(head).await.map_err(stale)?;
     let mut received = false;
     loop {

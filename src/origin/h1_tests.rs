@@ -380,7 +380,7 @@ async fn a_pooled_connection_the_origin_closed_is_retried_for_idempotent_methods
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(s.origin.idle.len(), 1);
     let e = get(&s, Method::POST, "/").await.unwrap_err();
-    assert!(e.starts_with("OriginProtocol"), "{e}");
+    assert!(e.starts_with("OriginReset"), "{e}");
     assert_eq!(s.conns.load(Ordering::SeqCst), 2);
 }
 

@@ -17,8 +17,14 @@ pub mod h1_body;
 pub mod headers;
 pub mod names;
 pub mod pool;
+pub mod retry;
 
-pub use pool::{Origin, OriginRequest, OriginSnapshot, OriginStats, Pool, RequestBody};
+mod balance;
+pub mod health;
+mod probe;
+
+pub use health::State;
+pub use pool::{Lease, Origin, OriginReport, OriginRequest, OriginStats, Pool, RequestBody};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,7 +124,7 @@ impl OriginClient {
             .h1
             .send(origin, method, path_and_query, headers, fwd)
             .await?;
-        Ok(resp.map(ResponseBody::H1))
+        Ok(resp.map(ResponseBody::h1))
     }
 
     /// Sends `req` (its URI already points at `origin`) on hyper's client
@@ -131,7 +137,7 @@ impl OriginClient {
         let fut = self.client.request(req);
         match tokio::time::timeout(self.response_header_timeout, fut).await {
             Err(_) => Err(self.head_timeout(origin)),
-            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::Hyper)),
+            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::hyper)),
             Ok(Err(e)) => Err(classify(origin, e)),
         }
     }
@@ -151,16 +157,48 @@ impl OriginClient {
 /// HTTP/1 client leaves them out while it parses the head (`h1::Head`), so
 /// only hyper's responses are scanned.
 pub fn strip_response_hop_by_hop(resp: &mut Response<ResponseBody>) {
-    if matches!(resp.body(), ResponseBody::Hyper(_)) {
+    if resp.body().is_hyper() {
         headers::strip_hop_by_hop(resp.headers_mut(), false);
     }
 }
 
-/// A response body from an origin, from either client.
+/// A response body from an origin, from either client, holding the
+/// request's [`Lease`] on its origin until it is dropped.
 #[derive(Debug)]
-pub enum ResponseBody {
+pub struct ResponseBody {
+    inner: Inner,
+    lease: Option<Lease>,
+}
+
+#[derive(Debug)]
+enum Inner {
     H1(h1_body::H1Body),
     Hyper(Incoming),
+}
+
+impl ResponseBody {
+    fn h1(b: h1_body::H1Body) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::H1(b),
+            lease: None,
+        }
+    }
+
+    fn hyper(b: Incoming) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Hyper(b),
+            lease: None,
+        }
+    }
+
+    fn with_lease(mut self, lease: Lease) -> ResponseBody {
+        self.lease = Some(lease);
+        self
+    }
+
+    fn is_hyper(&self) -> bool {
+        matches!(self.inner, Inner::Hyper(_))
+    }
 }
 
 impl Body for ResponseBody {
@@ -171,23 +209,29 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ResponseBody::H1(b) => Pin::new(b).poll_frame(cx),
-            ResponseBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::H1(b) => Pin::new(b).poll_frame(cx),
+            Inner::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        };
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Done with the origin: no longer in flight.
+            this.lease = None;
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::H1(b) => b.is_end_stream(),
-            ResponseBody::Hyper(b) => b.is_end_stream(),
+        match &self.inner {
+            Inner::H1(b) => b.is_end_stream(),
+            Inner::Hyper(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::H1(b) => b.size_hint(),
-            ResponseBody::Hyper(b) => b.size_hint(),
+        match &self.inner {
+            Inner::H1(b) => b.size_hint(),
+            Inner::Hyper(b) => b.size_hint(),
         }
     }
 }

@@ -1,26 +1,33 @@
 //! A site's origin pool: the one front that every origin request goes
 //! through, whichever client carries it on the wire.
 //!
-//! The pool owns the site's [`Origin`]s, chooses one per attempt, retries a
-//! request that can be replayed on another origin after a connection
-//! failure, and records each attempt's outcome in the chosen origin's
-//! [`OriginStats`] (health accounting). Requests without content and
-//! without an upgrade go to the own HTTP/1.1 client ([`super::h1`]);
-//! requests with content (streamed, so never replayed) and upgrades go to
-//! hyper's client. Both clients keep their connections per origin and
-//! under the pool's limits.
+//! The pool owns the site's [`Origin`]s with their weights, health
+//! ([`super::health`]), connection limits and statistics; it chooses one
+//! per attempt ([`super::balance`]), retries a failed attempt on another
+//! origin when that is safe and the retry budget allows it
+//! ([`super::retry`]), and answers 503 when no origin takes requests.
+//! Requests without content and without an upgrade go to the own HTTP/1.1
+//! client ([`super::h1`]); requests with content (streamed, so never
+//! replayed once taken) and upgrades go to hyper's client. A request holds
+//! a [`Lease`] on its origin (its place in `max_conns`, its count in
+//! flight) until the response body is done.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use outpost_storage::counter::Striped;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::balance::{Balancer, Candidate};
 use super::headers::Forwarding;
+use super::health::{Health, Names, State, now_ms};
+use super::retry::{Budget, is_connect_failure, is_idempotent, is_reset};
 use super::{OriginBody, OriginClient, ResponseBody, h1};
-use crate::config::OriginUrl;
+use crate::config::{OriginSpec, OriginUrl, PoolPolicy};
 use crate::error::{Error, ErrorKind};
 
 /// A client request's content: none, or hyper's stream. The server's own
@@ -42,48 +49,35 @@ impl RequestBody {
     }
 }
 
-/// What the pool knows of one origin's recent answers. Counters are
-/// striped: every request writes them, from any core.
+/// What the pool counts of one origin. The counters are striped: every
+/// request writes them, from any core.
 #[derive(Debug, Default)]
 pub struct OriginStats {
     requests: Striped,
     failures: Striped,
-    /// Failed attempts since the last success.
-    consecutive_failures: AtomicU32,
-}
-
-/// A snapshot of [`OriginStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OriginSnapshot {
-    /// Attempts sent to the origin.
-    pub requests: u64,
-    /// Attempts that got no response head (refused, unreachable, timed
-    /// out, malformed).
-    pub failures: u64,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
+    in_flight: AtomicUsize,
+    /// Exponentially weighted mean time to the response head, in
+    /// microseconds (0 before the first response).
+    latency_us: AtomicU64,
 }
 
 impl OriginStats {
-    fn success(&self) {
-        // Read first: a healthy origin's line stays shared between cores.
-        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-        }
+    /// Folds one time to the response head into the mean (weight 1/8;
+    /// concurrent updates may drop one sample, which a mean can afford).
+    fn observe(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.latency_us.store(new.max(1), Ordering::Relaxed);
     }
 
-    fn failure(&self) {
-        self.failures.inc();
-        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The counters now.
-    pub fn snapshot(&self) -> OriginSnapshot {
-        OriginSnapshot {
-            requests: self.requests.get(),
-            failures: self.failures.get(),
-            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
-        }
+    /// Requests in flight now (sent and not yet answered in full).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -91,20 +85,70 @@ impl OriginStats {
 #[derive(Debug)]
 pub struct Origin {
     pub url: OriginUrl,
+    /// Its share of the site's requests.
+    pub weight: u32,
     /// Keep-alive connections of the HTTP/1 client waiting for reuse.
     pub idle: h1::IdleConns,
-    /// Outcomes of the requests sent to it.
     pub stats: OriginStats,
+    pub health: Health,
+    /// `max_conns`: requests it carries at once.
+    limit: Option<Arc<Semaphore>>,
+    /// Its rendezvous-hashing value (from its URL: stable across restarts
+    /// and unchanged when other origins come or go).
+    seed: u64,
 }
 
 impl Origin {
-    /// An origin with no connections and no history.
+    /// An origin of weight 1, without a connection limit.
     pub fn new(url: OriginUrl) -> Origin {
+        Origin::with(url, 1, 0)
+    }
+
+    fn with(url: OriginUrl, weight: u32, max_conns: u32) -> Origin {
+        let h = blake3::hash(url.to_string().as_bytes());
+        let b = h.as_bytes();
         Origin {
+            seed: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
             url,
+            weight,
             idle: h1::IdleConns::default(),
             stats: OriginStats::default(),
+            health: Health::default(),
+            limit: (max_conns > 0).then(|| Arc::new(Semaphore::new(max_conns as usize))),
         }
+    }
+
+    /// Whether a request would not wait for `max_conns`.
+    fn has_room(&self) -> bool {
+        self.limit
+            .as_ref()
+            .is_none_or(|s| s.available_permits() > 0)
+    }
+}
+
+impl Candidate for Arc<Origin> {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn in_flight(&self) -> usize {
+        self.stats.in_flight()
+    }
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// A request's hold on its origin: its count in flight and its place
+/// under `max_conns`, given back when the response body is dropped.
+#[derive(Debug)]
+pub struct Lease {
+    origin: Arc<Origin>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.origin.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -121,41 +165,98 @@ pub struct OriginRequest<'a> {
     pub body: Option<RequestBody>,
     /// `Via` and `X-Forwarded-*` to add.
     pub fwd: &'a Forwarding<'a>,
+    /// The cache key, for `balance = "hash"`.
+    pub hash_key: Option<&'a [u8; 32]>,
+}
+
+/// What `GET /origins` shows of one origin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OriginReport {
+    pub site: String,
+    pub origin: String,
+    pub weight: u32,
+    pub state: &'static str,
+    /// Why it last changed state (empty before any change).
+    pub reason: &'static str,
+    pub in_flight: usize,
+    pub requests: u64,
+    pub failures: u64,
+    /// Mean time to the response head (EWMA), milliseconds.
+    pub latency_ms: f64,
+    /// Milliseconds since the last active probe (none without probes).
+    pub last_check_ms: Option<u64>,
+    /// Milliseconds left of an ejection (0 when not ejected).
+    pub ejected_ms: u64,
 }
 
 /// A site's origin servers, how one is chosen, and the clients that reach
 /// them.
 #[derive(Debug)]
 pub struct Pool {
-    /// The site's name, for log lines.
+    /// The site's name, for log lines and reports.
     site: String,
     origins: Vec<Arc<Origin>>,
-    next: AtomicUsize,
+    balancer: Balancer,
+    policy: PoolPolicy,
+    budget: Budget,
+    /// First attempts (requests), for the retry budget.
+    requests: Striped,
     client: OriginClient,
+    /// Stops the active probes when the pool goes.
+    probes: std::sync::Mutex<Option<tokio_util::sync::DropGuard>>,
 }
 
 impl Pool {
-    /// Site `site`'s pool over `urls` (validated config guarantees at
-    /// least one), sending through `client`'s connections.
-    pub fn new(site: &str, urls: &[OriginUrl], client: OriginClient) -> Pool {
+    /// Site `site`'s pool over `origins` (validated config guarantees at
+    /// least one) with `policy`, sending through `client`'s connections.
+    /// Active probes start with [`Pool::start_health_checks`].
+    pub fn new(
+        site: &str,
+        origins: &[OriginSpec],
+        policy: &PoolPolicy,
+        client: OriginClient,
+    ) -> Pool {
         Pool {
             site: site.to_owned(),
-            origins: urls
+            origins: origins
                 .iter()
-                .map(|u| Arc::new(Origin::new(u.clone())))
+                .map(|o| Arc::new(Origin::with(o.url.clone(), o.weight, policy.max_conns)))
                 .collect(),
-            next: AtomicUsize::new(0),
+            balancer: Balancer::new(policy.balance, origins.len()),
+            budget: Budget::new(policy.retry_budget, policy.retry_budget_window),
+            policy: policy.clone(),
+            requests: Striped::new(),
             client,
+            probes: std::sync::Mutex::new(None),
         }
     }
 
-    /// Picks the origin for the next attempt (round robin).
-    pub fn select(&self) -> Option<Arc<Origin>> {
-        if self.origins.is_empty() {
-            return None;
+    /// The site's name.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    /// Whether requests should carry the cache key (`balance = "hash"`).
+    pub fn wants_key(&self) -> bool {
+        self.policy.balance == crate::config::Balance::Hash
+    }
+
+    /// Starts one probe task per origin when `[site.health]` is set; they
+    /// stop when the pool is dropped. Needs a tokio runtime.
+    pub fn start_health_checks(&self) {
+        let Some(check) = self.policy.health.clone() else {
+            return;
+        };
+        let token = tokio_util::sync::CancellationToken::new();
+        for o in &self.origins {
+            tokio::spawn(super::probe::run(
+                self.site.clone(),
+                o.clone(),
+                check.clone(),
+                token.clone(),
+            ));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.origins.len();
-        self.origins.get(i).cloned()
+        *self.probes.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.drop_guard());
     }
 
     /// The pool's origins.
@@ -178,10 +279,175 @@ impl Pool {
         self.origins.iter().map(|o| self.client.sweep_idle(o)).sum()
     }
 
+    /// The origin whose URL reads `url`.
+    pub fn find(&self, url: &str) -> Option<&Arc<Origin>> {
+        let want = url.trim().trim_end_matches('/');
+        self.origins
+            .iter()
+            .find(|o| o.url.to_string().eq_ignore_ascii_case(want))
+    }
+
+    /// Drains (`true`) or enables (`false`) an origin.
+    pub fn set_drained(&self, origin: &Origin, drained: bool) {
+        origin
+            .health
+            .set_drained(&self.names(origin), drained, origin.stats.in_flight());
+    }
+
+    fn names<'a>(&'a self, o: &'a Origin) -> Names<'a> {
+        Names {
+            site: &self.site,
+            origin: &o.url,
+        }
+    }
+
+    /// What `GET /origins` shows for this pool.
+    pub fn report(&self) -> Vec<OriginReport> {
+        let now = now_ms();
+        self.origins
+            .iter()
+            .map(|o| {
+                let in_flight = o.stats.in_flight();
+                OriginReport {
+                    site: self.site.clone(),
+                    origin: o.url.to_string(),
+                    weight: o.weight,
+                    state: o.health.state(in_flight, now).as_str(),
+                    reason: o.health.reason(),
+                    in_flight,
+                    requests: o.stats.requests.get(),
+                    failures: o.stats.failures.get(),
+                    latency_ms: o.stats.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                    last_check_ms: o.health.since_last_probe(now),
+                    ejected_ms: o.health.ejected_for(now),
+                }
+            })
+            .collect()
+    }
+
+    /// How many origins are in each state: up, down, draining, disabled.
+    pub fn state_counts(&self) -> [u64; 4] {
+        let now = now_ms();
+        let mut c = [0u64; 4];
+        for o in &self.origins {
+            let i = match o.health.state(o.stats.in_flight(), now) {
+                State::Up => 0,
+                State::Down => 1,
+                State::Draining => 2,
+                State::Disabled => 3,
+            };
+            c[i] += 1;
+        }
+        c
+    }
+
+    /// The 503 when no origin takes requests, with when to try again: the
+    /// soonest end of an ejection, else the probe interval.
+    fn no_origin(&self, now: u64) -> Error {
+        let soonest = self
+            .origins
+            .iter()
+            .map(|o| o.health.ejected_for(now))
+            .filter(|&ms| ms > 0)
+            .min();
+        let secs = match (soonest, &self.policy.health) {
+            (Some(ms), _) => ms.div_ceil(1000),
+            (None, Some(h)) => h.interval.as_secs().max(1),
+            (None, None) => self.policy.fail_timeout.as_secs().max(1),
+        };
+        Error::new(
+            ErrorKind::NoOrigin,
+            format!("site {}: no origin is up", self.site),
+        )
+        .with_retry_after(secs.max(1))
+    }
+
+    /// The origin for the next attempt among those not `tried`: one with
+    /// room under `max_conns` if there is one.
+    fn pick(&self, tried: u64, key: Option<&[u8; 32]>, now: u64) -> Option<usize> {
+        let open =
+            |i: usize| (i >= 64 || tried & (1 << i) == 0) && self.origins[i].health.routable(now);
+        if self.policy.max_conns > 0
+            && let Some(i) = self.balancer.pick(
+                &self.origins,
+                |i| open(i) && self.origins[i].has_room(),
+                key,
+            )
+        {
+            return Some(i);
+        }
+        self.balancer.pick(&self.origins, open, key)
+    }
+
+    /// A lease on `origin`, waiting up to `queue_timeout` under `max_conns`.
+    async fn lease(&self, origin: &Arc<Origin>) -> Result<Lease, Error> {
+        let permit = match &origin.limit {
+            None => None,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    match tokio::time::timeout(
+                        self.policy.queue_timeout,
+                        sem.clone().acquire_owned(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(p)) => Some(p),
+                        _ => {
+                            return Err(Error::new(
+                                ErrorKind::OriginBusy,
+                                format!(
+                                    "{}: {} requests in flight for {:?}",
+                                    origin.url, self.policy.max_conns, self.policy.queue_timeout
+                                ),
+                            )
+                            .with_retry_after(1));
+                        }
+                    }
+                }
+            },
+        };
+        origin.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            origin: origin.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// A failed attempt: counted, and perhaps the origin ejected.
+    fn failed(&self, origin: &Origin, why: &'static str) {
+        origin.stats.failures.inc();
+        origin.health.request_failed(
+            &self.names(origin),
+            self.policy.max_fails,
+            self.policy.fail_timeout,
+            origin.stats.in_flight(),
+            why,
+        );
+    }
+
+    /// Whether another attempt may be made: an untried origin is up and
+    /// the budget has a retry left (taken if so).
+    fn may_retry(&self, attempt: u32, tried: u64, key: Option<&[u8; 32]>) -> bool {
+        attempt < self.policy.retries
+            && self.pick_peek(tried, key)
+            && self.budget.try_take(self.requests.get())
+    }
+
+    fn pick_peek(&self, tried: u64, _key: Option<&[u8; 32]>) -> bool {
+        let now = now_ms();
+        self.origins
+            .iter()
+            .enumerate()
+            .any(|(i, o)| (i >= 64 || tried & (1 << i) == 0) && o.health.routable(now))
+    }
+
     /// Sends `req` to one of the origins and waits for the response head.
-    /// A request that can be replayed (no content) is tried once more on
-    /// the next origin after a connection failure; a response byte is
-    /// never followed by a retry (the pool returns at the head).
+    /// A failed attempt is tried again on another origin when nothing of
+    /// the request can have been acted on twice ([`super::retry`]), up to
+    /// `retries` times and within the retry budget; the pool returns at
+    /// the response head, so no retry ever follows a response byte sent to
+    /// the client.
     pub async fn send(&self, req: OriginRequest<'_>) -> Result<Response<ResponseBody>, Error> {
         let OriginRequest {
             method,
@@ -189,49 +455,77 @@ impl Pool {
             headers,
             mut body,
             fwd,
+            hash_key,
         } = req;
-        let replayable = body.as_ref().is_none_or(|b| b.is_end_stream());
+        let has_content = body.as_ref().is_some_and(|b| !b.is_end_stream());
+        let upgrade = headers.contains_key(header::UPGRADE);
         // Requests without content or upgrade take our HTTP/1 client.
-        let lean = replayable && !headers.contains_key(header::UPGRADE);
-        let attempts = if replayable { self.len().min(2) } else { 1 };
+        let lean = !has_content && !upgrade;
+        let replayable = !has_content && !upgrade && is_idempotent(method);
+        self.requests.inc();
+        let mut tried: u64 = 0;
         let mut last_err = None;
-        for _ in 0..attempts.max(1) {
-            let origin = self
-                .select()
-                .ok_or_else(|| Error::new(ErrorKind::Internal, "empty origin pool"))?;
+        let mut attempt = 0u32;
+        loop {
+            let now = now_ms();
+            let Some(i) = self.pick(tried, hash_key, now) else {
+                return Err(last_err.unwrap_or_else(|| self.no_origin(now)));
+            };
+            if i < 64 {
+                tried |= 1 << i;
+            }
+            let origin = &self.origins[i];
+            let lease = self.lease(origin).await?;
             crate::metrics::Counters::global().origin_request();
             origin.stats.requests.inc();
+            let started = Instant::now();
             let sent = if lean {
                 self.client
-                    .send_bodyless(&origin, method, path_and_query, headers, fwd)
+                    .send_bodyless(origin, method, path_and_query, headers, fwd)
                     .await
             } else {
-                self.send_hyper(&origin, method, path_and_query, headers, body.take(), fwd)
+                self.send_hyper(origin, method, path_and_query, headers, body.take(), fwd)
                     .await
             };
             match sent {
-                Ok(r) => {
-                    origin.stats.success();
-                    return Ok(r);
+                Ok(resp) => {
+                    origin.stats.observe(started.elapsed());
+                    let status = resp.status().as_u16();
+                    // A gateway error from the origin counts against it.
+                    if matches!(status, 502..=504) {
+                        self.failed(origin, "answered 502/503/504");
+                    } else {
+                        origin.health.request_succeeded();
+                    }
+                    if replayable
+                        && self.policy.retry_on.contains(&status)
+                        && self.may_retry(attempt, tried, hash_key)
+                    {
+                        tracing::info!(site = %self.site, origin = %origin.url, status, "retrying on another origin");
+                        drop(resp);
+                        drop(lease);
+                        attempt += 1;
+                        continue;
+                    }
+                    return Ok(resp.map(|b| b.with_lease(lease)));
                 }
                 Err(e) => {
-                    origin.stats.failure();
-                    let retry = replayable
-                        && matches!(
-                            e.kind(),
-                            ErrorKind::OriginRefused
-                                | ErrorKind::OriginUnreachable
-                                | ErrorKind::OriginConnectTimeout
-                        );
+                    drop(lease);
+                    self.failed(origin, e.kind().as_str());
+                    // Content not taken yet: the hyper path takes it.
+                    let untouched = !has_content || body.is_some();
+                    let retry = ((is_connect_failure(e.kind()) && untouched)
+                        || (is_reset(e.kind()) && replayable))
+                        && self.may_retry(attempt, tried, hash_key);
                     tracing::warn!(error = %e, site = %self.site, retry, "origin request failed");
-                    last_err = Some(e);
                     if !retry {
-                        break;
+                        return Err(e);
                     }
+                    last_err = Some(e);
+                    attempt += 1;
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Internal, "no origin attempt made")))
     }
 
     /// Sends a request on hyper's client: one with content (streamed, so
@@ -269,7 +563,6 @@ impl Pool {
 mod tests {
     use super::*;
     use crate::config::Timeouts;
-    use std::time::Duration;
 
     fn client() -> OriginClient {
         OriginClient::new(&Timeouts {
@@ -281,19 +574,29 @@ mod tests {
         })
     }
 
+    fn specs(urls: &[String]) -> Vec<OriginSpec> {
+        urls.iter()
+            .map(|u| OriginSpec {
+                url: OriginUrl::parse(u).unwrap(),
+                weight: 1,
+            })
+            .collect()
+    }
+
     #[test]
     fn selection_is_round_robin() {
-        let urls: Vec<OriginUrl> = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
-            .iter()
-            .map(|u| OriginUrl::parse(u).unwrap())
+        let urls = [
+            "http://127.0.0.1:1".to_string(),
+            "http://127.0.0.1:2".to_string(),
+        ];
+        let pool = Pool::new("s", &specs(&urls), &PoolPolicy::default(), client());
+        let picks: Vec<usize> = (0..4)
+            .map(|_| pool.pick(0, None, now_ms()).unwrap())
             .collect();
-        let pool = Pool::new("s", &urls, client());
-        let picks: Vec<String> = (0..4)
-            .map(|_| pool.select().unwrap().url.to_string())
-            .collect();
-        assert_eq!(picks[0], picks[2]);
-        assert_eq!(picks[1], picks[3]);
-        assert_ne!(picks[0], picks[1]);
+        assert_eq!(picks, vec![0, 1, 0, 1]);
+        // Tried origins are left out.
+        assert_eq!(pool.pick(0b01, None, now_ms()), Some(1));
+        assert_eq!(pool.pick(0b11, None, now_ms()), None);
     }
 
     #[tokio::test]
@@ -307,18 +610,26 @@ mod tests {
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             while let Ok((mut s, _)) = live.accept().await {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0
+                            || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
             }
         });
-        let urls = [
-            OriginUrl::parse(&format!("http://{dead_addr}")).unwrap(),
-            OriginUrl::parse(&format!("http://{live_addr}")).unwrap(),
-        ];
-        let pool = Pool::new("s", &urls, client());
+        let urls = [format!("http://{dead_addr}"), format!("http://{live_addr}")];
+        let policy = PoolPolicy {
+            max_fails: 2,
+            ..PoolPolicy::default()
+        };
+        let pool = Pool::new("s", &specs(&urls), &policy, client());
         let fwd = Forwarding {
             via: None,
             client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
@@ -331,21 +642,29 @@ mod tests {
             headers: &headers,
             body: None,
             fwd: &fwd,
+            hash_key: None,
         };
         // Round robin starts at the dead origin: the retry goes to the live one.
         let resp = pool.send(req()).await.unwrap();
         assert_eq!(resp.status(), http::StatusCode::OK);
         let (dead_o, live_o) = (&pool.origins()[0], &pool.origins()[1]);
-        let d = dead_o.stats.snapshot();
-        assert_eq!((d.requests, d.failures, d.consecutive_failures), (1, 1, 1));
-        let l = live_o.stats.snapshot();
-        assert_eq!((l.requests, l.failures, l.consecutive_failures), (1, 0, 0));
-        // The next round starts at the dead origin again.
+        assert_eq!(dead_o.stats.requests.get(), 1);
+        assert_eq!(dead_o.stats.failures.get(), 1);
+        assert_eq!(live_o.stats.in_flight(), 1, "the body holds the lease");
         drop(resp);
-        let resp = pool.send(req()).await.unwrap();
-        assert_eq!(resp.status(), http::StatusCode::OK);
-        let d = dead_o.stats.snapshot();
-        assert_eq!((d.requests, d.failures, d.consecutive_failures), (2, 2, 2));
-        assert_eq!(live_o.stats.snapshot().requests, 2);
+        assert_eq!(live_o.stats.in_flight(), 0);
+        // The second failure in a row ejects it: then only the live one is
+        // asked, and no client saw an error.
+        for _ in 0..6 {
+            drop(pool.send(req()).await.unwrap());
+        }
+        assert_eq!(dead_o.stats.requests.get(), 2);
+        assert_eq!(dead_o.health.state(0, now_ms()), State::Down);
+        assert_eq!(live_o.stats.requests.get(), 7);
+        // With the live one drained, no origin takes requests: a 503.
+        pool.set_drained(live_o, true);
+        let e = pool.send(req()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoOrigin);
+        assert!(e.retry_after().is_some_and(|s| s >= 1));
     }
 }

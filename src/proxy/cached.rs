@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Version};
 
 use super::body::{AccessRecord, ProxyBody};
 use super::respond::Source;
-use super::{Proxy, SiteRuntime, error_response};
+use super::{Proxy, SiteRuntime, error_response_for};
 use crate::cache::bans::ban_subject_normalised;
 use crate::cache::coalesce::{Join, Key, WaitError};
 use crate::cache::control::{RequestDirectives, fields_present};
@@ -27,6 +27,7 @@ use crate::cache::update::{HeadOutcome, head_outcome};
 use crate::cache::vary::variant_key;
 use crate::cache::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget};
 use crate::error::{Error, ErrorKind};
+use crate::origin::OriginRequest;
 use crate::origin::strip_response_hop_by_hop;
 
 /// One request on the cached path.
@@ -139,7 +140,7 @@ impl Proxy {
                     CachePhase::UriMiss
                 };
                 rec.cache = phase.as_str();
-                let mut r = error_response(e.kind(), rec);
+                let mut r = error_response_for(&e, rec);
                 phase
                     .cache_status(CACHE_NAME)
                     .detail(e.kind().as_str())
@@ -410,15 +411,17 @@ impl Proxy {
         let cache = self.cache_layer()?;
         let headers = without_preconditions(&ctx.headers);
         let req_time = SystemTime::now();
-        let result = self
-            .send_to_origin(
-                &ctx.site,
-                &Method::HEAD,
-                &ctx.target.path_and_query,
-                &headers,
-                None,
-                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-            )
+        let result = ctx
+            .site
+            .pool
+            .send(OriginRequest {
+                method: &Method::HEAD,
+                path_and_query: &ctx.target.path_and_query,
+                headers: &headers,
+                body: None,
+                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
+                hash_key: Some(&ctx.primary),
+            })
             .await;
         let resp_time = SystemTime::now();
         let mut resp = match result {
@@ -453,15 +456,17 @@ impl Proxy {
         phase: CachePhase,
         detail: Option<&'static str>,
     ) -> Result<Response<ProxyBody>, Error> {
-        let mut resp = self
-            .send_to_origin(
-                &ctx.site,
-                &ctx.method,
-                &ctx.target.path_and_query,
-                &ctx.headers,
-                None,
-                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-            )
+        let mut resp = ctx
+            .site
+            .pool
+            .send(OriginRequest {
+                method: &ctx.method,
+                path_and_query: &ctx.target.path_and_query,
+                headers: &ctx.headers,
+                body: None,
+                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
+                hash_key: Some(&ctx.primary),
+            })
             .await?;
         strip_response_hop_by_hop(&mut resp);
         Ok(self.pass_response(ctx, resp, phase, detail))

@@ -25,6 +25,7 @@ use crate::cache::update::{select_for_update, stored_header_list};
 use crate::cache::vary::variant_key;
 use crate::cache::{CACHE_NAME, Found};
 use crate::error::{Error, ErrorKind};
+use crate::origin::OriginRequest;
 use crate::origin::strip_response_hop_by_hop;
 
 impl Proxy {
@@ -51,15 +52,17 @@ impl Proxy {
         // time, which is ordered against Vary markers and purges.
         let req_time = SystemTime::now();
         let started = Instant::now();
-        let result = self
-            .send_to_origin(
-                &ctx.site,
-                &Method::GET,
-                &ctx.target.path_and_query,
-                &headers,
-                None,
-                &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-            )
+        let result = ctx
+            .site
+            .pool
+            .send(OriginRequest {
+                method: &Method::GET,
+                path_and_query: &ctx.target.path_and_query,
+                headers: &headers,
+                body: None,
+                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
+                hash_key: Some(&ctx.primary),
+            })
             .await;
         let resp_time = SystemTime::now();
         let mut resp = match result {

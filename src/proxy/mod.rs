@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-use crate::cache::key::{normalise_host, request_host};
+use crate::cache::key::{normalise_host, primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
@@ -46,7 +46,7 @@ pub struct ConnInfo {
 pub struct SiteRuntime {
     pub name: String,
     pub hosts: Vec<HostPattern>,
-    pub pool: Pool,
+    pub pool: Arc<Pool>,
     /// Whether responses for this site are cached.
     pub cache: bool,
     /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1).
@@ -76,7 +76,7 @@ impl Proxy {
                     Arc::new(SiteRuntime {
                         name: s.name.clone(),
                         hosts: s.hosts.clone(),
-                        pool: Pool::new(&s.name, &s.origins, client.clone()),
+                        pool: Arc::new(Pool::new(&s.name, &s.origins, &s.pool, client.clone())),
                         cache: s.cache,
                         ignore_client_reload: s.ignore_client_reload,
                     })
@@ -93,6 +93,18 @@ impl Proxy {
     /// timeout; returns how many. The node runs it periodically.
     pub fn sweep_idle_origins(&self) -> usize {
         self.sites.iter().map(|s| s.pool.sweep_idle()).sum()
+    }
+
+    /// Every site's origin pool.
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.sites.iter().map(|s| s.pool.clone()).collect()
+    }
+
+    /// Starts the active health checks of every site that has them.
+    pub fn start_health_checks(&self) {
+        for s in &self.sites {
+            s.pool.start_health_checks();
+        }
     }
 
     /// The cache layer, if caching is on.
@@ -145,7 +157,7 @@ impl Proxy {
                     crate::error::Fault::Client => tracing::info!(error = %e, "bad request"),
                     _ => tracing::warn!(error = %e, "request failed"),
                 }
-                error_response(e.kind(), rec)
+                error_response_for(&e, rec)
             }
         }
     }
@@ -232,15 +244,25 @@ impl Proxy {
             return Ok(resp);
         }
 
-        let resp = self
-            .send_to_origin(
-                site,
-                &method,
-                &target.path_and_query,
-                &parts.headers,
-                Some(body),
-                &self.forwarding(client_version, client_ip, conn.scheme),
+        // `balance = "hash"` sends a URL to one origin: the cache key's.
+        let key = site.pool.wants_key().then(|| {
+            primary_key(
+                &site.name,
+                target.scheme,
+                &target.authority,
+                target.path_and_query.as_bytes(),
             )
+        });
+        let resp = site
+            .pool
+            .send(OriginRequest {
+                method: &method,
+                path_and_query: &target.path_and_query,
+                headers: &parts.headers,
+                body: Some(body),
+                fwd: &self.forwarding(client_version, client_ip, conn.scheme),
+                hash_key: key.as_ref(),
+            })
             .await?;
         rec.status = resp.status().as_u16();
         if let Some(cache) = self.cache.as_ref() {
@@ -287,28 +309,6 @@ impl Proxy {
         }
     }
 
-    /// Sends a request to one of the site's origins through its pool, with
-    /// `fwd`'s fields added.
-    pub(crate) async fn send_to_origin(
-        &self,
-        site: &SiteRuntime,
-        method: &Method,
-        path_and_query: &str,
-        headers: &http::HeaderMap,
-        body: Option<RequestBody>,
-        fwd: &Forwarding<'_>,
-    ) -> Result<Response<ResponseBody>, Error> {
-        site.pool
-            .send(OriginRequest {
-                method,
-                path_and_query,
-                headers,
-                body,
-                fwd,
-            })
-            .await
-    }
-
     /// An origin response as sent to the client: hop-by-hop fields removed,
     /// `Via` added, the body streamed with the idle-body timeout.
     pub(crate) fn client_response(
@@ -349,6 +349,17 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpg
         }
         Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
+}
+
+/// The plain-text error response for `e`, with `Retry-After` when the
+/// error names one (RFC 9110 §10.2.3).
+pub fn error_response_for(e: &Error, rec: AccessRecord) -> Response<ProxyBody> {
+    let mut r = error_response(e.kind(), rec);
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 /// The plain-text error response for `kind`.

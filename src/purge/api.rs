@@ -89,10 +89,16 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
 
 /// Checks the admin token: `None` when authorised, else the error answer.
 fn authorise(purger: &Purger, h: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+    authorise_for(purger, h, "purge")
+}
+
+/// Checks the admin token for an admin action (`what`, named in the 503
+/// when no token is configured): `None` when authorised, else the answer.
+pub fn authorise_for(purger: &Purger, h: &HeaderMap, what: &str) -> Option<Response<Full<Bytes>>> {
     if !purger.token_configured() {
         return Some(error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "purge disabled: no admin token configured",
+            format!("{what} disabled: no admin token configured"),
         ));
     }
     match bearer(h) {

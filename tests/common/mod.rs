@@ -54,8 +54,18 @@ impl TestOrigin {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
     {
+        TestOrigin::start_on("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    /// [`TestOrigin::start`] on a given address (to restart a stopped
+    /// origin on its port).
+    pub async fn start_on<F, Fut>(addr: SocketAddr, handler: F) -> TestOrigin
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |r| Box::pin(handler(r)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let seen2 = seen.clone();
@@ -236,6 +246,31 @@ impl TestNode {
     /// Starts a node in front of `origin`; `extra` is TOML spliced before the site.
     pub async fn start(origin: &str, extra: &str) -> TestNode {
         TestNode::start_sized(origin, "memory = \"64MiB\"\ndisk = \"256MiB\"\n", extra).await
+    }
+
+    /// Starts a node whose only site is `site` (the TOML of one
+    /// `[[site]]`, with its `origins`); `extra` is TOML spliced before it.
+    pub async fn start_site(site: &str, extra: &str) -> TestNode {
+        test_logging();
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+             [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+             {extra}\n[[site]]\nname = \"default\"\n{site}\n",
+            dir.path().display().to_string()
+        );
+        TestNode::start_text(&text, dir).await
+    }
+
+    async fn start_text(text: &str, dir: tempfile::TempDir) -> TestNode {
+        let cfg = outpost::config::Config::from_toml(text).unwrap_or_else(|e| panic!("{e}"));
+        let node = outpost::Node::start(cfg).await.unwrap();
+        TestNode {
+            proxy: node.proxy_addr(),
+            admin: node.admin_addr(),
+            node: Some(node),
+            dir,
+        }
     }
 
     /// Starts a node with the given `[storage]` size lines.

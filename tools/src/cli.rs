@@ -1,4 +1,4 @@
-//! The command line: `outpostctl warm | purge | stats`, with clap.
+//! The command line: `outpostctl warm | purge | stats | origins`, with clap.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue};
 
 const AFTER_HELP: &str = "\
 outpostctl talks to nodes over plain http:// only (no TLS): point it at a
-node's proxy listener (warm) or admin listener (purge, stats) on a trusted
+node's proxy listener (warm) or admin listener (purge, stats, origins) on a trusted
 network.
 
 Exit codes: 0 success; 1 something failed (a warm request, a purge refused,
@@ -20,7 +20,7 @@ summary first).";
 #[command(
     name = "outpostctl",
     version,
-    about = "Operate Outpost nodes over HTTP: warm, purge, stats",
+    about = "Operate Outpost nodes over HTTP: warm, purge, stats, origins",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -36,6 +36,44 @@ pub enum Command {
     Purge(PurgeArgs),
     /// Show a node's cache statistics.
     Stats(StatsArgs),
+    /// Show a node's origins and their health; drain or enable one.
+    Origins(OriginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginsArgs {
+    /// The node's admin listener, e.g. http://127.0.0.1:9080.
+    #[arg(long, value_name = "URL")]
+    pub admin: String,
+    /// The admin bearer token (needed to drain or enable).
+    #[arg(
+        long,
+        env = "OUTPOST_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "T"
+    )]
+    pub token: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub action: Option<OriginsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OriginsAction {
+    /// Stop sending new requests to an origin; its requests in flight finish.
+    Drain {
+        /// The site's name.
+        site: String,
+        /// The origin as configured, e.g. http://10.0.0.5:8000.
+        origin: String,
+    },
+    /// Send requests to a drained origin again.
+    Enable { site: String, origin: String },
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! `outpostctl`: operate Outpost nodes over HTTP: `warm` a node's cache from
 //! a URL list or sitemap, `purge` content by URL, prefix or tag (optionally on
-//! every peer), and show `stats`. It talks to a node's proxy and admin
+//! every peer), show `stats`, and list, drain or enable `origins`. It talks to a node's proxy and admin
 //! listeners over plain `http://` only and knows nothing of node internals.
 //!
 //! Exit codes: 0 success, 1 failure, 2 unreachable node or bad usage, 130
@@ -10,6 +10,7 @@ mod admin;
 mod cache_status;
 mod cli;
 mod http;
+mod origins;
 mod purge;
 mod sitemap;
 mod stats;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             Command::Warm(args) => warm::run(args).await,
             Command::Purge(args) => purge::run(args).await,
             Command::Stats(args) => stats::run(args).await,
+            Command::Origins(args) => origins::run(args).await,
         }
     });
     // Blocking readers (stdin, the line counter) must not hold the exit up.

@@ -12,7 +12,9 @@
 //!   exposes no disk entry count); `disk_bytes` is the space the disk tier
 //!   allocates. Every figure comes from one interface,
 //!   [`crate::metrics::Stats`];
-//! - `POST /purge`: see [`crate::purge::api`].
+//! - `POST /purge`: see [`crate::purge::api`];
+//! - `GET /origins`, `POST /origins/drain`, `POST /origins/enable`: see
+//!   [`origins`].
 //!
 //! It knows nothing of listeners, the request pipeline or the store's
 //! internals.
@@ -23,8 +25,11 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+pub mod origins;
+
 use crate::cache::CacheLayer;
-use crate::metrics::{NodeStats, Stats};
+use crate::metrics::{NodeStats, OriginFigures, Stats};
+use crate::origin::Pool;
 use crate::purge::Purger;
 
 /// What the admin routes need from the node.
@@ -36,14 +41,25 @@ pub struct AdminState {
     pub access_log: bool,
     /// The node's counters.
     pub stats: NodeStats,
+    /// Every site's origin pool.
+    pub pools: Vec<Arc<Pool>>,
 }
 
 impl AdminState {
     /// A snapshot of the node's statistics.
     pub fn stats(&self) -> Stats {
+        let mut o = OriginFigures::default();
+        for p in &self.pools {
+            let [up, down, draining, disabled] = p.state_counts();
+            o.up += up;
+            o.down += down;
+            o.draining += draining;
+            o.disabled += disabled;
+        }
         self.stats.snapshot(
             self.cache.as_deref().map(CacheLayer::figures),
             self.purger.bans().len() as u64,
+            o,
         )
     }
 }
@@ -67,7 +83,16 @@ where
             )
             .await;
         }
-        (_, "/healthz" | "/stats") => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (&Method::GET | &Method::HEAD, "/origins") => return origins::list(&state.pools),
+        (_, "/origins/drain") => {
+            return origins::change(&state.pools, &state.purger, req, true).await;
+        }
+        (_, "/origins/enable") => {
+            return origins::change(&state.pools, &state.purger, req, false).await;
+        }
+        (_, "/healthz" | "/stats" | "/origins") => {
+            (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

@@ -1,0 +1,415 @@
+//! `[[site]]`: a site's hosts, its origins and how the origin layer treats
+//! them (balancing, health checks, outlier ejection, retries with a
+//! budget, connection limits), and their validation with key paths.
+
+use std::time::Duration;
+
+use super::file::{FileHealth, FileSite};
+use super::validate::{Errors, duration};
+use super::{CacheConfig, HostPattern, OriginUrl};
+
+/// `[[site]]`: hosts served from one origin pool.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub origins: Vec<OriginSpec>,
+    /// Whether responses for this site are cached.
+    pub cache: bool,
+    /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1.4
+    /// allows a cache to be configured so).
+    pub ignore_client_reload: bool,
+    /// How the origin pool chooses, checks and retries.
+    pub pool: PoolPolicy,
+}
+
+/// One origin of a site: `"http://h:p"` (weight 1) or
+/// `{ url = "http://h:p", weight = N }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSpec {
+    pub url: OriginUrl,
+    /// Relative share of requests (≥ 1).
+    pub weight: u32,
+}
+
+/// `balance`: how the pool picks an origin for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's).
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight per unit of weight, ties in turn.
+    LeastConn,
+    /// The less loaded of two origins picked at random (by weight).
+    RandomTwo,
+    /// Rendezvous hashing on the cache key: one origin per object.
+    Hash,
+}
+
+impl Balance {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::RandomTwo => "random_two",
+            Balance::Hash => "hash",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Balance> {
+        [
+            Balance::RoundRobin,
+            Balance::LeastConn,
+            Balance::RandomTwo,
+            Balance::Hash,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+    }
+}
+
+/// `[site.health]`: active health checks, one probe task per origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path and query of the probe (`GET`).
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Status codes that count as healthy (inclusive range).
+    pub expect: (u16, u16),
+    /// Consecutive good probes that bring a down origin up.
+    pub rise: u32,
+    /// Consecutive bad probes that take an up origin down.
+    pub fall: u32,
+    /// `Host` of the probe (default: the origin's authority).
+    pub host: Option<String>,
+}
+
+/// How a site's origin pool chooses, checks and retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolPolicy {
+    pub balance: Balance,
+    /// Active checks, if configured.
+    pub health: Option<HealthCheck>,
+    /// Consecutive failures (connect errors, timeouts, 502/503/504) that
+    /// eject an origin.
+    pub max_fails: u32,
+    /// How long a first ejection lasts; each repeated one lasts twice as
+    /// long as the last, up to [`MAX_EJECTION`].
+    pub fail_timeout: Duration,
+    /// Retries of one request on other origins.
+    pub retries: u32,
+    /// Origin statuses that are retried (idempotent requests only).
+    pub retry_on: Vec<u16>,
+    /// Retries allowed per request over the budget window (0.2: one retry
+    /// for every five requests).
+    pub retry_budget: f64,
+    pub retry_budget_window: Duration,
+    /// Requests one origin carries at once (0: no limit).
+    pub max_conns: u32,
+    /// How long a request waits for an origin under `max_conns`.
+    pub queue_timeout: Duration,
+}
+
+/// The longest an ejection lasts, however often the origin failed.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+impl Default for PoolPolicy {
+    fn default() -> Self {
+        PoolPolicy {
+            balance: Balance::RoundRobin,
+            health: None,
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+            retries: 2,
+            retry_on: vec![502, 503, 504],
+            retry_budget: 0.2,
+            retry_budget_window: Duration::from_secs(10),
+            max_conns: 0,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A count in `1..=max`.
+fn count(errs: &mut Errors, key: &str, v: Option<i64>, default: u32, max: u32) -> u32 {
+    match v {
+        None => default,
+        Some(n) if n >= 1 && n <= i64::from(max) => n as u32,
+        Some(n) => {
+            errs.push(key, format!("{n} is out of range (1 to {max})"));
+            default
+        }
+    }
+}
+
+fn origin(errs: &mut Errors, key: &str, v: &toml::Value) -> Option<OriginSpec> {
+    let (url, weight) = match v {
+        toml::Value::String(s) => (s.as_str(), 1),
+        toml::Value::Table(t) => {
+            for k in t.keys() {
+                if k != "url" && k != "weight" {
+                    errs.push(format!("{key}.{k}"), "unknown key");
+                }
+            }
+            let Some(url) = t.get("url").and_then(toml::Value::as_str) else {
+                errs.push(format!("{key}.url"), "missing: the origin's URL");
+                return None;
+            };
+            let weight = match t.get("weight") {
+                None => 1,
+                Some(toml::Value::Integer(w)) if (1..=1000).contains(w) => *w as u32,
+                Some(w) => {
+                    errs.push(
+                        format!("{key}.weight"),
+                        format!("{w} is not a weight (an integer from 1 to 1000)"),
+                    );
+                    return None;
+                }
+            };
+            (url, weight)
+        }
+        other => {
+            errs.push(
+                key,
+                format!("{other} is not an origin (a URL, or {{ url = \"…\", weight = N }})"),
+            );
+            return None;
+        }
+    };
+    match OriginUrl::parse(url) {
+        Ok(url) => Some(OriginSpec { url, weight }),
+        Err(e) => {
+            errs.push(key, e);
+            None
+        }
+    }
+}
+
+/// `"200-399"` or `"200"`.
+fn status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u16 = a.trim().parse().ok()?;
+    let b: u16 = b.trim().parse().ok()?;
+    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+}
+
+fn health(errs: &mut Errors, base: &str, h: &FileHealth) -> HealthCheck {
+    let key = |k: &str| format!("{base}.health.{k}");
+    let interval = duration(
+        errs,
+        &key("interval"),
+        h.interval.as_ref(),
+        Duration::from_secs(5),
+    );
+    let timeout = duration(
+        errs,
+        &key("timeout"),
+        h.timeout.as_ref(),
+        Duration::from_secs(2),
+    );
+    if timeout > interval {
+        errs.push(
+            key("interval"),
+            format!("{interval:?} is shorter than the probe timeout {timeout:?}"),
+        );
+    }
+    let path = h.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        errs.push(
+            key("path"),
+            format!("`{path}` is not a path like \"/healthz\""),
+        );
+    }
+    let expect = match &h.expect {
+        None => (200, 399),
+        Some(s) => status_range(s).unwrap_or_else(|| {
+            errs.push(
+                key("expect"),
+                format!("`{s}` is not a status range like \"200-399\""),
+            );
+            (200, 399)
+        }),
+    };
+    if let Some(host) = &h.host
+        && (host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f))
+    {
+        errs.push(key("host"), format!("`{host}` is not a host"));
+    }
+    HealthCheck {
+        path,
+        interval,
+        timeout,
+        expect,
+        rise: count(errs, &key("rise"), h.rise, 2, 100),
+        fall: count(errs, &key("fall"), h.fall, 3, 100),
+        host: h.host.clone(),
+    }
+}
+
+fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
+    let d = PoolPolicy::default();
+    let key = |k: &str| format!("{base}.{k}");
+    let balance = match &s.balance {
+        None => d.balance,
+        Some(b) => Balance::parse(b).unwrap_or_else(|| {
+            errs.push(
+                key("balance"),
+                format!("`{b}` is not one of round_robin, least_conn, random_two, hash"),
+            );
+            d.balance
+        }),
+    };
+    let mut retry_on = Vec::new();
+    for (j, st) in s
+        .retry_on
+        .clone()
+        .unwrap_or(d.retry_on.clone().into_iter().map(i64::from).collect())
+        .into_iter()
+        .enumerate()
+    {
+        if (500..=599).contains(&st) {
+            retry_on.push(st as u16);
+        } else {
+            errs.push(
+                format!("{base}.retry_on[{j}]"),
+                format!("{st} is not a server error status (500 to 599)"),
+            );
+        }
+    }
+    let retry_budget = match s.retry_budget {
+        None => d.retry_budget,
+        Some(r) if r > 0.0 && r <= 1.0 => r,
+        Some(r) => {
+            errs.push(
+                key("retry_budget"),
+                format!("{r} is not a share of requests (above 0, at most 1)"),
+            );
+            d.retry_budget
+        }
+    };
+    let retries = match s.retries {
+        None => d.retries,
+        Some(n) if (0..=10).contains(&n) => n as u32,
+        Some(n) => {
+            errs.push(key("retries"), format!("{n} is out of range (0 to 10)"));
+            d.retries
+        }
+    };
+    let max_conns = match s.max_conns {
+        None => d.max_conns,
+        Some(n) if (0..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            errs.push(
+                key("max_conns"),
+                format!("{n} is out of range (0 = no limit, up to 1000000)"),
+            );
+            d.max_conns
+        }
+    };
+    PoolPolicy {
+        balance,
+        health: s.health.as_ref().map(|h| health(errs, base, h)),
+        max_fails: count(errs, &key("max_fails"), s.max_fails, d.max_fails, 1000),
+        fail_timeout: duration(
+            errs,
+            &key("fail_timeout"),
+            s.fail_timeout.as_ref(),
+            d.fail_timeout,
+        ),
+        retries,
+        retry_on,
+        retry_budget,
+        retry_budget_window: duration(
+            errs,
+            &key("retry_budget_window"),
+            s.retry_budget_window.as_ref(),
+            d.retry_budget_window,
+        ),
+        max_conns,
+        queue_timeout: duration(
+            errs,
+            &key("queue_timeout"),
+            s.queue_timeout.as_ref(),
+            d.queue_timeout,
+        ),
+    }
+}
+
+/// Validates `[[site]]` number `i`.
+pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfig) -> Site {
+    let base = format!("site[{i}]");
+    let name = s.name.clone().unwrap_or_else(|| format!("site{i}"));
+    let mut hosts = Vec::new();
+    match &s.hosts {
+        None => hosts.push(HostPattern::Any),
+        Some(list) if list.is_empty() => errs.push(
+            format!("{base}.hosts"),
+            "must list at least one host pattern (use \"*\" for a catch-all)",
+        ),
+        Some(list) => {
+            for (j, h) in list.iter().enumerate() {
+                match HostPattern::parse(h) {
+                    Ok(p) => hosts.push(p),
+                    Err(e) => errs.push(format!("{base}.hosts[{j}]"), e),
+                }
+            }
+        }
+    }
+    let mut origins = Vec::new();
+    match &s.origins {
+        None => errs.push(
+            format!("{base}.origins"),
+            "missing: give at least one origin URL, e.g. origins = [\"http://10.0.0.5:8000\"]",
+        ),
+        Some(list) if list.is_empty() => errs.push(
+            format!("{base}.origins"),
+            "must list at least one origin URL",
+        ),
+        Some(list) => {
+            for (j, o) in list.iter().enumerate() {
+                if let Some(spec) = origin(errs, &format!("{base}.origins[{j}]"), o) {
+                    if origins.iter().any(|x: &OriginSpec| x.url == spec.url) {
+                        errs.push(
+                            format!("{base}.origins[{j}]"),
+                            format!("`{}` is listed twice", spec.url),
+                        );
+                    }
+                    origins.push(spec);
+                }
+            }
+        }
+    }
+    Site {
+        name,
+        hosts,
+        origins,
+        cache: s.cache.unwrap_or(cache.enabled),
+        ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
+        pool: pool_policy(errs, &base, s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(status_range("200-399"), Some((200, 399)));
+        assert_eq!(status_range("204"), Some((204, 204)));
+        assert_eq!(status_range(" 200 - 299 "), Some((200, 299)));
+        for bad in ["", "99", "300-200", "200-600", "abc", "200-"] {
+            assert_eq!(status_range(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn balance_names_round_trip() {
+        for b in ["round_robin", "least_conn", "random_two", "hash"] {
+            assert_eq!(Balance::parse(b).map(Balance::as_str), Some(b));
+        }
+        assert_eq!(Balance::parse("ip_hash"), None);
+    }
+}
