@@ -414,3 +414,50 @@ async fn a_post_is_never_retried_once_its_body_went_out() {
     assert_eq!(got.load(Ordering::Relaxed), 1);
     assert_eq!(other.count(), 0, "the POST was sent twice");
 }
+
+#[tokio::test]
+async fn with_every_origin_down_a_stored_response_is_served_where_stale_if_error_allows() {
+    let a = TestOrigin::start(|_| async {
+        resp_with(
+            200,
+            &[("cache-control", "max-age=1, stale-if-error=60")],
+            "kept",
+        )
+    })
+    .await;
+    let b = TestOrigin::start(|_| async {
+        resp_with(
+            200,
+            &[("cache-control", "max-age=1, stale-if-error=60")],
+            "kept",
+        )
+    })
+    .await;
+    let site = format!(
+        "origins = [\"{}\", \"{}\"]\nmax_fails = 1\nfail_timeout = \"30s\"\n",
+        a.url(),
+        b.url()
+    );
+    let node = TestNode::start_site(&site, "").await;
+    let (s, _, body) = get(&node.url("/sie")).await;
+    assert_eq!((s.as_u16(), &body[..]), (200, &b"kept"[..]));
+    a.stop();
+    b.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Refused by both (and ejected), then no origin is up: stale each time.
+    for _ in 0..3 {
+        let (s, h, body) = get(&node.url("/sie")).await;
+        assert_eq!((s.as_u16(), &body[..]), (200, &b"kept"[..]));
+        assert!(
+            cache_status(&h).contains("stale-if-error"),
+            "{}",
+            cache_status(&h)
+        );
+    }
+    let r = admin_json(node.admin, "/stats").await;
+    assert_eq!(r["origins_down"], 2, "{r}");
+    // Something never stored: the 503 with Retry-After.
+    let (s, h, _) = get(&node.url("/never")).await;
+    assert_eq!(s, 503);
+    assert!(h.contains_key("retry-after"));
+}

@@ -142,3 +142,73 @@ async fn purge_and_stats_against_a_real_node() {
     }
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_lists_drains_and_enables_through_a_real_node() {
+    let a = mock(|_| async { respond(200, &[("cache-control", "no-store")], "a") }).await;
+    let b = mock(|_| async { respond(200, &[("cache-control", "no-store")], "b") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [log]\naccess_log = false\n[admin]\ntoken = \"tok-123\"\n\
+         [[site]]\nname = \"www\"\norigins = [\"{}\", \"{}\"]\n",
+        dir.path().display().to_string(),
+        a.url(),
+        b.url()
+    );
+    let node = outpost::Node::start(outpost::config::Config::from_toml(&cfg).unwrap())
+        .await
+        .unwrap();
+    let admin = format!("http://{}", node.admin_addr());
+    let list = run(&["origins", "--admin", &admin], &[]).await;
+    assert_eq!(list.code, 0, "{list:#?}");
+    assert!(list.stdout.starts_with("SITE"), "{list:#?}");
+    assert_eq!(list.stdout.matches(" up ").count(), 2, "{list:#?}");
+
+    // Draining needs the token.
+    let denied = run(
+        &["origins", "--admin", &admin, "drain", "www", &a.url()],
+        &[],
+    )
+    .await;
+    assert_eq!(denied.code, 1, "{denied:#?}");
+    let drained = run(
+        &["origins", "--admin", &admin, "drain", "www", &a.url()],
+        &[("OUTPOST_ADMIN_TOKEN", "tok-123")],
+    )
+    .await;
+    assert_eq!(drained.code, 0, "{drained:#?}");
+    assert!(drained.stdout.contains("disabled"), "{drained:#?}");
+    let json = run(&["origins", "--admin", &admin, "--json"], &[]).await;
+    let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    let states: Vec<&str> = v["origins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states, ["disabled", "up"]);
+    let unknown = run(
+        &[
+            "origins",
+            "--admin",
+            &admin,
+            "enable",
+            "www",
+            "http://10.9.9.9:1",
+        ],
+        &[("OUTPOST_ADMIN_TOKEN", "tok-123")],
+    )
+    .await;
+    assert_eq!(unknown.code, 1, "{unknown:#?}");
+    assert!(unknown.stderr.contains("has no origin"), "{unknown:#?}");
+    let enabled = run(
+        &["origins", "--admin", &admin, "enable", "www", &a.url()],
+        &[("OUTPOST_ADMIN_TOKEN", "tok-123")],
+    )
+    .await;
+    assert_eq!(enabled.code, 0, "{enabled:#?}");
+    assert!(enabled.stdout.contains(" up "), "{enabled:#?}");
+    node.shutdown().await;
+}
