@@ -461,3 +461,46 @@ async fn with_every_origin_down_a_stored_response_is_served_where_stale_if_error
     assert_eq!(s, 503);
     assert!(h.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn requests_beyond_max_conns_wait_in_the_queue_then_get_a_503() {
+    let slow = origin("slow", Duration::from_millis(300)).await;
+    let site = format!(
+        "origins = [\"{}\"]\ncache = false\nmax_conns = 1\nqueue_timeout = \"100ms\"\n",
+        slow.url()
+    );
+    let node = TestNode::start_site(&site, "").await;
+    let first = tokio::spawn(get_owned(node.url("/one")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The origin is busy with the first request: the second waits 100 ms.
+    let t0 = Instant::now();
+    let (s, h, _) = get(&node.url("/two")).await;
+    assert_eq!(s, 503);
+    assert!(h.contains_key("retry-after"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(slow.count(), 1);
+
+    // A queue long enough: both are served, one after the other.
+    let site = format!(
+        "origins = [\"{}\"]\ncache = false\nmax_conns = 1\nqueue_timeout = \"5s\"\n",
+        slow.url()
+    );
+    let node = TestNode::start_site(&site, "").await;
+    let t0 = Instant::now();
+    let (a, b) = tokio::join!(get_owned(node.url("/a")), get_owned(node.url("/b")));
+    assert_eq!((a.0.as_u16(), b.0.as_u16()), (200, 200));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+async fn get_owned(url: String) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    get(&url).await
+}
