@@ -2,7 +2,7 @@
 //!
 //! - `GET /origins`: JSON `{"origins": [{site, origin, weight, state,
 //!   reason, in_flight, requests, failures, latency_ms, last_check_ms,
-//!   ejected_ms}]}`, `state` one of `up`, `down`, `draining` (drained, with
+//!   ejected_ms, sticky_hits, sticky_fallbacks, sticky_rewrites}]}`, `state` one of `up`, `down`, `draining` (drained, with
 //!   requests in flight) and `disabled` (drained and idle);
 //! - `POST /origins/drain` and `POST /origins/enable` with
 //!   `{"site": "...", "origin": "http://host:port"}` and the admin bearer

@@ -164,6 +164,16 @@ pub struct FileSite {
     pub max_conns: Option<i64>,
     pub queue_timeout: Option<String>,
     pub health: Option<FileHealth>,
+    pub sticky: Option<FileSticky>,
+}
+
+/// `[site.sticky]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileSticky {
+    pub cookie: Option<String>,
+    pub max_age: Option<String>,
+    pub strip_cookie: Option<bool>,
+    pub secret: Option<String>,
 }
 
 /// `[site.health]`

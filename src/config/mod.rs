@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site};
+pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use validate::parse_size;
 
 /// The configuration used when no file is given.

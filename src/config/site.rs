@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::file::{FileHealth, FileSite};
+use super::file::{FileHealth, FileSite, FileSticky};
 use super::validate::{Errors, duration};
-use super::{CacheConfig, HostPattern, OriginUrl};
+use super::{CacheConfig, HostPattern, OriginUrl, Secret};
 
 /// `[[site]]`: hosts served from one origin pool.
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub enum Balance {
     RandomTwo,
     /// Rendezvous hashing on the cache key: one origin per object.
     Hash,
+    /// Rendezvous hashing on the client's address: one origin per client.
+    ClientIp,
 }
 
 impl Balance {
@@ -54,6 +56,7 @@ impl Balance {
             Balance::LeastConn => "least_conn",
             Balance::RandomTwo => "random_two",
             Balance::Hash => "hash",
+            Balance::ClientIp => "client_ip",
         }
     }
 
@@ -63,6 +66,7 @@ impl Balance {
             Balance::LeastConn,
             Balance::RandomTwo,
             Balance::Hash,
+            Balance::ClientIp,
         ]
         .into_iter()
         .find(|b| b.as_str() == s)
@@ -86,10 +90,25 @@ pub struct HealthCheck {
     pub host: Option<String>,
 }
 
+/// `[site.sticky]`: session persistence by cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// The cookie's name (an RFC 6265 token).
+    pub cookie: String,
+    /// `Max-Age` of the cookie; a session cookie when `None`.
+    pub max_age: Option<Duration>,
+    /// Remove the cookie from requests before they reach the origin.
+    pub strip_cookie: bool,
+    /// Keys the origin ids in cookies; `None`: a random key per start.
+    pub secret: Option<Secret>,
+}
+
 /// How a site's origin pool chooses, checks and retries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolPolicy {
     pub balance: Balance,
+    /// Session persistence by cookie, if configured.
+    pub sticky: Option<StickyCookie>,
     /// Active checks, if configured.
     pub health: Option<HealthCheck>,
     /// Consecutive failures (connect errors, timeouts, 502/503/504) that
@@ -119,6 +138,7 @@ impl Default for PoolPolicy {
     fn default() -> Self {
         PoolPolicy {
             balance: Balance::RoundRobin,
+            sticky: None,
             health: None,
             max_fails: 3,
             fail_timeout: Duration::from_secs(10),
@@ -184,6 +204,52 @@ fn origin(errs: &mut Errors, key: &str, v: &toml::Value) -> Option<OriginSpec> {
             errs.push(key, e);
             None
         }
+    }
+}
+
+/// A token (RFC 9110 §5.6.2), which RFC 6265 §4.1.1 requires of a
+/// cookie's name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn sticky(errs: &mut Errors, base: &str, f: &FileSticky) -> StickyCookie {
+    let key = |k: &str| format!("{base}.sticky.{k}");
+    let cookie = match &f.cookie {
+        None => {
+            errs.push(
+                key("cookie"),
+                "missing: the cookie's name, e.g. cookie = \"OUTPOST_ORIGIN\"",
+            );
+            String::new()
+        }
+        Some(c) if !is_token(c) => {
+            errs.push(
+                key("cookie"),
+                format!("`{c}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            );
+            String::new()
+        }
+        Some(c) => c.clone(),
+    };
+    let secret = match &f.secret {
+        Some(s) if s.len() < 16 => {
+            errs.push(key("secret"), "must be at least 16 characters");
+            None
+        }
+        Some(s) => Some(Secret::new(s.clone())),
+        None => None,
+    };
+    StickyCookie {
+        cookie,
+        max_age: f
+            .max_age
+            .as_ref()
+            .map(|m| duration(errs, &key("max_age"), Some(m), Duration::from_secs(1))),
+        strip_cookie: f.strip_cookie.unwrap_or(true),
+        secret,
     }
 }
 
@@ -256,7 +322,7 @@ fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
         Some(b) => Balance::parse(b).unwrap_or_else(|| {
             errs.push(
                 key("balance"),
-                format!("`{b}` is not one of round_robin, least_conn, random_two, hash"),
+                format!("`{b}` is not one of round_robin, least_conn, random_two, hash, client_ip"),
             );
             d.balance
         }),
@@ -310,6 +376,7 @@ fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
     };
     PoolPolicy {
         balance,
+        sticky: s.sticky.as_ref().map(|st| sticky(errs, base, st)),
         health: s.health.as_ref().map(|h| health(errs, base, h)),
         max_fails: count(errs, &key("max_fails"), s.max_fails, d.max_fails, 1000),
         fail_timeout: duration(
@@ -406,8 +473,23 @@ mod tests {
     }
 
     #[test]
+    fn cookie_names_are_tokens() {
+        assert!(is_token("OUTPOST_ORIGIN"));
+        assert!(is_token("a.b-c~1"));
+        for bad in ["", "a b", "a=b", "a;b", "a,b", "é", "a\"b"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn balance_names_round_trip() {
-        for b in ["round_robin", "least_conn", "random_two", "hash"] {
+        for b in [
+            "round_robin",
+            "least_conn",
+            "random_two",
+            "hash",
+            "client_ip",
+        ] {
             assert_eq!(Balance::parse(b).map(Balance::as_str), Some(b));
         }
         assert_eq!(Balance::parse("ip_hash"), None);

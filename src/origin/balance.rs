@@ -10,7 +10,8 @@
 //! - random two: two origins drawn at random by weight, the one with fewer
 //!   requests in flight per unit of weight (Mitzenmacher's power of two
 //!   choices, as Envoy and Pingora offer);
-//! - hash: weighted rendezvous hashing on the cache key (Thaler and
+//! - hash and client address: weighted rendezvous hashing on the cache key
+//!   or on the client's address (Thaler and
 //!   Ravishankar; Schindelhauer and Schomaker for weights): every origin
 //!   scores the key and the highest wins, so each object is fetched from
 //!   one origin and removing an origin moves only the keys it had.
@@ -56,7 +57,7 @@ impl Balancer {
             Balance::RoundRobin => Balancer::RoundRobin(Mutex::new(vec![0; origins])),
             Balance::LeastConn => Balancer::LeastConn(AtomicUsize::new(0)),
             Balance::RandomTwo => Balancer::RandomTwo,
-            Balance::Hash => Balancer::Hash,
+            Balance::Hash | Balance::ClientIp => Balancer::Hash,
         }
     }
 

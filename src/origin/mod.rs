@@ -22,9 +22,14 @@ pub mod retry;
 mod balance;
 pub mod health;
 mod probe;
+pub mod sticky;
 
 pub use health::State;
-pub use pool::{Lease, Origin, OriginReport, OriginRequest, OriginStats, Pool, RequestBody};
+pub use pool::{
+    Answered, HashOn, Lease, Origin, OriginReport, OriginRequest, OriginStats, Pool, RequestBody,
+    client_key,
+};
+pub use sticky::StickyRequest;
 
 use std::sync::Arc;
 use std::time::Duration;

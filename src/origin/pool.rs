@@ -26,6 +26,7 @@ use super::balance::{Balancer, Candidate};
 use super::headers::Forwarding;
 use super::health::{Health, Names, State, now_ms};
 use super::retry::{Budget, is_connect_failure, is_idempotent, is_reset};
+use super::sticky::{Sticky, StickyRequest};
 use super::{OriginBody, OriginClient, ResponseBody, h1};
 use crate::config::{OriginSpec, OriginUrl, PoolPolicy};
 use crate::error::{Error, ErrorKind};
@@ -59,6 +60,13 @@ pub struct OriginStats {
     /// Exponentially weighted mean time to the response head, in
     /// microseconds (0 before the first response).
     latency_us: AtomicU64,
+    /// Requests whose sticky cookie named this origin and went to it.
+    sticky_hits: Striped,
+    /// Requests whose cookie named this origin while it took no requests.
+    sticky_fallbacks: Striped,
+    /// Cookies rewritten to name this origin (the old one was down,
+    /// draining, unknown, or failed the request).
+    sticky_rewrites: Striped,
 }
 
 impl OriginStats {
@@ -165,8 +173,37 @@ pub struct OriginRequest<'a> {
     pub body: Option<RequestBody>,
     /// `Via` and `X-Forwarded-*` to add.
     pub fwd: &'a Forwarding<'a>,
-    /// The cache key, for `balance = "hash"`.
+    /// The cache key for `balance = "hash"`, the client's for `client_ip`.
     pub hash_key: Option<&'a [u8; 32]>,
+    /// The origin a sticky cookie names (tried first while it is up).
+    pub prefer: Option<usize>,
+}
+
+/// Which origin of its pool answered a response (in its extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered(pub usize);
+
+/// The value `balance = "client_ip"` hashes for a client: its address.
+pub fn client_key(ip: std::net::IpAddr) -> [u8; 32] {
+    // An IPv4 client seen over IPv6 is the same client.
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        std::net::IpAddr::V4(a) => *blake3::hash(&a.octets()).as_bytes(),
+        std::net::IpAddr::V6(a) => *blake3::hash(&a.octets()).as_bytes(),
+    }
+}
+
+/// What the balancer hashes, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashOn {
+    Nothing,
+    /// The cache key (`balance = "hash"`).
+    CacheKey,
+    /// The client's address (`balance = "client_ip"`).
+    ClientIp,
 }
 
 /// What `GET /origins` shows of one origin.
@@ -187,6 +224,9 @@ pub struct OriginReport {
     pub last_check_ms: Option<u64>,
     /// Milliseconds left of an ejection (0 when not ejected).
     pub ejected_ms: u64,
+    pub sticky_hits: u64,
+    pub sticky_fallbacks: u64,
+    pub sticky_rewrites: u64,
 }
 
 /// A site's origin servers, how one is chosen, and the clients that reach
@@ -204,6 +244,7 @@ pub struct Pool {
     client: OriginClient,
     /// Stops the active probes when the pool goes.
     probes: std::sync::Mutex<Option<tokio_util::sync::DropGuard>>,
+    sticky: Option<Sticky>,
 }
 
 impl Pool {
@@ -216,7 +257,12 @@ impl Pool {
         policy: &PoolPolicy,
         client: OriginClient,
     ) -> Pool {
+        let urls: Vec<String> = origins.iter().map(|o| o.url.to_string()).collect();
         Pool {
+            sticky: policy
+                .sticky
+                .as_ref()
+                .map(|c| Sticky::new(c, &urls, &Sticky::key(c))),
             site: site.to_owned(),
             origins: origins
                 .iter()
@@ -236,9 +282,39 @@ impl Pool {
         &self.site
     }
 
-    /// Whether requests should carry the cache key (`balance = "hash"`).
-    pub fn wants_key(&self) -> bool {
-        self.policy.balance == crate::config::Balance::Hash
+    /// What requests should carry in [`OriginRequest::hash_key`].
+    pub fn hash_on(&self) -> HashOn {
+        match self.policy.balance {
+            crate::config::Balance::Hash => HashOn::CacheKey,
+            crate::config::Balance::ClientIp => HashOn::ClientIp,
+            _ => HashOn::Nothing,
+        }
+    }
+
+    /// The site's sticky cookie, if configured.
+    pub fn sticky(&self) -> Option<&Sticky> {
+        self.sticky.as_ref()
+    }
+
+    /// The `Set-Cookie` for a pass-through response: naming the origin that
+    /// answered, unless the request's cookie already named it.
+    pub fn sticky_set_cookie<B>(
+        &self,
+        resp: &Response<B>,
+        req: StickyRequest,
+        secure: bool,
+    ) -> Option<http::HeaderValue> {
+        let sticky = self.sticky.as_ref()?;
+        let Answered(i) = *resp.extensions().get::<Answered>()?;
+        if req.prefer == Some(i) {
+            return None;
+        }
+        if req.had_cookie
+            && let Some(o) = self.origins.get(i)
+        {
+            o.stats.sticky_rewrites.inc();
+        }
+        sticky.set_cookie(i, secure)
     }
 
     /// Starts one probe task per origin when `[site.health]` is set; they
@@ -320,6 +396,9 @@ impl Pool {
                     latency_ms: o.stats.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
                     last_check_ms: o.health.since_last_probe(now),
                     ejected_ms: o.health.ejected_for(now),
+                    sticky_hits: o.stats.sticky_hits.get(),
+                    sticky_fallbacks: o.stats.sticky_fallbacks.get(),
+                    sticky_rewrites: o.stats.sticky_rewrites.get(),
                 }
             })
             .collect()
@@ -456,6 +535,7 @@ impl Pool {
             mut body,
             fwd,
             hash_key,
+            prefer,
         } = req;
         let has_content = body.as_ref().is_some_and(|b| !b.is_end_stream());
         let upgrade = headers.contains_key(header::UPGRADE);
@@ -468,7 +548,20 @@ impl Pool {
         let mut attempt = 0u32;
         loop {
             let now = now_ms();
-            let Some(i) = self.pick(tried, hash_key, now) else {
+            // A sticky cookie's origin first, while it takes requests.
+            let sticky = match prefer {
+                Some(p) if attempt == 0 && p < self.origins.len() => {
+                    if self.origins[p].health.routable(now) {
+                        self.origins[p].stats.sticky_hits.inc();
+                        Some(p)
+                    } else {
+                        self.origins[p].stats.sticky_fallbacks.inc();
+                        None
+                    }
+                }
+                _ => None,
+            };
+            let Some(i) = sticky.or_else(|| self.pick(tried, hash_key, now)) else {
                 return Err(last_err.unwrap_or_else(|| self.no_origin(now)));
             };
             if i < 64 {
@@ -507,7 +600,9 @@ impl Pool {
                         attempt += 1;
                         continue;
                     }
-                    return Ok(resp.map(|b| b.with_lease(lease)));
+                    let mut resp = resp.map(|b| b.with_lease(lease));
+                    resp.extensions_mut().insert(Answered(i));
+                    return Ok(resp);
                 }
                 Err(e) => {
                     drop(lease);
@@ -643,6 +738,7 @@ mod tests {
             body: None,
             fwd: &fwd,
             hash_key: None,
+            prefer: None,
         };
         // Round robin starts at the dead origin: the retry goes to the live one.
         let resp = pool.send(req()).await.unwrap();

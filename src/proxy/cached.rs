@@ -27,8 +27,8 @@ use crate::cache::update::{HeadOutcome, head_outcome};
 use crate::cache::vary::variant_key;
 use crate::cache::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget};
 use crate::error::{Error, ErrorKind};
-use crate::origin::OriginRequest;
 use crate::origin::strip_response_hop_by_hop;
+use crate::origin::{HashOn, OriginRequest, StickyRequest, client_key};
 
 /// One request on the cached path.
 pub struct Ctx {
@@ -49,6 +49,10 @@ pub struct Ctx {
     pub(super) marker: Option<VaryMarker>,
     /// What URL and prefix bans match (`crate::cache::bans::ban_subject`).
     pub(super) ban_subject: String,
+    /// What the balancer hashes (`balance = "hash"` or `"client_ip"`).
+    pub(super) balance_key: Option<[u8; 32]>,
+    /// The origin the request's sticky cookie names, if any.
+    pub(super) sticky: StickyRequest,
 }
 
 impl Ctx {
@@ -77,6 +81,11 @@ impl Ctx {
             ignore_client_reload: site.ignore_client_reload,
             ..ReuseOptions::default()
         };
+        let balance_key = match site.pool.hash_on() {
+            HashOn::Nothing => None,
+            HashOn::CacheKey => Some(primary),
+            HashOn::ClientIp => Some(client_key(client_ip)),
+        };
         Ctx {
             site,
             method,
@@ -90,6 +99,8 @@ impl Ctx {
             rec,
             marker: None,
             ban_subject,
+            balance_key,
+            sticky: StickyRequest::default(),
         }
     }
 
@@ -110,6 +121,8 @@ impl Ctx {
             rec,
             marker: None,
             ban_subject: self.ban_subject.clone(),
+            balance_key: self.balance_key,
+            sticky: self.sticky,
         }
     }
 }
@@ -420,7 +433,8 @@ impl Proxy {
                 headers: &headers,
                 body: None,
                 fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: Some(&ctx.primary),
+                hash_key: ctx.balance_key.as_ref(),
+                prefer: ctx.sticky.prefer,
             })
             .await;
         let resp_time = SystemTime::now();
@@ -465,7 +479,8 @@ impl Proxy {
                 headers: &ctx.headers,
                 body: None,
                 fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: Some(&ctx.primary),
+                hash_key: ctx.balance_key.as_ref(),
+                prefer: ctx.sticky.prefer,
             })
             .await?;
         strip_response_hop_by_hop(&mut resp);
@@ -485,7 +500,15 @@ impl Proxy {
         let mut rec = ctx.rec.clone();
         rec.status = status;
         rec.cache = phase.as_str();
+        // Only a response that is not stored names its origin in a cookie.
+        let set_cookie =
+            ctx.site
+                .pool
+                .sticky_set_cookie(&resp, ctx.sticky, ctx.target.scheme == "https");
         let mut out = self.client_response_stripped(resp, ctx.client_version, rec);
+        if let Some(c) = set_cookie {
+            out.headers_mut().append(http::header::SET_COOKIE, c);
+        }
         if let Some(cache) = self.cache.as_ref() {
             // One scan for the fields to remove, instead of a hashed
             // removal of each (crate::cache::control::fields_present).

@@ -61,7 +61,8 @@ impl Proxy {
                 headers: &headers,
                 body: None,
                 fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: Some(&ctx.primary),
+                hash_key: ctx.balance_key.as_ref(),
+                prefer: ctx.sticky.prefer,
             })
             .await;
         let resp_time = SystemTime::now();

@@ -29,7 +29,7 @@ use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
-use crate::origin::{OriginClient, OriginRequest, Pool, ResponseBody};
+use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
 use body::{AccessRecord, ProxyBody};
 
 pub use crate::origin::RequestBody;
@@ -194,6 +194,13 @@ impl Proxy {
         let client_version = parts.version;
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, upgrade);
+        // The sticky cookie is read (and removed) before the cache sees the
+        // request: it is never part of a key or a variant.
+        let sticky = site
+            .pool
+            .sticky()
+            .map(|s| s.read(headers))
+            .unwrap_or_default();
         if !headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1).
             if let Ok(v) = HeaderValue::from_str(&host) {
@@ -219,7 +226,7 @@ impl Proxy {
             && body.is_end_stream()
         {
             let _ = cache;
-            let ctx = cached::Ctx::new(
+            let mut ctx = cached::Ctx::new(
                 site.clone(),
                 method,
                 parts.headers,
@@ -228,6 +235,7 @@ impl Proxy {
                 client_ip,
                 rec.clone(),
             );
+            ctx.sticky = sticky;
             let resp = self.cached(ctx).await;
             // A hit or a miss by the phase the cache path recorded (the
             // same that went into `Cache-Status`).
@@ -244,15 +252,18 @@ impl Proxy {
             return Ok(resp);
         }
 
-        // `balance = "hash"` sends a URL to one origin: the cache key's.
-        let key = site.pool.wants_key().then(|| {
-            primary_key(
+        // `balance = "hash"` sends a URL to one origin (the cache key's),
+        // `client_ip` a client.
+        let key = match site.pool.hash_on() {
+            HashOn::Nothing => None,
+            HashOn::CacheKey => Some(primary_key(
                 &site.name,
                 target.scheme,
                 &target.authority,
                 target.path_and_query.as_bytes(),
-            )
-        });
+            )),
+            HashOn::ClientIp => Some(client_key(client_ip)),
+        };
         let resp = site
             .pool
             .send(OriginRequest {
@@ -262,8 +273,12 @@ impl Proxy {
                 body: Some(body),
                 fwd: &self.forwarding(client_version, client_ip, conn.scheme),
                 hash_key: key.as_ref(),
+                prefer: sticky.prefer,
             })
             .await?;
+        let set_cookie = site
+            .pool
+            .sticky_set_cookie(&resp, sticky, conn.scheme == "https");
         rec.status = resp.status().as_u16();
         if let Some(cache) = self.cache.as_ref() {
             // RFC 9111 §4.4: a successful unsafe request invalidates.
@@ -279,10 +294,16 @@ impl Proxy {
             strip_hop_by_hop(&mut rp.headers, true);
             add_via(&mut rp.headers, self.via.get(rp.version));
             rp.version = client_version;
+            if let Some(c) = set_cookie {
+                rp.headers.append(header::SET_COOKIE, c);
+            }
             return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
         }
         let bypass = self.cache.is_some() && site.cache;
         let mut out = self.client_response(resp, client_version, rec.clone());
+        if let Some(c) = set_cookie {
+            out.headers_mut().append(header::SET_COOKIE, c);
+        }
         if bypass {
             rec.cache = "bypass";
             CacheStatus::new(CACHE_NAME)
