@@ -95,6 +95,9 @@ enum Command {
         /// Admin listen address, e.g. 127.0.0.1:9080.
         #[arg(long)]
         admin: Option<String>,
+        /// TLS listen address, e.g. 0.0.0.0:443 (needs [[tls.certificates]]).
+        #[arg(long)]
+        tls: Option<String>,
         /// Cache directory (overrides storage.path).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -111,12 +114,28 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config, &Overrides::default()) {
             Ok(c) => {
+                // The certificates' files: readable, matching, not expired.
+                let (errors, warnings) = outpost::server::tls::check(&c.tls);
+                for w in &warnings {
+                    eprintln!("  warning: {w}");
+                }
+                if !errors.is_empty() {
+                    eprintln!("{}: {} error(s)", config.display(), errors.len());
+                    for e in &errors {
+                        eprintln!("  {e}");
+                    }
+                    return ExitCode::from(1);
+                }
                 println!(
-                    "{}: ok ({} site(s), proxy {}, admin {})",
+                    "{}: ok ({} site(s), proxy {}, admin {}{})",
                     config.display(),
                     c.sites.len(),
                     c.listen.proxy,
-                    c.listen.admin
+                    c.listen.admin,
+                    c.listen
+                        .tls
+                        .map(|t| format!(", tls {t}"))
+                        .unwrap_or_default()
                 );
                 ExitCode::SUCCESS
             }
@@ -133,12 +152,14 @@ fn main() -> ExitCode {
             origin,
             listen,
             admin,
+            tls,
             cache_dir,
         } => {
             let ov = Overrides {
                 origin,
                 listen,
                 admin,
+                tls,
                 cache_dir,
             };
             let cfg = match &config {
@@ -205,7 +226,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         );
         println!("outpost: proxy listening on http://{}", node.proxy_addr());
         println!("outpost: admin listening on http://{}", node.admin_addr());
-        shutdown_signal().await;
+        if let Some(t) = node.tls_addr() {
+            println!("outpost: tls listening on https://{t}");
+        }
+        shutdown_signal(&node).await;
         tracing::info!("shutdown signal received; draining");
         let clean = node.shutdown().await;
         tracing::info!(clean, "stopped");
@@ -213,7 +237,32 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the certificates.
+async fn shutdown_signal(node: &outpost::Node) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let reloads = async {
+        match hup.as_mut() {
+            Some(h) => {
+                while h.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading certificates");
+                    if let Some(r) = node.reload_tls() {
+                        for f in &r.failed {
+                            tracing::error!(certificate = %f.certificate, error = %f.error, "certificate not reloaded");
+                        }
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = wait_for_stop() => {}
+        () = reloads => {}
+    }
+}
+
+async fn wait_for_stop() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -28,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 pub mod h1;
 pub mod h1_write;
+mod listen_tls;
 pub mod rewind;
 pub mod timer;
+pub mod tls;
 pub mod zero_copy;
 
 use crate::cache::CacheLayer;
@@ -52,6 +54,8 @@ pub struct Node {
     proxy: Arc<Proxy>,
     drain: Duration,
     sendfile_bytes: SendfileBytes,
+    tls_addr: Option<SocketAddr>,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Node {
@@ -61,6 +65,14 @@ impl Node {
         let admin_l = bind(cfg.listen.admin, "admin").await?;
         let proxy_addr = local(&proxy_l)?;
         let admin_addr = local(&admin_l)?;
+        let (tls_l, tls) = match cfg.listen.tls {
+            Some(addr) => (
+                Some(bind(addr, "tls").await?),
+                Some(Arc::new(tls::Tls::new(&cfg.tls)?)),
+            ),
+            None => (None, None),
+        };
+        let tls_addr = tls_l.as_ref().map(local).transpose()?;
         // Before the cache: the purge log holds the ban list the cache
         // checks on every hit.
         let purger = crate::purge::Purger::open(&cfg)?;
@@ -80,6 +92,10 @@ impl Node {
             access_log: cfg.log.access_log,
             stats,
             pools: proxy.pools(),
+            reload: tls.clone().map(|t| {
+                Arc::new(move || serde_json::to_value(t.reload()).unwrap_or_default())
+                    as crate::admin::ReloadFn
+            }),
         });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server);
@@ -134,6 +150,34 @@ impl Node {
             },
             fast,
         ));
+        let mut tasks = Vec::new();
+        if let (Some(l), Some(t)) = (tls_l, tls.as_ref()) {
+            let p = proxy.clone();
+            let purge_state = admin_state.clone();
+            tasks.push(tokio::spawn(listen_tls::serve_tls(
+                l,
+                t.server_config(),
+                builder.clone(),
+                cancel.clone(),
+                drain,
+                cfg.server.tls_handshake_timeout,
+                cfg.server.tcp_notsent_lowat,
+                move |req: Request<Incoming>, peer: SocketAddr| {
+                    let p = p.clone();
+                    let purge_state = purge_state.clone();
+                    async move {
+                        if req.method().as_str() == "PURGE" {
+                            return purge_method(&purge_state, req, peer).await;
+                        }
+                        let info = ConnInfo {
+                            peer,
+                            scheme: "https",
+                        };
+                        p.handle(req.map(RequestBody::Hyper), info).await
+                    }
+                },
+            )));
+        }
         let admin_task = tokio::spawn(serve(
             admin_l,
             builder,
@@ -156,16 +200,29 @@ impl Node {
             sweep_every,
             cancel.clone(),
         ));
-        tracing::info!(%proxy_addr, %admin_addr, "outpost started");
+        tracing::info!(%proxy_addr, %admin_addr, tls = ?tls_addr, "outpost started");
+        tasks.extend([proxy_task, admin_task, sweeper]);
         Ok(Node {
             proxy_addr,
             admin_addr,
             cancel,
-            tasks: vec![proxy_task, admin_task, sweeper],
+            tasks,
             proxy: proxy_keep,
             drain,
             sendfile_bytes,
+            tls_addr,
+            tls,
         })
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Reads every certificate file again (SIGHUP); `None` without TLS.
+    pub fn reload_tls(&self) -> Option<tls::ReloadReport> {
+        self.tls.as_ref().map(|t| t.reload())
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {

@@ -14,7 +14,11 @@
 //!   [`crate::metrics::Stats`];
 //! - `POST /purge`: see [`crate::purge::api`];
 //! - `GET /origins`, `POST /origins/drain`, `POST /origins/enable`: see
-//!   [`origins`].
+//!   [`origins`];
+//! - `POST /reload` (admin token): reads every TLS certificate file again;
+//!   200 with `{"tls": {"loaded": [...], "failed": []}}`, 500 when a
+//!   certificate failed to load (it keeps its previous version), `"tls":
+//!   null` without a TLS listener.
 //!
 //! It knows nothing of listeners, the request pipeline or the store's
 //! internals.
@@ -43,7 +47,13 @@ pub struct AdminState {
     pub stats: NodeStats,
     /// Every site's origin pool.
     pub pools: Vec<Arc<Pool>>,
+    /// Reads the certificates again (`POST /reload`); `None` without TLS.
+    pub reload: Option<ReloadFn>,
 }
+
+/// What `POST /reload` runs: it answers a JSON report with `failed`, the
+/// certificates that kept their previous version.
+pub type ReloadFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 impl AdminState {
     /// A snapshot of the node's statistics.
@@ -90,6 +100,7 @@ where
         (_, "/origins/enable") => {
             return origins::change(&state.pools, &state.purger, req, false).await;
         }
+        (_, "/reload") => return reload(state, req),
         (_, "/healthz" | "/stats" | "/origins") => {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -106,4 +117,25 @@ where
         http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+/// `POST /reload`.
+fn reload<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return crate::purge::api::error(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload");
+    }
+    if let Some(denied) = crate::purge::api::authorise_for(&state.purger, req.headers(), "reload") {
+        return denied;
+    }
+    let tls = state.reload.as_ref().map(|f| f());
+    let failed = tls
+        .as_ref()
+        .and_then(|t| t["failed"].as_array())
+        .is_some_and(|f| !f.is_empty());
+    let status = if failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    crate::purge::api::json(status, &serde_json::json!({ "tls": tls }))
 }

@@ -29,8 +29,27 @@ pub struct FileConfig {
     pub admin: Option<FileAdmin>,
     pub purge: Option<FilePurge>,
     pub cluster: Option<FileCluster>,
+    pub tls: Option<FileTls>,
     #[serde(default)]
     pub site: Vec<FileSite>,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileTls {
+    pub default: Option<String>,
+    pub ticket_rotation: Option<String>,
+    pub session_cache: Option<i64>,
+    #[serde(default)]
+    pub certificates: Vec<FileCert>,
+}
+
+/// `[[tls.certificates]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileCert {
+    pub name: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `[admin]`
@@ -87,6 +106,7 @@ impl std::fmt::Debug for FilePeer {
 pub struct FileListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
+    pub tls: Option<String>,
 }
 
 /// `[server]`
@@ -99,6 +119,7 @@ pub struct FileServer {
     pub via: Option<String>,
     pub fast_http1: Option<bool>,
     pub tcp_notsent_lowat: Option<SizeValue>,
+    pub tls_handshake_timeout: Option<String>,
 }
 
 /// `[timeouts]`: talking to origins.
@@ -165,6 +186,8 @@ pub struct FileSite {
     pub queue_timeout: Option<String>,
     pub health: Option<FileHealth>,
     pub sticky: Option<FileSticky>,
+    pub https_redirect: Option<bool>,
+    pub hsts: Option<String>,
 }
 
 /// `[site.sticky]`

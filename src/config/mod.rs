@@ -9,6 +9,7 @@
 
 mod file;
 mod site;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
+pub use tls::{CertFiles, TlsConfig, TlsDefault};
 pub use validate::parse_size;
 
 /// The configuration used when no file is given.
@@ -71,6 +73,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub purge: PurgeConfig,
     pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
     pub sites: Vec<Site>,
 }
 
@@ -166,6 +169,8 @@ pub struct CacheConfig {
 pub struct Listen {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener (HTTP/1.1 and HTTP/2 by ALPN), if any.
+    pub tls: Option<SocketAddr>,
 }
 
 /// `[server]`: the client-facing side.
@@ -186,6 +191,8 @@ pub struct ServerConfig {
     /// `TCP_NOTSENT_LOWAT` of client connections in bytes (0: the kernel's
     /// default, no limit).
     pub tcp_notsent_lowat: u32,
+    /// A TLS handshake that takes longer is abandoned.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// `[timeouts]`: the origin side.
@@ -318,6 +325,8 @@ pub struct Overrides {
     pub origin: Option<String>,
     pub listen: Option<String>,
     pub admin: Option<String>,
+    /// `--tls ADDR`: the TLS listener.
+    pub tls: Option<String>,
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -328,6 +337,7 @@ impl Config {
             listen: Listen {
                 proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 admin: SocketAddr::from(([127, 0, 0, 1], 9080)),
+                tls: None,
             },
             server: ServerConfig {
                 drain_timeout: Duration::from_secs(30),
@@ -337,6 +347,7 @@ impl Config {
                 via: "outpost".into(),
                 fast_http1: true,
                 tcp_notsent_lowat: 256 << 10,
+                tls_handshake_timeout: Duration::from_secs(10),
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),
@@ -380,6 +391,7 @@ impl Config {
                 peers: Vec::new(),
                 timeout: Duration::from_secs(2),
             },
+            tls: TlsConfig::default(),
             sites: Vec::new(),
         }
     }
@@ -427,6 +439,9 @@ impl Config {
         }
         if let Some(a) = &ov.admin {
             listen.admin = Some(a.clone());
+        }
+        if let Some(t) = &ov.tls {
+            listen.tls = Some(t.clone());
         }
         let mut cfg = validate::validate(&fc, &mut errs);
         if let Some(d) = &ov.cache_dir {

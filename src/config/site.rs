@@ -21,6 +21,10 @@ pub struct Site {
     pub ignore_client_reload: bool,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
+    /// Answer cleartext requests with 308 to the `https` URL.
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` value added to responses over TLS.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -455,6 +459,25 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         cache: s.cache.unwrap_or(cache.enabled),
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
         pool: pool_policy(errs, &base, s),
+        https_redirect: s.https_redirect.unwrap_or(false),
+        hsts: s.hsts.as_ref().and_then(|h| {
+            // RFC 6797 §6.1: `max-age` is required.
+            let ok = h.split(';').any(|d| {
+                d.trim()
+                    .strip_prefix("max-age=")
+                    .is_some_and(|v| v.trim_matches('"').parse::<u64>().is_ok())
+            });
+            match http::HeaderValue::from_str(h) {
+                Ok(v) if ok => Some(v),
+                _ => {
+                    errs.push(
+                        format!("{base}.hsts"),
+                        format!("`{h}` is not a Strict-Transport-Security value like \"max-age=31536000; includeSubDomains\""),
+                    );
+                    None
+                }
+            }
+        }),
     }
 }
 

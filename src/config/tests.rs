@@ -46,6 +46,7 @@ fn overrides_win_over_the_file() {
         origin: Some("http://127.0.0.1:3".into()),
         listen: Some("127.0.0.1:4".into()),
         admin: Some("127.0.0.1:5".into()),
+        tls: None,
         cache_dir: None,
     };
     let c = Config::from_toml_with(text, &ov).unwrap();

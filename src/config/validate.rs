@@ -119,7 +119,20 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
     let listen = Listen {
         proxy: addr(errs, "listen.proxy", l.proxy.as_ref(), d.listen.proxy),
         admin: addr(errs, "listen.admin", l.admin.as_ref(), d.listen.admin),
+        tls: l
+            .tls
+            .as_ref()
+            .map(|t| addr(errs, "listen.tls", Some(t), d.listen.proxy)),
     };
+    if let Some(t) = listen.tls
+        && t.port() != 0
+        && (t == listen.proxy || t == listen.admin)
+    {
+        errs.push(
+            "listen.tls",
+            "must differ from listen.proxy and listen.admin",
+        );
+    }
     if listen.proxy == listen.admin && listen.proxy.port() != 0 {
         errs.push("listen.admin", "must differ from listen.proxy");
     }
@@ -185,6 +198,12 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         via,
         fast_http1: s.fast_http1.unwrap_or(d.server.fast_http1),
         tcp_notsent_lowat,
+        tls_handshake_timeout: duration(
+            errs,
+            "server.tls_handshake_timeout",
+            s.tls_handshake_timeout.as_ref(),
+            d.server.tls_handshake_timeout,
+        ),
     };
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {
@@ -326,6 +345,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         }
     }
     let (admin, purge, cluster) = operator_sections(f, errs, &d);
+    let tls = super::tls::tls_section(f.tls.as_ref(), errs, listen.tls.is_some());
     Config {
         listen,
         server,
@@ -336,6 +356,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         admin,
         purge,
         cluster,
+        tls,
         sites,
     }
 }

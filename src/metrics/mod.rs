@@ -35,6 +35,43 @@ pub struct Counters {
     origin_connects: Striped,
     origin_stale_retries: Striped,
     origin_state_changes: Striped,
+    tls_handshakes: Striped,
+    tls_failures: [Striped; TlsFailure::ALL.len()],
+}
+
+/// Why a TLS handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// No protocol version, cipher suite or signature scheme in common.
+    NoSharedCipher,
+    /// No certificate for the name asked (and `default = "refuse"`).
+    UnknownSni,
+    /// Bytes that are not TLS, or a record that does not decrypt.
+    BadRecord,
+    /// Not finished within `server.tls_handshake_timeout`.
+    Timeout,
+    /// Anything else (the client went away, an alert, …).
+    Other,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::NoSharedCipher,
+        TlsFailure::UnknownSni,
+        TlsFailure::BadRecord,
+        TlsFailure::Timeout,
+        TlsFailure::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::NoSharedCipher => "no_shared_cipher",
+            TlsFailure::UnknownSni => "unknown_sni",
+            TlsFailure::BadRecord => "bad_record",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Other => "other",
+        }
+    }
 }
 
 /// A snapshot of [`Counters`].
@@ -49,6 +86,10 @@ pub struct Snapshot {
     pub origin_stale_retries: u64,
     /// Origins that changed state (up, down, draining, disabled).
     pub origin_state_changes: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes failed, by [`TlsFailure`] in the order of `ALL`.
+    pub tls_failures: [u64; TlsFailure::ALL.len()],
 }
 
 impl Snapshot {
@@ -103,6 +144,18 @@ impl Counters {
         self.origin_state_changes.inc();
     }
 
+    /// A TLS handshake completed.
+    pub fn tls_handshake(&self) {
+        self.tls_handshakes.inc();
+    }
+
+    /// A TLS handshake failed for `why`.
+    pub fn tls_failed(&self, why: TlsFailure) {
+        if let Some(i) = TlsFailure::ALL.iter().position(|w| *w == why) {
+            self.tls_failures[i].inc();
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             hits: self.hits.get(),
@@ -111,6 +164,8 @@ impl Counters {
             origin_connects: self.origin_connects.get(),
             origin_stale_retries: self.origin_stale_retries.get(),
             origin_state_changes: self.origin_state_changes.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct Stats {
     pub origins_down: u64,
     pub origins_draining: u64,
     pub origins_disabled: u64,
+    /// TLS handshakes completed, and failed by reason.
+    pub tls_handshakes: u64,
+    pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// How many origins are in each state now, over every site.
@@ -118,6 +121,12 @@ impl NodeStats {
             origins_down: origins.down,
             origins_draining: origins.draining,
             origins_disabled: origins.disabled,
+            tls_handshakes: c.tls_handshakes,
+            tls_failures: super::TlsFailure::ALL
+                .iter()
+                .zip(c.tls_failures)
+                .map(|(w, n)| (w.as_str(), n))
+                .collect(),
             ..Stats::default()
         };
         if let Some(cache) = cache {

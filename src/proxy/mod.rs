@@ -51,6 +51,10 @@ pub struct SiteRuntime {
     pub cache: bool,
     /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1).
     pub ignore_client_reload: bool,
+    /// Answer cleartext requests with 308 to the `https` URL.
+    pub https_redirect: bool,
+    /// `Strict-Transport-Security` for responses over TLS.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
@@ -79,6 +83,8 @@ impl Proxy {
                         pool: Arc::new(Pool::new(&s.name, &s.origins, &s.pool, client.clone())),
                         cache: s.cache,
                         ignore_client_reload: s.ignore_client_reload,
+                        https_redirect: s.https_redirect,
+                        hsts: s.hsts.clone(),
                     })
                 })
                 .collect(),
@@ -182,6 +188,12 @@ impl Proxy {
         let site = self
             .route(&normalise_host(&host))
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
+        if site.https_redirect && conn.scheme == "http" {
+            return Ok(https_redirect(&host, req.uri(), rec.clone()));
+        }
+        let hsts = (conn.scheme == "https")
+            .then_some(site.hsts.as_ref())
+            .flatten();
         // RFC 9110 §7.8: only HTTP/1.1 has Upgrade.
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -236,7 +248,11 @@ impl Proxy {
                 rec.clone(),
             );
             ctx.sticky = sticky;
-            let resp = self.cached(ctx).await;
+            let mut resp = self.cached(ctx).await;
+            if let Some(h) = hsts {
+                resp.headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+            }
             // A hit or a miss by the phase the cache path recorded (the
             // same that went into `Cache-Status`).
             let m = crate::metrics::Counters::global();
@@ -304,6 +320,10 @@ impl Proxy {
         if let Some(c) = set_cookie {
             out.headers_mut().append(header::SET_COOKIE, c);
         }
+        if let Some(h) = hsts {
+            out.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+        }
         if bypass {
             rec.cache = "bypass";
             CacheStatus::new(CACHE_NAME)
@@ -370,6 +390,22 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpg
         }
         Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
+}
+
+/// 308 to the `https` URL of a cleartext request (RFC 9110 §15.4.9: the
+/// method and content are kept), to the default port 443.
+fn https_redirect(host: &str, uri: &http::Uri, mut rec: AccessRecord) -> Response<ProxyBody> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{}{pq}", normalise_host(host));
+    rec.status = 308;
+    let mut resp = Response::new(ProxyBody::empty(rec));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// The plain-text error response for `e`, with `Retry-After` when the

@@ -251,10 +251,15 @@ impl TestNode {
     /// Starts a node whose only site is `site` (the TOML of one
     /// `[[site]]`, with its `origins`); `extra` is TOML spliced before it.
     pub async fn start_site(site: &str, extra: &str) -> TestNode {
+        TestNode::start_site_listen(site, "", extra).await
+    }
+
+    /// [`TestNode::start_site`] with more `[listen]` lines (`tls = …`).
+    pub async fn start_site_listen(site: &str, listen: &str, extra: &str) -> TestNode {
         test_logging();
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+            "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{listen}\n\
              [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
              {extra}\n[[site]]\nname = \"default\"\n{site}\n",
             dir.path().display().to_string()

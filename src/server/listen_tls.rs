@@ -1,0 +1,127 @@
+//! The TLS listener: accept, the handshake within
+//! `server.tls_handshake_timeout`, then HTTP/1.1 or HTTP/2 (as ALPN chose)
+//! on hyper, into the same pipeline as cleartext with the scheme `https`.
+//! Failed handshakes are counted by reason and logged at debug; graceful
+//! drain as on the cleartext listener.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::timer;
+use crate::metrics::{Counters, TlsFailure};
+
+/// Why a handshake failed, from the error tokio-rustls returned.
+fn classify(e: &std::io::Error) -> Option<TlsFailure> {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return Some(TlsFailure::Other);
+    };
+    match tls {
+        rustls::Error::PeerIncompatible(_) => Some(TlsFailure::NoSharedCipher),
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::DecryptError
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => Some(TlsFailure::BadRecord),
+        // The certificate resolver counted it already.
+        rustls::Error::General(m) if m.contains("no server certificate") => None,
+        _ => Some(TlsFailure::Other),
+    }
+}
+
+/// Accepts TLS connections until cancelled, then drains; returns whether
+/// every connection finished within `drain`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve_tls<F, Fut, B>(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    builder: Builder<TokioExecutor>,
+    cancel: CancellationToken,
+    drain: Duration,
+    handshake_timeout: Duration,
+    notsent_lowat: u32,
+    handler: F,
+) -> bool
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let graceful = GracefulShutdown::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let builder = Arc::new(builder);
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        super::tune(&stream, notsent_lowat);
+        let acceptor = acceptor.clone();
+        let h = handler.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let handshake = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
+            };
+            let tls = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    if let Some(why) = classify(&e) {
+                        Counters::global().tls_failed(why);
+                        tracing::debug!(%peer, error = %e, reason = why.as_str(), "TLS handshake failed");
+                    }
+                    return;
+                }
+                Err(_) => {
+                    Counters::global().tls_failed(TlsFailure::Timeout);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            Counters::global().tls_handshake();
+            let svc = service_fn(move |req| {
+                let h = h.clone();
+                async move { Ok::<_, Infallible>(h(req, peer).await) }
+            });
+            let mut conn_builder = (*builder).clone();
+            conn_builder.http1().timer(timer::ConnTimer::new());
+            let conn = conn_builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    let all_done = async {
+        graceful.shutdown().await;
+        tracker.wait().await;
+    };
+    tokio::time::timeout(drain, all_done).await.is_ok()
+}

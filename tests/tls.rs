@@ -1,0 +1,510 @@
+//! TLS termination through real sockets, with certificates made at test
+//! time (rcgen; RSA keys from the `rsa` crate): HTTP/1.1 and HTTP/2 by
+//! ALPN, SNI (exact, wildcard, unknown with a default and refused), RSA
+//! beside ECDSA, resumption, reload during a download, a bad certificate on
+//! reload, HSTS and the https redirect.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::BodyExt;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "tls-test-token";
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "Outpost test CA");
+        Ca {
+            cert: p.self_signed(&key).unwrap(),
+            key,
+        }
+    })
+}
+
+/// One RSA key for every test (making one takes a moment).
+fn rsa_key() -> KeyPair {
+    static PEM: OnceLock<String> = OnceLock::new();
+    let pem = PEM.get_or_init(|| {
+        use rsa::pkcs8::EncodePrivateKey;
+        let k = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        k.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap()
+            .to_string()
+    });
+    KeyPair::from_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256).unwrap()
+}
+
+/// A certificate for `names` signed by the test CA, written to `dir` as
+/// `stem.crt` / `stem.key`; returns its DER.
+fn issue(dir: &Path, stem: &str, names: &[&str], rsa: bool) -> CertificateDer<'static> {
+    let key = if rsa {
+        rsa_key()
+    } else {
+        KeyPair::generate().unwrap()
+    };
+    let p =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = p.signed_by(&key, &ca().cert, &ca().key).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+    cert.der().clone()
+}
+
+fn cert_entry(dir: &Path, name: &str, stem: &str) -> String {
+    format!(
+        "[[tls.certificates]]\nname = \"{name}\"\ncert = {:?}\nkey = {:?}\n",
+        dir.join(format!("{stem}.crt")).display().to_string(),
+        dir.join(format!("{stem}.key")).display().to_string()
+    )
+}
+
+/// Accepts any server certificate and remembers it (the SNI tests look at
+/// which one was served, not at whether it verifies).
+#[derive(Debug)]
+struct Recorder {
+    seen: Mutex<Option<CertificateDer<'static>>>,
+    schemes: Vec<SignatureScheme>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = Some(end_entity.clone().into_owned());
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+fn recorder(schemes: &[SignatureScheme]) -> Arc<Recorder> {
+    Arc::new(Recorder {
+        seen: Mutex::new(None),
+        schemes: schemes.to_vec(),
+    })
+}
+
+const ECDSA: &[SignatureScheme] = &[SignatureScheme::ECDSA_NISTP256_SHA256];
+const RSA: &[SignatureScheme] = &[
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+];
+const ANY: &[SignatureScheme] = &[
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+];
+
+fn client_with(verifier: Option<Arc<Recorder>>, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let b = rustls::ClientConfig::builder_with_provider(outpost::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let mut c = match verifier {
+        Some(v) => b
+            .dangerous()
+            .with_custom_certificate_verifier(v)
+            .with_no_client_auth(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca().cert.der().clone()).unwrap();
+            b.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    c
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> std::io::Result<Tls> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+}
+
+/// GET `path` on an established TLS connection, by the protocol ALPN chose.
+async fn get_over(tls: Tls, host: &str, path: &str) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let (resp, _keep) = if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(format!("https://{host}{path}"))
+            .body(full(Bytes::new()))
+            .unwrap();
+        (send.send_request(req).await.unwrap(), ())
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", host)
+            .body(full(Bytes::new()))
+            .unwrap();
+        (send.send_request(req).await.unwrap(), ())
+    };
+    let (p, b) = resp.into_parts();
+    (p.status, p.headers, b.collect().await.unwrap().to_bytes())
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    node: TestNode,
+    tls: SocketAddr,
+    www: CertificateDer<'static>,
+    wild: CertificateDer<'static>,
+    www_rsa: CertificateDer<'static>,
+}
+
+async fn setup(origin: &TestOrigin, tls_extra: &str, site_extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let www = issue(dir.path(), "www", &["www.example.test"], false);
+    let www_rsa = issue(dir.path(), "www-rsa", &["www.example.test"], true);
+    let wild = issue(dir.path(), "wild", &["*.wild.test"], false);
+    let extra = format!(
+        "[admin]\ntoken = \"{TOKEN}\"\n[tls]\n{tls_extra}\n{}{}{}",
+        cert_entry(dir.path(), "www", "www"),
+        cert_entry(dir.path(), "www-rsa", "www-rsa"),
+        cert_entry(dir.path(), "wild", "wild"),
+    );
+    let site = format!("origins = [\"{}\"]\n{site_extra}\n", origin.url());
+    let node = TestNode::start_site_listen(&site, "tls = \"127.0.0.1:0\"", &extra).await;
+    let tls = node.node.as_ref().unwrap().tls_addr().unwrap();
+    Setup {
+        dir,
+        node,
+        tls,
+        www,
+        wild,
+        www_rsa,
+    }
+}
+
+async fn plain_origin() -> TestOrigin {
+    TestOrigin::start(|req| async move {
+        let proto = req
+            .headers()
+            .get("x-forwarded-proto")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        resp_with(
+            200,
+            &[("cache-control", "max-age=60")],
+            format!("proto={proto}"),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http1_and_http2_over_tls_reach_the_same_cache() {
+    let o = plain_origin().await;
+    let s = setup(&o, "", "").await;
+    // HTTP/1.1 by ALPN, certificate verified against the test CA.
+    let cfg = Arc::new(client_with(None, &[b"http/1.1"]));
+    let tls = connect(s.tls, cfg, "www.example.test").await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (st, h, body) = get_over(tls, "www.example.test", "/a").await;
+    assert_eq!((st.as_u16(), &body[..]), (200, &b"proto=https"[..]));
+    assert!(
+        cache_status(&h).contains("fwd=uri-miss"),
+        "{}",
+        cache_status(&h)
+    );
+    // HTTP/2 by ALPN: the same cached object.
+    let cfg = Arc::new(client_with(None, &[b"h2", b"http/1.1"]));
+    let tls = connect(s.tls, cfg, "www.example.test").await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (st, h, body) = get_over(tls, "www.example.test", "/a").await;
+    assert_eq!((st.as_u16(), &body[..]), (200, &b"proto=https"[..]));
+    assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    assert_eq!(o.count(), 1);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", s.node.admin)).await.2).unwrap();
+    assert!(stats["tls_handshakes"].as_u64().unwrap() >= 2, "{stats}");
+}
+
+#[tokio::test]
+async fn sni_picks_exact_then_wildcard_then_the_default() {
+    let o = plain_origin().await;
+    let s = setup(&o, "default = \"www\"", "").await;
+    for (sni, want) in [
+        ("www.example.test", &s.www),
+        ("a.wild.test", &s.wild),
+        ("unknown.test", &s.www),
+    ] {
+        let r = recorder(ECDSA);
+        let cfg = Arc::new(client_with(Some(r.clone()), &[b"http/1.1"]));
+        let tls = connect(s.tls, cfg, sni).await.unwrap();
+        drop(tls);
+        assert_eq!(r.seen.lock().unwrap().as_ref(), Some(want), "for {sni}");
+    }
+    // Two labels under a wildcard are not covered: the default.
+    let r = recorder(ECDSA);
+    connect(
+        s.tls,
+        Arc::new(client_with(Some(r.clone()), &[])),
+        "a.b.wild.test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.seen.lock().unwrap().as_ref(), Some(&s.www));
+
+    // With `refuse`, an unknown name gets no handshake.
+    let refusing = setup(&o, "default = \"refuse\"", "").await;
+    let r = recorder(ECDSA);
+    let e = connect(
+        refusing.tls,
+        Arc::new(client_with(Some(r), &[])),
+        "unknown.test",
+    )
+    .await;
+    assert!(e.is_err());
+    let ok = connect(
+        refusing.tls,
+        Arc::new(client_with(Some(recorder(ECDSA)), &[])),
+        "a.wild.test",
+    )
+    .await;
+    assert!(ok.is_ok());
+    let stats: serde_json::Value = serde_json::from_slice(
+        &get(&format!("http://{}/stats", refusing.node.admin))
+            .await
+            .2,
+    )
+    .unwrap();
+    assert_eq!(stats["tls_failures"]["unknown_sni"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn rsa_and_ecdsa_for_one_name_each_client_gets_what_it_supports() {
+    let o = plain_origin().await;
+    let s = setup(&o, "", "").await;
+    for (schemes, want) in [(ECDSA, &s.www), (RSA, &s.www_rsa), (ANY, &s.www)] {
+        let r = recorder(schemes);
+        connect(
+            s.tls,
+            Arc::new(client_with(Some(r.clone()), &[])),
+            "www.example.test",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.seen.lock().unwrap().as_ref(), Some(want), "{schemes:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_connection_resumes_the_session() {
+    let o = plain_origin().await;
+    let s = setup(&o, "", "").await;
+    for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca().cert.der().clone()).unwrap();
+        let cfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(outpost::server::tls::provider())
+                .with_protocol_versions(&[versions])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let first = connect(s.tls, cfg.clone(), "www.example.test")
+            .await
+            .unwrap();
+        assert_eq!(
+            first.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        // Reading a response takes in the TLS 1.3 ticket sent after the handshake.
+        let (st, _, _) = get_over(first, "www.example.test", "/r").await;
+        assert_eq!(st, 200);
+        let second = connect(s.tls, cfg, "www.example.test").await.unwrap();
+        assert_eq!(
+            second.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "{versions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hsts_over_tls_and_a_redirect_for_cleartext() {
+    let o = plain_origin().await;
+    let s = setup(
+        &o,
+        "",
+        "https_redirect = true\nhsts = \"max-age=31536000; includeSubDomains\"",
+    )
+    .await;
+    let tls = connect(
+        s.tls,
+        Arc::new(client_with(None, &[b"http/1.1"])),
+        "www.example.test",
+    )
+    .await
+    .unwrap();
+    let (st, h, _) = get_over(tls, "www.example.test", "/h").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        h["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let (st, h, _) = get_with(&s.node.url("/h?x=1"), &[("host", "www.example.test:8080")]).await;
+    assert_eq!(st, 308);
+    assert_eq!(h["location"], "https://www.example.test/h?x=1");
+    assert!(h.get("strict-transport-security").is_none());
+}
+
+async fn reload(admin: SocketAddr) -> (u16, serde_json::Value) {
+    let req = Request::post(format!("http://{admin}/reload"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(full(Bytes::new()))
+        .unwrap();
+    let (st, _, body) = send(req).await;
+    (
+        st.as_u16(),
+        serde_json::from_slice(&body).unwrap_or_default(),
+    )
+}
+
+async fn served(s: &Setup) -> CertificateDer<'static> {
+    let r = recorder(ECDSA);
+    connect(
+        s.tls,
+        Arc::new(client_with(Some(r.clone()), &[])),
+        "www.example.test",
+    )
+    .await
+    .unwrap();
+    r.seen.lock().unwrap().clone().unwrap()
+}
+
+#[tokio::test]
+async fn reload_during_a_download_and_a_bad_certificate_keeps_the_old_one() {
+    const SIZE: u64 = 50 << 20;
+    let o = TestOrigin::start(|_| async {
+        let mut r = http::Response::new(generated_body(SIZE, 64 << 10));
+        r.headers_mut()
+            .insert("cache-control", "no-store".parse().unwrap());
+        r.headers_mut()
+            .insert("content-length", SIZE.to_string().parse().unwrap());
+        r
+    })
+    .await;
+    let s = setup(&o, "", "").await;
+    let (_, want) = hash_body(generated_body(SIZE, 64 << 10)).await.unwrap();
+    // The download starts, then the certificate is replaced and reloaded.
+    let tls = connect(
+        s.tls,
+        Arc::new(client_with(None, &[b"http/1.1"])),
+        "www.example.test",
+    )
+    .await
+    .unwrap();
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let (mut send_req, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let resp = send_req
+        .send_request(
+            Request::get("/big")
+                .header("host", "www.example.test")
+                .body(full(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    let mut got = first.data_ref().map_or(0, |d| d.len() as u64);
+    let mut h = blake3::Hasher::new();
+    if let Some(d) = first.data_ref() {
+        h.update(d);
+    }
+    let new = issue(s.dir.path(), "www", &["www.example.test"], false);
+    assert_ne!(new, s.www);
+    let (st, report) = reload(s.node.admin).await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(
+        served(&s).await,
+        new,
+        "a new connection sees the new certificate"
+    );
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.unwrap().into_data() {
+            got += d.len() as u64;
+            h.update(&d);
+        }
+    }
+    assert_eq!((got, h.finalize().to_hex().to_string()), (SIZE, want));
+
+    // A broken file on reload: reported, and the loaded one keeps serving.
+    std::fs::write(s.dir.path().join("www.crt"), "not a certificate").unwrap();
+    let (st, report) = reload(s.node.admin).await;
+    assert_eq!(st, 500);
+    assert_eq!(report["tls"]["failed"][0]["certificate"], "www", "{report}");
+    assert_eq!(served(&s).await, new);
+    // A key that is not the certificate's: the same.
+    issue(s.dir.path(), "www", &["www.example.test"], false);
+    let other = PathBuf::from(s.dir.path()).join("wild.key");
+    std::fs::copy(other, s.dir.path().join("www.key")).unwrap();
+    let (st, report) = reload(s.node.admin).await;
+    assert_eq!(st, 500, "{report}");
+    assert!(
+        report["tls"]["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not go with")
+    );
+    assert_eq!(served(&s).await, new);
+}
