@@ -138,6 +138,10 @@ pub struct PoolPolicy {
 /// The longest an ejection lasts, however often the origin failed.
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 
+/// Origins of one site (the pool tracks the origins a request tried in a
+/// 64-bit set).
+pub const MAX_ORIGINS: usize = 64;
+
 impl Default for PoolPolicy {
     fn default() -> Self {
         PoolPolicy {
@@ -279,6 +283,9 @@ fn health(errs: &mut Errors, base: &str, h: &FileHealth) -> HealthCheck {
         h.timeout.as_ref(),
         Duration::from_secs(2),
     );
+    if interval > Duration::from_secs(86400) {
+        errs.push(key("interval"), "must be at most a day");
+    }
     if timeout > interval {
         errs.push(
             key("interval"),
@@ -383,12 +390,21 @@ fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
         sticky: s.sticky.as_ref().map(|st| sticky(errs, base, st)),
         health: s.health.as_ref().map(|h| health(errs, base, h)),
         max_fails: count(errs, &key("max_fails"), s.max_fails, d.max_fails, 1000),
-        fail_timeout: duration(
-            errs,
-            &key("fail_timeout"),
-            s.fail_timeout.as_ref(),
-            d.fail_timeout,
-        ),
+        fail_timeout: {
+            let t = duration(
+                errs,
+                &key("fail_timeout"),
+                s.fail_timeout.as_ref(),
+                d.fail_timeout,
+            );
+            if t > MAX_EJECTION {
+                errs.push(
+                    key("fail_timeout"),
+                    format!("{t:?} is longer than the longest ejection ({MAX_EJECTION:?})"),
+                );
+            }
+            t.min(MAX_EJECTION)
+        },
         retries,
         retry_on,
         retry_budget,
@@ -437,6 +453,10 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         Some(list) if list.is_empty() => errs.push(
             format!("{base}.origins"),
             "must list at least one origin URL",
+        ),
+        Some(list) if list.len() > MAX_ORIGINS => errs.push(
+            format!("{base}.origins"),
+            format!("{} origins: a site has at most {MAX_ORIGINS}", list.len()),
         ),
         Some(list) => {
             for (j, o) in list.iter().enumerate() {

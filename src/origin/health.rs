@@ -3,10 +3,12 @@
 //! row), and what the requests said (ejected after `max_fails` failures in
 //! a row, for `fail_timeout`, twice as long on each repeated ejection up to
 //! [`MAX_EJECTION`]). An origin takes new requests only when all three
-//! allow it.
+//! allow it; an ejection ends when it runs out or at the next good probe.
 //!
-//! Every change of the routable state is one log line (origin, old → new,
-//! reason) and one count in the process-wide counters. The request path
+//! Every change made by a failure, a probe or the operator is one log line
+//! (origin, old → new, reason) and one count in the process-wide counters;
+//! an ejection running out and a drained origin going idle show in
+//! `GET /origins` without a line. The request path
 //! only reads atomics; writes happen on failures, probes and operator
 //! actions.
 
@@ -164,24 +166,41 @@ impl Health {
     ) {
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let now = now_ms();
-        if n < max_fails || self.ejected_until_ms.load(Ordering::Relaxed) > now {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if n < max_fails || until > now {
             return;
         }
         let before = self.state(in_flight, now);
+        let max_ms = u64::try_from(MAX_EJECTION.as_millis()).unwrap_or(u64::MAX);
+        let base = u64::try_from(fail_timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(max_ms);
+        // Claim the ejection: of two failures at once, one ejects.
+        if self
+            .ejected_until_ms
+            .compare_exchange(
+                until,
+                now.saturating_add(base),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
         // Repeated ejections last longer; one long past starts over.
         let last = self.last_ejection_ms.swap(now, Ordering::Relaxed);
-        let max_ms = u64::try_from(MAX_EJECTION.as_millis()).unwrap_or(u64::MAX);
-        let streak = if last != 0 && now.saturating_sub(last) <= 2 * max_ms {
+        let streak = if last != 0 && now.saturating_sub(last) <= max_ms.saturating_mul(2) {
             self.ejections.fetch_add(1, Ordering::Relaxed) + 1
         } else {
             self.ejections.store(1, Ordering::Relaxed);
             1
         };
-        let base = u64::try_from(fail_timeout.as_millis()).unwrap_or(u64::MAX);
         let ms = base
             .saturating_mul(1u64 << streak.saturating_sub(1).min(20))
-            .min(max_ms.max(base));
-        self.ejected_until_ms.store(now + ms, Ordering::Relaxed);
+            .min(max_ms);
+        self.ejected_until_ms
+            .store(now.saturating_add(ms), Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.changed(who, before, self.state(in_flight, now), why);
     }

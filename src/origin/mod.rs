@@ -3,9 +3,11 @@
 //! and a streamed body, or an [`Error`] whose kind decides 502 or 504.
 //!
 //! A site's [`Pool`] ([`pool`]) is the one front of every origin request:
-//! it holds the site's origins, picks one per attempt (round robin),
-//! retries a replayable request after a connection failure and records
-//! each origin's outcomes. The [`OriginClient`] carries requests on the
+//! it holds the site's origins with their health ([`health`], `probe`),
+//! picks one per attempt (`balance`; a sticky cookie's first,
+//! [`sticky`]), retries a failed attempt on another origin when that is
+//! safe and within the budget ([`retry`]), and records each origin's
+//! outcomes. The [`OriginClient`] carries requests on the
 //! wire: those without content and without an upgrade through our own
 //! HTTP/1.1 client ([`h1`], keep-alive connections kept per [`Origin`]),
 //! the rest through hyper-util's pooled client. It applies the connect and
@@ -199,6 +201,12 @@ impl ResponseBody {
     fn with_lease(mut self, lease: Lease) -> ResponseBody {
         self.lease = Some(lease);
         self
+    }
+
+    /// Takes the lease out (an upgraded connection keeps it for the
+    /// tunnel's life).
+    pub fn take_lease(&mut self) -> Option<Lease> {
+        self.lease.take()
     }
 
     fn is_hyper(&self) -> bool {

@@ -50,8 +50,9 @@ impl RequestBody {
     }
 }
 
-/// What the pool counts of one origin. The counters are striped: every
-/// request writes them, from any core.
+/// What the pool counts of one origin. The request and failure counters
+/// are striped (every request writes them, from any core); `in_flight` and
+/// the latency mean are plain atomics that every request touches.
 #[derive(Debug, Default)]
 pub struct OriginStats {
     requests: Striped,
@@ -544,7 +545,9 @@ impl Pool {
         let replayable = !has_content && !upgrade && is_idempotent(method);
         self.requests.inc();
         let mut tried: u64 = 0;
-        let mut last_err = None;
+        // What the client gets when no further attempt can be made: the
+        // last error, or the last answer retried on a `retry_on` status.
+        let mut last: Option<Result<Response<ResponseBody>, Error>> = None;
         let mut attempt = 0u32;
         loop {
             let now = now_ms();
@@ -562,13 +565,16 @@ impl Pool {
                 _ => None,
             };
             let Some(i) = sticky.or_else(|| self.pick(tried, hash_key, now)) else {
-                return Err(last_err.unwrap_or_else(|| self.no_origin(now)));
+                return last.unwrap_or_else(|| Err(self.no_origin(now)));
             };
             if i < 64 {
                 tried |= 1 << i;
             }
             let origin = &self.origins[i];
-            let lease = self.lease(origin).await?;
+            let lease = match self.lease(origin).await {
+                Ok(l) => l,
+                Err(busy) => return last.unwrap_or(Err(busy)),
+            };
             crate::metrics::Counters::global().origin_request();
             origin.stats.requests.inc();
             let started = Instant::now();
@@ -590,23 +596,30 @@ impl Pool {
                     } else {
                         origin.health.request_succeeded();
                     }
+                    let mut resp = resp.map(|b| b.with_lease(lease));
+                    resp.extensions_mut().insert(Answered(i));
                     if replayable
                         && self.policy.retry_on.contains(&status)
                         && self.may_retry(attempt, tried, hash_key)
                     {
                         tracing::info!(site = %self.site, origin = %origin.url, status, "retrying on another origin");
-                        drop(resp);
-                        drop(lease);
+                        // Kept until another answer comes (then dropped).
+                        last = Some(Ok(resp));
                         attempt += 1;
                         continue;
                     }
-                    let mut resp = resp.map(|b| b.with_lease(lease));
-                    resp.extensions_mut().insert(Answered(i));
                     return Ok(resp);
                 }
                 Err(e) => {
                     drop(lease);
-                    self.failed(origin, e.kind().as_str());
+                    // With content on hyper's client, a timeout or a broken
+                    // exchange may be the client's slow or aborted upload:
+                    // only a refused connection counts against the origin.
+                    if !has_content || is_connect_failure(e.kind()) {
+                        self.failed(origin, e.kind().as_str());
+                    } else {
+                        origin.stats.failures.inc();
+                    }
                     // Content not taken yet: the hyper path takes it.
                     let untouched = !has_content || body.is_some();
                     let retry = ((is_connect_failure(e.kind()) && untouched)
@@ -614,9 +627,14 @@ impl Pool {
                         && self.may_retry(attempt, tried, hash_key);
                     tracing::warn!(error = %e, site = %self.site, retry, "origin request failed");
                     if !retry {
-                        return Err(e);
+                        return match last {
+                            Some(Ok(answer)) => Ok(answer),
+                            _ => Err(e),
+                        };
                     }
-                    last_err = Some(e);
+                    if !matches!(last, Some(Ok(_))) {
+                        last = Some(Err(e));
+                    }
                     attempt += 1;
                 }
             }

@@ -24,7 +24,9 @@ const MAX_HEAD: usize = 16 * 1024;
 fn jittered(base: Duration) -> Duration {
     let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
     let spread = (ms / 10).max(1);
-    Duration::from_millis(ms - spread + rand::random_range(0..=2 * spread))
+    Duration::from_millis(
+        (ms - spread).saturating_add(rand::random_range(0..=spread.saturating_mul(2))),
+    )
 }
 
 /// Probes `origin` until `stop` is cancelled.
@@ -73,7 +75,8 @@ pub(super) async fn run(
 /// One probe: `Ok` when the origin answers with a status in `expect`.
 async fn probe(origin: &Origin, check: &HealthCheck) -> Result<(), &'static str> {
     let authority = origin.url.authority.as_str();
-    let mut s = TcpStream::connect(authority)
+    let port = origin.url.authority.port_u16().unwrap_or(80);
+    let mut s = TcpStream::connect((origin.url.authority.host(), port))
         .await
         .map_err(|_| "probe could not connect")?;
     let _ = s.set_nodelay(true);
@@ -90,15 +93,14 @@ async fn probe(origin: &Origin, check: &HealthCheck) -> Result<(), &'static str>
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(n)) => {
                 let status = resp.code.unwrap_or(0);
+                if status == 101 {
+                    return Err("probe got 101 to a request without Upgrade");
+                }
                 if (100..200).contains(&status) {
-                    // An interim response: the final one follows.
-                    let end = buf
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map_or(buf.len(), |p| p + 4);
-                    buf.drain(..end);
+                    // An interim response (RFC 9110 §15.2): the final one follows.
+                    buf.drain(..n);
                     continue;
                 }
                 return if (check.expect.0..=check.expect.1).contains(&status) {

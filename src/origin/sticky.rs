@@ -61,20 +61,30 @@ impl Sticky {
 
     /// Reads the cookie from `headers` (and removes it when configured).
     pub fn read(&self, headers: &mut HeaderMap) -> StickyRequest {
-        let mut value = None;
+        let name = self.name.as_bytes();
+        // Most requests do not carry it: no work beyond a scan.
+        if !headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|f| f.as_bytes().windows(name.len()).any(|w| w == name))
+        {
+            return StickyRequest::default();
+        }
+        let mut value: Option<Vec<u8>> = None;
         let mut rebuilt: Vec<Option<HeaderValue>> = Vec::new();
         let mut touched = false;
+        // As bytes: a field that is not visible ASCII is parsed all the same.
         for field in headers.get_all(COOKIE) {
-            let Ok(text) = field.to_str() else {
-                rebuilt.push(Some(field.clone()));
-                continue;
-            };
-            let mut kept = Vec::new();
-            for pair in text.split(';') {
-                let p = pair.trim();
-                match p.split_once('=') {
-                    Some((n, v)) if n.trim() == self.name => {
-                        value.get_or_insert_with(|| v.trim().trim_matches('"').to_owned());
+            let mut kept: Vec<&[u8]> = Vec::new();
+            for pair in field.as_bytes().split(|&b| b == b';') {
+                let p = pair.trim_ascii();
+                let eq = p.iter().position(|&b| b == b'=');
+                match eq {
+                    Some(e) if p[..e].trim_ascii() == name => {
+                        let v = p[e + 1..].trim_ascii();
+                        let v = v.strip_prefix(b"\"").unwrap_or(v);
+                        let v = v.strip_suffix(b"\"").unwrap_or(v);
+                        value.get_or_insert_with(|| v.to_vec());
                         touched = true;
                     }
                     _ if p.is_empty() => {}
@@ -84,7 +94,7 @@ impl Sticky {
             rebuilt.push(if kept.is_empty() {
                 None
             } else {
-                HeaderValue::from_str(&kept.join("; ")).ok()
+                HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok()
             });
         }
         if self.strip && touched {
@@ -96,7 +106,7 @@ impl Sticky {
         StickyRequest {
             prefer: value
                 .as_deref()
-                .and_then(|v| self.ids.iter().position(|id| id == v)),
+                .and_then(|v| self.ids.iter().position(|id| id.as_bytes() == v)),
             had_cookie: value.is_some(),
         }
     }
@@ -191,6 +201,13 @@ mod tests {
             }
         );
         assert!(h.get(COOKIE).is_none());
+        // A field with a byte that is not visible ASCII is parsed too.
+        let mut h = HeaderMap::new();
+        let mut raw = format!("x=\u{e9}; OSID={}", s.ids[0]).into_bytes();
+        raw.truncate(raw.len());
+        h.insert(COOKIE, HeaderValue::from_bytes(&raw).unwrap());
+        assert_eq!(s.read(&mut h).prefer, Some(0));
+        assert!(!h[COOKIE].as_bytes().windows(4).any(|w| w == b"OSID"));
         // Kept when not stripping; absent is absent.
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("OSID=x; y=1"));

@@ -305,7 +305,12 @@ impl Proxy {
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {
             let origin_up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_up, origin_up));
+            // The tunnel counts as in flight on its origin while it lasts.
+            let lease = resp.body_mut().take_lease();
+            tokio::spawn(async move {
+                tunnel(client_up, origin_up).await;
+                drop(lease);
+            });
             let (mut rp, _) = resp.into_parts();
             strip_hop_by_hop(&mut rp.headers, true);
             add_via(&mut rp.headers, self.via.get(rp.version));
