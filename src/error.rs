@@ -43,6 +43,8 @@ pub enum ErrorKind {
     /// The origin closed the connection after the request went out and
     /// before a response byte.
     OriginReset,
+    /// An `https://` origin's certificate did not verify (502).
+    OriginCertificate,
     /// No origin of the site takes requests: all down, ejected or drained
     /// (503 with `Retry-After`).
     NoOrigin,
@@ -56,6 +58,9 @@ pub enum ErrorKind {
     RevalidationFailed,
     /// Binding a listener failed.
     Bind,
+    /// A file the configuration names could not be used at start-up (a
+    /// certificate, a CA file).
+    Setup,
     /// Opening the cache store failed.
     Storage,
     /// Anything else on our side.
@@ -75,11 +80,13 @@ impl ErrorKind {
             ErrorKind::OriginResponseTimeout => "origin_response_timeout",
             ErrorKind::OriginProtocol => "origin_protocol",
             ErrorKind::OriginReset => "origin_reset",
+            ErrorKind::OriginCertificate => "origin_certificate",
             ErrorKind::NoOrigin => "no_origin",
             ErrorKind::OriginBusy => "origin_busy",
             ErrorKind::NotCached => "not_cached",
             ErrorKind::RevalidationFailed => "revalidation_failed",
             ErrorKind::Bind => "bind",
+            ErrorKind::Setup => "setup",
             ErrorKind::Storage => "storage",
             ErrorKind::Internal => "internal",
         }
@@ -98,10 +105,13 @@ impl ErrorKind {
             | ErrorKind::OriginResponseTimeout
             | ErrorKind::OriginProtocol
             | ErrorKind::OriginReset
+            | ErrorKind::OriginCertificate
             | ErrorKind::NoOrigin
             | ErrorKind::OriginBusy
             | ErrorKind::RevalidationFailed => Fault::Origin,
-            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => Fault::Ours,
+            ErrorKind::Bind | ErrorKind::Setup | ErrorKind::Storage | ErrorKind::Internal => {
+                Fault::Ours
+            }
         }
     }
 
@@ -114,13 +124,14 @@ impl ErrorKind {
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginProtocol
-            | ErrorKind::OriginReset => StatusCode::BAD_GATEWAY,
+            | ErrorKind::OriginReset
+            | ErrorKind::OriginCertificate => StatusCode::BAD_GATEWAY,
             ErrorKind::NoOrigin | ErrorKind::OriginBusy => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::OriginConnectTimeout
             | ErrorKind::OriginResponseTimeout
             | ErrorKind::NotCached
             | ErrorKind::RevalidationFailed => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => {
+            ErrorKind::Bind | ErrorKind::Setup | ErrorKind::Storage | ErrorKind::Internal => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -147,13 +158,18 @@ impl ErrorKind {
             ErrorKind::OriginReset => {
                 "bad gateway: the origin closed the connection without answering\n"
             }
+            ErrorKind::OriginCertificate => {
+                "bad gateway: the origin's TLS certificate could not be verified\n"
+            }
             ErrorKind::NoOrigin => "service unavailable: no origin server is available\n",
             ErrorKind::OriginBusy => "service unavailable: every origin server is busy\n",
             ErrorKind::NotCached => "gateway timeout: not in cache (only-if-cached)\n",
             ErrorKind::RevalidationFailed => {
                 "gateway timeout: the cached response must be revalidated and the origin failed\n"
             }
-            ErrorKind::Bind | ErrorKind::Storage | ErrorKind::Internal => "internal error\n",
+            ErrorKind::Bind | ErrorKind::Setup | ErrorKind::Storage | ErrorKind::Internal => {
+                "internal error\n"
+            }
         }
     }
 }

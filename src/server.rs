@@ -82,7 +82,7 @@ impl Node {
         if let Some(c) = cache.as_ref() {
             purger.reapply(c).await;
         }
-        let proxy = Arc::new(Proxy::new(&cfg, cache.clone()));
+        let proxy = Arc::new(Proxy::new(&cfg, cache.clone())?);
         proxy.start_health_checks();
         let stats = NodeStats::new();
         let sendfile_bytes = stats.sendfile_bytes.clone();

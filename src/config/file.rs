@@ -188,6 +188,8 @@ pub struct FileSite {
     pub sticky: Option<FileSticky>,
     pub https_redirect: Option<bool>,
     pub hsts: Option<String>,
+    pub origin_sni: Option<String>,
+    pub origin_ca: Option<String>,
 }
 
 /// `[site.sticky]`

@@ -285,15 +285,16 @@ pub struct OriginUrl {
 }
 
 impl OriginUrl {
-    /// Parses `http://host[:port]`, with no path beyond `/`.
+    /// Parses `http://host[:port]` or `https://host[:port]`, with no path
+    /// beyond `/`.
     pub fn parse(s: &str) -> Result<OriginUrl, String> {
         let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL ({e})"))?;
         let scheme = uri
             .scheme()
             .cloned()
             .ok_or_else(|| format!("`{s}` needs a scheme, e.g. http://{s}"))?;
-        if scheme != http::uri::Scheme::HTTP {
-            return Err(format!("`{s}`: only http:// origins are supported so far"));
+        if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+            return Err(format!("`{s}`: an origin is http:// or https://"));
         }
         let authority = uri
             .authority()
@@ -310,6 +311,20 @@ impl OriginUrl {
             ));
         }
         Ok(OriginUrl { scheme, authority })
+    }
+}
+
+impl OriginUrl {
+    /// Whether the origin is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == http::uri::Scheme::HTTPS
+    }
+
+    /// The port to connect to (the scheme's default when none is given).
+    pub fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.is_https() { 443 } else { 80 })
     }
 }
 

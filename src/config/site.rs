@@ -133,6 +133,12 @@ pub struct PoolPolicy {
     pub max_conns: u32,
     /// How long a request waits for an origin under `max_conns`.
     pub queue_timeout: Duration,
+    /// The name sent (SNI) and verified for `https://` origins, instead of
+    /// each origin's host.
+    pub origin_sni: Option<String>,
+    /// A PEM file of CA certificates that verify `https://` origins,
+    /// instead of the system's trust store.
+    pub origin_ca: Option<std::path::PathBuf>,
 }
 
 /// The longest an ejection lasts, however often the origin failed.
@@ -156,6 +162,8 @@ impl Default for PoolPolicy {
             retry_budget_window: Duration::from_secs(10),
             max_conns: 0,
             queue_timeout: Duration::from_secs(5),
+            origin_sni: None,
+            origin_ca: None,
         }
     }
 }
@@ -421,6 +429,14 @@ fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
             s.queue_timeout.as_ref(),
             d.queue_timeout,
         ),
+        origin_sni: s.origin_sni.clone().filter(|n| {
+            let ok = rustls_pki_types::ServerName::try_from(n.as_str()).is_ok();
+            if !ok {
+                errs.push(key("origin_sni"), format!("`{n}` is not a host name"));
+            }
+            ok
+        }),
+        origin_ca: s.origin_ca.as_ref().map(std::path::PathBuf::from),
     }
 }
 

@@ -37,10 +37,63 @@ const MAX_HEADERS: usize = 128;
 /// Bytes reserved for each read of a response head.
 const HEAD_READ: usize = 8 * 1024;
 
+/// A connection to an origin: cleartext, or TLS for `https://` origins.
+#[derive(Debug)]
+pub enum OriginStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for OriginStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for OriginStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One open connection to an origin and the bytes read from it so far.
 #[derive(Debug)]
 pub struct Conn {
-    pub(super) io: TcpStream,
+    pub(super) io: OriginStream,
     pub(super) buf: BytesMut,
     /// The response-header deadline, kept armed between exchanges.
     deadline: Deadline,
@@ -210,7 +263,7 @@ impl H1Client {
     async fn connect(&self, origin: &Origin, deadline: Instant) -> Result<Conn, Error> {
         let auth = &origin.url.authority;
         let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-        let port = auth.port_u16().unwrap_or(80);
+        let port = origin.url.port();
         let attempt = async {
             let mut last = None;
             for addr in tokio::net::lookup_host((host, port)).await? {
@@ -255,6 +308,38 @@ impl H1Client {
             tracing::debug!(error = %e, "TCP keepalive on an origin connection");
         }
         crate::metrics::Counters::global().origin_connect();
+        let io = match (&origin.tls, origin.url.is_https()) {
+            (_, false) => OriginStream::Plain(io),
+            (None, true) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("{}: an https origin without TLS settings", origin.url),
+                ));
+            }
+            (Some(tls), true) => {
+                let name = match &tls.server_name {
+                    Some(n) => n.clone(),
+                    None => rustls_pki_types::ServerName::try_from(
+                        origin
+                            .url
+                            .authority
+                            .host()
+                            .trim_matches(['[', ']'])
+                            .to_owned(),
+                    )
+                    .map_err(|e| {
+                        Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url))
+                    })?,
+                };
+                let connecting =
+                    tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, io);
+                match tokio::time::timeout_at(deadline, connecting).await {
+                    Err(_) => return Err(self.failure(origin, Failure::Timeout)),
+                    Ok(Err(e)) => return Err(super::tls::handshake_error(&origin.url, e)),
+                    Ok(Ok(s)) => OriginStream::Tls(Box::new(s)),
+                }
+            }
+        };
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(HEAD_READ),
@@ -364,7 +449,7 @@ async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Con
 
 /// [`exchange`]'s reads and writes.
 async fn exchange_io(
-    stream: &mut TcpStream,
+    stream: &mut OriginStream,
     buf: &mut BytesMut,
     head: &[u8],
 ) -> Result<Head, Failure> {

@@ -25,6 +25,7 @@ mod balance;
 pub mod health;
 mod probe;
 pub mod sticky;
+pub mod tls;
 
 pub use health::State;
 pub use pool::{
@@ -44,6 +45,7 @@ use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -58,7 +60,8 @@ pub type OriginBody = UnsyncBoxBody<Bytes, BoxError>;
 /// connections.
 #[derive(Clone)]
 pub struct OriginClient {
-    client: Client<HttpConnector, OriginBody>,
+    client: Client<HttpsConnector<HttpConnector>, OriginBody>,
+    timeouts: Timeouts,
     h1: h1::H1Client,
     response_header_timeout: Duration,
 }
@@ -71,21 +74,45 @@ impl std::fmt::Debug for OriginClient {
     }
 }
 
+/// hyper's pooled client over cleartext or TLS (`https://` origins).
+fn hyper_client(
+    t: &Timeouts,
+    tls: &tls::OriginTls,
+) -> Client<HttpsConnector<HttpConnector>, OriginBody> {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    conn.set_connect_timeout(Some(t.connect));
+    conn.set_keepalive(Some(Duration::from_secs(60)));
+    conn.enforce_http(false);
+    // hyper-rustls sets ALPN itself (and refuses a preset list).
+    let mut config = (*tls.config).clone();
+    config.alpn_protocols.clear();
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    let b = match &tls.server_name {
+        Some(n) => {
+            b.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(n.clone()))
+        }
+        None => b,
+    };
+    let https = b.enable_http1().wrap_connector(conn);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(t.pool_idle)
+        .pool_max_idle_per_host(t.pool_max_idle_per_origin)
+        .set_host(false)
+        .build(https)
+}
+
 impl OriginClient {
-    /// Builds the client from the `[timeouts]` section.
-    pub fn new(t: &Timeouts) -> OriginClient {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(t.connect));
-        conn.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(t.pool_idle)
-            .pool_max_idle_per_host(t.pool_max_idle_per_origin)
-            .set_host(false)
-            .build(conn);
-        OriginClient {
-            client,
+    /// Builds the client from the `[timeouts]` section; `https://` origins
+    /// are verified against the system's trust store.
+    pub fn new(t: &Timeouts) -> Result<OriginClient, Error> {
+        let tls = tls::origin_tls(None, None, tls::provider())?;
+        Ok(OriginClient {
+            client: hyper_client(t, &tls),
+            timeouts: t.clone(),
             h1: h1::H1Client {
                 connect_timeout: t.connect,
                 response_header_timeout: t.response_header,
@@ -95,6 +122,15 @@ impl OriginClient {
                 },
             },
             response_header_timeout: t.response_header,
+        })
+    }
+
+    /// The same client with hyper's connections verified by `tls` (a site
+    /// with its own `origin_ca` or `origin_sni`).
+    pub fn with_tls(&self, tls: &tls::OriginTls) -> OriginClient {
+        OriginClient {
+            client: hyper_client(&self.timeouts, tls),
+            ..self.clone()
         }
     }
 
@@ -252,6 +288,7 @@ impl Body for ResponseBody {
 /// Maps a client error to our error kind by looking at its cause chain.
 fn classify(origin: &Origin, e: hyper_util::client::legacy::Error) -> Error {
     let mut io_kind = None;
+    let mut bad_certificate = false;
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     let mut text = e.to_string();
     while let Some(s) = src {
@@ -259,10 +296,21 @@ fn classify(origin: &Origin, e: hyper_util::client::legacy::Error) -> Error {
         text.push_str(&s.to_string());
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             io_kind = Some(io.kind());
+            bad_certificate |= matches!(
+                io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::InvalidCertificate(_))
+            );
+        }
+        if let Some(rustls::Error::InvalidCertificate(_)) = s.downcast_ref::<rustls::Error>() {
+            bad_certificate = true;
         }
         src = s.source();
     }
-    let kind = if e.is_connect() {
+    // rustls's message, for a chain that hides its error type.
+    bad_certificate |= text.contains("invalid peer certificate");
+    let kind = if bad_certificate {
+        ErrorKind::OriginCertificate
+    } else if e.is_connect() {
         match io_kind {
             Some(std::io::ErrorKind::ConnectionRefused) => ErrorKind::OriginRefused,
             Some(std::io::ErrorKind::TimedOut) => ErrorKind::OriginConnectTimeout,

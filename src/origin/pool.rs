@@ -100,6 +100,8 @@ pub struct Origin {
     pub idle: h1::IdleConns,
     pub stats: OriginStats,
     pub health: Health,
+    /// How an `https://` origin is reached (`None` for `http://`).
+    pub tls: Option<super::tls::OriginTls>,
     /// `max_conns`: requests it carries at once.
     limit: Option<Arc<Semaphore>>,
     /// Its rendezvous-hashing value (from its URL: stable across restarts
@@ -123,6 +125,7 @@ impl Origin {
             idle: h1::IdleConns::default(),
             stats: OriginStats::default(),
             health: Health::default(),
+            tls: None,
             limit: (max_conns > 0).then(|| Arc::new(Semaphore::new(max_conns as usize))),
         }
     }
@@ -257,9 +260,25 @@ impl Pool {
         origins: &[OriginSpec],
         policy: &PoolPolicy,
         client: OriginClient,
-    ) -> Pool {
+    ) -> Result<Pool, Error> {
         let urls: Vec<String> = origins.iter().map(|o| o.url.to_string()).collect();
-        Pool {
+        // `https://` origins: the site's CA and name, or the system's.
+        let tls = if origins.iter().any(|o| o.url.is_https()) {
+            Some(super::tls::origin_tls(
+                policy.origin_ca.as_deref(),
+                policy.origin_sni.as_deref(),
+                super::tls::provider(),
+            )?)
+        } else {
+            None
+        };
+        let client = match &tls {
+            Some(t) if policy.origin_ca.is_some() || policy.origin_sni.is_some() => {
+                client.with_tls(t)
+            }
+            _ => client,
+        };
+        Ok(Pool {
             sticky: policy
                 .sticky
                 .as_ref()
@@ -267,7 +286,13 @@ impl Pool {
             site: site.to_owned(),
             origins: origins
                 .iter()
-                .map(|o| Arc::new(Origin::with(o.url.clone(), o.weight, policy.max_conns)))
+                .map(|o| {
+                    let mut origin = Origin::with(o.url.clone(), o.weight, policy.max_conns);
+                    if o.url.is_https() {
+                        origin.tls = tls.clone();
+                    }
+                    Arc::new(origin)
+                })
                 .collect(),
             balancer: Balancer::new(policy.balance, origins.len()),
             budget: Budget::new(policy.retry_budget, policy.retry_budget_window),
@@ -275,7 +300,7 @@ impl Pool {
             requests: Striped::new(),
             client,
             probes: std::sync::Mutex::new(None),
-        }
+        })
     }
 
     /// The site's name.
@@ -678,13 +703,14 @@ mod tests {
     use crate::config::Timeouts;
 
     fn client() -> OriginClient {
-        OriginClient::new(&Timeouts {
+        let t = Timeouts {
             connect: Duration::from_secs(2),
             response_header: Duration::from_secs(10),
             idle_body: Duration::from_secs(10),
             pool_idle: Duration::from_secs(30),
             pool_max_idle_per_origin: 8,
-        })
+        };
+        OriginClient::new(&t).unwrap()
     }
 
     fn specs(urls: &[String]) -> Vec<OriginSpec> {
@@ -702,7 +728,7 @@ mod tests {
             "http://127.0.0.1:1".to_string(),
             "http://127.0.0.1:2".to_string(),
         ];
-        let pool = Pool::new("s", &specs(&urls), &PoolPolicy::default(), client());
+        let pool = Pool::new("s", &specs(&urls), &PoolPolicy::default(), client()).unwrap();
         let picks: Vec<usize> = (0..4)
             .map(|_| pool.pick(0, None, now_ms()).unwrap())
             .collect();
@@ -742,7 +768,7 @@ mod tests {
             max_fails: 2,
             ..PoolPolicy::default()
         };
-        let pool = Pool::new("s", &specs(&urls), &policy, client());
+        let pool = Pool::new("s", &specs(&urls), &policy, client()).unwrap();
         let fwd = Forwarding {
             via: None,
             client_ip: std::net::Ipv4Addr::LOCALHOST.into(),

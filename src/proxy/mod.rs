@@ -69,30 +69,30 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the pipeline from a validated config; `cache` is `None` when
     /// caching is off.
-    pub fn new(cfg: &Config, cache: Option<Arc<CacheLayer>>) -> Proxy {
+    pub fn new(cfg: &Config, cache: Option<Arc<CacheLayer>>) -> Result<Proxy, Error> {
         // One set of origin connections for every site's pool.
-        let client = OriginClient::new(&cfg.timeouts);
-        Proxy {
-            sites: cfg
-                .sites
-                .iter()
-                .map(|s| {
-                    Arc::new(SiteRuntime {
-                        name: s.name.clone(),
-                        hosts: s.hosts.clone(),
-                        pool: Arc::new(Pool::new(&s.name, &s.origins, &s.pool, client.clone())),
-                        cache: s.cache,
-                        ignore_client_reload: s.ignore_client_reload,
-                        https_redirect: s.https_redirect,
-                        hsts: s.hsts.clone(),
-                    })
-                })
-                .collect(),
+        let client = OriginClient::new(&cfg.timeouts)?;
+        let mut sites = Vec::with_capacity(cfg.sites.len());
+        for s in &cfg.sites {
+            let pool = Pool::new(&s.name, &s.origins, &s.pool, client.clone())
+                .map_err(|e| Error::new(e.kind(), format!("site {}: {}", s.name, e.detail())))?;
+            sites.push(Arc::new(SiteRuntime {
+                name: s.name.clone(),
+                hosts: s.hosts.clone(),
+                pool: Arc::new(pool),
+                cache: s.cache,
+                ignore_client_reload: s.ignore_client_reload,
+                https_redirect: s.https_redirect,
+                hsts: s.hsts.clone(),
+            }));
+        }
+        Ok(Proxy {
+            sites,
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
             access_log: cfg.log.access_log,
             cache,
-        }
+        })
     }
 
     /// Closes every site's idle origin connections that are past the idle

@@ -33,21 +33,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::config::{CertFiles, TlsConfig, TlsDefault};
 use crate::error::{Error, ErrorKind};
 
-/// The one crypto provider of the process: *ring* (DESIGN.md: two
-/// providers in one binary make rustls's builders panic). Installed as the
-/// process default the first time it is asked for.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    static P: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> = std::sync::OnceLock::new();
-    P.get_or_init(|| {
-        // Deprecated for lacking post-quantum key exchange, which *ring*
-        // does not implement; it is the provider this node is built on.
-        #[allow(deprecated)]
-        let p = rustls::crypto::ring::default_provider();
-        let _ = p.clone().install_default();
-        Arc::new(p)
-    })
-    .clone()
-}
+pub use crate::origin::tls::provider;
 
 /// A certificate that loaded: its key pair, names and expiry.
 #[derive(Debug, Clone)]
@@ -318,7 +304,7 @@ impl Tls {
         let mut loaded = Vec::new();
         for c in &settings.certificates {
             let l = load(c).map_err(|e| {
-                Error::new(ErrorKind::Bind, format!("certificate `{}`: {e}", c.name))
+                Error::new(ErrorKind::Setup, format!("certificate `{}`: {e}", c.name))
             })?;
             loaded.push((c.name.clone(), l));
         }
