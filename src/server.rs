@@ -102,27 +102,7 @@ impl Node {
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
-        let fast = cfg.server.fast_http1.then(|| {
-            let p = proxy.clone();
-            Fast {
-                settings: h1::Settings {
-                    header_read_timeout: cfg.server.header_read_timeout,
-                    max_head: usize::try_from(cfg.server.max_header_bytes)
-                        .unwrap_or(usize::MAX)
-                        .max(8192),
-                },
-                handler: move |req: Request<RequestBody>, peer: SocketAddr| {
-                    let p = p.clone();
-                    async move {
-                        let info = ConnInfo {
-                            peer,
-                            scheme: "http",
-                        };
-                        p.handle(req, info).await
-                    }
-                },
-            }
-        });
+        let fast = fast_path(&cfg.server, &proxy, "http");
         let proxy_keep = proxy.clone();
         let purge_state = admin_state.clone();
         let proxy_task = tokio::spawn(serve(
@@ -153,6 +133,7 @@ impl Node {
         let mut tasks = Vec::new();
         if let (Some(l), Some(t)) = (tls_l, tls.as_ref()) {
             let p = proxy.clone();
+            let fast_tls = fast_path(&cfg.server, &proxy, "https");
             let purge_state = admin_state.clone();
             tasks.push(tokio::spawn(listen_tls::serve_tls(
                 l,
@@ -176,6 +157,7 @@ impl Node {
                         p.handle(req.map(RequestBody::Hyper), info).await
                     }
                 },
+                fast_tls,
             )));
         }
         let admin_task = tokio::spawn(serve(
@@ -191,7 +173,7 @@ impl Node {
                 let st = admin_state.clone();
                 async move { crate::admin::handle(req, &st).await }
             },
-            None::<Fast<NoFast>>,
+            None,
         ));
         // Every half idle timeout: no connection idles more than 1.5 times it.
         let sweep_every = (cfg.timeouts.pool_idle / 2).max(Duration::from_millis(50));
@@ -376,27 +358,42 @@ fn tune(stream: &tokio::net::TcpStream, notsent_lowat: u32) {
     let _ = notsent_lowat;
 }
 
-/// The own HTTP/1 path of a listener: its limits and its handler.
-struct Fast<F> {
+/// The own HTTP/1 path of a listener: its limits, and the pipeline its
+/// requests go to with the listener's scheme.
+#[derive(Clone)]
+struct Fast {
     settings: h1::Settings,
-    handler: F,
+    proxy: Arc<Proxy>,
+    scheme: &'static str,
 }
 
-/// The handler type of a listener without the own path.
-type NoFast = fn(Request<RequestBody>, SocketAddr) -> std::future::Pending<Response<ProxyBody>>;
+/// The own HTTP/1 path for a listener whose connections are `scheme`, when
+/// `server.fast_http1` is on.
+fn fast_path(s: &ServerConfig, proxy: &Arc<Proxy>, scheme: &'static str) -> Option<Fast> {
+    s.fast_http1.then(|| Fast {
+        settings: h1::Settings {
+            header_read_timeout: s.header_read_timeout,
+            max_head: usize::try_from(s.max_header_bytes)
+                .unwrap_or(usize::MAX)
+                .max(8192),
+        },
+        proxy: proxy.clone(),
+        scheme,
+    })
+}
 
 /// Accepts connections until cancelled, then drains. Returns whether every
 /// connection finished within `drain`. With `fast`, a connection starts on
 /// the own HTTP/1 path ([`h1`]) and goes to hyper (`handler`) when that
 /// path gives it up; without, hyper serves it from the start.
-async fn serve<F, Fut, B, FF, FFut>(
+async fn serve<F, Fut, B>(
     listener: TcpListener,
     builder: Builder<TokioExecutor>,
     cancel: CancellationToken,
     drain: Duration,
     conn: ConnSetup,
     handler: F,
-    fast: Option<Fast<FF>>,
+    fast: Option<Fast>,
 ) -> bool
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -404,8 +401,6 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    FF: Fn(Request<RequestBody>, SocketAddr) -> FFut + Clone + Send + Sync + 'static,
-    FFut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
@@ -449,12 +444,15 @@ where
         };
         match fast.as_ref() {
             Some(f) => {
-                let fh = f.handler.clone();
+                let (p, scheme) = (f.proxy.clone(), f.scheme);
                 tracker.spawn(h1::serve(
                     io,
                     f.settings,
                     cancel.clone(),
-                    move |req| fh(req, peer),
+                    move |req| {
+                        let p = p.clone();
+                        async move { p.handle(req, ConnInfo { peer, scheme }).await }
+                    },
                     with_hyper,
                 ));
             }

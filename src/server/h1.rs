@@ -12,7 +12,8 @@
 //! request (benches/load/README.md). This path parses the head with
 //! httparse into the same `http::Request`, calls the same handler, and
 //! writes the response with one `write`/`writev` (or `sendfile` through
-//! [`super::zero_copy`]) per response.
+//! [`super::zero_copy`] on cleartext) per response. It serves the
+//! cleartext listener and HTTP/1.1 over TLS alike.
 //!
 //! Rules kept (RFC 9112): persistent connections unless `Connection:
 //! close` (§9.3); requests are answered in order, pipelined ones too
@@ -35,7 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::h1_write::write_response;
 use super::rewind::Rewind;
-use super::zero_copy::ZeroCopyStream;
 use crate::deadline::Deadline;
 use crate::proxy::RequestBody;
 use crate::proxy::body::ProxyBody;
@@ -149,16 +149,17 @@ enum Wait {
 /// Serves one client connection: requests this path takes are answered by
 /// `handler`; at the first it does not take, the connection (with what
 /// was read of it) goes to `give_up`, which serves it with hyper.
-pub(crate) async fn serve<H, HF, G, GF>(
-    mut io: ZeroCopyStream,
+pub(crate) async fn serve<IO, H, HF, G, GF>(
+    mut io: IO,
     settings: Settings,
     shutdown: CancellationToken,
     handler: H,
     give_up: G,
 ) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     H: Fn(Request<RequestBody>) -> HF,
     HF: Future<Output = Response<ProxyBody>>,
-    G: FnOnce(Rewind<ZeroCopyStream>) -> GF,
+    G: FnOnce(Rewind<IO>) -> GF,
     GF: Future<Output = ()>,
 {
     let mut rbuf = BytesMut::with_capacity(READ_BUF);

@@ -1,6 +1,7 @@
 //! The TLS listener: accept, the handshake within
-//! `server.tls_handshake_timeout`, then HTTP/1.1 or HTTP/2 (as ALPN chose)
-//! on hyper, into the same pipeline as cleartext with the scheme `https`.
+//! `server.tls_handshake_timeout`, then HTTP/2 on hyper or HTTP/1.1 on the
+//! own path ([`super::h1`], handing to hyper what it does not take), as ALPN
+//! chose, into the same pipeline as cleartext with the scheme `https`.
 //! Failed handshakes are counted by reason and logged at debug; graceful
 //! drain as on the cleartext listener.
 
@@ -51,6 +52,7 @@ pub(super) async fn serve_tls<F, Fut, B>(
     handshake_timeout: Duration,
     notsent_lowat: u32,
     handler: F,
+    fast: Option<super::Fast>,
 ) -> bool
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -59,6 +61,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let fast = fast.map(Arc::new);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
@@ -82,6 +85,7 @@ where
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let cancel = cancel.clone();
+        let fast = fast.clone();
         tracker.spawn(async move {
             let handshake = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -103,17 +107,37 @@ where
                 }
             };
             Counters::global().tls_handshake();
-            let svc = service_fn(move |req| {
-                let h = h.clone();
-                async move { Ok::<_, Infallible>(h(req, peer).await) }
-            });
-            let mut conn_builder = (*builder).clone();
-            conn_builder.http1().timer(timer::ConnTimer::new());
-            let conn = conn_builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let with_hyper = move |io| {
+                let svc = service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(req, peer).await) }
+                });
+                let mut conn_builder = (*builder).clone();
+                conn_builder.http1().timer(timer::ConnTimer::new());
+                let conn = conn_builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                    .into_owned();
+                let conn = watcher.watch(conn);
+                async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
+                    }
+                }
+            };
+            match fast.as_deref() {
+                Some(f) if !h2 => {
+                    let (p, scheme) = (f.proxy.clone(), f.scheme);
+                    let handler = move |req| {
+                        let p = p.clone();
+                        async move {
+                            p.handle(req, crate::proxy::ConnInfo { peer, scheme })
+                                .await
+                        }
+                    };
+                    super::h1::serve(tls, f.settings, cancel, handler, with_hyper).await;
+                }
+                _ => with_hyper(super::rewind::Rewind::new(bytes::Bytes::new(), tls)).await,
             }
         });
     }
