@@ -647,3 +647,45 @@ fn check_reports_certificates_that_do_not_load() {
     assert!(err.contains("tls.certificates[2] (gone):"), "{err}");
     assert!(!err.contains("(good)"), "{err}");
 }
+
+#[tokio::test]
+async fn a_handshake_that_does_not_finish_is_closed_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let o = plain_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    issue(dir.path(), "www", &["www.example.test"], false);
+    let extra = format!(
+        "[server]\ntls_handshake_timeout = \"200ms\"\n{}",
+        cert_entry(dir.path(), "www", "www")
+    );
+    let site = format!("origins = [\"{}\"]\n", o.url());
+    let node = TestNode::start_site_listen(&site, "tls = \"127.0.0.1:0\"", &extra).await;
+    let addr = node.node.as_ref().unwrap().tls_addr().unwrap();
+    let before: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    // Connect and say nothing: closed after the timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the node kept a silent connection open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(150),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Not TLS at all: a bad record.
+    let out = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+    let after: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    let n = |v: &serde_json::Value, k: &str| v["tls_failures"][k].as_u64().unwrap_or(0);
+    assert!(n(&after, "timeout") > n(&before, "timeout"), "{after}");
+    assert!(
+        n(&after, "bad_record") > n(&before, "bad_record"),
+        "{after}"
+    );
+}
