@@ -689,3 +689,31 @@ async fn a_handshake_that_does_not_finish_is_closed_and_counted() {
         "{after}"
     );
 }
+
+#[test]
+fn check_warns_about_a_certificate_that_expires_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["soon.test".to_string()]).unwrap();
+    p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    let cert = p.signed_by(&key, &ca().cert, &ca().key).unwrap();
+    std::fs::write(dir.path().join("soon.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("soon.key"), key.serialize_pem()).unwrap();
+    let cfg = format!(
+        "[listen]\ntls = \"127.0.0.1:0\"\n{}[[site]]\norigins = [\"http://127.0.0.1:9\"]\n",
+        cert_entry(dir.path(), "soon", "soon")
+    );
+    let path = dir.path().join("outpost.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: tls.certificates[0] (soon): expires within 14 days"),
+        "{err}"
+    );
+}
