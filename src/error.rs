@@ -30,6 +30,8 @@ pub enum ErrorKind {
     /// A method a reverse proxy does not carry: CONNECT (405, RFC 9110
     /// §9.3.6, §15.5.6).
     MethodNotAllowed,
+    /// The client's address is not allowed here (403, RFC 9110 §15.5.4).
+    Forbidden,
     /// The origin refused the connection.
     OriginRefused,
     /// The origin could not be reached (DNS, routing, reset during connect).
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::NoSite => "no_site",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::OriginRefused => "origin_refused",
             ErrorKind::OriginUnreachable => "origin_unreachable",
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
@@ -98,6 +101,7 @@ impl ErrorKind {
             ErrorKind::BadRequest
             | ErrorKind::NoSite
             | ErrorKind::MethodNotAllowed
+            | ErrorKind::Forbidden
             | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
@@ -121,6 +125,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::NoSite => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginProtocol
@@ -144,6 +149,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad request\n",
             ErrorKind::NoSite => "no site is configured for this host\n",
             ErrorKind::MethodNotAllowed => "method not allowed: this is a reverse proxy\n",
+            ErrorKind::Forbidden => "forbidden: requests from this address are not allowed\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
             ErrorKind::OriginConnectTimeout => {

@@ -11,6 +11,7 @@
 //! - [`proxy`]: the request pipeline: route by Host to a site, then the
 //!   cache or the origin pool, and the response sent back.
 //! - [`purge`]: the purge API, the durable purge log, fan-out to peers.
+//!   [`admission`]: the client's address and the access lists.
 //! - [`cache`]: the cache: RFC 9111 rules, keys, Vary, coalescing, and the
 //!   cache layer that owns the store (lookups, fills, invalidation, the ban
 //!   list checked on every hit).
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -115,7 +115,8 @@ fn main() -> ExitCode {
         Command::Check { config } => match Config::load(&config, &Overrides::default()) {
             Ok(c) => {
                 // The certificates' files: readable, matching, not expired.
-                let (errors, warnings) = outpost::server::tls::check(&c.tls);
+                let (mut errors, warnings) = outpost::server::tls::check(&c.tls);
+                errors.extend(outpost::admission::check(&c));
                 for w in &warnings {
                     eprintln!("  warning: {w}");
                 }

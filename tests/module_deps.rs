@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["main"],
     &["server", "logging"],
     &["admin", "proxy"],
-    &["purge"],
+    &["purge", "admission"],
     &["cache", "origin"],
     &["config", "metrics"],
     &["error", "clock", "deadline"],

@@ -30,8 +30,17 @@ pub struct FileConfig {
     pub purge: Option<FilePurge>,
     pub cluster: Option<FileCluster>,
     pub tls: Option<FileTls>,
+    pub access: Option<FileAccess>,
     #[serde(default)]
     pub site: Vec<FileSite>,
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileAccess {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub deny_file: Option<String>,
 }
 
 /// `[tls]`
@@ -120,6 +129,7 @@ pub struct FileServer {
     pub fast_http1: Option<bool>,
     pub tcp_notsent_lowat: Option<SizeValue>,
     pub tls_handshake_timeout: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `[timeouts]`: talking to origins.
@@ -190,6 +200,8 @@ pub struct FileSite {
     pub hsts: Option<String>,
     pub origin_sni: Option<String>,
     pub origin_ca: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 /// `[site.sticky]`

@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of the modules that read the configuration.
 
+mod access;
 mod file;
 mod site;
 mod tls;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::AccessConfig;
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use tls::{CertFiles, TlsConfig, TlsDefault};
 pub use validate::parse_size;
@@ -74,6 +76,7 @@ pub struct Config {
     pub purge: PurgeConfig,
     pub cluster: ClusterConfig,
     pub tls: TlsConfig,
+    pub access: AccessConfig,
     pub sites: Vec<Site>,
 }
 
@@ -193,6 +196,8 @@ pub struct ServerConfig {
     pub tcp_notsent_lowat: u32,
     /// A TLS handshake that takes longer is abandoned.
     pub tls_handshake_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[timeouts]`: the origin side.
@@ -363,6 +368,7 @@ impl Config {
                 fast_http1: true,
                 tcp_notsent_lowat: 256 << 10,
                 tls_handshake_timeout: Duration::from_secs(10),
+                trusted_proxies: Vec::new(),
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),
@@ -407,6 +413,7 @@ impl Config {
                 timeout: Duration::from_secs(2),
             },
             tls: TlsConfig::default(),
+            access: AccessConfig::default(),
             sites: Vec::new(),
         }
     }

@@ -25,6 +25,9 @@ pub struct Site {
     pub https_redirect: bool,
     /// `Strict-Transport-Security` value added to responses over TLS.
     pub hsts: Option<http::HeaderValue>,
+    /// Client addresses this site serves (empty: all) and refuses.
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -496,6 +499,8 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
         pool: pool_policy(errs, &base, s),
         https_redirect: s.https_redirect.unwrap_or(false),
+        allow: super::access::nets(errs, &format!("{base}.allow"), s.allow.as_ref()),
+        deny: super::access::nets(errs, &format!("{base}.deny"), s.deny.as_ref()),
         hsts: s.hsts.as_ref().and_then(|h| {
             // RFC 6797 §6.1: `max-age` is required.
             let ok = h.split(';').any(|d| {

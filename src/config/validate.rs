@@ -204,6 +204,11 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             s.tls_handshake_timeout.as_ref(),
             d.server.tls_handshake_timeout,
         ),
+        trusted_proxies: super::access::nets(
+            errs,
+            "server.trusted_proxies",
+            s.trusted_proxies.as_ref(),
+        ),
     };
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {
@@ -357,6 +362,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         purge,
         cluster,
         tls,
+        access: super::access::access_section(f.access.as_ref(), errs),
         sites,
     }
 }

@@ -37,6 +37,7 @@ pub struct Counters {
     origin_state_changes: Striped,
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
+    access_denied: Striped,
 }
 
 /// Why a TLS handshake failed.
@@ -90,6 +91,8 @@ pub struct Snapshot {
     pub tls_handshakes: u64,
     /// TLS handshakes failed, by [`TlsFailure`] in the order of `ALL`.
     pub tls_failures: [u64; TlsFailure::ALL.len()],
+    /// Requests refused by an access list (403).
+    pub access_denied: u64,
 }
 
 impl Snapshot {
@@ -144,6 +147,11 @@ impl Counters {
         self.origin_state_changes.inc();
     }
 
+    /// A request refused by an access list.
+    pub fn access_denied(&self) {
+        self.access_denied.inc();
+    }
+
     /// A TLS handshake completed.
     pub fn tls_handshake(&self) {
         self.tls_handshakes.inc();
@@ -166,6 +174,7 @@ impl Counters {
             origin_state_changes: self.origin_state_changes.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
+            access_denied: self.access_denied.get(),
         }
     }
 }

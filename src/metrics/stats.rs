@@ -59,6 +59,8 @@ pub struct Stats {
     /// TLS handshakes completed, and failed by reason.
     pub tls_handshakes: u64,
     pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
+    /// Requests refused by an access list (403).
+    pub access_denied: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -122,6 +124,7 @@ impl NodeStats {
             origins_draining: origins.draining,
             origins_disabled: origins.disabled,
             tls_handshakes: c.tls_handshakes,
+            access_denied: c.access_denied,
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

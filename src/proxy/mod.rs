@@ -23,6 +23,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
+use crate::admission::{AccessList, Admission};
 use crate::cache::key::{normalise_host, primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
@@ -55,10 +56,13 @@ pub struct SiteRuntime {
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.
     pub hsts: Option<HeaderValue>,
+    /// Client addresses the site serves.
+    pub access: AccessList,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
 pub struct Proxy {
+    admission: Admission,
     sites: Vec<Arc<SiteRuntime>>,
     via: ViaValues,
     idle_body: Duration,
@@ -84,9 +88,11 @@ impl Proxy {
                 ignore_client_reload: s.ignore_client_reload,
                 https_redirect: s.https_redirect,
                 hsts: s.hsts.clone(),
+                access: AccessList::new(&s.allow, &s.deny, None),
             }));
         }
         Ok(Proxy {
+            admission: Admission::new(cfg)?,
             sites,
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
@@ -132,6 +138,9 @@ impl Proxy {
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
         let host = request_host(&req);
+        // The client's address: the peer's, or what a trusted proxy in
+        // front says (every later control and the log use it).
+        let client = self.admission.client_ip(conn.peer.ip(), req.headers());
         // Without an access log the record keeps no strings: it is cloned
         // several times per request.
         let log = self.access_log;
@@ -148,7 +157,7 @@ impl Proxy {
                 String::new()
             },
             version: req.version(),
-            client: conn.peer.ip(),
+            client,
             status: 0,
             cache: "pass",
             error: None,
@@ -175,6 +184,10 @@ impl Proxy {
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
+        // Access lists first: a refused client costs no cache or origin work.
+        if !self.admission.permits(rec.client) {
+            return Err(self.refuse(rec.client, "the node's access list"));
+        }
         // RFC 9110 §9.3.6: CONNECT asks for a tunnel, which a reverse proxy
         // does not open (and no origin should be asked for one).
         if req.method() == Method::CONNECT {
@@ -188,6 +201,9 @@ impl Proxy {
         let site = self
             .route(&normalise_host(&host))
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
+        if !site.access.is_open() && !site.access.permits(rec.client) {
+            return Err(self.refuse(rec.client, "the site's access list"));
+        }
         if site.https_redirect && conn.scheme == "http" {
             return Ok(https_redirect(&host, req.uri(), rec.clone()));
         }
@@ -337,6 +353,12 @@ impl Proxy {
                 .append_to(out.headers_mut());
         }
         Ok(out)
+    }
+
+    /// The 403 for a refused client (counted; logged by the caller).
+    fn refuse(&self, client: std::net::IpAddr, list: &str) -> Error {
+        crate::metrics::Counters::global().access_denied();
+        Error::new(ErrorKind::Forbidden, format!("{client} refused by {list}"))
     }
 
     /// What goes into a request to the origin for a client's request of

@@ -1,0 +1,129 @@
+//! Admission through real sockets: the client's address (X-Forwarded-For
+//! believed from trusted proxies only) and access lists (global, per site,
+//! a deny file), each refusal a 403 before any origin work. Clients bind
+//! loopback source addresses (127.0.0.2, 127.0.0.3, …) to play several
+//! clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::BodyExt;
+
+/// GET `url` from source address `ip` with extra headers; status and body.
+async fn get_from(ip: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_local_address(Some(ip.parse::<IpAddr>().unwrap()));
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, TestBody>(conn);
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let r = c
+        .request(b.body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (st, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn origin() -> TestOrigin {
+    TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "no-store")], "ok") }).await
+}
+
+#[tokio::test]
+async fn global_and_site_lists_refuse_before_the_origin_sees_anything() {
+    let o = origin().await;
+    let site = format!(
+        "origins = [\"{}\"]\nallow = [\"127.0.0.0/24\"]\ndeny = [\"127.0.0.3\"]\n",
+        o.url()
+    );
+    let node = TestNode::start_site(&site, "[access]\ndeny = [\"127.0.0.2/32\"]\n").await;
+    let url = node.url("/x");
+    let (st, body) = get_from("127.0.0.2", &url, &[]).await;
+    assert_eq!(st, 403);
+    assert_eq!(
+        body,
+        "forbidden: requests from this address are not allowed\n"
+    );
+    assert_eq!(
+        get_from("127.0.0.3", &url, &[]).await.0,
+        403,
+        "the site's deny"
+    );
+    assert_eq!(
+        get_from("127.0.1.4", &url, &[]).await.0,
+        403,
+        "outside the site's allow"
+    );
+    assert_eq!(o.count(), 0);
+    assert_eq!(get_from("127.0.0.4", &url, &[]).await, (200, "ok".into()));
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(stats["access_denied"].as_u64().unwrap() >= 3, "{stats}");
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_from_trusted_proxies_only() {
+    let o = origin().await;
+    let site = format!("origins = [\"{}\"]\n", o.url());
+    // 127.0.0.5 is the load balancer in front; 198.51.100.0/24 is refused.
+    let node = TestNode::start_site(
+        &site,
+        "[server]\ntrusted_proxies = [\"127.0.0.5/32\"]\n[access]\ndeny = [\"198.51.100.0/24\"]\n",
+    )
+    .await;
+    let url = node.url("/y");
+    let spoof = [("x-forwarded-for", "203.0.113.1")];
+    let refused = [("x-forwarded-for", "198.51.100.7")];
+    // An untrusted peer's X-Forwarded-For is not believed, either way.
+    assert_eq!(get_from("127.0.0.6", &url, &refused).await.0, 200);
+    assert_eq!(get_from("127.0.0.6", &url, &spoof).await.0, 200);
+    // From the trusted proxy, the rightmost untrusted hop is the client.
+    assert_eq!(get_from("127.0.0.5", &url, &refused).await.0, 403);
+    let chain = [("x-forwarded-for", "198.51.100.7, 127.0.0.5")];
+    assert_eq!(get_from("127.0.0.5", &url, &chain).await.0, 403);
+    let left_spoof = [("x-forwarded-for", "198.51.100.7, 203.0.113.1")];
+    assert_eq!(get_from("127.0.0.5", &url, &left_spoof).await.0, 200);
+    assert_eq!(o.count(), 3);
+}
+
+#[tokio::test]
+async fn a_deny_file_of_100000_entries_is_read_at_start() {
+    let o = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deny.txt");
+    let mut text = String::from("# generated\n");
+    for i in 0..100_000u32 {
+        let a = std::net::Ipv4Addr::from(0x0a00_0000 + i * 7);
+        text.push_str(&format!("{a}\n"));
+    }
+    text.push_str("127.0.0.7/32 # this test's client\n");
+    std::fs::write(&path, text).unwrap();
+    let site = format!("origins = [\"{}\"]\n", o.url());
+    let extra = format!("[access]\ndeny_file = {:?}\n", path.display().to_string());
+    let node = TestNode::start_site(&site, &extra).await;
+    let url = node.url("/z");
+    assert_eq!(get_from("127.0.0.7", &url, &[]).await.0, 403);
+    assert_eq!(get_from("127.0.0.8", &url, &[]).await.0, 200);
+
+    // A bad line: the node does not start, and says where.
+    std::fs::write(&path, "10.0.0.0/8\n10.0.0.0/33\n").unwrap();
+    let text = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n{extra}[[site]]\norigins = [\"{}\"]\n",
+        dir.path().join("cache").display().to_string(),
+        o.url()
+    );
+    let cfg = outpost::config::Config::from_toml(&text).unwrap();
+    let e = outpost::Node::start(cfg)
+        .await
+        .err()
+        .expect("started with a bad deny file");
+    assert!(e.to_string().contains("line 2"), "{e}");
+}
