@@ -127,3 +127,64 @@ async fn a_deny_file_of_100000_entries_is_read_at_start() {
         .expect("started with a bad deny file");
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[tokio::test]
+async fn origins_stay_hidden_and_reflected_fields_do_not_reach_them() {
+    let o = TestOrigin::start(|req| async move {
+        let cc = if req.uri().path() == "/cached" {
+            "max-age=60"
+        } else {
+            "no-store"
+        };
+        resp_with(
+            200,
+            &[
+                ("cache-control", cc),
+                ("server", "Apache/2.4.1 (Unix) OpenSSL/1.0.2"),
+                ("x-powered-by", "PHP/5.6"),
+                ("x-internal", "10.0.0.5"),
+            ],
+            "page",
+        )
+    })
+    .await;
+    let site = format!(
+        "origins = [\"{}\"]\n[site.headers]\nresponse_remove = [\"x-powered-by\", \"x-internal\"]\nresponse_set = {{ \"x-frame-options\" = \"DENY\" }}\nrequest_set = {{ \"x-edge\" = \"outpost\" }}\n",
+        o.url()
+    );
+    let node = TestNode::start_site(&site, "[server]\nserver_header = \"outpost\"\n").await;
+    for path in ["/pass", "/cached", "/cached"] {
+        let (st, h, _) = get_with(
+            &node.url(path),
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("x-original-url", "/admin"),
+            ],
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(h["server"], "outpost", "{path}");
+        assert!(
+            h.get("x-powered-by").is_none() && h.get("x-internal").is_none(),
+            "{path}: {h:?}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+    assert_eq!(o.count(), 2, "the second /cached is a hit");
+    for seen in o.seen.lock().unwrap().iter() {
+        assert!(seen.headers.get("x-forwarded-host").is_none());
+        assert!(seen.headers.get("x-original-url").is_none());
+        assert_eq!(seen.headers["x-edge"], "outpost");
+    }
+    // Without server_header the origin's Server is simply gone.
+    let plain = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+    let (_, h, _) = get(&plain.url("/pass")).await;
+    assert!(
+        h.get("server").is_none() && h.get("x-powered-by").is_none(),
+        "{h:?}"
+    );
+    assert_eq!(
+        h["x-internal"], "10.0.0.5",
+        "only the default list is removed"
+    );
+}

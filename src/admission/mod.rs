@@ -98,6 +98,12 @@ impl Admission {
         client
     }
 
+    /// Whether `peer` is a trusted proxy.
+    #[inline]
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        !self.trusted.is_empty() && self.trusted.contains(peer)
+    }
+
     /// Whether the node-wide access list lets `ip` in.
     #[inline]
     pub fn permits(&self, ip: IpAddr) -> bool {

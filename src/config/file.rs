@@ -130,6 +130,7 @@ pub struct FileServer {
     pub tcp_notsent_lowat: Option<SizeValue>,
     pub tls_handshake_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub server_header: Option<String>,
 }
 
 /// `[timeouts]`: talking to origins.
@@ -202,6 +203,17 @@ pub struct FileSite {
     pub origin_ca: Option<String>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub headers: Option<FileHeaders>,
+    pub pass_request_headers: Option<Vec<String>>,
+}
+
+/// `[site.headers]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileHeaders {
+    pub response_remove: Option<Vec<String>>,
+    pub response_set: Option<std::collections::BTreeMap<String, String>>,
+    pub request_remove: Option<Vec<String>>,
+    pub request_set: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[site.sticky]`

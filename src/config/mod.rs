@@ -9,6 +9,7 @@
 
 mod access;
 mod file;
+mod headers;
 mod site;
 mod tls;
 mod validate;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use access::AccessConfig;
+pub use headers::{DEFAULT_RESPONSE_REMOVE, HeaderRules, POISONING_GUARD};
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use tls::{CertFiles, TlsConfig, TlsDefault};
 pub use validate::parse_size;
@@ -198,6 +200,8 @@ pub struct ServerConfig {
     pub tls_handshake_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Server` sent to clients: `None` removes the origin's.
+    pub server_header: Option<http::HeaderValue>,
 }
 
 /// `[timeouts]`: the origin side.
@@ -369,6 +373,7 @@ impl Config {
                 tcp_notsent_lowat: 256 << 10,
                 tls_handshake_timeout: Duration::from_secs(10),
                 trusted_proxies: Vec::new(),
+                server_header: None,
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),

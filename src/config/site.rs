@@ -28,6 +28,8 @@ pub struct Site {
     /// Client addresses this site serves (empty: all) and refuses.
     pub allow: Vec<ipnet::IpNet>,
     pub deny: Vec<ipnet::IpNet>,
+    /// Fields removed and set on requests and responses.
+    pub headers: super::HeaderRules,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -501,6 +503,12 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         https_redirect: s.https_redirect.unwrap_or(false),
         allow: super::access::nets(errs, &format!("{base}.allow"), s.allow.as_ref()),
         deny: super::access::nets(errs, &format!("{base}.deny"), s.deny.as_ref()),
+        headers: super::headers::header_rules(
+            errs,
+            &base,
+            s.headers.as_ref(),
+            s.pass_request_headers.as_ref(),
+        ),
         hsts: s.hsts.as_ref().and_then(|h| {
             // RFC 6797 §6.1: `max-age` is required.
             let ok = h.split(';').any(|d| {

@@ -209,6 +209,11 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             "server.trusted_proxies",
             s.trusted_proxies.as_ref(),
         ),
+        server_header: s.server_header.as_ref().and_then(|v| {
+            http::HeaderValue::from_str(v)
+                .map_err(|_| errs.push("server.server_header", "not a field value (visible ASCII)"))
+                .ok()
+        }),
     };
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {

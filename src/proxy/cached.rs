@@ -446,6 +446,7 @@ impl Proxy {
             Err(e) => return Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
         };
         strip_response_hop_by_hop(&mut resp);
+        ctx.site.hide.origin_response(resp.headers_mut());
         if resp.status() == StatusCode::OK
             && head_outcome(
                 &f.meta.header_map(),
@@ -484,6 +485,7 @@ impl Proxy {
             })
             .await?;
         strip_response_hop_by_hop(&mut resp);
+        ctx.site.hide.origin_response(resp.headers_mut());
         Ok(self.pass_response(ctx, resp, phase, detail))
     }
 

@@ -83,6 +83,7 @@ impl Proxy {
         };
         // Hop-by-hop fields are neither stored nor forwarded (RFC 9110 §7.6.1).
         strip_response_hop_by_hop(&mut resp);
+        ctx.site.hide.origin_response(resp.headers_mut());
         let status = resp.status();
         let (stored, stored_decision) = match stored {
             Some((f, d)) => (Some(f), Some(d)),

@@ -11,6 +11,7 @@
 pub mod body;
 pub mod cached;
 mod fetch;
+pub mod hide;
 mod respond;
 
 use std::net::SocketAddr;
@@ -58,11 +59,15 @@ pub struct SiteRuntime {
     pub hsts: Option<HeaderValue>,
     /// Client addresses the site serves.
     pub access: AccessList,
+    /// Fields removed and set on the way to the origin and back.
+    pub hide: hide::Hide,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
 pub struct Proxy {
     admission: Admission,
+    /// `Server` on responses (the origin's is always removed).
+    server_header: Option<HeaderValue>,
     sites: Vec<Arc<SiteRuntime>>,
     via: ViaValues,
     idle_body: Duration,
@@ -89,10 +94,12 @@ impl Proxy {
                 https_redirect: s.https_redirect,
                 hsts: s.hsts.clone(),
                 access: AccessList::new(&s.allow, &s.deny, None),
+                hide: hide::Hide::new(&s.headers),
             }));
         }
         Ok(Proxy {
             admission: Admission::new(cfg)?,
+            server_header: cfg.server.server_header.clone(),
             sites,
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
@@ -229,6 +236,8 @@ impl Proxy {
             .sticky()
             .map(|s| s.read(headers))
             .unwrap_or_default();
+        site.hide
+            .request(headers, self.admission.trusts(conn.peer.ip()));
         if !headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1).
             if let Ok(v) = HeaderValue::from_str(&host) {
@@ -265,6 +274,8 @@ impl Proxy {
             );
             ctx.sticky = sticky;
             let mut resp = self.cached(ctx).await;
+            site.hide
+                .client_response(resp.headers_mut(), self.server_header.as_ref());
             if let Some(h) = hsts {
                 resp.headers_mut()
                     .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
@@ -296,7 +307,7 @@ impl Proxy {
             )),
             HashOn::ClientIp => Some(client_key(client_ip)),
         };
-        let resp = site
+        let mut resp = site
             .pool
             .send(OriginRequest {
                 method: &method,
@@ -312,11 +323,11 @@ impl Proxy {
             .pool
             .sticky_set_cookie(&resp, sticky, conn.scheme == "https");
         rec.status = resp.status().as_u16();
+        site.hide.origin_response(resp.headers_mut());
         if let Some(cache) = self.cache.as_ref() {
             // RFC 9111 §4.4: a successful unsafe request invalidates.
             cache.invalidate_after(&site.name, &method, &target, resp.status(), resp.headers());
         }
-        let mut resp = resp;
         if let Some(client_up) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {
@@ -331,6 +342,8 @@ impl Proxy {
             strip_hop_by_hop(&mut rp.headers, true);
             add_via(&mut rp.headers, self.via.get(rp.version));
             rp.version = client_version;
+            site.hide
+                .client_response(&mut rp.headers, self.server_header.as_ref());
             if let Some(c) = set_cookie {
                 rp.headers.append(header::SET_COOKIE, c);
             }
@@ -341,6 +354,8 @@ impl Proxy {
         if let Some(c) = set_cookie {
             out.headers_mut().append(header::SET_COOKIE, c);
         }
+        site.hide
+            .client_response(out.headers_mut(), self.server_header.as_ref());
         if let Some(h) = hsts {
             out.headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
