@@ -32,6 +32,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The client's address is not allowed here (403, RFC 9110 §15.5.4).
     Forbidden,
+    /// The client is over its rate limit (429, RFC 6585 §4).
+    RateLimited,
     /// The origin refused the connection.
     OriginRefused,
     /// The origin could not be reached (DNS, routing, reset during connect).
@@ -77,6 +79,7 @@ impl ErrorKind {
             ErrorKind::NoSite => "no_site",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::OriginRefused => "origin_refused",
             ErrorKind::OriginUnreachable => "origin_unreachable",
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
@@ -102,6 +105,7 @@ impl ErrorKind {
             | ErrorKind::NoSite
             | ErrorKind::MethodNotAllowed
             | ErrorKind::Forbidden
+            | ErrorKind::RateLimited
             | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
@@ -126,6 +130,7 @@ impl ErrorKind {
             ErrorKind::NoSite => StatusCode::MISDIRECTED_REQUEST,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginProtocol
@@ -150,6 +155,7 @@ impl ErrorKind {
             ErrorKind::NoSite => "no site is configured for this host\n",
             ErrorKind::MethodNotAllowed => "method not allowed: this is a reverse proxy\n",
             ErrorKind::Forbidden => "forbidden: requests from this address are not allowed\n",
+            ErrorKind::RateLimited => "too many requests: slow down and try again later\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
             ErrorKind::OriginConnectTimeout => {

@@ -188,3 +188,75 @@ async fn origins_stay_hidden_and_reflected_fields_do_not_reach_them() {
         "only the default list is removed"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limit_refuses_one_client_and_not_another() {
+    let o = origin().await;
+    let site = format!(
+        "origins = [\"{}\"]\n[site.rate_limit]\nrequests = 50\nperiod = \"1s\"\nburst = 50\n",
+        o.url()
+    );
+    let node = TestNode::start_site(&site, "").await;
+    let url = node.url("/r");
+    // 500 requests from 127.0.0.2 as fast as they go (8 at a time).
+    let mut ok = 0;
+    let mut limited = 0;
+    let mut headers = None;
+    let t0 = std::time::Instant::now();
+    for _ in 0..(500 / 10) {
+        let mut batch = Vec::new();
+        for _ in 0..10 {
+            let url = url.clone();
+            batch.push(tokio::spawn(async move {
+                let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+                conn.set_local_address(Some("127.0.0.2".parse().unwrap()));
+                let c = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build::<_, TestBody>(conn);
+                let r = c
+                    .request(Request::get(url).body(full(Bytes::new())).unwrap())
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.headers().clone())
+            }));
+        }
+        for t in batch {
+            let (st, h) = t.await.unwrap();
+            match st {
+                200 => ok += 1,
+                429 => {
+                    limited += 1;
+                    headers.get_or_insert(h);
+                }
+                other => panic!("status {other}"),
+            }
+        }
+    }
+    // The burst, then 50 a second for as long as the requests took.
+    let allowed = 50 + (50.0 * t0.elapsed().as_secs_f64()).ceil() as usize + 2;
+    assert!(ok >= 50 && ok <= allowed, "{ok} passed, {allowed} allowed");
+    assert_eq!(ok + limited, 500);
+    assert!(limited > 0);
+    let h = headers.unwrap();
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(h["ratelimit-policy"], "\"default\";q=50;w=1");
+    assert!(
+        h["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"default\";r=0;t=")
+    );
+    // Another client is not affected.
+    for _ in 0..20 {
+        assert_eq!(get_from("127.0.0.3", &url, &[]).await.0, 200);
+    }
+    assert_eq!(
+        o.count(),
+        ok + 20,
+        "a limited request never reached the origin"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert_eq!(stats["rate_limited"].as_u64().unwrap(), limited as u64);
+}

@@ -1,18 +1,21 @@
 //! Admission: what is decided about a request before any cache or origin
-//! work. For now: the real client address ([`Admission::client_ip`]) and
-//! the access lists ([`AccessList`], global and per site), each refusal a
-//! 403 with a log line and a counter.
+//! work: the real client address ([`Admission::client_ip`]), the access
+//! lists ([`AccessList`], global and per site; a refusal is a 403) and rate
+//! limits per client ([`RateLimiter`]; a refusal is a 429), each refusal
+//! with a log line and a counter.
 //!
 //! It knows nothing of caching, storage or origins: the pipeline asks it
 //! and acts on the answer.
 
 pub mod ipset;
+pub mod ratelimit;
 
 use std::net::IpAddr;
 
 use http::HeaderMap;
 
 pub use ipset::IpSet;
+pub use ratelimit::RateLimiter;
 
 use crate::config::{AccessConfig, Config};
 use crate::error::{Error, ErrorKind};

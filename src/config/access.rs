@@ -5,9 +5,10 @@
 //! admission layer at start-up and by `outpost check`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::file::FileAccess;
-use super::validate::{Errors, parse_net};
+use super::file::{FileAccess, FileRateLimit};
+use super::validate::{Errors, duration, parse_net};
 
 /// Allow and deny lists: deny wins; an empty allow list allows everyone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +45,70 @@ pub(super) fn access_section(f: Option<&FileAccess>, errs: &mut Errors) -> Acces
                 None
             }
             p => p.as_ref().map(PathBuf::from),
+        },
+    }
+}
+
+/// `[site.rate_limit]`: a token bucket per client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub requests: u32,
+    pub period: Duration,
+    /// Requests at once (default: `requests`).
+    pub burst: u32,
+    /// Only requests whose path starts so are counted (default: all).
+    pub path_prefix: Option<String>,
+    /// Client addresses remembered at most (default 100,000).
+    pub max_tracked_clients: usize,
+}
+
+/// Validates a site's `[site.rate_limit]`.
+pub(super) fn rate_limit(errs: &mut Errors, base: &str, f: &FileRateLimit) -> RateLimitConfig {
+    let key = |k: &str| format!("{base}.rate_limit.{k}");
+    let count = |errs: &mut Errors, k: &str, v: Option<i64>, d: u32| match v {
+        None => d,
+        Some(n) if (1..=10_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            errs.push(key(k), format!("{n} is out of range (1 to 10000000)"));
+            d
+        }
+    };
+    let requests = match f.requests {
+        None => {
+            errs.push(
+                key("requests"),
+                "missing: requests per period, e.g. requests = 100",
+            );
+            1
+        }
+        Some(_) => count(errs, "requests", f.requests, 1),
+    };
+    let path_prefix = f.path_prefix.clone();
+    if let Some(p) = &path_prefix
+        && !p.starts_with('/')
+    {
+        errs.push(key("path_prefix"), format!("`{p}` does not start with /"));
+    }
+    RateLimitConfig {
+        requests,
+        period: duration(
+            errs,
+            &key("period"),
+            f.period.as_ref(),
+            Duration::from_secs(1),
+        ),
+        burst: count(errs, "burst", f.burst, requests),
+        path_prefix,
+        max_tracked_clients: match f.max_tracked_clients {
+            None => 100_000,
+            Some(n) if (16..=100_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                errs.push(
+                    key("max_tracked_clients"),
+                    format!("{n} is out of range (16 to 100000000)"),
+                );
+                100_000
+            }
         },
     }
 }

@@ -205,6 +205,17 @@ pub struct FileSite {
     pub deny: Option<Vec<String>>,
     pub headers: Option<FileHeaders>,
     pub pass_request_headers: Option<Vec<String>>,
+    pub rate_limit: Option<FileRateLimit>,
+}
+
+/// `[site.rate_limit]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileRateLimit {
+    pub requests: Option<i64>,
+    pub period: Option<String>,
+    pub burst: Option<i64>,
+    pub path_prefix: Option<String>,
+    pub max_tracked_clients: Option<i64>,
 }
 
 /// `[site.headers]`

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use access::AccessConfig;
+pub use access::{AccessConfig, RateLimitConfig};
 pub use headers::{DEFAULT_RESPONSE_REMOVE, HeaderRules, POISONING_GUARD};
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use tls::{CertFiles, TlsConfig, TlsDefault};

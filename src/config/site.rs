@@ -30,6 +30,8 @@ pub struct Site {
     pub deny: Vec<ipnet::IpNet>,
     /// Fields removed and set on requests and responses.
     pub headers: super::HeaderRules,
+    /// A request rate per client address, if limited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -503,6 +505,10 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         https_redirect: s.https_redirect.unwrap_or(false),
         allow: super::access::nets(errs, &format!("{base}.allow"), s.allow.as_ref()),
         deny: super::access::nets(errs, &format!("{base}.deny"), s.deny.as_ref()),
+        rate_limit: s
+            .rate_limit
+            .as_ref()
+            .map(|r| super::access::rate_limit(errs, &base, r)),
         headers: super::headers::header_rules(
             errs,
             &base,

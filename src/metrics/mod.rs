@@ -38,6 +38,7 @@ pub struct Counters {
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
     access_denied: Striped,
+    rate_limited: Striped,
 }
 
 /// Why a TLS handshake failed.
@@ -93,6 +94,8 @@ pub struct Snapshot {
     pub tls_failures: [u64; TlsFailure::ALL.len()],
     /// Requests refused by an access list (403).
     pub access_denied: u64,
+    /// Requests over a rate limit (429).
+    pub rate_limited: u64,
 }
 
 impl Snapshot {
@@ -152,6 +155,11 @@ impl Counters {
         self.access_denied.inc();
     }
 
+    /// A request over a rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
     /// A TLS handshake completed.
     pub fn tls_handshake(&self) {
         self.tls_handshakes.inc();
@@ -175,6 +183,7 @@ impl Counters {
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
             access_denied: self.access_denied.get(),
+            rate_limited: self.rate_limited.get(),
         }
     }
 }

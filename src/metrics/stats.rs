@@ -61,6 +61,8 @@ pub struct Stats {
     pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
     /// Requests refused by an access list (403).
     pub access_denied: u64,
+    /// Requests over a rate limit (429).
+    pub rate_limited: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -125,6 +127,7 @@ impl NodeStats {
             origins_disabled: origins.disabled,
             tls_handshakes: c.tls_handshakes,
             access_denied: c.access_denied,
+            rate_limited: c.rate_limited,
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

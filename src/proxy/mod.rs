@@ -24,7 +24,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-use crate::admission::{AccessList, Admission};
+use crate::admission::{AccessList, Admission, RateLimiter};
 use crate::cache::key::{normalise_host, primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
@@ -61,6 +61,8 @@ pub struct SiteRuntime {
     pub access: AccessList,
     /// Fields removed and set on the way to the origin and back.
     pub hide: hide::Hide,
+    /// A request rate per client, and the path prefix it counts.
+    pub rate_limit: Option<(RateLimiter, Option<String>)>,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
@@ -95,6 +97,12 @@ impl Proxy {
                 hsts: s.hsts.clone(),
                 access: AccessList::new(&s.allow, &s.deny, None),
                 hide: hide::Hide::new(&s.headers),
+                rate_limit: s.rate_limit.as_ref().map(|r| {
+                    (
+                        RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),
+                        r.path_prefix.clone(),
+                    )
+                }),
             }));
         }
         Ok(Proxy {
@@ -210,6 +218,14 @@ impl Proxy {
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
         if !site.access.is_open() && !site.access.permits(rec.client) {
             return Err(self.refuse(rec.client, "the site's access list"));
+        }
+        if let Some((limiter, prefix)) = &site.rate_limit
+            && prefix
+                .as_deref()
+                .is_none_or(|p| req.uri().path().starts_with(p))
+            && let Err(wait) = limiter.check(rec.client)
+        {
+            return Ok(too_many_requests(&site.name, limiter, wait, rec.clone()));
         }
         if site.https_redirect && conn.scheme == "http" {
             return Ok(https_redirect(&host, req.uri(), rec.clone()));
@@ -432,6 +448,33 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpg
         }
         Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
+}
+
+/// The 429 for a client over `limiter` (RFC 6585 §4), with `Retry-After`
+/// and the limit in `RateLimit-Policy` / `RateLimit` (the IETF httpapi
+/// RateLimit header fields draft: quota `q` per window `w` seconds; `r`
+/// remaining, `t` seconds until there is room).
+fn too_many_requests(
+    site: &str,
+    limiter: &RateLimiter,
+    wait: Duration,
+    rec: AccessRecord,
+) -> Response<ProxyBody> {
+    crate::metrics::Counters::global().rate_limited();
+    tracing::info!(site, client = %rec.client, ?wait, "rate limited");
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut resp = error_response(ErrorKind::RateLimited, rec);
+    let h = resp.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    let window = limiter.period.as_secs().max(1);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{site}\";q={};w={window}", limiter.requests)) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{site}\";r=0;t={secs}")) {
+        h.insert("ratelimit", v);
+    }
+    resp
 }
 
 /// 308 to the `https` URL of a cleartext request (RFC 9110 §15.4.9: the
