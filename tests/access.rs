@@ -260,3 +260,25 @@ async fn a_rate_limit_refuses_one_client_and_not_another() {
         serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
     assert_eq!(stats["rate_limited"].as_u64().unwrap(), limited as u64);
 }
+
+#[tokio::test]
+async fn traversal_forms_get_400_and_the_origin_sees_nothing() {
+    let o = origin().await;
+    let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+    for path in [
+        "/../etc/passwd",
+        "/static/../../etc/passwd",
+        "/%2e%2e/etc/passwd",
+        "/%2e%2E%2fetc/passwd",
+        "/%252e%252e/etc/passwd",
+        "/a%00.txt",
+        "/a%5c..%5c..%5cwin.ini",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+        let out = raw(node.proxy, req.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{path}: {out}");
+    }
+    assert_eq!(o.count(), 0);
+    let (st, _, _) = get(&node.url("/a/../b.css")).await;
+    assert_eq!(st, 200, "a path that stays under the root passes");
+}

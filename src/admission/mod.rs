@@ -1,13 +1,15 @@
 //! Admission: what is decided about a request before any cache or origin
 //! work: the real client address ([`Admission::client_ip`]), the access
 //! lists ([`AccessList`], global and per site; a refusal is a 403) and rate
-//! limits per client ([`RateLimiter`]; a refusal is a 429), each refusal
-//! with a log line and a counter.
+//! limits per client ([`RateLimiter`]; a refusal is a 429) and path safety
+//! ([`path`]; a refusal is a 400), each refusal with a log line and a
+//! counter.
 //!
 //! It knows nothing of caching, storage or origins: the pipeline asks it
 //! and acts on the answer.
 
 pub mod ipset;
+pub mod path;
 pub mod ratelimit;
 
 use std::net::IpAddr;

@@ -39,6 +39,7 @@ pub struct Counters {
     tls_failures: [Striped; TlsFailure::ALL.len()],
     access_denied: Striped,
     rate_limited: Striped,
+    path_refused: Striped,
 }
 
 /// Why a TLS handshake failed.
@@ -96,6 +97,8 @@ pub struct Snapshot {
     pub access_denied: u64,
     /// Requests over a rate limit (429).
     pub rate_limited: u64,
+    /// Requests refused for an unsafe path (400).
+    pub path_refused: u64,
 }
 
 impl Snapshot {
@@ -155,6 +158,11 @@ impl Counters {
         self.access_denied.inc();
     }
 
+    /// A request refused for an unsafe path.
+    pub fn path_refused(&self) {
+        self.path_refused.inc();
+    }
+
     /// A request over a rate limit.
     pub fn rate_limited(&self) {
         self.rate_limited.inc();
@@ -184,6 +192,7 @@ impl Counters {
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
             access_denied: self.access_denied.get(),
             rate_limited: self.rate_limited.get(),
+            path_refused: self.path_refused.get(),
         }
     }
 }

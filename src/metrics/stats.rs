@@ -63,6 +63,8 @@ pub struct Stats {
     pub access_denied: u64,
     /// Requests over a rate limit (429).
     pub rate_limited: u64,
+    /// Requests refused for an unsafe path (400).
+    pub path_refused: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -128,6 +130,7 @@ impl NodeStats {
             tls_handshakes: c.tls_handshakes,
             access_denied: c.access_denied,
             rate_limited: c.rate_limited,
+            path_refused: c.path_refused,
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

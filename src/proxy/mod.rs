@@ -211,6 +211,13 @@ impl Proxy {
                 "CONNECT is not carried by a reverse proxy",
             ));
         }
+        // A path that an origin would read as above its root never goes on.
+        if let Some(pq) = req.uri().path_and_query()
+            && let Err(why) = crate::admission::path::check(pq.as_str())
+        {
+            crate::metrics::Counters::global().path_refused();
+            return Err(Error::new(ErrorKind::BadRequest, why));
+        }
         let host =
             host.ok_or_else(|| Error::new(ErrorKind::BadRequest, "missing or invalid Host"))?;
         let site = self
