@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::Origin;
 use super::h1_body::{Framing, H1Body};
 use super::headers::Forwarding;
+pub use super::stream::OriginStream;
 use crate::deadline::Deadline;
 use crate::error::{Error, ErrorKind};
 
@@ -36,59 +37,6 @@ pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Bytes reserved for each read of a response head.
 const HEAD_READ: usize = 8 * 1024;
-
-/// A connection to an origin: cleartext, or TLS for `https://` origins.
-#[derive(Debug)]
-pub enum OriginStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl tokio::io::AsyncRead for OriginStream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for OriginStream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
-            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            OriginStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            OriginStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// One open connection to an origin and the bytes read from it so far.
 #[derive(Debug)]

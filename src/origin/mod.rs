@@ -22,9 +22,11 @@ pub mod pool;
 pub mod retry;
 
 mod balance;
+pub mod endpoint;
 pub mod health;
 mod probe;
 pub mod sticky;
+pub mod stream;
 pub mod tls;
 
 pub use health::State;

@@ -13,22 +13,22 @@
 //! flight) until the response body is done.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use http::{HeaderMap, Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use outpost_storage::counter::Striped;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::balance::{Balancer, Candidate};
+use super::balance::Balancer;
+pub use super::endpoint::{Lease, Origin, OriginStats};
 use super::headers::Forwarding;
-use super::health::{Health, Names, State, now_ms};
+use super::health::{Names, State, now_ms};
 use super::retry::{Budget, is_connect_failure, is_idempotent, is_reset};
 use super::sticky::{Sticky, StickyRequest};
-use super::{OriginBody, OriginClient, ResponseBody, h1};
-use crate::config::{OriginSpec, OriginUrl, PoolPolicy};
+use super::{OriginBody, OriginClient, ResponseBody};
+use crate::config::{OriginSpec, PoolPolicy};
 use crate::error::{Error, ErrorKind};
 
 /// A client request's content: none, or hyper's stream. The server's own
@@ -47,120 +47,6 @@ impl RequestBody {
             RequestBody::Empty => true,
             RequestBody::Hyper(b) => http_body::Body::is_end_stream(b),
         }
-    }
-}
-
-/// What the pool counts of one origin. The request and failure counters
-/// are striped (every request writes them, from any core); `in_flight` and
-/// the latency mean are plain atomics that every request touches.
-#[derive(Debug, Default)]
-pub struct OriginStats {
-    requests: Striped,
-    failures: Striped,
-    in_flight: AtomicUsize,
-    /// Exponentially weighted mean time to the response head, in
-    /// microseconds (0 before the first response).
-    latency_us: AtomicU64,
-    /// Requests whose sticky cookie named this origin and went to it.
-    sticky_hits: Striped,
-    /// Requests whose cookie named this origin while it took no requests.
-    sticky_fallbacks: Striped,
-    /// Cookies rewritten to name this origin (the old one was down,
-    /// draining, unknown, or failed the request).
-    sticky_rewrites: Striped,
-}
-
-impl OriginStats {
-    /// Folds one time to the response head into the mean (weight 1/8;
-    /// concurrent updates may drop one sample, which a mean can afford).
-    fn observe(&self, took: Duration) {
-        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let old = self.latency_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample
-        } else {
-            old - old / 8 + sample / 8
-        };
-        self.latency_us.store(new.max(1), Ordering::Relaxed);
-    }
-
-    /// Requests in flight now (sent and not yet answered in full).
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-}
-
-/// One origin server.
-#[derive(Debug)]
-pub struct Origin {
-    pub url: OriginUrl,
-    /// Its share of the site's requests.
-    pub weight: u32,
-    /// Keep-alive connections of the HTTP/1 client waiting for reuse.
-    pub idle: h1::IdleConns,
-    pub stats: OriginStats,
-    pub health: Health,
-    /// How an `https://` origin is reached (`None` for `http://`).
-    pub tls: Option<super::tls::OriginTls>,
-    /// `max_conns`: requests it carries at once.
-    limit: Option<Arc<Semaphore>>,
-    /// Its rendezvous-hashing value (from its URL: stable across restarts
-    /// and unchanged when other origins come or go).
-    seed: u64,
-}
-
-impl Origin {
-    /// An origin of weight 1, without a connection limit.
-    pub fn new(url: OriginUrl) -> Origin {
-        Origin::with(url, 1, 0)
-    }
-
-    fn with(url: OriginUrl, weight: u32, max_conns: u32) -> Origin {
-        let h = blake3::hash(url.to_string().as_bytes());
-        let b = h.as_bytes();
-        Origin {
-            seed: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-            url,
-            weight,
-            idle: h1::IdleConns::default(),
-            stats: OriginStats::default(),
-            health: Health::default(),
-            tls: None,
-            limit: (max_conns > 0).then(|| Arc::new(Semaphore::new(max_conns as usize))),
-        }
-    }
-
-    /// Whether a request would not wait for `max_conns`.
-    fn has_room(&self) -> bool {
-        self.limit
-            .as_ref()
-            .is_none_or(|s| s.available_permits() > 0)
-    }
-}
-
-impl Candidate for Arc<Origin> {
-    fn weight(&self) -> u32 {
-        self.weight
-    }
-    fn in_flight(&self) -> usize {
-        self.stats.in_flight()
-    }
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-}
-
-/// A request's hold on its origin: its count in flight and its place
-/// under `max_conns`, given back when the response body is dropped.
-#[derive(Debug)]
-pub struct Lease {
-    origin: Arc<Origin>,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.origin.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -697,114 +583,5 @@ impl Pool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::config::Timeouts;
-
-    fn client() -> OriginClient {
-        let t = Timeouts {
-            connect: Duration::from_secs(2),
-            response_header: Duration::from_secs(10),
-            idle_body: Duration::from_secs(10),
-            pool_idle: Duration::from_secs(30),
-            pool_max_idle_per_origin: 8,
-        };
-        OriginClient::new(&t).unwrap()
-    }
-
-    fn specs(urls: &[String]) -> Vec<OriginSpec> {
-        urls.iter()
-            .map(|u| OriginSpec {
-                url: OriginUrl::parse(u).unwrap(),
-                weight: 1,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn selection_is_round_robin() {
-        let urls = [
-            "http://127.0.0.1:1".to_string(),
-            "http://127.0.0.1:2".to_string(),
-        ];
-        let pool = Pool::new("s", &specs(&urls), &PoolPolicy::default(), client()).unwrap();
-        let picks: Vec<usize> = (0..4)
-            .map(|_| pool.pick(0, None, now_ms()).unwrap())
-            .collect();
-        assert_eq!(picks, vec![0, 1, 0, 1]);
-        // Tried origins are left out.
-        assert_eq!(pool.pick(0b01, None, now_ms()), Some(1));
-        assert_eq!(pool.pick(0b11, None, now_ms()), None);
-    }
-
-    #[tokio::test]
-    async fn a_refused_attempt_is_counted_and_retried_on_the_next_origin() {
-        // Bound but not listening: connections are refused.
-        let dead = tokio::net::TcpSocket::new_v4().unwrap();
-        dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let dead_addr = dead.local_addr().unwrap();
-        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let live_addr = live.local_addr().unwrap();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut s, _)) = live.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0
-                            || s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                                .await
-                                .is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let urls = [format!("http://{dead_addr}"), format!("http://{live_addr}")];
-        let policy = PoolPolicy {
-            max_fails: 2,
-            ..PoolPolicy::default()
-        };
-        let pool = Pool::new("s", &specs(&urls), &policy, client()).unwrap();
-        let fwd = Forwarding {
-            via: None,
-            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-            proto: "http",
-        };
-        let headers = HeaderMap::new();
-        let req = || OriginRequest {
-            method: &Method::GET,
-            path_and_query: "/",
-            headers: &headers,
-            body: None,
-            fwd: &fwd,
-            hash_key: None,
-            prefer: None,
-        };
-        // Round robin starts at the dead origin: the retry goes to the live one.
-        let resp = pool.send(req()).await.unwrap();
-        assert_eq!(resp.status(), http::StatusCode::OK);
-        let (dead_o, live_o) = (&pool.origins()[0], &pool.origins()[1]);
-        assert_eq!(dead_o.stats.requests.get(), 1);
-        assert_eq!(dead_o.stats.failures.get(), 1);
-        assert_eq!(live_o.stats.in_flight(), 1, "the body holds the lease");
-        drop(resp);
-        assert_eq!(live_o.stats.in_flight(), 0);
-        // The second failure in a row ejects it: then only the live one is
-        // asked, and no client saw an error.
-        for _ in 0..6 {
-            drop(pool.send(req()).await.unwrap());
-        }
-        assert_eq!(dead_o.stats.requests.get(), 2);
-        assert_eq!(dead_o.health.state(0, now_ms()), State::Down);
-        assert_eq!(live_o.stats.requests.get(), 7);
-        // With the live one drained, no origin takes requests: a 503.
-        pool.set_drained(live_o, true);
-        let e = pool.send(req()).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NoOrigin);
-        assert!(e.retry_after().is_some_and(|s| s >= 1));
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

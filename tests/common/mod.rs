@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod certs;
 pub mod dead_port;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
