@@ -72,8 +72,18 @@ pub fn check(path_and_query: &str) -> Result<(), Refusal> {
         .next()
         .unwrap_or(path_and_query)
         .as_bytes();
-    if !path.contains(&b'%') && !path.contains(&b'.') && !path.contains(&b'\\') {
-        // The common path: nothing to decode, no dot segment possible.
+    // The common path (one pass): nothing to decode, no backslash, and no
+    // segment that starts with a dot, so no dot segment.
+    let mut prev = 0u8;
+    let mut plain = true;
+    for &b in path {
+        if b == b'%' || b == b'\\' || (b == b'.' && prev == b'/') {
+            plain = false;
+            break;
+        }
+        prev = b;
+    }
+    if plain {
         return Ok(());
     }
     // As received (no allocation unless there is something to decode).
