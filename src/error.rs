@@ -34,6 +34,12 @@ pub enum ErrorKind {
     Forbidden,
     /// The client is over its rate limit (429, RFC 6585 §4).
     RateLimited,
+    /// The request target is longer than `max_uri_bytes` (414, RFC 9110
+    /// §15.5.15).
+    UriTooLong,
+    /// The declared content is larger than `max_body_bytes` (413, RFC 9110
+    /// §15.5.14).
+    PayloadTooLarge,
     /// The origin refused the connection.
     OriginRefused,
     /// The origin could not be reached (DNS, routing, reset during connect).
@@ -80,6 +86,8 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::OriginRefused => "origin_refused",
             ErrorKind::OriginUnreachable => "origin_unreachable",
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
@@ -106,6 +114,8 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::Forbidden
             | ErrorKind::RateLimited
+            | ErrorKind::UriTooLong
+            | ErrorKind::PayloadTooLarge
             | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
@@ -131,6 +141,8 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginProtocol
@@ -156,6 +168,8 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => "method not allowed: this is a reverse proxy\n",
             ErrorKind::Forbidden => "forbidden: requests from this address are not allowed\n",
             ErrorKind::RateLimited => "too many requests: slow down and try again later\n",
+            ErrorKind::UriTooLong => "uri too long\n",
+            ErrorKind::PayloadTooLarge => "payload too large\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
             ErrorKind::OriginConnectTimeout => {

@@ -282,3 +282,32 @@ async fn traversal_forms_get_400_and_the_origin_sees_nothing() {
     let (st, _, _) = get(&node.url("/a/../b.css")).await;
     assert_eq!(st, 200, "a path that stays under the root passes");
 }
+
+#[tokio::test]
+async fn request_limits_refuse_before_the_origin() {
+    let o = origin().await;
+    let site = format!(
+        "origins = [\"{}\"]\nmethods = [\"GET\", \"HEAD\", \"POST\"]\nmax_body_bytes = 1000\n",
+        o.url()
+    );
+    let node = TestNode::start_site(&site, "[limits]\nmax_uri_bytes = 256\n").await;
+    let long = format!("/{}", "a".repeat(300));
+    assert_eq!(get(&node.url(&long)).await.0, 414);
+    let (st, h, _) = request_with("DELETE", &node.url("/x"), &[]).await;
+    assert_eq!(st, 405);
+    assert_eq!(h["allow"], "GET, HEAD, POST");
+    let big = Request::post(node.url("/form"))
+        .header("content-length", "5000")
+        .body(full(vec![b'x'; 5000]))
+        .unwrap();
+    assert_eq!(send(big).await.0, 413);
+    assert_eq!(o.count(), 0, "no refused request reached the origin");
+    let small = Request::post(node.url("/form"))
+        .body(full(vec![b'x'; 500]))
+        .unwrap();
+    assert_eq!(send(small).await.0, 200);
+    assert_eq!(get(&node.url(&long[..200])).await.0, 200);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(stats["request_limited"].as_u64().unwrap() >= 3, "{stats}");
+}

@@ -112,3 +112,68 @@ pub(super) fn rate_limit(errs: &mut Errors, base: &str, f: &FileRateLimit) -> Ra
         },
     }
 }
+
+/// `[limits]` (and a site's `methods` / `max_body_bytes`): what a request
+/// may be before it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest declared `Content-Length` (413 beyond; 0: no limit).
+    pub max_body_bytes: u64,
+    /// Methods served (405 with `Allow` otherwise; empty: every method).
+    pub methods: Vec<http::Method>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_uri_bytes: 8192,
+            max_body_bytes: 0,
+            methods: Vec::new(),
+        }
+    }
+}
+
+/// Validates a list of methods at `key`.
+pub(super) fn methods(
+    errs: &mut Errors,
+    key: &str,
+    list: Option<&Vec<String>>,
+) -> Option<Vec<http::Method>> {
+    let list = list?;
+    let mut out = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        match http::Method::from_bytes(m.as_bytes()) {
+            Ok(m) => out.push(m),
+            Err(_) => errs.push(format!("{key}[{i}]"), format!("`{m}` is not a method")),
+        }
+    }
+    Some(out)
+}
+
+/// Validates `[limits]`.
+pub(super) fn limits_section(f: Option<&super::file::FileLimits>, errs: &mut Errors) -> Limits {
+    let d = Limits::default();
+    let Some(f) = f else {
+        return d;
+    };
+    Limits {
+        max_uri_bytes: match f.max_uri_bytes {
+            None => d.max_uri_bytes,
+            Some(n) if (64..=1 << 20).contains(&n) => n as usize,
+            Some(n) => {
+                errs.push(
+                    "limits.max_uri_bytes",
+                    format!("{n} is out of range (64 to 1048576)"),
+                );
+                d.max_uri_bytes
+            }
+        },
+        max_body_bytes: match &f.max_body_bytes {
+            None => 0,
+            Some(v) => super::validate::size(errs, "limits.max_body_bytes", Some(v), 0),
+        },
+        methods: methods(errs, "limits.methods", f.methods.as_ref()).unwrap_or_default(),
+    }
+}

@@ -31,8 +31,17 @@ pub struct FileConfig {
     pub cluster: Option<FileCluster>,
     pub tls: Option<FileTls>,
     pub access: Option<FileAccess>,
+    pub limits: Option<FileLimits>,
     #[serde(default)]
     pub site: Vec<FileSite>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FileLimits {
+    pub max_uri_bytes: Option<i64>,
+    pub max_body_bytes: Option<SizeValue>,
+    pub methods: Option<Vec<String>>,
 }
 
 /// `[access]`
@@ -206,6 +215,8 @@ pub struct FileSite {
     pub headers: Option<FileHeaders>,
     pub pass_request_headers: Option<Vec<String>>,
     pub rate_limit: Option<FileRateLimit>,
+    pub methods: Option<Vec<String>>,
+    pub max_body_bytes: Option<SizeValue>,
 }
 
 /// `[site.rate_limit]`

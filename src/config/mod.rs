@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use access::{AccessConfig, RateLimitConfig};
+pub use access::{AccessConfig, Limits, RateLimitConfig};
 pub use headers::{DEFAULT_RESPONSE_REMOVE, HeaderRules, POISONING_GUARD};
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use tls::{CertFiles, TlsConfig, TlsDefault};
@@ -79,6 +79,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub tls: TlsConfig,
     pub access: AccessConfig,
+    pub limits: Limits,
     pub sites: Vec<Site>,
 }
 
@@ -419,6 +420,7 @@ impl Config {
             },
             tls: TlsConfig::default(),
             access: AccessConfig::default(),
+            limits: Limits::default(),
             sites: Vec::new(),
         }
     }

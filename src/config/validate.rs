@@ -97,7 +97,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-fn size(errs: &mut Errors, key: &str, v: Option<&SizeValue>, default: u64) -> u64 {
+pub(super) fn size(errs: &mut Errors, key: &str, v: Option<&SizeValue>, default: u64) -> u64 {
     match v {
         None => default,
         Some(SizeValue::Bytes(n)) if *n >= 0 => *n as u64,
@@ -368,6 +368,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         cluster,
         tls,
         access: super::access::access_section(f.access.as_ref(), errs),
+        limits: super::access::limits_section(f.limits.as_ref(), errs),
         sites,
     }
 }

@@ -40,6 +40,7 @@ pub struct Counters {
     access_denied: Striped,
     rate_limited: Striped,
     path_refused: Striped,
+    request_limited: Striped,
 }
 
 /// Why a TLS handshake failed.
@@ -99,6 +100,8 @@ pub struct Snapshot {
     pub rate_limited: u64,
     /// Requests refused for an unsafe path (400).
     pub path_refused: u64,
+    /// Requests refused by a request limit (405, 413, 414).
+    pub request_limited: u64,
 }
 
 impl Snapshot {
@@ -158,6 +161,11 @@ impl Counters {
         self.access_denied.inc();
     }
 
+    /// A request refused by a request limit.
+    pub fn request_limited(&self) {
+        self.request_limited.inc();
+    }
+
     /// A request refused for an unsafe path.
     pub fn path_refused(&self) {
         self.path_refused.inc();
@@ -193,6 +201,7 @@ impl Counters {
             access_denied: self.access_denied.get(),
             rate_limited: self.rate_limited.get(),
             path_refused: self.path_refused.get(),
+            request_limited: self.request_limited.get(),
         }
     }
 }

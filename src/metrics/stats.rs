@@ -65,6 +65,8 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Requests refused for an unsafe path (400).
     pub path_refused: u64,
+    /// Requests refused by a request limit (405, 413, 414).
+    pub request_limited: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -131,6 +133,7 @@ impl NodeStats {
             access_denied: c.access_denied,
             rate_limited: c.rate_limited,
             path_refused: c.path_refused,
+            request_limited: c.request_limited,
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

@@ -63,11 +63,16 @@ pub struct SiteRuntime {
     pub hide: hide::Hide,
     /// A request rate per client, and the path prefix it counts.
     pub rate_limit: Option<(RateLimiter, Option<String>)>,
+    /// Methods served (empty: all) and the largest declared body (0: any).
+    pub methods: Vec<Method>,
+    pub max_body_bytes: u64,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
 pub struct Proxy {
     admission: Admission,
+    /// Longest request target taken (414 beyond).
+    max_uri_bytes: usize,
     /// `Server` on responses (the origin's is always removed).
     server_header: Option<HeaderValue>,
     sites: Vec<Arc<SiteRuntime>>,
@@ -97,6 +102,11 @@ impl Proxy {
                 hsts: s.hsts.clone(),
                 access: AccessList::new(&s.allow, &s.deny, None),
                 hide: hide::Hide::new(&s.headers),
+                methods: s
+                    .methods
+                    .clone()
+                    .unwrap_or_else(|| cfg.limits.methods.clone()),
+                max_body_bytes: s.max_body_bytes.unwrap_or(cfg.limits.max_body_bytes),
                 rate_limit: s.rate_limit.as_ref().map(|r| {
                     (
                         RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),
@@ -107,6 +117,7 @@ impl Proxy {
         }
         Ok(Proxy {
             admission: Admission::new(cfg)?,
+            max_uri_bytes: cfg.limits.max_uri_bytes,
             server_header: cfg.server.server_header.clone(),
             sites,
             via: ViaValues::new(&cfg.server.via),
@@ -211,6 +222,11 @@ impl Proxy {
                 "CONNECT is not carried by a reverse proxy",
             ));
         }
+        // RFC 9110 §15.5.15: a target longer than the node takes.
+        if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > self.max_uri_bytes {
+            crate::metrics::Counters::global().request_limited();
+            return Err(Error::new(ErrorKind::UriTooLong, "request target too long"));
+        }
         // A path that an origin would read as above its root never goes on.
         if let Some(pq) = req.uri().path_and_query()
             && let Err(why) = crate::admission::path::check(pq.as_str())
@@ -225,6 +241,24 @@ impl Proxy {
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
         if !site.access.is_open() && !site.access.permits(rec.client) {
             return Err(self.refuse(rec.client, "the site's access list"));
+        }
+        if !site.methods.is_empty() && !site.methods.contains(req.method()) {
+            crate::metrics::Counters::global().request_limited();
+            return Ok(method_not_allowed(&site.methods, rec.clone()));
+        }
+        if site.max_body_bytes > 0
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > site.max_body_bytes)
+        {
+            crate::metrics::Counters::global().request_limited();
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                "declared body too large",
+            ));
         }
         if let Some((limiter, prefix)) = &site.rate_limit
             && prefix
@@ -455,6 +489,16 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpg
         }
         Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
+}
+
+/// 405 with the site's methods in `Allow` (RFC 9110 §15.5.6).
+fn method_not_allowed(methods: &[Method], rec: AccessRecord) -> Response<ProxyBody> {
+    let mut resp = error_response(ErrorKind::MethodNotAllowed, rec);
+    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
 }
 
 /// The 429 for a client over `limiter` (RFC 6585 §4), with `Retry-After`
