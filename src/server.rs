@@ -424,24 +424,8 @@ where
         let h = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let with_hyper = move |io: Rewind<ZeroCopyStream>| {
-            let svc = service_fn(move |req| {
-                let h = h.clone();
-                async move { Ok::<_, Infallible>(h(req, peer).await) }
-            });
-            // One header-read timer per connection (server::timer).
-            let mut conn_builder = (*builder).clone();
-            conn_builder.http1().timer(timer::ConnTimer::new());
-            let conn = conn_builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                .into_owned();
-            let conn = watcher.watch(conn);
-            async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
-                }
-            }
-        };
+        let with_hyper =
+            move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, watcher);
         match fast.as_ref() {
             Some(f) => {
                 let (p, scheme) = (f.proxy.clone(), f.scheme);
@@ -475,6 +459,41 @@ where
                 "drain timeout reached; closing remaining connections"
             );
             false
+        }
+    }
+}
+
+/// Serves one connection on hyper (HTTP/1.1 with upgrades, or HTTP/2),
+/// watched by the listener's graceful shutdown.
+fn serve_hyper<IO, F, Fut, B>(
+    io: IO,
+    handler: F,
+    peer: SocketAddr,
+    builder: &Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> impl Future<Output = ()> + Send + 'static + use<IO, F, Fut, B>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let svc = service_fn(move |req| {
+        let h = handler.clone();
+        async move { Ok::<_, Infallible>(h(req, peer).await) }
+    });
+    // One header-read timer per connection (server::timer).
+    let mut conn_builder = builder.clone();
+    conn_builder.http1().timer(timer::ConnTimer::new());
+    let conn = conn_builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
     }
 }

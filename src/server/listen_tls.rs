@@ -5,7 +5,6 @@
 //! Failed handshakes are counted by reason and logged at debug; graceful
 //! drain as on the cleartext listener.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,14 +12,12 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::timer;
 use crate::metrics::{Counters, TlsFailure};
 
 /// Why a handshake failed, from the error tokio-rustls returned.
@@ -108,23 +105,7 @@ where
             };
             Counters::global().tls_handshake();
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let with_hyper = move |io| {
-                let svc = service_fn(move |req| {
-                    let h = h.clone();
-                    async move { Ok::<_, Infallible>(h(req, peer).await) }
-                });
-                let mut conn_builder = (*builder).clone();
-                conn_builder.http1().timer(timer::ConnTimer::new());
-                let conn = conn_builder
-                    .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                    .into_owned();
-                let conn = watcher.watch(conn);
-                async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
-                    }
-                }
-            };
+            let with_hyper = move |io| super::serve_hyper(io, h, peer, &builder, watcher);
             match fast.as_deref() {
                 Some(f) if !h2 => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
