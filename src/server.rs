@@ -34,6 +34,7 @@ pub mod timer;
 pub mod tls;
 pub mod zero_copy;
 
+use crate::admission::{ConnGuard, ConnLimits};
 use crate::cache::CacheLayer;
 use crate::cache::key::request_host;
 use crate::config::{Config, ServerConfig};
@@ -103,6 +104,10 @@ impl Node {
 
         let p = proxy.clone();
         let fast = fast_path(&cfg.server, &proxy, "http");
+        let conn_limits = ConnLimits::new(
+            cfg.server.max_connections,
+            cfg.server.max_connections_per_client,
+        );
         let proxy_keep = proxy.clone();
         let purge_state = admin_state.clone();
         let proxy_task = tokio::spawn(serve(
@@ -113,6 +118,7 @@ impl Node {
             ConnSetup {
                 sendfile_bytes: sendfile_bytes.clone(),
                 notsent_lowat: cfg.server.tcp_notsent_lowat,
+                limits: Some(conn_limits.clone()),
             },
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
@@ -143,6 +149,7 @@ impl Node {
                 drain,
                 cfg.server.tls_handshake_timeout,
                 cfg.server.tcp_notsent_lowat,
+                conn_limits.clone(),
                 move |req: Request<Incoming>, peer: SocketAddr| {
                     let p = p.clone();
                     let purge_state = purge_state.clone();
@@ -168,6 +175,7 @@ impl Node {
             ConnSetup {
                 sendfile_bytes: SendfileBytes::default(),
                 notsent_lowat: 0,
+                limits: None,
             },
             move |req: Request<Incoming>, _peer| {
                 let st = admin_state.clone();
@@ -330,6 +338,22 @@ struct ConnSetup {
     sendfile_bytes: SendfileBytes,
     /// `TCP_NOTSENT_LOWAT` in bytes (0: the kernel's default).
     notsent_lowat: u32,
+    /// The node's connection limits (the admin listener has none).
+    limits: Option<Arc<ConnLimits>>,
+}
+
+/// A place under `limits` for a connection from `peer`; `Err` when it is
+/// to be closed (counted and logged at debug).
+fn admit(limits: Option<&Arc<ConnLimits>>, peer: SocketAddr) -> Result<Option<ConnGuard>, ()> {
+    match limits.map(|l| l.acquire(peer.ip())) {
+        None => Ok(None),
+        Some(Some(g)) => Ok(Some(g)),
+        Some(None) => {
+            crate::metrics::Counters::global().connection_refused();
+            tracing::debug!(%peer, "connection limit reached; closed at accept");
+            Err(())
+        }
+    }
 }
 
 /// Socket options of an accepted client connection.
@@ -419,6 +443,10 @@ where
                 continue;
             }
         };
+        let Ok(guard) = admit(conn.limits.as_ref(), peer) else {
+            drop(stream);
+            continue;
+        };
         tune(&stream, conn.notsent_lowat);
         let io = ZeroCopyStream::new(stream, conn.sendfile_bytes.clone());
         let h = handler.clone();
@@ -429,7 +457,7 @@ where
         match fast.as_ref() {
             Some(f) => {
                 let (p, scheme) = (f.proxy.clone(), f.scheme);
-                tracker.spawn(h1::serve(
+                let served = h1::serve(
                     io,
                     f.settings,
                     cancel.clone(),
@@ -438,10 +466,18 @@ where
                         async move { p.handle(req, ConnInfo { peer, scheme }).await }
                     },
                     with_hyper,
-                ));
+                );
+                tracker.spawn(async move {
+                    served.await;
+                    drop(guard);
+                });
             }
             None => {
-                tracker.spawn(with_hyper(Rewind::new(bytes::Bytes::new(), io)));
+                let served = with_hyper(Rewind::new(bytes::Bytes::new(), io));
+                tracker.spawn(async move {
+                    served.await;
+                    drop(guard);
+                });
             }
         }
     }

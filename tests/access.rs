@@ -311,3 +311,60 @@ async fn request_limits_refuse_before_the_origin() {
         serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
     assert!(stats["request_limited"].as_u64().unwrap() >= 3, "{stats}");
 }
+
+/// A keep-alive connection from `ip` that has been answered once.
+async fn open_from(ip: &str, addr: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    (n > 0 && buf.starts_with(b"HTTP/1.1 200")).then_some(s)
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limits_are_closed_at_accept() {
+    let o = origin().await;
+    let node = TestNode::start_site(
+        &format!("origins = [\"{}\"]\n", o.url()),
+        "[server]\nmax_connections = 3\nmax_connections_per_client = 2\n",
+    )
+    .await;
+    let a1 = open_from("127.0.0.2", node.proxy).await.expect("first");
+    let _a2 = open_from("127.0.0.2", node.proxy).await.expect("second");
+    assert!(
+        open_from("127.0.0.2", node.proxy).await.is_none(),
+        "a third from one client"
+    );
+    let _b1 = open_from("127.0.0.3", node.proxy)
+        .await
+        .expect("another client");
+    assert!(
+        open_from("127.0.0.4", node.proxy).await.is_none(),
+        "a fourth in all"
+    );
+    // A connection that ends gives its place back.
+    drop(a1);
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        again = open_from("127.0.0.2", node.proxy).await;
+        if again.is_some() {
+            break;
+        }
+    }
+    assert!(again.is_some());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(
+        stats["connections_refused"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}

@@ -8,6 +8,7 @@
 //! It knows nothing of caching, storage or origins: the pipeline asks it
 //! and acts on the answer.
 
+pub mod conns;
 pub mod ipset;
 pub mod path;
 pub mod ratelimit;
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 
+pub use conns::{ConnGuard, ConnLimits};
 pub use ipset::IpSet;
 pub use ratelimit::RateLimiter;
 

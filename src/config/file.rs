@@ -140,6 +140,8 @@ pub struct FileServer {
     pub tls_handshake_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub server_header: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_connections_per_client: Option<i64>,
 }
 
 /// `[timeouts]`: talking to origins.

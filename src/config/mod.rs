@@ -203,6 +203,10 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `Server` sent to clients: `None` removes the origin's.
     pub server_header: Option<http::HeaderValue>,
+    /// Client connections open at once, in all and from one address (0:
+    /// no limit); beyond them new connections are closed at accept.
+    pub max_connections: usize,
+    pub max_connections_per_client: u32,
 }
 
 /// `[timeouts]`: the origin side.
@@ -375,6 +379,8 @@ impl Config {
                 tls_handshake_timeout: Duration::from_secs(10),
                 trusted_proxies: Vec::new(),
                 server_header: None,
+                max_connections: 0,
+                max_connections_per_client: 0,
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),

@@ -209,6 +209,28 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             "server.trusted_proxies",
             s.trusted_proxies.as_ref(),
         ),
+        max_connections: match s.max_connections {
+            None => 0,
+            Some(n) if (0..=10_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                errs.push(
+                    "server.max_connections",
+                    format!("{n} is out of range (0 to 10000000)"),
+                );
+                0
+            }
+        },
+        max_connections_per_client: match s.max_connections_per_client {
+            None => 0,
+            Some(n) if (0..=1_000_000).contains(&n) => n as u32,
+            Some(n) => {
+                errs.push(
+                    "server.max_connections_per_client",
+                    format!("{n} is out of range (0 to 1000000)"),
+                );
+                0
+            }
+        },
         server_header: s.server_header.as_ref().and_then(|v| {
             http::HeaderValue::from_str(v)
                 .map_err(|_| errs.push("server.server_header", "not a field value (visible ASCII)"))

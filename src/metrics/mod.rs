@@ -41,6 +41,7 @@ pub struct Counters {
     rate_limited: Striped,
     path_refused: Striped,
     request_limited: Striped,
+    connections_refused: Striped,
 }
 
 /// Why a TLS handshake failed.
@@ -102,6 +103,8 @@ pub struct Snapshot {
     pub path_refused: u64,
     /// Requests refused by a request limit (405, 413, 414).
     pub request_limited: u64,
+    /// Connections closed at accept by a connection limit.
+    pub connections_refused: u64,
 }
 
 impl Snapshot {
@@ -161,6 +164,11 @@ impl Counters {
         self.access_denied.inc();
     }
 
+    /// A connection closed at accept by a connection limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// A request refused by a request limit.
     pub fn request_limited(&self) {
         self.request_limited.inc();
@@ -202,6 +210,7 @@ impl Counters {
             rate_limited: self.rate_limited.get(),
             path_refused: self.path_refused.get(),
             request_limited: self.request_limited.get(),
+            connections_refused: self.connections_refused.get(),
         }
     }
 }

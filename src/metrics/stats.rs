@@ -67,6 +67,8 @@ pub struct Stats {
     pub path_refused: u64,
     /// Requests refused by a request limit (405, 413, 414).
     pub request_limited: u64,
+    /// Connections closed at accept by a connection limit.
+    pub connections_refused: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -134,6 +136,7 @@ impl NodeStats {
             rate_limited: c.rate_limited,
             path_refused: c.path_refused,
             request_limited: c.request_limited,
+            connections_refused: c.connections_refused,
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

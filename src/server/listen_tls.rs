@@ -48,6 +48,7 @@ pub(super) async fn serve_tls<F, Fut, B>(
     drain: Duration,
     handshake_timeout: Duration,
     notsent_lowat: u32,
+    limits: Arc<crate::admission::ConnLimits>,
     handler: F,
     fast: Option<super::Fast>,
 ) -> bool
@@ -76,6 +77,10 @@ where
                 continue;
             }
         };
+        let Ok(guard) = super::admit(Some(&limits), peer) else {
+            drop(stream);
+            continue;
+        };
         super::tune(&stream, notsent_lowat);
         let acceptor = acceptor.clone();
         let h = handler.clone();
@@ -84,6 +89,7 @@ where
         let cancel = cancel.clone();
         let fast = fast.clone();
         tracker.spawn(async move {
+            let _guard = guard;
             let handshake = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
