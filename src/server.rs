@@ -429,20 +429,7 @@ where
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, &cancel).await {
         let Ok(guard) = admit(conn.limits.as_ref(), peer) else {
             drop(stream);
             continue;
@@ -482,6 +469,38 @@ where
         }
     }
     drop(listener);
+    drain_all(graceful, tracker, drain).await
+}
+
+/// The next connection, or `None` once `cancel` fires. A failed accept
+/// (EMFILE and friends) is logged and retried after a pause instead of
+/// spinning.
+async fn accept(
+    listener: &TcpListener,
+    cancel: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(x) => return Some(x),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Closes idle connections and waits for the others (up to `drain`);
+/// returns whether every connection finished in time.
+async fn drain_all(
+    graceful: GracefulShutdown,
+    tracker: tokio_util::task::TaskTracker,
+    drain: Duration,
+) -> bool {
     tracker.close();
     let all_done = async {
         graceful.shutdown().await;

@@ -64,19 +64,7 @@ where
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = super::accept(&listener, &cancel).await {
         let Ok(guard) = super::admit(Some(&limits), peer) else {
             drop(stream);
             continue;
@@ -129,10 +117,5 @@ where
         });
     }
     drop(listener);
-    tracker.close();
-    let all_done = async {
-        graceful.shutdown().await;
-        tracker.wait().await;
-    };
-    tokio::time::timeout(drain, all_done).await.is_ok()
+    super::drain_all(graceful, tracker, drain).await
 }
