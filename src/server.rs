@@ -29,17 +29,18 @@ use tokio_util::sync::CancellationToken;
 pub mod h1;
 pub mod h1_write;
 mod listen_tls;
+pub mod proxy_header;
 pub mod rewind;
 pub mod timer;
 pub mod tls;
 pub mod zero_copy;
 
-use crate::admission::{ConnGuard, ConnLimits};
+use crate::admission::{ConnGuard, ConnLimits, IpSet};
 use crate::cache::CacheLayer;
 use crate::cache::key::request_host;
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
-use crate::metrics::{NodeStats, SendfileBytes};
+use crate::metrics::{NodeStats, Refusal, SendfileBytes};
 use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy, RequestBody};
 use http_body_util::BodyExt;
@@ -119,6 +120,7 @@ impl Node {
                 sendfile_bytes: sendfile_bytes.clone(),
                 notsent_lowat: cfg.server.tcp_notsent_lowat,
                 limits: Some(conn_limits.clone()),
+                proxy_protocol: ProxyProtocol::new(cfg.listen.proxy_protocol, &cfg.server),
             },
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
@@ -148,8 +150,12 @@ impl Node {
                 cancel.clone(),
                 drain,
                 cfg.server.tls_handshake_timeout,
-                cfg.server.tcp_notsent_lowat,
-                conn_limits.clone(),
+                ConnSetup {
+                    sendfile_bytes: SendfileBytes::default(),
+                    notsent_lowat: cfg.server.tcp_notsent_lowat,
+                    limits: Some(conn_limits.clone()),
+                    proxy_protocol: ProxyProtocol::new(cfg.listen.tls_proxy_protocol, &cfg.server),
+                },
                 move |req: Request<Incoming>, peer: SocketAddr| {
                     let p = p.clone();
                     let purge_state = purge_state.clone();
@@ -176,6 +182,7 @@ impl Node {
                 sendfile_bytes: SendfileBytes::default(),
                 notsent_lowat: 0,
                 limits: None,
+                proxy_protocol: None,
             },
             move |req: Request<Incoming>, _peer| {
                 let st = admin_state.clone();
@@ -333,6 +340,7 @@ fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
 }
 
 /// What a listener sets up on every connection it accepts.
+#[derive(Clone)]
 struct ConnSetup {
     /// Counts the bytes its connections send with `sendfile(2)`.
     sendfile_bytes: SendfileBytes,
@@ -340,20 +348,61 @@ struct ConnSetup {
     notsent_lowat: u32,
     /// The node's connection limits (the admin listener has none).
     limits: Option<Arc<ConnLimits>>,
+    /// Whom a PROXY protocol header is believed from, when the listener
+    /// takes one.
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
-/// A place under `limits` for a connection from `peer`; `Err` when it is
-/// to be closed (counted and logged at debug).
-fn admit(limits: Option<&Arc<ConnLimits>>, peer: SocketAddr) -> Result<Option<ConnGuard>, ()> {
-    match limits.map(|l| l.acquire(peer.ip())) {
-        None => Ok(None),
-        Some(Some(g)) => Ok(Some(g)),
-        Some(None) => {
-            crate::metrics::Counters::global().connection_refused();
-            tracing::debug!(%peer, "connection limit reached; closed at accept");
-            Err(())
-        }
+/// The PROXY protocol on a listener.
+#[derive(Clone)]
+struct ProxyProtocol {
+    trusted: Arc<IpSet>,
+    /// How long a connection has to send its header.
+    timeout: Duration,
+}
+
+impl ProxyProtocol {
+    fn new(on: bool, s: &ServerConfig) -> Option<ProxyProtocol> {
+        on.then(|| ProxyProtocol {
+            trusted: Arc::new(IpSet::from_nets(s.trusted_proxies.iter().copied())),
+            timeout: s.header_read_timeout,
+        })
     }
+}
+
+/// The address a new connection is served as (after its PROXY header, on
+/// a listener that takes one) and its place under the connection limits;
+/// `None` when it is to be closed (counted, and logged at debug).
+async fn open_conn(
+    stream: &mut tokio::net::TcpStream,
+    peer: SocketAddr,
+    setup: &ConnSetup,
+) -> Option<(SocketAddr, Option<ConnGuard>)> {
+    let peer = match &setup.proxy_protocol {
+        None => peer,
+        Some(pp) => {
+            let trusted = |ip| pp.trusted.contains(ip);
+            match proxy_header::read(stream, peer, trusted, pp.timeout).await {
+                Ok(p) => p,
+                Err(why) => {
+                    crate::metrics::Counters::global().refused(Refusal::ProxyHeader);
+                    tracing::info!(%peer, reason = why.as_str(), "connection refused");
+                    return None;
+                }
+            }
+        }
+    };
+    let guard = match setup.limits.as_ref().map(|l| l.acquire(peer.ip())) {
+        None => None,
+        Some(Some(g)) => Some(g),
+        Some(None) => {
+            crate::metrics::Counters::global().refused(Refusal::ConnectionLimit);
+            tracing::debug!(%peer, "connection limit reached; closed at accept");
+            return None;
+        }
+    };
+    tune(stream, setup.notsent_lowat);
+    Some((peer, guard))
 }
 
 /// Socket options of an accepted client connection.
@@ -429,44 +478,33 @@ where
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
-    while let Some((stream, peer)) = accept(&listener, &cancel).await {
-        let Ok(guard) = admit(conn.limits.as_ref(), peer) else {
-            drop(stream);
-            continue;
-        };
-        tune(&stream, conn.notsent_lowat);
-        let io = ZeroCopyStream::new(stream, conn.sendfile_bytes.clone());
+    let fast = fast.map(Arc::new);
+    while let Some((mut stream, peer)) = accept(&listener, &cancel).await {
+        let conn = conn.clone();
         let h = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let with_hyper =
-            move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, watcher);
-        match fast.as_ref() {
-            Some(f) => {
-                let (p, scheme) = (f.proxy.clone(), f.scheme);
-                let served = h1::serve(
-                    io,
-                    f.settings,
-                    cancel.clone(),
-                    move |req| {
+        let fast = fast.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let Some((peer, _guard)) = open_conn(&mut stream, peer, &conn).await else {
+                return;
+            };
+            let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
+            let with_hyper =
+                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, watcher);
+            match fast.as_deref() {
+                Some(f) => {
+                    let (p, scheme) = (f.proxy.clone(), f.scheme);
+                    let handler = move |req| {
                         let p = p.clone();
                         async move { p.handle(req, ConnInfo { peer, scheme }).await }
-                    },
-                    with_hyper,
-                );
-                tracker.spawn(async move {
-                    served.await;
-                    drop(guard);
-                });
+                    };
+                    h1::serve(io, f.settings, cancel, handler, with_hyper).await;
+                }
+                None => with_hyper(Rewind::new(bytes::Bytes::new(), io)).await,
             }
-            None => {
-                let served = with_hyper(Rewind::new(bytes::Bytes::new(), io));
-                tracker.spawn(async move {
-                    served.await;
-                    drop(guard);
-                });
-            }
-        }
+        });
     }
     drop(listener);
     drain_all(graceful, tracker, drain).await

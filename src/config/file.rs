@@ -125,6 +125,8 @@ pub struct FileListen {
     pub proxy: Option<String>,
     pub admin: Option<String>,
     pub tls: Option<String>,
+    pub proxy_protocol: Option<bool>,
+    pub tls_proxy_protocol: Option<bool>,
 }
 
 /// `[server]`

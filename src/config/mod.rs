@@ -177,6 +177,11 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// The TLS listener (HTTP/1.1 and HTTP/2 by ALPN), if any.
     pub tls: Option<SocketAddr>,
+    /// The proxy listener's connections may start with a PROXY protocol
+    /// header (v1 or v2), believed from `server.trusted_proxies` only.
+    pub proxy_protocol: bool,
+    /// The same for the TLS listener (the header precedes the handshake).
+    pub tls_proxy_protocol: bool,
 }
 
 /// `[server]`: the client-facing side.
@@ -367,6 +372,8 @@ impl Config {
                 proxy: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 admin: SocketAddr::from(([127, 0, 0, 1], 9080)),
                 tls: None,
+                proxy_protocol: false,
+                tls_proxy_protocol: false,
             },
             server: ServerConfig {
                 drain_timeout: Duration::from_secs(30),

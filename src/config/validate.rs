@@ -123,6 +123,8 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             .tls
             .as_ref()
             .map(|t| addr(errs, "listen.tls", Some(t), d.listen.proxy)),
+        proxy_protocol: l.proxy_protocol.unwrap_or(false),
+        tls_proxy_protocol: l.tls_proxy_protocol.unwrap_or(false),
     };
     if let Some(t) = listen.tls
         && t.port() != 0
@@ -237,6 +239,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
                 .ok()
         }),
     };
+    for (on, key) in [
+        (listen.proxy_protocol, "listen.proxy_protocol"),
+        (listen.tls_proxy_protocol, "listen.tls_proxy_protocol"),
+    ] {
+        if on && server.trusted_proxies.is_empty() {
+            errs.push(
+                key,
+                "needs server.trusted_proxies: a PROXY header is believed only from them",
+            );
+        }
+    }
     let t = f.timeouts.clone().unwrap_or_default();
     let pool_max = match t.pool_max_idle_per_origin {
         None => d.timeouts.pool_max_idle_per_origin,

@@ -23,6 +23,9 @@ use std::sync::{Arc, OnceLock};
 
 pub use stats::{CacheFigures, NodeStats, OriginFigures, Stats};
 
+// Counters are indexed by discriminant: `ALL` must list every reason.
+const _: () = assert!(Refusal::ALL.len() == Refusal::H2Abuse as usize + 1);
+
 /// Bytes a listener sent with `sendfile(2)` (one per node).
 pub type SendfileBytes = Arc<Striped>;
 
@@ -37,11 +40,84 @@ pub struct Counters {
     origin_state_changes: Striped,
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
-    access_denied: Striped,
-    rate_limited: Striped,
-    path_refused: Striped,
-    request_limited: Striped,
-    connections_refused: Striped,
+    refusals: [Striped; Refusal::ALL.len()],
+}
+
+/// Why a request or connection was refused before any cache or origin
+/// work (each with its own counter and access-log outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An access list (403).
+    AccessDenied,
+    /// A rate limit (429).
+    RateLimited,
+    /// An unsafe path (400).
+    Path,
+    /// A request target over `max_uri_bytes` (414).
+    UriTooLong,
+    /// A method not in `methods` (405).
+    Method,
+    /// Content over `max_body_bytes`, declared or streamed (413).
+    BodyTooLarge,
+    /// A head over `max_header_bytes` or `max_header_count` (431).
+    HeadersTooLarge,
+    /// Content slower than `body_read_timeout` (408).
+    BodyTimeout,
+    /// A request rule with the `deny` action.
+    Rule,
+    /// A connection over `max_connections` or `max_connections_per_client`.
+    ConnectionLimit,
+    /// A PROXY header from an untrusted peer, or a malformed one.
+    ProxyHeader,
+    /// An HTTP/2 connection ended for abuse (rapid reset and the like).
+    H2Abuse,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 12] = [
+        Refusal::AccessDenied,
+        Refusal::RateLimited,
+        Refusal::Path,
+        Refusal::UriTooLong,
+        Refusal::Method,
+        Refusal::BodyTooLarge,
+        Refusal::HeadersTooLarge,
+        Refusal::BodyTimeout,
+        Refusal::Rule,
+        Refusal::ConnectionLimit,
+        Refusal::ProxyHeader,
+        Refusal::H2Abuse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::AccessDenied => "access_denied",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::Path => "path",
+            Refusal::UriTooLong => "uri_too_long",
+            Refusal::Method => "method",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::Rule => "rule",
+            Refusal::ConnectionLimit => "connection_limit",
+            Refusal::ProxyHeader => "proxy_header",
+            Refusal::H2Abuse => "h2_abuse",
+        }
+    }
+
+    /// Whether it is one of the request limits (`/stats`
+    /// `request_limited`).
+    pub fn is_request_limit(self) -> bool {
+        matches!(
+            self,
+            Refusal::UriTooLong
+                | Refusal::Method
+                | Refusal::BodyTooLarge
+                | Refusal::HeadersTooLarge
+                | Refusal::BodyTimeout
+        )
+    }
 }
 
 /// Why a TLS handshake failed.
@@ -95,16 +171,8 @@ pub struct Snapshot {
     pub tls_handshakes: u64,
     /// TLS handshakes failed, by [`TlsFailure`] in the order of `ALL`.
     pub tls_failures: [u64; TlsFailure::ALL.len()],
-    /// Requests refused by an access list (403).
-    pub access_denied: u64,
-    /// Requests over a rate limit (429).
-    pub rate_limited: u64,
-    /// Requests refused for an unsafe path (400).
-    pub path_refused: u64,
-    /// Requests refused by a request limit (405, 413, 414).
-    pub request_limited: u64,
-    /// Connections closed at accept by a connection limit.
-    pub connections_refused: u64,
+    /// Refusals, by [`Refusal`] in the order of `ALL`.
+    pub refusals: [u64; Refusal::ALL.len()],
 }
 
 impl Snapshot {
@@ -159,29 +227,9 @@ impl Counters {
         self.origin_state_changes.inc();
     }
 
-    /// A request refused by an access list.
-    pub fn access_denied(&self) {
-        self.access_denied.inc();
-    }
-
-    /// A connection closed at accept by a connection limit.
-    pub fn connection_refused(&self) {
-        self.connections_refused.inc();
-    }
-
-    /// A request refused by a request limit.
-    pub fn request_limited(&self) {
-        self.request_limited.inc();
-    }
-
-    /// A request refused for an unsafe path.
-    pub fn path_refused(&self) {
-        self.path_refused.inc();
-    }
-
-    /// A request over a rate limit.
-    pub fn rate_limited(&self) {
-        self.rate_limited.inc();
+    /// A request or connection refused for `why`.
+    pub fn refused(&self, why: Refusal) {
+        self.refusals[why as usize].inc();
     }
 
     /// A TLS handshake completed.
@@ -206,11 +254,7 @@ impl Counters {
             origin_state_changes: self.origin_state_changes.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
-            access_denied: self.access_denied.get(),
-            rate_limited: self.rate_limited.get(),
-            path_refused: self.path_refused.get(),
-            request_limited: self.request_limited.get(),
-            connections_refused: self.connections_refused.get(),
+            refusals: std::array::from_fn(|i| self.refusals[i].get()),
         }
     }
 }

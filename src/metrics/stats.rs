@@ -8,7 +8,7 @@ use std::time::Instant;
 use outpost_storage::StoreStats;
 use serde::Serialize;
 
-use super::{Counters, SendfileBytes};
+use super::{Counters, Refusal, SendfileBytes};
 
 /// The `/stats` document.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,6 +69,10 @@ pub struct Stats {
     pub request_limited: u64,
     /// Connections closed at accept by a connection limit.
     pub connections_refused: u64,
+    /// Every refusal by reason (the fields above group some of them).
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
+    /// Requests matched by each request rule, `site/rule`.
+    pub rules: std::collections::BTreeMap<String, u64>,
 }
 
 /// How many origins are in each state now, over every site.
@@ -132,11 +136,19 @@ impl NodeStats {
             origins_draining: origins.draining,
             origins_disabled: origins.disabled,
             tls_handshakes: c.tls_handshakes,
-            access_denied: c.access_denied,
-            rate_limited: c.rate_limited,
-            path_refused: c.path_refused,
-            request_limited: c.request_limited,
-            connections_refused: c.connections_refused,
+            access_denied: c.refusals[Refusal::AccessDenied as usize],
+            rate_limited: c.refusals[Refusal::RateLimited as usize],
+            path_refused: c.refusals[Refusal::Path as usize],
+            request_limited: Refusal::ALL
+                .iter()
+                .filter(|r| r.is_request_limit())
+                .map(|r| c.refusals[*r as usize])
+                .sum(),
+            connections_refused: c.refusals[Refusal::ConnectionLimit as usize],
+            refusals: Refusal::ALL
+                .iter()
+                .map(|r| (r.as_str(), c.refusals[*r as usize]))
+                .collect(),
             tls_failures: super::TlsFailure::ALL
                 .iter()
                 .zip(c.tls_failures)

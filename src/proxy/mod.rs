@@ -30,6 +30,7 @@ use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
 use crate::error::{Error, ErrorKind};
+use crate::metrics::Refusal;
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
 use body::{AccessRecord, ProxyBody};
@@ -224,14 +225,14 @@ impl Proxy {
         }
         // RFC 9110 §15.5.15: a target longer than the node takes.
         if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > self.max_uri_bytes {
-            crate::metrics::Counters::global().request_limited();
+            crate::metrics::Counters::global().refused(Refusal::UriTooLong);
             return Err(Error::new(ErrorKind::UriTooLong, "request target too long"));
         }
         // A path that an origin would read as above its root never goes on.
         if let Some(pq) = req.uri().path_and_query()
             && let Err(why) = crate::admission::path::check(pq.as_str())
         {
-            crate::metrics::Counters::global().path_refused();
+            crate::metrics::Counters::global().refused(Refusal::Path);
             return Err(Error::new(ErrorKind::BadRequest, why));
         }
         let host =
@@ -243,7 +244,7 @@ impl Proxy {
             return Err(self.refuse(rec.client, "the site's access list"));
         }
         if !site.methods.is_empty() && !site.methods.contains(req.method()) {
-            crate::metrics::Counters::global().request_limited();
+            crate::metrics::Counters::global().refused(Refusal::Method);
             return Ok(method_not_allowed(&site.methods, rec.clone()));
         }
         if site.max_body_bytes > 0
@@ -254,7 +255,7 @@ impl Proxy {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .is_some_and(|n| n > site.max_body_bytes)
         {
-            crate::metrics::Counters::global().request_limited();
+            crate::metrics::Counters::global().refused(Refusal::BodyTooLarge);
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
                 "declared body too large",
@@ -429,7 +430,7 @@ impl Proxy {
 
     /// The 403 for a refused client (counted; logged by the caller).
     fn refuse(&self, client: std::net::IpAddr, list: &str) -> Error {
-        crate::metrics::Counters::global().access_denied();
+        crate::metrics::Counters::global().refused(Refusal::AccessDenied);
         Error::new(ErrorKind::Forbidden, format!("{client} refused by {list}"))
     }
 
@@ -511,7 +512,7 @@ fn too_many_requests(
     wait: Duration,
     rec: AccessRecord,
 ) -> Response<ProxyBody> {
-    crate::metrics::Counters::global().rate_limited();
+    crate::metrics::Counters::global().refused(Refusal::RateLimited);
     tracing::info!(site, client = %rec.client, ?wait, "rate limited");
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);

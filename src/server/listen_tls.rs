@@ -47,8 +47,7 @@ pub(super) async fn serve_tls<F, Fut, B>(
     cancel: CancellationToken,
     drain: Duration,
     handshake_timeout: Duration,
-    notsent_lowat: u32,
-    limits: Arc<crate::admission::ConnLimits>,
+    setup: super::ConnSetup,
     handler: F,
     fast: Option<super::Fast>,
 ) -> bool
@@ -64,12 +63,8 @@ where
     let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
-    while let Some((stream, peer)) = super::accept(&listener, &cancel).await {
-        let Ok(guard) = super::admit(Some(&limits), peer) else {
-            drop(stream);
-            continue;
-        };
-        super::tune(&stream, notsent_lowat);
+    while let Some((mut stream, peer)) = super::accept(&listener, &cancel).await {
+        let setup = setup.clone();
         let acceptor = acceptor.clone();
         let h = handler.clone();
         let builder = builder.clone();
@@ -77,7 +72,9 @@ where
         let cancel = cancel.clone();
         let fast = fast.clone();
         tracker.spawn(async move {
-            let _guard = guard;
+            let Some((peer, _guard)) = super::open_conn(&mut stream, peer, &setup).await else {
+                return;
+            };
             let handshake = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
