@@ -40,6 +40,14 @@ pub enum ErrorKind {
     /// The declared content is larger than `max_body_bytes` (413, RFC 9110
     /// §15.5.14).
     PayloadTooLarge,
+    /// The request's fields are larger or more than `max_header_bytes` /
+    /// `max_header_count` (431, RFC 6585 §5).
+    HeadersTooLarge,
+    /// The client sent its content slower than `body_read_timeout` (408,
+    /// RFC 9110 §15.5.9).
+    RequestTimeout,
+    /// A request rule refused the request (its own status, 403 by default).
+    Denied,
     /// The origin refused the connection.
     OriginRefused,
     /// The origin could not be reached (DNS, routing, reset during connect).
@@ -88,6 +96,9 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::UriTooLong => "uri_too_long",
             ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::HeadersTooLarge => "headers_too_large",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::Denied => "denied",
             ErrorKind::OriginRefused => "origin_refused",
             ErrorKind::OriginUnreachable => "origin_unreachable",
             ErrorKind::OriginConnectTimeout => "origin_connect_timeout",
@@ -116,6 +127,9 @@ impl ErrorKind {
             | ErrorKind::RateLimited
             | ErrorKind::UriTooLong
             | ErrorKind::PayloadTooLarge
+            | ErrorKind::HeadersTooLarge
+            | ErrorKind::RequestTimeout
+            | ErrorKind::Denied
             | ErrorKind::NotCached => Fault::Client,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
@@ -143,6 +157,9 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::Denied => StatusCode::FORBIDDEN,
             ErrorKind::OriginRefused
             | ErrorKind::OriginUnreachable
             | ErrorKind::OriginProtocol
@@ -170,6 +187,9 @@ impl ErrorKind {
             ErrorKind::RateLimited => "too many requests: slow down and try again later\n",
             ErrorKind::UriTooLong => "uri too long\n",
             ErrorKind::PayloadTooLarge => "payload too large\n",
+            ErrorKind::HeadersTooLarge => "request header fields too large\n",
+            ErrorKind::RequestTimeout => "request timeout: the request content came too slowly\n",
+            ErrorKind::Denied => "forbidden: the request was refused by a rule\n",
             ErrorKind::OriginRefused => "bad gateway: origin refused the connection\n",
             ErrorKind::OriginUnreachable => "bad gateway: origin unreachable\n",
             ErrorKind::OriginConnectTimeout => {

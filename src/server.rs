@@ -10,7 +10,6 @@
 //! (`proxy`), `PURGE` to `purge` and the admin listener's requests to
 //! `admin`; it knows nothing of caching rules or the store.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,18 +17,18 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod h1;
 pub mod h1_write;
+mod hyper_conn;
 mod listen_tls;
 pub mod proxy_header;
+pub mod resets;
 pub mod rewind;
 pub mod timer;
 pub mod tls;
@@ -44,6 +43,7 @@ use crate::metrics::{NodeStats, Refusal, SendfileBytes};
 use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy, RequestBody};
 use http_body_util::BodyExt;
+use hyper_conn::serve_hyper;
 use rewind::Rewind;
 use zero_copy::ZeroCopyStream;
 
@@ -94,17 +94,18 @@ impl Node {
             access_log: cfg.log.access_log,
             stats,
             pools: proxy.pools(),
+            rules: proxy.rule_counters(),
             reload: tls.clone().map(|t| {
                 Arc::new(move || serde_json::to_value(t.reload()).unwrap_or_default())
                     as crate::admin::ReloadFn
             }),
         });
         let cancel = CancellationToken::new();
-        let builder = http_builder(&cfg.server);
+        let builder = http_builder(&cfg.server, cfg.header_caps());
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
-        let fast = fast_path(&cfg.server, &proxy, "http");
+        let fast = fast_path(&cfg, &proxy, "http");
         let conn_limits = ConnLimits::new(
             cfg.server.max_connections,
             cfg.server.max_connections_per_client,
@@ -121,6 +122,7 @@ impl Node {
                 notsent_lowat: cfg.server.tcp_notsent_lowat,
                 limits: Some(conn_limits.clone()),
                 proxy_protocol: ProxyProtocol::new(cfg.listen.proxy_protocol, &cfg.server),
+                h2_max_resets: cfg.server.h2_max_resets_per_second,
             },
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
@@ -141,7 +143,7 @@ impl Node {
         let mut tasks = Vec::new();
         if let (Some(l), Some(t)) = (tls_l, tls.as_ref()) {
             let p = proxy.clone();
-            let fast_tls = fast_path(&cfg.server, &proxy, "https");
+            let fast_tls = fast_path(&cfg, &proxy, "https");
             let purge_state = admin_state.clone();
             tasks.push(tokio::spawn(listen_tls::serve_tls(
                 l,
@@ -155,6 +157,7 @@ impl Node {
                     notsent_lowat: cfg.server.tcp_notsent_lowat,
                     limits: Some(conn_limits.clone()),
                     proxy_protocol: ProxyProtocol::new(cfg.listen.tls_proxy_protocol, &cfg.server),
+                    h2_max_resets: cfg.server.h2_max_resets_per_second,
                 },
                 move |req: Request<Incoming>, peer: SocketAddr| {
                     let p = p.clone();
@@ -183,6 +186,7 @@ impl Node {
                 notsent_lowat: 0,
                 limits: None,
                 proxy_protocol: None,
+                h2_max_resets: cfg.server.h2_max_resets_per_second,
             },
             move |req: Request<Incoming>, _peer| {
                 let st = admin_state.clone();
@@ -286,6 +290,7 @@ async fn purge_method(
         error: None,
         start: st.access_log.then(std::time::Instant::now),
         enabled: st.access_log,
+        rule: None,
     };
     let resp =
         crate::purge::api::handle_purge_method(&st.purger, st.cache.as_deref(), &req, peer).await;
@@ -315,13 +320,17 @@ fn local(l: &TcpListener) -> Result<SocketAddr, Error> {
         .map_err(|e| Error::new(ErrorKind::Bind, format!("local_addr: {e}")).with_source(e))
 }
 
-fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
+/// hyper's HTTP/1 and HTTP/2 settings; `caps` are the largest request head
+/// (bytes, fields) any site takes (`Config::header_caps`): beyond them the
+/// listener answers 431 itself.
+fn http_builder(s: &ServerConfig, caps: (u64, usize)) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
-    let max_buf = usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX);
+    let max_buf = usize::try_from(caps.0).unwrap_or(usize::MAX);
     // The HTTP/1 timer is set per connection in `serve` (server::timer).
     b.http1()
         .header_read_timeout(s.header_read_timeout)
         .max_buf_size(max_buf.max(8192))
+        .max_headers(caps.1)
         // A client may close its sending side once its request is out and
         // still read the answer (RFC 9112 §9.6 lets either side close first).
         // Without this hyper takes that EOF for an abort, and it probes for
@@ -334,7 +343,10 @@ fn http_builder(s: &ServerConfig) -> Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(caps.0).unwrap_or(u32::MAX))
+        // h2's own rapid-reset guard: streams reset before they are
+        // accepted (the rest is counted per connection, server::resets).
+        .max_pending_accept_reset_streams(20)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }
@@ -351,6 +363,8 @@ struct ConnSetup {
     /// Whom a PROXY protocol header is believed from, when the listener
     /// takes one.
     proxy_protocol: Option<ProxyProtocol>,
+    /// Requests a client may cancel on one connection in a second.
+    h2_max_resets: u32,
 }
 
 /// The PROXY protocol on a listener.
@@ -442,11 +456,12 @@ struct Fast {
 
 /// The own HTTP/1 path for a listener whose connections are `scheme`, when
 /// `server.fast_http1` is on.
-fn fast_path(s: &ServerConfig, proxy: &Arc<Proxy>, scheme: &'static str) -> Option<Fast> {
+fn fast_path(cfg: &Config, proxy: &Arc<Proxy>, scheme: &'static str) -> Option<Fast> {
+    let s = &cfg.server;
     s.fast_http1.then(|| Fast {
         settings: h1::Settings {
             header_read_timeout: s.header_read_timeout,
-            max_head: usize::try_from(s.max_header_bytes)
+            max_head: usize::try_from(cfg.header_caps().0)
                 .unwrap_or(usize::MAX)
                 .max(8192),
         },
@@ -471,11 +486,10 @@ async fn serve<F, Fut, B>(
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Unpin + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
     let fast = fast.map(Arc::new);
@@ -483,7 +497,6 @@ where
         let conn = conn.clone();
         let h = handler.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let fast = fast.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
@@ -491,8 +504,10 @@ where
                 return;
             };
             let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
+            let resets = conn.h2_max_resets;
+            let stop = cancel.clone();
             let with_hyper =
-                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, watcher);
+                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, stop, resets);
             match fast.as_deref() {
                 Some(f) => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
@@ -507,7 +522,7 @@ where
         });
     }
     drop(listener);
-    drain_all(graceful, tracker, drain).await
+    drain_all(tracker, drain).await
 }
 
 /// The next connection, or `None` once `cancel` fires. A failed accept
@@ -534,14 +549,9 @@ async fn accept(
 
 /// Closes idle connections and waits for the others (up to `drain`);
 /// returns whether every connection finished in time.
-async fn drain_all(
-    graceful: GracefulShutdown,
-    tracker: tokio_util::task::TaskTracker,
-    drain: Duration,
-) -> bool {
+async fn drain_all(tracker: tokio_util::task::TaskTracker, drain: Duration) -> bool {
     tracker.close();
     let all_done = async {
-        graceful.shutdown().await;
         tracker.wait().await;
     };
     match tokio::time::timeout(drain, all_done).await {
@@ -552,41 +562,6 @@ async fn drain_all(
                 "drain timeout reached; closing remaining connections"
             );
             false
-        }
-    }
-}
-
-/// Serves one connection on hyper (HTTP/1.1 with upgrades, or HTTP/2),
-/// watched by the listener's graceful shutdown.
-fn serve_hyper<IO, F, Fut, B>(
-    io: IO,
-    handler: F,
-    peer: SocketAddr,
-    builder: &Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-) -> impl Future<Output = ()> + Send + 'static + use<IO, F, Fut, B>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let svc = service_fn(move |req| {
-        let h = handler.clone();
-        async move { Ok::<_, Infallible>(h(req, peer).await) }
-    });
-    // One header-read timer per connection (server::timer).
-    let mut conn_builder = builder.clone();
-    conn_builder.http1().timer(timer::ConnTimer::new());
-    let conn = conn_builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .into_owned();
-    let conn = watcher.watch(conn);
-    async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub pools: Vec<Arc<Pool>>,
     /// Reads the certificates again (`POST /reload`); `None` without TLS.
     pub reload: Option<ReloadFn>,
+    /// Every request rule's counter, as `site/rule`.
+    pub rules: Vec<(String, Arc<outpost_storage::counter::Striped>)>,
 }
 
 /// What `POST /reload` runs: it answers a JSON report with `failed`, the
@@ -66,11 +68,17 @@ impl AdminState {
             o.draining += draining;
             o.disabled += disabled;
         }
-        self.stats.snapshot(
+        let mut s = self.stats.snapshot(
             self.cache.as_deref().map(CacheLayer::figures),
             self.purger.bans().len() as u64,
             o,
-        )
+        );
+        s.rules = self
+            .rules
+            .iter()
+            .map(|(n, c)| (n.clone(), c.get()))
+            .collect();
+        s
     }
 }
 

@@ -12,6 +12,7 @@ pub mod conns;
 pub mod ipset;
 pub mod path;
 pub mod ratelimit;
+pub mod rules;
 
 use std::net::IpAddr;
 

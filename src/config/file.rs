@@ -42,6 +42,9 @@ pub struct FileLimits {
     pub max_uri_bytes: Option<i64>,
     pub max_body_bytes: Option<SizeValue>,
     pub methods: Option<Vec<String>>,
+    pub max_header_bytes: Option<SizeValue>,
+    pub max_header_count: Option<i64>,
+    pub body_read_timeout: Option<String>,
 }
 
 /// `[access]`
@@ -136,6 +139,7 @@ pub struct FileServer {
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<SizeValue>,
     pub h2_max_concurrent_streams: Option<i64>,
+    pub h2_max_resets_per_second: Option<i64>,
     pub via: Option<String>,
     pub fast_http1: Option<bool>,
     pub tcp_notsent_lowat: Option<SizeValue>,
@@ -221,6 +225,10 @@ pub struct FileSite {
     pub rate_limit: Option<FileRateLimit>,
     pub methods: Option<Vec<String>>,
     pub max_body_bytes: Option<SizeValue>,
+    pub max_header_bytes: Option<SizeValue>,
+    pub max_header_count: Option<i64>,
+    pub body_read_timeout: Option<String>,
+    pub rules: Option<Vec<super::rules::FileRule>>,
 }
 
 /// `[site.rate_limit]`

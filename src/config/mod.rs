@@ -10,6 +10,7 @@
 mod access;
 mod file;
 mod headers;
+mod rules;
 mod site;
 mod tls;
 mod validate;
@@ -19,8 +20,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use access::{AccessConfig, Limits, RateLimitConfig};
+pub use access::{AccessConfig, Limits, RateLimitConfig, SiteLimits};
 pub use headers::{DEFAULT_RESPONSE_REMOVE, HeaderRules, POISONING_GUARD};
+pub use rules::compile as compile_rule_pattern;
+pub use rules::{RuleAction, RuleConfig};
 pub use site::{Balance, HealthCheck, MAX_EJECTION, OriginSpec, PoolPolicy, Site, StickyCookie};
 pub use tls::{CertFiles, TlsConfig, TlsDefault};
 pub use validate::parse_size;
@@ -194,6 +197,10 @@ pub struct ServerConfig {
     /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list).
     pub max_header_bytes: u64,
     pub h2_max_concurrent_streams: u32,
+    /// Requests a client may cancel on one connection in a second (HTTP/2
+    /// RST_STREAM, the rapid-reset attack) before the connection is ended
+    /// with GOAWAY.
+    pub h2_max_resets_per_second: u32,
     /// Pseudonym in the `Via` header (RFC 9110 §7.6.3).
     pub via: String,
     /// Serve `GET`/`HEAD` without content on the own HTTP/1.1 path
@@ -365,6 +372,18 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The largest request head any site takes, in field bytes and in
+    /// fields: what the listeners read before they refuse with 431.
+    pub fn header_caps(&self) -> (u64, usize) {
+        self.sites.iter().fold(
+            (self.limits.max_header_bytes, self.limits.max_header_count),
+            |(b, c), s| {
+                let l = s.limits.over(&self.limits);
+                (b.max(l.max_header_bytes), c.max(l.max_header_count))
+            },
+        )
+    }
+
     /// The values every missing key falls back to.
     fn builtin_defaults() -> Config {
         Config {
@@ -380,6 +399,7 @@ impl Config {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 64 << 10,
                 h2_max_concurrent_streams: 256,
+                h2_max_resets_per_second: 200,
                 via: "outpost".into(),
                 fast_http1: true,
                 tcp_notsent_lowat: 256 << 10,

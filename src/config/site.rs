@@ -32,10 +32,10 @@ pub struct Site {
     pub headers: super::HeaderRules,
     /// A request rate per client address, if limited.
     pub rate_limit: Option<super::RateLimitConfig>,
-    /// Methods this site serves, instead of `[limits] methods`.
-    pub methods: Option<Vec<http::Method>>,
-    /// Largest declared body, instead of `[limits] max_body_bytes`.
-    pub max_body_bytes: Option<u64>,
+    /// Request limits of its own, instead of `[limits]`'s.
+    pub limits: super::SiteLimits,
+    /// Request rules, in order: the first that matches decides.
+    pub rules: Vec<super::RuleConfig>,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -509,11 +509,8 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         https_redirect: s.https_redirect.unwrap_or(false),
         allow: super::access::nets(errs, &format!("{base}.allow"), s.allow.as_ref()),
         deny: super::access::nets(errs, &format!("{base}.deny"), s.deny.as_ref()),
-        methods: super::access::methods(errs, &format!("{base}.methods"), s.methods.as_ref()),
-        max_body_bytes: s
-            .max_body_bytes
-            .as_ref()
-            .map(|v| super::validate::size(errs, &format!("{base}.max_body_bytes"), Some(v), 0)),
+        limits: super::access::site_limits(errs, &base, s),
+        rules: super::rules::rules(errs, &base, s.rules.as_deref()),
         rate_limit: s
             .rate_limit
             .as_ref()

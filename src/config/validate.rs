@@ -197,6 +197,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         ),
         max_header_bytes,
         h2_max_concurrent_streams: h2_streams,
+        h2_max_resets_per_second: match s.h2_max_resets_per_second {
+            None => d.server.h2_max_resets_per_second,
+            Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+            Some(n) => {
+                errs.push(
+                    "server.h2_max_resets_per_second",
+                    format!("{n} is out of range (1 to 1000000)"),
+                );
+                d.server.h2_max_resets_per_second
+            }
+        },
         via,
         fast_http1: s.fast_http1.unwrap_or(d.server.fast_http1),
         tcp_notsent_lowat,
@@ -391,6 +402,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
     }
     let (admin, purge, cluster) = operator_sections(f, errs, &d);
     let tls = super::tls::tls_section(f.tls.as_ref(), errs, listen.tls.is_some());
+    let limits = super::access::limits_section(f.limits.as_ref(), server.max_header_bytes, errs);
     Config {
         listen,
         server,
@@ -403,7 +415,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         cluster,
         tls,
         access: super::access::access_section(f.access.as_ref(), errs),
-        limits: super::access::limits_section(f.limits.as_ref(), errs),
+        limits,
         sites,
     }
 }

@@ -19,6 +19,7 @@ pub mod h1_body;
 pub mod headers;
 pub mod names;
 pub mod pool;
+pub mod request_body;
 pub mod retry;
 
 mod balance;

@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use outpost_storage::counter::Striped;
 
 use super::balance::Balancer;
@@ -31,24 +30,7 @@ use super::{OriginBody, OriginClient, ResponseBody};
 use crate::config::{OriginSpec, PoolPolicy};
 use crate::error::{Error, ErrorKind};
 
-/// A client request's content: none, or hyper's stream. The server's own
-/// HTTP/1 path takes only requests without content; everything else
-/// arrives through hyper.
-#[derive(Debug)]
-pub enum RequestBody {
-    Empty,
-    Hyper(Incoming),
-}
-
-impl RequestBody {
-    /// Whether the request has no (more) content.
-    pub fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Empty => true,
-            RequestBody::Hyper(b) => http_body::Body::is_end_stream(b),
-        }
-    }
-}
+pub use super::request_body::RequestBody;
 
 /// One request to an origin, as the pipeline hands it to the pool.
 #[derive(Debug)]
@@ -567,6 +549,9 @@ impl Pool {
         let out_body: OriginBody = match body {
             Some(RequestBody::Hyper(b)) if !http_body::Body::is_end_stream(&b) => {
                 b.map_err(Into::into).boxed_unsync()
+            }
+            Some(RequestBody::Guarded(b)) if !http_body::Body::is_end_stream(&b) => {
+                b.boxed_unsync()
             }
             _ => http_body_util::Empty::new()
                 .map_err(|never| match never {})

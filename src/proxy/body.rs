@@ -34,6 +34,8 @@ pub struct AccessRecord {
     /// When the request arrived; only taken when the record is logged.
     pub start: Option<Instant>,
     pub enabled: bool,
+    /// The request rule that matched, if any.
+    pub rule: Option<std::sync::Arc<str>>,
 }
 
 impl AccessRecord {
@@ -54,6 +56,7 @@ impl AccessRecord {
             cache = self.cache,
             outcome,
             error = self.error.unwrap_or("-"),
+            rule = self.rule.as_deref().unwrap_or("-"),
         );
     }
 }

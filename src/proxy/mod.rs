@@ -11,6 +11,7 @@
 pub mod body;
 pub mod cached;
 mod fetch;
+mod gate;
 pub mod hide;
 mod respond;
 
@@ -24,6 +25,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
+use crate::admission::rules::Rules;
 use crate::admission::{AccessList, Admission, RateLimiter};
 use crate::cache::key::{normalise_host, primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
@@ -34,6 +36,7 @@ use crate::metrics::Refusal;
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
 use body::{AccessRecord, ProxyBody};
+use gate::{Gate, Passed};
 
 pub use crate::origin::RequestBody;
 
@@ -64,9 +67,13 @@ pub struct SiteRuntime {
     pub hide: hide::Hide,
     /// A request rate per client, and the path prefix it counts.
     pub rate_limit: Option<(RateLimiter, Option<String>)>,
-    /// Methods served (empty: all) and the largest declared body (0: any).
-    pub methods: Vec<Method>,
-    pub max_body_bytes: u64,
+    /// The request limits in force for the site.
+    pub limits: crate::config::Limits,
+    /// Its header limits are below the listener's, so each request's
+    /// fields are measured.
+    pub header_check: bool,
+    /// Request rules, in order.
+    pub rules: Rules,
 }
 
 /// The proxy: sites, their origin pools and the settings of the pipeline.
@@ -103,11 +110,15 @@ impl Proxy {
                 hsts: s.hsts.clone(),
                 access: AccessList::new(&s.allow, &s.deny, None),
                 hide: hide::Hide::new(&s.headers),
-                methods: s
-                    .methods
-                    .clone()
-                    .unwrap_or_else(|| cfg.limits.methods.clone()),
-                max_body_bytes: s.max_body_bytes.unwrap_or(cfg.limits.max_body_bytes),
+                header_check: {
+                    let (bytes, count) = cfg.header_caps();
+                    let l = s.limits.over(&cfg.limits);
+                    l.max_header_bytes < bytes || l.max_header_count < count
+                },
+                limits: s.limits.over(&cfg.limits),
+                rules: Rules::new(&s.rules).map_err(|e| {
+                    Error::new(e.kind(), format!("site {}: {}", s.name, e.detail()))
+                })?,
                 rate_limit: s.rate_limit.as_ref().map(|r| {
                     (
                         RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),
@@ -137,6 +148,18 @@ impl Proxy {
     /// Every site's origin pool.
     pub fn pools(&self) -> Vec<Arc<Pool>> {
         self.sites.iter().map(|s| s.pool.clone()).collect()
+    }
+
+    /// Every request rule's counter, named `site/rule`.
+    pub fn rule_counters(&self) -> Vec<(String, Arc<outpost_storage::counter::Striped>)> {
+        self.sites
+            .iter()
+            .flat_map(|s| {
+                s.rules
+                    .counters()
+                    .map(|(n, c)| (format!("{}/{n}", s.name), c.clone()))
+            })
+            .collect()
     }
 
     /// Starts the active health checks of every site that has them.
@@ -191,6 +214,7 @@ impl Proxy {
             // No clock read unless it is logged.
             start: log.then(Instant::now),
             enabled: self.access_log,
+            rule: None,
         };
         match self.forward(req, host, conn, &mut rec).await {
             Ok(resp) => resp,
@@ -211,67 +235,15 @@ impl Proxy {
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
-        // Access lists first: a refused client costs no cache or origin work.
-        if !self.admission.permits(rec.client) {
-            return Err(self.refuse(rec.client, "the node's access list"));
-        }
-        // RFC 9110 §9.3.6: CONNECT asks for a tunnel, which a reverse proxy
-        // does not open (and no origin should be asked for one).
-        if req.method() == Method::CONNECT {
-            return Err(Error::new(
-                ErrorKind::MethodNotAllowed,
-                "CONNECT is not carried by a reverse proxy",
-            ));
-        }
-        // RFC 9110 §15.5.15: a target longer than the node takes.
-        if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > self.max_uri_bytes {
-            crate::metrics::Counters::global().refused(Refusal::UriTooLong);
-            return Err(Error::new(ErrorKind::UriTooLong, "request target too long"));
-        }
-        // A path that an origin would read as above its root never goes on.
-        if let Some(pq) = req.uri().path_and_query()
-            && let Err(why) = crate::admission::path::check(pq.as_str())
-        {
-            crate::metrics::Counters::global().refused(Refusal::Path);
-            return Err(Error::new(ErrorKind::BadRequest, why));
-        }
-        let host =
-            host.ok_or_else(|| Error::new(ErrorKind::BadRequest, "missing or invalid Host"))?;
-        let site = self
-            .route(&normalise_host(&host))
-            .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?;
-        if !site.access.is_open() && !site.access.permits(rec.client) {
-            return Err(self.refuse(rec.client, "the site's access list"));
-        }
-        if !site.methods.is_empty() && !site.methods.contains(req.method()) {
-            crate::metrics::Counters::global().refused(Refusal::Method);
-            return Ok(method_not_allowed(&site.methods, rec.clone()));
-        }
-        if site.max_body_bytes > 0
-            && req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > site.max_body_bytes)
-        {
-            crate::metrics::Counters::global().refused(Refusal::BodyTooLarge);
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                "declared body too large",
-            ));
-        }
-        if let Some((limiter, prefix)) = &site.rate_limit
-            && prefix
-                .as_deref()
-                .is_none_or(|p| req.uri().path().starts_with(p))
-            && let Err(wait) = limiter.check(rec.client)
-        {
-            return Ok(too_many_requests(&site.name, limiter, wait, rec.clone()));
-        }
-        if site.https_redirect && conn.scheme == "http" {
-            return Ok(https_redirect(&host, req.uri(), rec.clone()));
-        }
+        let Passed {
+            site,
+            host,
+            bypass_cache,
+            trip,
+        } = match self.gate(&mut req, host, &conn, rec)? {
+            Gate::Pass(p) => p,
+            Gate::Answer(r) => return Ok(*r),
+        };
         let hsts = (conn.scheme == "https")
             .then_some(site.hsts.as_ref())
             .flatten();
@@ -314,6 +286,7 @@ impl Proxy {
         let method = parts.method.clone();
         if let Some(cache) = self.cache.as_ref()
             && site.cache
+            && !bypass_cache
             && !upgrade
             && (method == Method::GET || method == Method::HEAD)
             // RFC 9110 §9.3.1: content in a GET has no defined semantics and
@@ -365,7 +338,7 @@ impl Proxy {
             )),
             HashOn::ClientIp => Some(client_key(client_ip)),
         };
-        let mut resp = site
+        let sent = site
             .pool
             .send(OriginRequest {
                 method: &method,
@@ -376,7 +349,10 @@ impl Proxy {
                 hash_key: key.as_ref(),
                 prefer: sticky.prefer,
             })
-            .await?;
+            .await;
+        // Content over its limits ends the origin request: the client is
+        // told why, not that the origin failed.
+        let mut resp = sent.map_err(|e| gate::tripped(trip.as_ref()).unwrap_or(e))?;
         let set_cookie = site
             .pool
             .sticky_set_cookie(&resp, sticky, conn.scheme == "https");
@@ -526,6 +502,21 @@ fn too_many_requests(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{site}\";r=0;t={secs}")) {
         h.insert("ratelimit", v);
     }
+    resp
+}
+
+/// A request rule's refusal: its status and body.
+fn rule_refusal(status: StatusCode, body: Bytes, mut rec: AccessRecord) -> Response<ProxyBody> {
+    rec.status = status.as_u16();
+    rec.error = Some(ErrorKind::Denied.as_str());
+    let mut resp = Response::new(ProxyBody::full(body, rec));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

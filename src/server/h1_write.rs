@@ -465,6 +465,7 @@ mod tests {
             error: None,
             start: None,
             enabled: false,
+            rule: None,
         };
         let mut resp = Response::new(ProxyBody::new(inner, None, record));
         resp.headers_mut()

@@ -14,7 +14,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -54,13 +53,12 @@ pub(super) async fn serve_tls<F, Fut, B>(
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Unpin + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let fast = fast.map(Arc::new);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
     while let Some((mut stream, peer)) = super::accept(&listener, &cancel).await {
@@ -68,7 +66,6 @@ where
         let acceptor = acceptor.clone();
         let h = handler.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let cancel = cancel.clone();
         let fast = fast.clone();
         tracker.spawn(async move {
@@ -96,7 +93,9 @@ where
             };
             Counters::global().tls_handshake();
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let with_hyper = move |io| super::serve_hyper(io, h, peer, &builder, watcher);
+            let (stop, resets) = (cancel.clone(), setup.h2_max_resets);
+            let with_hyper =
+                move |io| super::serve_hyper(io, h, peer, &builder, stop, resets);
             match fast.as_deref() {
                 Some(f) if !h2 => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
@@ -114,5 +113,5 @@ where
         });
     }
     drop(listener);
-    super::drain_all(graceful, tracker, drain).await
+    super::drain_all(tracker, drain).await
 }

@@ -1,0 +1,114 @@
+//! One connection served on hyper (HTTP/1.1 with upgrades, or HTTP/2 by
+//! prior knowledge or ALPN), ended gracefully when the listener stops
+//! (in-flight requests finish, HTTP/2 gets GOAWAY) and ended for abuse when
+//! its client cancels requests faster than `h2_max_resets_per_second`
+//! ([`super::resets`]): GOAWAY, a short grace, then the socket is closed.
+//!
+//! It owns the connection's lifetime, not what its requests do.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio_util::sync::CancellationToken;
+
+use super::resets::{ResetMeter, Watched};
+use super::timer;
+use crate::metrics::{Counters, Refusal};
+
+/// How long an abusive connection has after its GOAWAY before it is closed.
+const ABUSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves one connection on hyper until it ends, `stop` fires (graceful) or
+/// its client cancels more than `max_resets` requests in a second.
+pub(super) fn serve_hyper<IO, F, Fut, B>(
+    io: IO,
+    handler: F,
+    peer: SocketAddr,
+    builder: &Builder<TokioExecutor>,
+    stop: CancellationToken,
+    max_resets: u32,
+) -> impl Future<Output = ()> + Send + 'static + use<IO, F, Fut, B>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let meter = ResetMeter::new(max_resets);
+    let m = meter.clone();
+    let svc = service_fn(move |req| {
+        let h = handler.clone();
+        let mut armed = m.arm();
+        let m = m.clone();
+        async move {
+            let resp = h(req, peer).await;
+            armed.disarm();
+            let (parts, body) = resp.into_parts();
+            Ok::<_, Infallible>(Response::from_parts(parts, Watched::new(body, m.arm())))
+        }
+    });
+    // One header-read timer per connection (server::timer).
+    let mut conn_builder = builder.clone();
+    conn_builder.http1().timer(timer::ConnTimer::new());
+    let conn = conn_builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned();
+    async move {
+        let mut conn = pin!(conn);
+        let ended = tokio::select! {
+            r = conn.as_mut() => Some(r),
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                None
+            }
+            () = meter.abused() => {
+                Counters::global().refused(Refusal::H2Abuse);
+                tracing::warn!(%peer, limit = max_resets, "too many cancelled requests; connection ended");
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(ABUSE_GRACE, conn.as_mut()).await {
+                    Ok(r) => Some(r),
+                    // Closed by dropping it.
+                    Err(_) => return,
+                }
+            }
+        };
+        let r = match ended {
+            Some(r) => r,
+            None => conn.await,
+        };
+        if let Err(e) = r {
+            if ended_for_abuse(&*e) {
+                Counters::global().refused(Refusal::H2Abuse);
+                tracing::warn!(%peer, "HTTP/2 client reset too many streams; connection ended");
+            } else {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Whether h2 itself ended the connection for abuse: its GOAWAY with
+/// ENHANCE_YOUR_CALM (streams reset before they were accepted, too many
+/// local errors, a CONTINUATION or SETTINGS flood).
+fn ended_for_abuse(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            return h2e.is_go_away()
+                && h2e.is_library()
+                && h2e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+        }
+        cur = err.source();
+    }
+    false
+}

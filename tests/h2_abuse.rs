@@ -1,0 +1,167 @@
+//! HTTP/2 rapid reset through real sockets: a client writing 10,000
+//! HEADERS + RST_STREAM pairs gets GOAWAY and a closed connection, while a
+//! second client's requests all succeed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A GET / for `authority`, HPACK-encoded from the static table (RFC 7541
+/// appendix A) with a literal authority.
+fn get_block(authority: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x84, 0x86, 0x01, authority.len() as u8];
+    b.extend_from_slice(authority.as_bytes());
+    b
+}
+
+#[tokio::test]
+async fn a_rapid_reset_client_is_disconnected_while_others_are_served() {
+    let o = TestOrigin::start(|_| async {
+        // Slow enough that reset streams are still in flight.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        resp_with(200, &[("cache-control", "no-store")], "ok")
+    })
+    .await;
+    let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+
+    let attacker = {
+        let at = node.proxy;
+        tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+            let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+            let block = get_block(&at.to_string());
+            let mut sent = 0;
+            let start = Instant::now();
+            // 10,000 pairs in batches; the node may close before the end.
+            'send: for batch in 0..100u32 {
+                for i in 0..100u32 {
+                    let id = 2 * (batch * 100 + i) + 1;
+                    out.extend(frame(0x1, 0x5, id, &block)); // HEADERS, END_STREAM|END_HEADERS
+                    out.extend(frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+                }
+                if s.write_all(&out).await.is_err() {
+                    break 'send;
+                }
+                sent += 100;
+                out.clear();
+            }
+            // Read until the node closes; look for GOAWAY (type 7).
+            let mut got = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+            let mut goaway = false;
+            let mut at = 0;
+            while at + 9 <= got.len() {
+                let len = (usize::from(got[at]) << 16)
+                    | (usize::from(got[at + 1]) << 8)
+                    | usize::from(got[at + 2]);
+                if got[at + 3] == 0x7 {
+                    goaway = true;
+                }
+                at += 9 + len;
+            }
+            (sent, goaway, closed.is_ok(), start.elapsed())
+        })
+    };
+
+    // Meanwhile, a well-behaved HTTP/2 client.
+    let c = h2_client();
+    let mut ok = 0;
+    for _ in 0..50 {
+        let r = c
+            .request(
+                Request::get(node.url("/fine"))
+                    .body(full(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 50);
+
+    let (sent, goaway, closed, took) = attacker.await.unwrap();
+    assert!(goaway, "no GOAWAY after {sent} pairs");
+    assert!(closed, "connection still open after {took:?}");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(
+        stats["refusals"]["h2_abuse"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    eprintln!("{sent} pairs sent in {took:?}");
+}
+
+#[tokio::test]
+async fn requests_cancelled_after_they_started_count_against_the_limit_too() {
+    let o = TestOrigin::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        resp_with(200, &[("cache-control", "no-store")], "ok")
+    })
+    .await;
+    let node = TestNode::start_site(
+        &format!("origins = [\"{}\"]\n", o.url()),
+        "[server]\nh2_max_resets_per_second = 50\n",
+    )
+    .await;
+    let at = node.proxy;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    s.write_all(&out).await.unwrap();
+    let block = get_block(&at.to_string());
+    // Streams opened, left to start (their origin takes 200 ms), then
+    // cancelled: h2 has accepted them, so only the node's count sees them.
+    let mut id = 1u32;
+    let mut closed = false;
+    for _ in 0..20 {
+        let first = id;
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            out.extend(frame(0x1, 0x5, id, &block));
+            id += 2;
+        }
+        if s.write_all(&out).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut out = Vec::new();
+        for k in (first..id).step_by(2) {
+            out.extend(frame(0x3, 0, k, &8u32.to_be_bytes()));
+        }
+        if s.write_all(&out).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(closed || ended.is_ok(), "the connection stayed open");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(
+        stats["refusals"]["h2_abuse"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    // The node still serves.
+    assert_eq!(get(&node.url("/after")).await.0, 200);
+}
