@@ -165,3 +165,36 @@ async fn requests_cancelled_after_they_started_count_against_the_limit_too() {
     // The node still serves.
     assert_eq!(get(&node.url("/after")).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_continuation_flood_ends_the_connection() {
+    let o = TestOrigin::start(|_| async { resp(200, "ok") }).await;
+    let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+    let at = node.proxy;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    // HEADERS without END_HEADERS, then CONTINUATION frames without end:
+    // a header block that never finishes (CVE-2024-27316 and kin).
+    out.extend(frame(0x1, 0x1, 1, &get_block(&at.to_string())));
+    s.write_all(&out).await.unwrap();
+    // Literal fields (never indexed) of 1 KiB each, 16 KiB per frame.
+    let mut field = vec![0x10, 0x03, b'x', b'-', b'a', 0x7f, 0x81, 0x07];
+    field.extend(std::iter::repeat_n(b'v', 1024));
+    let payload: Vec<u8> = field.iter().copied().cycle().take(16 * 1024).collect();
+    let mut written = 0usize;
+    for _ in 0..640 {
+        // 10 MiB at most.
+        if s.write_all(&frame(0x9, 0, 1, &payload)).await.is_err() {
+            break;
+        }
+        written += payload.len();
+    }
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(
+        written < 10 << 20 || ended.is_ok(),
+        "the node took {written} bytes of one header block and kept the connection"
+    );
+    assert_eq!(get(&node.url("/after")).await.0, 200);
+}

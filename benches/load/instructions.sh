@@ -7,8 +7,13 @@
 # request path; confirm a gain with run.sh, since instructions are not
 # time (the kernel's share is not counted at all).
 #
-#   benches/load/instructions.sh [--binary BIN] [--seconds N] [--top N] PATH...
+#   benches/load/instructions.sh [--binary BIN] [--config FILE] [--seconds N]
+#                                [--top N] PATH...
 #   benches/load/instructions.sh /pass/1k.bin /1k.bin
+#
+# --config serves with another config (its proxy on 127.0.0.1:18083, its
+# one site in front of 127.0.0.1:18080), e.g. security.sh's guarded.toml;
+# its storage directory is emptied before each path.
 #
 # PATH is served from the load benchmark's content (1k.bin, 100k.bin,
 # pass/1k.bin). Prints, per path: requests, instructions per request, and
@@ -21,12 +26,14 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN="$ROOT/target/release/outpost"
 SECS=10
 TOP=25
+CONF=
 PATHS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) BIN=$2; shift ;;
     --seconds) SECS=$2; shift ;;
     --top) TOP=$2; shift ;;
+    --config) CONF=$2; shift ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) PATHS+=("$1") ;;
   esac
@@ -45,6 +52,8 @@ fi
 build_outpost
 setup_run "${LOAD_BASE:-/tmp/outpost-load}/instructions/www" "${LOAD_BASE:-/tmp/outpost-load}/instructions/run"
 guard 1800
+[ -n "$CONF" ] || CONF="$RUN/outpost.toml"
+CACHE_DIR=$(awk -F'"' '/^path *=/{print $2; exit}' "$CONF")
 
 fetch() { # one request, answer discarded
   exec 3<>/dev/tcp/127.0.0.1/18083
@@ -56,9 +65,9 @@ fetch() { # one request, answer discarded
 start_origin
 
 for path in "${PATHS[@]}"; do
-  rm -rf "$RUN/outpost-cache" "$RUN"/callgrind.*
+  rm -rf "${CACHE_DIR:-$RUN/outpost-cache}" "$RUN"/callgrind.*
   "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
-    "$BIN" serve --config "$RUN/outpost.toml" > "$RUN/outpost.log" 2>&1 &
+    "$BIN" serve --config "$CONF" > "$RUN/outpost.log" 2>&1 &
   P=$!
   PIDS+=($P)
   wait_port 18083

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
+use http::header::GetAll;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use outpost_storage::counter::Striped;
 use regex::Regex;
 
@@ -29,6 +30,10 @@ pub struct Rules {
     list: Vec<Rule>,
 }
 
+/// Fields whose lookups one request's match keeps (rules on the same field,
+/// `User-Agent` mostly, look it up once).
+const MEMO: usize = 4;
+
 /// One rule at run time.
 #[derive(Debug)]
 pub struct Rule {
@@ -37,7 +42,10 @@ pub struct Rule {
     path_prefix: Option<String>,
     path_regex: Option<Regex>,
     query_regex: Option<Regex>,
-    header: Option<(HeaderName, Regex)>,
+    /// Whether `query_regex` matches an absent query (decided once).
+    query_matches_none: bool,
+    /// The field (and its place in [`Rules::names`]) and the pattern.
+    header: Option<(HeaderName, usize, Regex)>,
     client: Option<IpSet>,
     pub action: Action,
     /// Requests this rule matched.
@@ -67,22 +75,32 @@ impl Rules {
     /// Compiles the validated rules of a site.
     pub fn new(list: &[RuleConfig]) -> Result<Rules, Error> {
         let mut out = Vec::with_capacity(list.len());
+        let mut names: Vec<HeaderName> = Vec::new();
         for r in list {
             let header = match &r.header {
                 None => None,
-                Some((name, p)) => Some((
-                    name.clone(),
-                    pattern(&Some(p.clone()), "header pattern", &r.name)?.ok_or_else(|| {
-                        Error::new(ErrorKind::Setup, format!("rule {}: header", r.name))
-                    })?,
-                )),
+                Some((name, p)) => {
+                    let at = names.iter().position(|n| n == name).unwrap_or_else(|| {
+                        names.push(name.clone());
+                        names.len() - 1
+                    });
+                    Some((
+                        name.clone(),
+                        at,
+                        pattern(&Some(p.clone()), "header pattern", &r.name)?.ok_or_else(
+                            || Error::new(ErrorKind::Setup, format!("rule {}: header", r.name)),
+                        )?,
+                    ))
+                }
             };
+            let query_regex = pattern(&r.query_regex, "query_regex", &r.name)?;
             out.push(Rule {
+                query_matches_none: query_regex.as_ref().is_some_and(|q| q.is_match("")),
+                query_regex,
                 name: r.name.as_str().into(),
                 methods: r.methods.clone(),
                 path_prefix: r.path_prefix.clone(),
                 path_regex: pattern(&r.path_regex, "path_regex", &r.name)?,
-                query_regex: pattern(&r.query_regex, "query_regex", &r.name)?,
                 header,
                 client: (!r.client.is_empty()).then(|| IpSet::from_nets(r.client.iter().copied())),
                 action: match &r.action {
@@ -118,10 +136,11 @@ impl Rules {
         headers: &HeaderMap,
         client: IpAddr,
     ) -> Option<&Rule> {
+        let mut memo: [Option<GetAll<'_, HeaderValue>>; MEMO] = Default::default();
         let r = self
             .list
             .iter()
-            .find(|r| r.matches(method, uri, headers, client))?;
+            .find(|r| r.matches(method, uri, headers, client, &mut memo))?;
         r.hits.inc();
         Some(r)
     }
@@ -133,7 +152,14 @@ impl Rules {
 }
 
 impl Rule {
-    fn matches(&self, method: &Method, uri: &Uri, headers: &HeaderMap, client: IpAddr) -> bool {
+    fn matches<'h>(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &'h HeaderMap,
+        client: IpAddr,
+        memo: &mut [Option<GetAll<'h, HeaderValue>>; MEMO],
+    ) -> bool {
         // The cheap matchers first.
         if !self.methods.is_empty() && !self.methods.contains(method) {
             return false;
@@ -153,18 +179,27 @@ impl Rule {
         {
             return false;
         }
-        if let Some(re) = &self.query_regex
-            && !re.is_match(uri.query().unwrap_or(""))
-        {
-            return false;
+        if let Some(re) = &self.query_regex {
+            let m = match uri.query() {
+                Some(q) => re.is_match(q),
+                None => self.query_matches_none,
+            };
+            if !m {
+                return false;
+            }
         }
-        if let Some((name, re)) = &self.header
-            && !headers
-                .get_all(name)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
-        {
-            return false;
+        if let Some((name, at, re)) = &self.header {
+            let hit = |all: &GetAll<'_, HeaderValue>| {
+                all.iter()
+                    .any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
+            };
+            let m = match memo.get_mut(*at) {
+                Some(slot) => hit(slot.get_or_insert_with(|| headers.get_all(name))),
+                None => hit(&headers.get_all(name)),
+            };
+            if !m {
+                return false;
+            }
         }
         true
     }
