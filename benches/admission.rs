@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench --bench admission` (`-- --warm-up-time 1
 //! --measurement-time 2` for a quick pass). Medians are in
-//! `benches/load/RESULTS.md` ("Edge security").
+//! `benches/load/RESULTS.md` ("Edge security"): 29 ns, 258 ns and 20 ns
+//! at 3d2ea27.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -98,7 +99,10 @@ fn bench(c: &mut Criterion) {
     let rules = Rules::new(&(0..20).map(rule).collect::<Vec<_>>()).unwrap();
     let uri: Uri = "/static/app.js?v=3".parse().unwrap();
     let mut headers = HeaderMap::new();
-    headers.insert("user-agent", "Mozilla/5.0 (X11; Linux x86_64)".parse().unwrap());
+    headers.insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64)".parse().unwrap(),
+    );
     headers.insert("accept", "*/*".parse().unwrap());
     let client: IpAddr = "203.0.113.9".parse().unwrap();
     c.bench_function("rules_20_no_match", |b| {

@@ -87,9 +87,9 @@ impl Rules {
                     Some((
                         name.clone(),
                         at,
-                        pattern(&Some(p.clone()), "header pattern", &r.name)?.ok_or_else(
-                            || Error::new(ErrorKind::Setup, format!("rule {}: header", r.name)),
-                        )?,
+                        pattern(&Some(p.clone()), "header pattern", &r.name)?.ok_or_else(|| {
+                            Error::new(ErrorKind::Setup, format!("rule {}: header", r.name))
+                        })?,
                     ))
                 }
             };
@@ -190,8 +190,7 @@ impl Rule {
         }
         if let Some((name, at, re)) = &self.header {
             let hit = |all: &GetAll<'_, HeaderValue>| {
-                all.iter()
-                    .any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
+                all.iter().any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
             };
             let m = match memo.get_mut(*at) {
                 Some(slot) => hit(slot.get_or_insert_with(|| headers.get_all(name))),
