@@ -8,6 +8,7 @@
 //! --measurement-time 2` for a quick pass). Medians are in
 //! `benches/load/RESULTS.md` ("Edge security"): 29 ns, 258 ns and 20 ns
 //! at 3d2ea27.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
