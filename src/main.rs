@@ -238,7 +238,8 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the certificates.
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the configuration
+/// (certificates included).
 async fn shutdown_signal(node: &outpost::Node) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).ok();
@@ -246,12 +247,9 @@ async fn shutdown_signal(node: &outpost::Node) {
         match hup.as_mut() {
             Some(h) => {
                 while h.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading certificates");
-                    if let Some(r) = node.reload_tls() {
-                        for f in &r.failed {
-                            tracing::error!(certificate = %f.certificate, error = %f.error, "certificate not reloaded");
-                        }
-                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // The reloader logs what it did and every error.
+                    let _ = node.reload().await;
                 }
             }
             None => std::future::pending::<()>().await,

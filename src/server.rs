@@ -28,6 +28,7 @@ pub mod h1_write;
 mod hyper_conn;
 mod listen_tls;
 pub mod proxy_header;
+pub mod reload;
 pub mod resets;
 pub mod rewind;
 pub mod timer;
@@ -57,7 +58,7 @@ pub struct Node {
     drain: Duration,
     sendfile_bytes: SendfileBytes,
     tls_addr: Option<SocketAddr>,
-    tls: Option<Arc<tls::Tls>>,
+    reloader: Arc<reload::Reloader>,
 }
 
 impl Node {
@@ -86,6 +87,12 @@ impl Node {
         }
         let proxy = Arc::new(Proxy::new(&cfg, cache.clone())?);
         proxy.start_health_checks();
+        // The running config names the ports the listeners were given.
+        let mut running = cfg.clone();
+        running.listen.proxy = proxy_addr;
+        running.listen.admin = admin_addr;
+        running.listen.tls = tls_addr;
+        let reloader = Arc::new(reload::Reloader::new(running, proxy.clone(), tls.clone()));
         let stats = NodeStats::new();
         let sendfile_bytes = stats.sendfile_bytes.clone();
         let admin_state = Arc::new(crate::admin::AdminState {
@@ -93,12 +100,24 @@ impl Node {
             purger: purger.clone(),
             access_log: cfg.log.access_log,
             stats,
-            pools: proxy.pools(),
-            rules: proxy.rule_counters(),
-            reload: tls.clone().map(|t| {
-                Arc::new(move || serde_json::to_value(t.reload()).unwrap_or_default())
-                    as crate::admin::ReloadFn
-            }),
+            pools: {
+                let p = proxy.clone();
+                Arc::new(move || p.pools())
+            },
+            rules: {
+                let p = proxy.clone();
+                Arc::new(move || p.rule_counters())
+            },
+            reload: {
+                let r = reloader.clone();
+                Arc::new(move || {
+                    let r = r.clone();
+                    Box::pin(async move {
+                        let report = run_reload(r).await;
+                        (report.ok, serde_json::to_value(report).unwrap_or_default())
+                    })
+                })
+            },
         });
         let cancel = CancellationToken::new();
         let builder = http_builder(&cfg.server, cfg.header_caps());
@@ -212,7 +231,7 @@ impl Node {
             drain,
             sendfile_bytes,
             tls_addr,
-            tls,
+            reloader,
         })
     }
 
@@ -221,9 +240,10 @@ impl Node {
         self.tls_addr
     }
 
-    /// Reads every certificate file again (SIGHUP); `None` without TLS.
-    pub fn reload_tls(&self) -> Option<tls::ReloadReport> {
-        self.tls.as_ref().map(|t| t.reload())
+    /// Reads the configuration again and puts it in force if it is good
+    /// (SIGHUP, `POST /reload`); certificates are read again too.
+    pub async fn reload(&self) -> reload::ReloadReport {
+        run_reload(self.reloader.clone()).await
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {
@@ -251,6 +271,20 @@ impl Node {
             c.close(self.drain).await;
         }
         clean
+    }
+}
+
+/// A reload off the serving threads: it reads files (certificates, a deny
+/// file of any size) and builds every site's pool.
+async fn run_reload(r: Arc<reload::Reloader>) -> reload::ReloadReport {
+    match tokio::task::spawn_blocking(move || r.reload()).await {
+        Ok(report) => report,
+        Err(e) => reload::ReloadReport {
+            ok: false,
+            errors: vec![format!("the reload stopped: {e}")],
+            needs_restart: Vec::new(),
+            sites: Vec::new(),
+        },
     }
 }
 

@@ -434,17 +434,21 @@ async fn reload_during_a_download_and_a_bad_certificate_keeps_the_old_one() {
     // A broken file on reload: reported, and the loaded one keeps serving.
     std::fs::write(s.dir.path().join("www.crt"), "not a certificate").unwrap();
     let (st, report) = reload(s.node.admin).await;
-    assert_eq!(st, 500);
-    assert_eq!(report["tls"]["failed"][0]["certificate"], "www", "{report}");
+    assert_eq!(st, 422);
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(
+        report["errors"][0].as_str().unwrap().contains("`www`"),
+        "{report}"
+    );
     assert_eq!(served(&s).await, new);
     // A key that is not the certificate's: the same.
     issue(s.dir.path(), "www", &["www.example.test"], false);
     let other = PathBuf::from(s.dir.path()).join("wild.key");
     std::fs::copy(other, s.dir.path().join("www.key")).unwrap();
     let (st, report) = reload(s.node.admin).await;
-    assert_eq!(st, 500, "{report}");
+    assert_eq!(st, 422, "{report}");
     assert!(
-        report["tls"]["failed"][0]["error"]
+        report["errors"][0]
             .as_str()
             .unwrap()
             .contains("does not go with")

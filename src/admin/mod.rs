@@ -45,23 +45,27 @@ pub struct AdminState {
     pub access_log: bool,
     /// The node's counters.
     pub stats: NodeStats,
-    /// Every site's origin pool.
-    pub pools: Vec<Arc<Pool>>,
-    /// Reads the certificates again (`POST /reload`); `None` without TLS.
-    pub reload: Option<ReloadFn>,
-    /// Every request rule's counter, as `site/rule`.
-    pub rules: Vec<(String, Arc<outpost_storage::counter::Striped>)>,
+    /// Every site's origin pool, as configured now.
+    pub pools: Arc<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>,
+    /// What `POST /reload` runs.
+    pub reload: ReloadFn,
+    /// Every request rule's counter, as `site/rule`, as configured now.
+    pub rules: Arc<dyn Fn() -> Vec<(String, Arc<outpost_storage::counter::Striped>)> + Send + Sync>,
 }
 
-/// What `POST /reload` runs: it answers a JSON report with `failed`, the
-/// certificates that kept their previous version.
-pub type ReloadFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// What `POST /reload` runs: whether the new configuration is in force,
+/// and the report as JSON.
+pub type ReloadFn = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = (bool, serde_json::Value)> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl AdminState {
     /// A snapshot of the node's statistics.
     pub fn stats(&self) -> Stats {
         let mut o = OriginFigures::default();
-        for p in &self.pools {
+        for p in &(self.pools)() {
             let [up, down, draining, disabled] = p.state_counts();
             o.up += up;
             o.down += down;
@@ -73,8 +77,7 @@ impl AdminState {
             self.purger.bans().len() as u64,
             o,
         );
-        s.rules = self
-            .rules
+        s.rules = (self.rules)()
             .iter()
             .map(|(n, c)| (n.clone(), c.get()))
             .collect();
@@ -101,14 +104,14 @@ where
             )
             .await;
         }
-        (&Method::GET | &Method::HEAD, "/origins") => return origins::list(&state.pools),
+        (&Method::GET | &Method::HEAD, "/origins") => return origins::list(&(state.pools)()),
         (_, "/origins/drain") => {
-            return origins::change(&state.pools, &state.purger, req, true).await;
+            return origins::change(&(state.pools)(), &state.purger, req, true).await;
         }
         (_, "/origins/enable") => {
-            return origins::change(&state.pools, &state.purger, req, false).await;
+            return origins::change(&(state.pools)(), &state.purger, req, false).await;
         }
-        (_, "/reload") => return reload(state, req),
+        (_, "/reload") => return reload(state, req).await,
         (_, "/healthz" | "/stats" | "/origins") => {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -128,22 +131,18 @@ where
 }
 
 /// `POST /reload`.
-fn reload<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
+async fn reload<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>> {
     if req.method() != Method::POST {
         return crate::purge::api::error(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload");
     }
     if let Some(denied) = crate::purge::api::authorise_for(&state.purger, req.headers(), "reload") {
         return denied;
     }
-    let tls = state.reload.as_ref().map(|f| f());
-    let failed = tls
-        .as_ref()
-        .and_then(|t| t["failed"].as_array())
-        .is_some_and(|f| !f.is_empty());
-    let status = if failed {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
+    let (ok, report) = (state.reload)().await;
+    let status = if ok {
         StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
     };
-    crate::purge::api::json(status, &serde_json::json!({ "tls": tls }))
+    crate::purge::api::json(status, &report)
 }

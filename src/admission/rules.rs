@@ -74,6 +74,12 @@ fn pattern(p: &Option<String>, what: &str, rule: &str) -> Result<Option<Regex>, 
 impl Rules {
     /// Compiles the validated rules of a site.
     pub fn new(list: &[RuleConfig]) -> Result<Rules, Error> {
+        Rules::renew(list, None)
+    }
+
+    /// [`Rules::new`] after a reload: a rule named as one of `old` keeps
+    /// its counter.
+    pub fn renew(list: &[RuleConfig], old: Option<&Rules>) -> Result<Rules, Error> {
         let mut out = Vec::with_capacity(list.len());
         let mut names: Vec<HeaderName> = Vec::new();
         for r in list {
@@ -117,7 +123,9 @@ impl Rules {
                         l.max_tracked_clients,
                     ))),
                 },
-                hits: Arc::new(Striped::default()),
+                hits: old
+                    .and_then(|o| o.list.iter().find(|x| *x.name == *r.name))
+                    .map_or_else(|| Arc::new(Striped::default()), |x| x.hits.clone()),
             });
         }
         Ok(Rules { list: out })

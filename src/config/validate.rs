@@ -417,6 +417,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         access: super::access::access_section(f.access.as_ref(), errs),
         limits,
         sites,
+        source: super::ConfigSource::Text,
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod stats;
 
 use outpost_storage::counter::Striped;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 pub use stats::{CacheFigures, NodeStats, OriginFigures, Stats};
@@ -41,6 +42,10 @@ pub struct Counters {
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
     refusals: [Striped; Refusal::ALL.len()],
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    /// Unix seconds of the last reload that took effect (0: none yet).
+    last_reload: AtomicU64,
 }
 
 /// Why a request or connection was refused before any cache or origin
@@ -173,6 +178,11 @@ pub struct Snapshot {
     pub tls_failures: [u64; TlsFailure::ALL.len()],
     /// Refusals, by [`Refusal`] in the order of `ALL`.
     pub refusals: [u64; Refusal::ALL.len()],
+    /// Config reloads that took effect, and that were refused.
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Unix seconds of the last reload that took effect (0: none yet).
+    pub last_reload: u64,
 }
 
 impl Snapshot {
@@ -227,6 +237,19 @@ impl Counters {
         self.origin_state_changes.inc();
     }
 
+    /// A config reload: taken or refused.
+    pub fn config_reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.fetch_add(1, Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.last_reload.store(now, Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Relaxed);
+        }
+    }
+
     /// A request or connection refused for `why`.
     pub fn refused(&self, why: Refusal) {
         self.refusals[why as usize].inc();
@@ -255,6 +278,9 @@ impl Counters {
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
             refusals: std::array::from_fn(|i| self.refusals[i].get()),
+            reloads_ok: self.reloads_ok.load(Relaxed),
+            reloads_failed: self.reloads_failed.load(Relaxed),
+            last_reload: self.last_reload.load(Relaxed),
         }
     }
 }

@@ -73,6 +73,11 @@ pub struct Stats {
     pub refusals: std::collections::BTreeMap<&'static str, u64>,
     /// Requests matched by each request rule, `site/rule`.
     pub rules: std::collections::BTreeMap<String, u64>,
+    /// Config reloads taken and refused, and when the last was taken
+    /// (Unix seconds; 0: never).
+    pub config_reloads: u64,
+    pub config_reload_failures: u64,
+    pub config_last_reload_unix: u64,
 }
 
 /// How many origins are in each state now, over every site.
@@ -145,6 +150,9 @@ impl NodeStats {
                 .map(|r| c.refusals[*r as usize])
                 .sum(),
             connections_refused: c.refusals[Refusal::ConnectionLimit as usize],
+            config_reloads: c.reloads_ok,
+            config_reload_failures: c.reloads_failed,
+            config_last_reload_unix: c.last_reload,
             refusals: Refusal::ALL
                 .iter()
                 .map(|r| (r.as_str(), c.refusals[*r as usize]))

@@ -129,6 +129,28 @@ impl Pool {
         policy: &PoolPolicy,
         client: OriginClient,
     ) -> Result<Pool, Error> {
+        Pool::renew(site, origins, policy, client, None)
+    }
+
+    /// [`Pool::new`] after a config reload: an origin of `old` that is
+    /// configured the same way (URL, weight, `max_conns`, origin TLS) is
+    /// carried over as it is, with its health, ejection, drain state,
+    /// statistics and idle connections; the rest start afresh.
+    pub fn renew(
+        site: &str,
+        origins: &[OriginSpec],
+        policy: &PoolPolicy,
+        client: OriginClient,
+        old: Option<&Pool>,
+    ) -> Result<Pool, Error> {
+        let keep = |o: &OriginSpec| -> Option<Arc<Origin>> {
+            let old = old?;
+            let same_policy = old.policy.max_conns == policy.max_conns
+                && old.policy.origin_ca == policy.origin_ca
+                && old.policy.origin_sni == policy.origin_sni;
+            let prev = old.find(&o.url.to_string())?;
+            (same_policy && prev.weight == o.weight).then(|| prev.clone())
+        };
         let urls: Vec<String> = origins.iter().map(|o| o.url.to_string()).collect();
         // `https://` origins: the site's CA and name, or the system's.
         let tls = if origins.iter().any(|o| o.url.is_https()) {
@@ -155,6 +177,9 @@ impl Pool {
             origins: origins
                 .iter()
                 .map(|o| {
+                    if let Some(kept) = keep(o) {
+                        return kept;
+                    }
                     let mut origin = Origin::with(o.url.clone(), o.weight, policy.max_conns);
                     if o.url.is_https() {
                         origin.tls = tls.clone();

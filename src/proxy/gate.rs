@@ -15,7 +15,7 @@ use http::header::{self, HeaderMap};
 use http::{Method, Request, Response};
 
 use super::body::{AccessRecord, ProxyBody};
-use super::{ConnInfo, Proxy, RequestBody, SiteRuntime};
+use super::{ConnInfo, Live, RequestBody, SiteRuntime};
 use crate::admission::rules::Action;
 use crate::cache::key::normalise_host;
 use crate::error::{Error, ErrorKind};
@@ -39,7 +39,7 @@ pub(super) enum Gate {
     Answer(Box<Response<ProxyBody>>),
 }
 
-impl Proxy {
+impl Live {
     /// Runs every check on `req`; an `Err` is answered as an error page.
     pub(super) fn gate(
         &self,

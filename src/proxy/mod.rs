@@ -13,6 +13,7 @@ pub mod cached;
 mod fetch;
 mod gate;
 pub mod hide;
+mod live;
 mod respond;
 
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
 use crate::admission::rules::Rules;
-use crate::admission::{AccessList, Admission, RateLimiter};
+use crate::admission::{AccessList, RateLimiter};
 use crate::cache::key::{normalise_host, primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
@@ -35,8 +36,10 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::Refusal;
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
+use arc_swap::ArcSwap;
 use body::{AccessRecord, ProxyBody};
 use gate::{Gate, Passed};
+pub use live::Live;
 
 pub use crate::origin::RequestBody;
 
@@ -76,14 +79,17 @@ pub struct SiteRuntime {
     pub rules: Rules,
 }
 
-/// The proxy: sites, their origin pools and the settings of the pipeline.
+/// The proxy: the settings of the pipeline that stay for the process's
+/// life, and the [`Live`] part a config reload replaces.
 pub struct Proxy {
-    admission: Admission,
-    /// Longest request target taken (414 beyond).
-    max_uri_bytes: usize,
+    /// Sites, access lists, limits and rules: swapped whole on reload; a
+    /// request keeps the one it started with.
+    live: ArcSwap<Live>,
+    /// One set of origin connections for every site's pool, kept across
+    /// reloads.
+    client: OriginClient,
     /// `Server` on responses (the origin's is always removed).
     server_header: Option<HeaderValue>,
-    sites: Vec<Arc<SiteRuntime>>,
     via: ViaValues,
     idle_body: Duration,
     access_log: bool,
@@ -94,44 +100,11 @@ impl Proxy {
     /// Builds the pipeline from a validated config; `cache` is `None` when
     /// caching is off.
     pub fn new(cfg: &Config, cache: Option<Arc<CacheLayer>>) -> Result<Proxy, Error> {
-        // One set of origin connections for every site's pool.
         let client = OriginClient::new(&cfg.timeouts)?;
-        let mut sites = Vec::with_capacity(cfg.sites.len());
-        for s in &cfg.sites {
-            let pool = Pool::new(&s.name, &s.origins, &s.pool, client.clone())
-                .map_err(|e| Error::new(e.kind(), format!("site {}: {}", s.name, e.detail())))?;
-            sites.push(Arc::new(SiteRuntime {
-                name: s.name.clone(),
-                hosts: s.hosts.clone(),
-                pool: Arc::new(pool),
-                cache: s.cache,
-                ignore_client_reload: s.ignore_client_reload,
-                https_redirect: s.https_redirect,
-                hsts: s.hsts.clone(),
-                access: AccessList::new(&s.allow, &s.deny, None),
-                hide: hide::Hide::new(&s.headers),
-                header_check: {
-                    let (bytes, count) = cfg.header_caps();
-                    let l = s.limits.over(&cfg.limits);
-                    l.max_header_bytes < bytes || l.max_header_count < count
-                },
-                limits: s.limits.over(&cfg.limits),
-                rules: Rules::new(&s.rules).map_err(|e| {
-                    Error::new(e.kind(), format!("site {}: {}", s.name, e.detail()))
-                })?,
-                rate_limit: s.rate_limit.as_ref().map(|r| {
-                    (
-                        RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),
-                        r.path_prefix.clone(),
-                    )
-                }),
-            }));
-        }
         Ok(Proxy {
-            admission: Admission::new(cfg)?,
-            max_uri_bytes: cfg.limits.max_uri_bytes,
+            live: ArcSwap::from_pointee(Live::new(cfg, &client, None)?),
+            client,
             server_header: cfg.server.server_header.clone(),
-            sites,
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
             access_log: cfg.log.access_log,
@@ -139,20 +112,46 @@ impl Proxy {
         })
     }
 
+    /// Builds the reloadable part from `cfg` (origins configured as before
+    /// keep their state) without putting it in place: `Err` changes nothing.
+    pub fn prepare(&self, cfg: &Config) -> Result<Arc<Live>, Error> {
+        Live::new(cfg, &self.client, Some(&self.live.load())).map(Arc::new)
+    }
+
+    /// Puts a prepared [`Live`] in place for new requests and starts its
+    /// health checks; in-flight requests finish with the one they had, and
+    /// the old probes stop when the last of them is done.
+    pub fn commit(&self, live: Arc<Live>) {
+        live.start_health_checks();
+        self.live.store(live);
+    }
+
     /// Closes every site's idle origin connections that are past the idle
     /// timeout; returns how many. The node runs it periodically.
     pub fn sweep_idle_origins(&self) -> usize {
-        self.sites.iter().map(|s| s.pool.sweep_idle()).sum()
+        self.live
+            .load()
+            .sites
+            .iter()
+            .map(|s| s.pool.sweep_idle())
+            .sum()
     }
 
     /// Every site's origin pool.
     pub fn pools(&self) -> Vec<Arc<Pool>> {
-        self.sites.iter().map(|s| s.pool.clone()).collect()
+        self.live
+            .load()
+            .sites
+            .iter()
+            .map(|s| s.pool.clone())
+            .collect()
     }
 
     /// Every request rule's counter, named `site/rule`.
     pub fn rule_counters(&self) -> Vec<(String, Arc<outpost_storage::counter::Striped>)> {
-        self.sites
+        self.live
+            .load()
+            .sites
             .iter()
             .flat_map(|s| {
                 s.rules
@@ -164,21 +163,12 @@ impl Proxy {
 
     /// Starts the active health checks of every site that has them.
     pub fn start_health_checks(&self) {
-        for s in &self.sites {
-            s.pool.start_health_checks();
-        }
+        self.live.load().start_health_checks();
     }
 
     /// The cache layer, if caching is on.
     pub fn cache(&self) -> Option<&Arc<CacheLayer>> {
         self.cache.as_ref()
-    }
-
-    /// The first site with a pattern matching `host` (lower-cased, no port).
-    fn route(&self, host: &str) -> Option<&Arc<SiteRuntime>> {
-        self.sites
-            .iter()
-            .find(|s| s.hosts.iter().any(|p| p.matches(host)))
     }
 
     /// Handles one request; never fails (errors become responses).
@@ -187,10 +177,14 @@ impl Proxy {
         req: Request<RequestBody>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
+        let mut req = req;
         let host = request_host(&req);
+        // The sites and controls in force when the request arrived (the
+        // request keeps its site; the guard is gone before any wait).
+        let live = self.live.load_full();
         // The client's address: the peer's, or what a trusted proxy in
         // front says (every later control and the log use it).
-        let client = self.admission.client_ip(conn.peer.ip(), req.headers());
+        let client = live.admission.client_ip(conn.peer.ip(), req.headers());
         // Without an access log the record keeps no strings: it is cloned
         // several times per request.
         let log = self.access_log;
@@ -216,7 +210,15 @@ impl Proxy {
             enabled: self.access_log,
             rule: None,
         };
-        match self.forward(req, host, conn, &mut rec).await {
+        let gated = live.gate(&mut req, host, &conn, &mut rec);
+        let trusted = live.admission.trusts(conn.peer.ip());
+        drop(live);
+        let result = match gated {
+            Ok(Gate::Pass(passed)) => self.forward(req, passed, trusted, conn, &mut rec).await,
+            Ok(Gate::Answer(r)) => Ok(*r),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(resp) => resp,
             Err(e) => {
                 match e.kind().fault() {
@@ -228,10 +230,13 @@ impl Proxy {
         }
     }
 
+    /// A request the gate let through: to the cache or the origin.
+    /// `trusted`: its peer is a trusted proxy.
     async fn forward(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
-        host: Option<String>,
+        passed: Passed,
+        trusted: bool,
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
@@ -240,10 +245,7 @@ impl Proxy {
             host,
             bypass_cache,
             trip,
-        } = match self.gate(&mut req, host, &conn, rec)? {
-            Gate::Pass(p) => p,
-            Gate::Answer(r) => return Ok(*r),
-        };
+        } = passed;
         let hsts = (conn.scheme == "https")
             .then_some(site.hsts.as_ref())
             .flatten();
@@ -266,8 +268,7 @@ impl Proxy {
             .sticky()
             .map(|s| s.read(headers))
             .unwrap_or_default();
-        site.hide
-            .request(headers, self.admission.trusts(conn.peer.ip()));
+        site.hide.request(headers, trusted);
         if !headers.contains_key(header::HOST) {
             // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1).
             if let Ok(v) = HeaderValue::from_str(&host) {
@@ -402,12 +403,6 @@ impl Proxy {
                 .append_to(out.headers_mut());
         }
         Ok(out)
-    }
-
-    /// The 403 for a refused client (counted; logged by the caller).
-    fn refuse(&self, client: std::net::IpAddr, list: &str) -> Error {
-        crate::metrics::Counters::global().refused(Refusal::AccessDenied);
-        Error::new(ErrorKind::Forbidden, format!("{client} refused by {list}"))
     }
 
     /// What goes into a request to the origin for a client's request of

@@ -11,10 +11,11 @@
 //! - **Resumption**: TLS 1.3 tickets under keys that rotate every
 //!   `ticket_rotation` (a ticket stays valid for up to twice that), and a
 //!   TLS 1.2 session cache of `session_cache` entries.
-//! - **Reload**: [`Tls::reload`] reads every certificate file again and
-//!   swaps the set atomically (`ArcSwap`): new handshakes use it, and
-//!   established connections keep what they negotiated. A certificate that
-//!   fails to load keeps its previous version serving and is reported.
+//! - **Reload** (with the configuration): [`Tls::prepare`] reads every
+//!   certificate of the new `[tls]` section, and [`Tls::commit`] swaps the
+//!   set atomically (`ArcSwap`): new handshakes use it, and established
+//!   connections keep what they negotiated. A certificate that fails to
+//!   load fails the whole reload: the running set keeps serving.
 //!
 //! It knows nothing of HTTP: it hands the server a TLS stream and the
 //! protocol ALPN chose.
@@ -266,29 +267,10 @@ impl ProducesTickets for Ticketer {
     }
 }
 
-/// One problem of a reload (or of a start-up with a certificate missing).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CertProblem {
-    pub certificate: String,
-    pub error: String,
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadReport {
-    /// Certificates now serving their files as read.
-    pub loaded: Vec<String>,
-    /// Certificates whose files failed: the previous version serves.
-    pub failed: Vec<CertProblem>,
-}
-
 /// The TLS side of the node: its rustls configuration and certificates.
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
     resolver: Arc<Resolver>,
-    settings: TlsConfig,
-    /// The certificates serving now, by entry name.
-    current: std::sync::Mutex<Vec<(String, Loaded)>>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -332,8 +314,6 @@ impl Tls {
         Ok(Tls {
             config: Arc::new(config),
             resolver,
-            settings: settings.clone(),
-            current: std::sync::Mutex::new(loaded),
         })
     }
 
@@ -342,42 +322,35 @@ impl Tls {
         self.config.clone()
     }
 
-    /// Reads every certificate file again and swaps in what loaded; what
-    /// failed keeps serving its previous version.
-    pub fn reload(&self) -> ReloadReport {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let mut report = ReloadReport {
-            loaded: Vec::new(),
-            failed: Vec::new(),
-        };
-        for c in &self.settings.certificates {
+    /// Loads every certificate of a new `[tls]` section without serving
+    /// them: a config reload puts them in place with [`Tls::commit`] only
+    /// when the whole config is good. Errors name each certificate.
+    pub fn prepare(&self, settings: &TlsConfig) -> Result<PreparedTls, Vec<String>> {
+        let mut loaded = Vec::new();
+        let mut errors = Vec::new();
+        for c in &settings.certificates {
             match load(c) {
-                Ok(l) => {
-                    match current.iter_mut().find(|(n, _)| *n == c.name) {
-                        Some(slot) => slot.1 = l,
-                        None => current.push((c.name.clone(), l)),
-                    }
-                    report.loaded.push(c.name.clone());
-                }
-                Err(e) => {
-                    tracing::warn!(certificate = %c.name, error = %e, "certificate reload failed; the previous one keeps serving");
-                    report.failed.push(CertProblem {
-                        certificate: c.name.clone(),
-                        error: e,
-                    });
-                }
+                Ok(l) => loaded.push((c.name.clone(), l)),
+                Err(e) => errors.push(format!("tls.certificates `{}`: {e}", c.name)),
             }
         }
-        self.resolver
-            .store
-            .store(Arc::new(Store::build(&current, &self.settings.default)));
-        tracing::info!(
-            loaded = report.loaded.len(),
-            failed = report.failed.len(),
-            "certificates reloaded"
-        );
-        report
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(PreparedTls {
+            store: Store::build(&loaded, &settings.default),
+        })
     }
+
+    /// Serves a prepared set of certificates from the next handshake on.
+    pub fn commit(&self, p: PreparedTls) {
+        self.resolver.store.store(Arc::new(p.store));
+    }
+}
+
+/// Certificates loaded for a config reload, not serving yet.
+pub struct PreparedTls {
+    store: Store,
 }
 
 /// What `outpost check` says of the certificates: errors, and warnings for

@@ -269,7 +269,12 @@ impl TestNode {
     }
 
     async fn start_text(text: &str, dir: tempfile::TempDir) -> TestNode {
-        let cfg = outpost::config::Config::from_toml(text).unwrap_or_else(|e| panic!("{e}"));
+        // From a file, as `outpost serve --config` does: a reload reads it
+        // again.
+        let path = dir.path().join("outpost.toml");
+        std::fs::write(&path, text).unwrap();
+        let cfg = outpost::config::Config::load(&path, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         let node = outpost::Node::start(cfg).await.unwrap();
         TestNode {
             proxy: node.proxy_addr(),
@@ -284,14 +289,7 @@ impl TestNode {
         test_logging();
         let dir = tempfile::tempdir().unwrap();
         let text = node_config_sized(origin, dir.path(), storage, extra);
-        let cfg = outpost::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
-        let node = outpost::Node::start(cfg).await.unwrap();
-        TestNode {
-            proxy: node.proxy_addr(),
-            admin: node.admin_addr(),
-            node: Some(node),
-            dir,
-        }
+        TestNode::start_text(&text, dir).await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -38,6 +38,29 @@ pub enum Command {
     Stats(StatsArgs),
     /// Show a node's origins and their health; drain or enable one.
     Origins(OriginsArgs),
+    /// Make a node read its configuration file again.
+    Reload(ReloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The node's admin listener, e.g. http://127.0.0.1:9080.
+    #[arg(long, value_name = "URL")]
+    pub admin: String,
+    /// The admin bearer token.
+    #[arg(
+        long,
+        env = "OUTPOST_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "T"
+    )]
+    pub token: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod cli;
 mod http;
 mod origins;
 mod purge;
+mod reload;
 mod sitemap;
 mod stats;
 mod units;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
             Command::Purge(args) => purge::run(args).await,
             Command::Stats(args) => stats::run(args).await,
             Command::Origins(args) => origins::run(args).await,
+            Command::Reload(args) => reload::run(args).await,
         }
     });
     // Blocking readers (stdin, the line counter) must not hold the exit up.
