@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod conn;
 pub mod h1;
 pub mod h1_write;
 mod hyper_conn;
@@ -35,14 +36,15 @@ pub mod timer;
 pub mod tls;
 pub mod zero_copy;
 
-use crate::admission::{ConnGuard, ConnLimits, IpSet};
+use crate::admission::ConnLimits;
 use crate::cache::CacheLayer;
 use crate::cache::key::request_host;
 use crate::config::{Config, ServerConfig};
 use crate::error::{Error, ErrorKind};
-use crate::metrics::{NodeStats, Refusal, SendfileBytes};
+use crate::metrics::{NodeStats, SendfileBytes};
 use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy, RequestBody};
+use conn::{ConnSetup, ProxyProtocol, open_conn};
 use http_body_util::BodyExt;
 use hyper_conn::serve_hyper;
 use rewind::Rewind;
@@ -385,100 +387,6 @@ fn http_builder(s: &ServerConfig, caps: (u64, usize)) -> Builder<TokioExecutor> 
     b
 }
 
-/// What a listener sets up on every connection it accepts.
-#[derive(Clone)]
-struct ConnSetup {
-    /// Counts the bytes its connections send with `sendfile(2)`.
-    sendfile_bytes: SendfileBytes,
-    /// `TCP_NOTSENT_LOWAT` in bytes (0: the kernel's default).
-    notsent_lowat: u32,
-    /// The node's connection limits (the admin listener has none).
-    limits: Option<Arc<ConnLimits>>,
-    /// Whom a PROXY protocol header is believed from, when the listener
-    /// takes one.
-    proxy_protocol: Option<ProxyProtocol>,
-    /// Requests a client may cancel on one connection in a second.
-    h2_max_resets: u32,
-}
-
-/// The PROXY protocol on a listener.
-#[derive(Clone)]
-struct ProxyProtocol {
-    trusted: Arc<IpSet>,
-    /// How long a connection has to send its header.
-    timeout: Duration,
-}
-
-impl ProxyProtocol {
-    fn new(on: bool, s: &ServerConfig) -> Option<ProxyProtocol> {
-        on.then(|| ProxyProtocol {
-            trusted: Arc::new(IpSet::from_nets(s.trusted_proxies.iter().copied())),
-            timeout: s.header_read_timeout,
-        })
-    }
-}
-
-/// The address a new connection is served as (after its PROXY header, on
-/// a listener that takes one) and its place under the connection limits;
-/// `None` when it is to be closed (counted, and logged at debug).
-async fn open_conn(
-    stream: &mut tokio::net::TcpStream,
-    peer: SocketAddr,
-    setup: &ConnSetup,
-) -> Option<(SocketAddr, Option<ConnGuard>)> {
-    let peer = match &setup.proxy_protocol {
-        None => peer,
-        Some(pp) => {
-            let trusted = |ip| pp.trusted.contains(ip);
-            match proxy_header::read(stream, peer, trusted, pp.timeout).await {
-                Ok(p) => p,
-                Err(why) => {
-                    crate::metrics::Counters::global().refused(Refusal::ProxyHeader);
-                    tracing::info!(%peer, reason = why.as_str(), "connection refused");
-                    return None;
-                }
-            }
-        }
-    };
-    let guard = match setup.limits.as_ref().map(|l| l.acquire(peer.ip())) {
-        None => None,
-        Some(Some(g)) => Some(g),
-        Some(None) => {
-            crate::metrics::Counters::global().refused(Refusal::ConnectionLimit);
-            tracing::debug!(%peer, "connection limit reached; closed at accept");
-            return None;
-        }
-    };
-    tune(stream, setup.notsent_lowat);
-    Some((peer, guard))
-}
-
-/// Socket options of an accepted client connection.
-///
-/// - `TCP_NODELAY`: a response's last segment leaves at once (responses are
-///   written whole, so Nagle would only delay them).
-/// - `TCP_NOTSENT_LOWAT` (`[server] tcp_notsent_lowat`): the kernel queues at
-///   most this many bytes that are not yet on the wire; a large body is
-///   then written in pieces as the client takes it, interleaved with the
-///   other connections' responses, instead of one `sendfile` parking a whole
-///   1 MiB object in the socket. Unlike `SO_SNDBUF` it does not count bytes
-///   in flight, so it does not cap throughput on long paths
-///   (benches/load/README.md, "`TCP_NOTSENT_LOWAT`": hit-1m +35 % req/s,
-///   p99 24 → 17 ms in an interleaved A/B).
-fn tune(stream: &tokio::net::TcpStream, notsent_lowat: u32) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY refused");
-    }
-    #[cfg(target_os = "linux")]
-    if notsent_lowat > 0
-        && let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(notsent_lowat)
-    {
-        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT refused");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = notsent_lowat;
-}
-
 /// The own HTTP/1 path of a listener: its limits, and the pipeline its
 /// requests go to with the listener's scheme.
 #[derive(Clone)]
@@ -603,7 +511,7 @@ async fn drain_all(tracker: tokio_util::task::TaskTracker, drain: Duration) -> b
 #[cfg(all(test, target_os = "linux"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::tune;
+    use super::conn::tune;
 
     #[tokio::test]
     async fn accepted_connections_get_nodelay_and_the_notsent_low_water_mark() {
