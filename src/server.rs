@@ -23,14 +23,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod abuse;
 mod conn;
 pub mod h1;
 pub mod h1_write;
+pub mod h2_frames;
 mod hyper_conn;
 mod listen_tls;
 pub mod proxy_header;
 pub mod reload;
-pub mod resets;
 pub mod rewind;
 pub mod timer;
 pub mod tls;
@@ -143,7 +144,7 @@ impl Node {
                 notsent_lowat: cfg.server.tcp_notsent_lowat,
                 limits: Some(conn_limits.clone()),
                 proxy_protocol: ProxyProtocol::new(cfg.listen.proxy_protocol, &cfg.server),
-                h2_max_resets: cfg.server.h2_max_resets_per_second,
+                abuse: conn::abuse_limits(&cfg.server),
             },
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let p = p.clone();
@@ -178,7 +179,7 @@ impl Node {
                     notsent_lowat: cfg.server.tcp_notsent_lowat,
                     limits: Some(conn_limits.clone()),
                     proxy_protocol: ProxyProtocol::new(cfg.listen.tls_proxy_protocol, &cfg.server),
-                    h2_max_resets: cfg.server.h2_max_resets_per_second,
+                    abuse: conn::abuse_limits(&cfg.server),
                 },
                 move |req: Request<Incoming>, peer: SocketAddr| {
                     let p = p.clone();
@@ -207,7 +208,7 @@ impl Node {
                 notsent_lowat: 0,
                 limits: None,
                 proxy_protocol: None,
-                h2_max_resets: cfg.server.h2_max_resets_per_second,
+                abuse: conn::abuse_limits(&cfg.server),
             },
             move |req: Request<Incoming>, _peer| {
                 let st = admin_state.clone();
@@ -381,7 +382,7 @@ fn http_builder(s: &ServerConfig, caps: (u64, usize)) -> Builder<TokioExecutor> 
         .max_concurrent_streams(s.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(caps.0).unwrap_or(u32::MAX))
         // h2's own rapid-reset guard: streams reset before they are
-        // accepted (the rest is counted per connection, server::resets).
+        // accepted (the rest is counted per connection, server::abuse).
         .max_pending_accept_reset_streams(20)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
@@ -446,10 +447,10 @@ where
                 return;
             };
             let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
-            let resets = conn.h2_max_resets;
+            let limits = conn.abuse;
             let stop = cancel.clone();
             let with_hyper =
-                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, stop, resets);
+                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, stop, limits);
             match fast.as_deref() {
                 Some(f) => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);

@@ -198,3 +198,93 @@ async fn a_continuation_flood_ends_the_connection() {
     );
     assert_eq!(get(&node.url("/after")).await.0, 200);
 }
+
+/// Reads what the node sends until it closes (or `limit`); the frame types
+/// seen, in order.
+async fn frame_types(s: &mut tokio::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(limit, s.read_to_end(&mut got))
+        .await
+        .is_ok();
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = (usize::from(got[at]) << 16)
+            | (usize::from(got[at + 1]) << 8)
+            | usize::from(got[at + 2]);
+        kinds.push(got[at + 3]);
+        at += 9 + len;
+    }
+    (kinds, closed)
+}
+
+#[tokio::test]
+async fn settings_and_ping_floods_end_the_connection() {
+    let o = TestOrigin::start(|_| async { resp(200, "ok") }).await;
+    let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+    let mut s = tokio::net::TcpStream::connect(node.proxy).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    for i in 0..20_000u32 {
+        if i % 2 == 0 {
+            out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+        } else {
+            out.extend(frame(0x6, 0, 0, &i.to_be_bytes().repeat(2))); // PING
+        }
+    }
+    let _ = s.write_all(&out).await;
+    let (kinds, closed) = frame_types(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "still open");
+    assert!(kinds.contains(&0x7), "no GOAWAY");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap();
+    assert!(
+        stats["refusals"]["h2_abuse"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert_eq!(get(&node.url("/after")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_window_held_shut_ends_the_connection_after_send_timeout() {
+    let o = TestOrigin::start(|_| async {
+        resp_with(200, &[("cache-control", "no-store")], vec![b'z'; 200_000])
+    })
+    .await;
+    let node = TestNode::start_site(
+        &format!("origins = [\"{}\"]\n", o.url()),
+        "[server]\nsend_timeout = \"1s\"\n",
+    )
+    .await;
+    let at = node.proxy;
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte until
+    // a WINDOW_UPDATE, which never comes.
+    out.extend(frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));
+    out.extend(frame(0x1, 0x5, 1, &get_block(&at.to_string())));
+    s.write_all(&out).await.unwrap();
+    let start = Instant::now();
+    let (kinds, closed) = frame_types(&mut s, Duration::from_secs(15)).await;
+    assert!(closed, "still open after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        kinds.contains(&0x1),
+        "the response head was sent: {kinds:?}"
+    );
+    assert!(!kinds.contains(&0x0), "no content could be sent: {kinds:?}");
+    assert!(kinds.contains(&0x7), "GOAWAY: {kinds:?}");
+    // A well-behaved client is served meanwhile and after.
+    let r = h2_client()
+        .request(
+            Request::get(node.url("/fine"))
+                .body(full(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

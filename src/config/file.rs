@@ -140,6 +140,8 @@ pub struct FileServer {
     pub max_header_bytes: Option<SizeValue>,
     pub h2_max_concurrent_streams: Option<i64>,
     pub h2_max_resets_per_second: Option<i64>,
+    pub h2_max_control_frames_per_second: Option<i64>,
+    pub send_timeout: Option<String>,
     pub via: Option<String>,
     pub fast_http1: Option<bool>,
     pub tcp_notsent_lowat: Option<SizeValue>,

@@ -205,6 +205,12 @@ pub struct ServerConfig {
     /// RST_STREAM, the rapid-reset attack) before the connection is ended
     /// with GOAWAY.
     pub h2_max_resets_per_second: u32,
+    /// Control frames (SETTINGS, PING, PRIORITY, RST_STREAM, WINDOW_UPDATE,
+    /// empty DATA) a client may send on one connection in a second.
+    pub h2_max_control_frames_per_second: u32,
+    /// Longest a response may wait for the client to take more of it (its
+    /// HTTP/2 window held shut) before the connection is ended.
+    pub send_timeout: Duration,
     /// Pseudonym in the `Via` header (RFC 9110 §7.6.3).
     pub via: String,
     /// Serve `GET`/`HEAD` without content on the own HTTP/1.1 path
@@ -404,6 +410,8 @@ impl Config {
                 max_header_bytes: 64 << 10,
                 h2_max_concurrent_streams: 256,
                 h2_max_resets_per_second: 200,
+                h2_max_control_frames_per_second: 1000,
+                send_timeout: Duration::from_secs(60),
                 via: "outpost".into(),
                 fast_http1: true,
                 tcp_notsent_lowat: 256 << 10,

@@ -197,6 +197,23 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         ),
         max_header_bytes,
         h2_max_concurrent_streams: h2_streams,
+        h2_max_control_frames_per_second: match s.h2_max_control_frames_per_second {
+            None => d.server.h2_max_control_frames_per_second,
+            Some(n) if (10..=10_000_000).contains(&n) => n as u32,
+            Some(n) => {
+                errs.push(
+                    "server.h2_max_control_frames_per_second",
+                    format!("{n} is out of range (10 to 10000000)"),
+                );
+                d.server.h2_max_control_frames_per_second
+            }
+        },
+        send_timeout: duration(
+            errs,
+            "server.send_timeout",
+            s.send_timeout.as_ref(),
+            d.server.send_timeout,
+        ),
         h2_max_resets_per_second: match s.h2_max_resets_per_second {
             None => d.server.h2_max_resets_per_second,
             Some(n) if (1..=1_000_000).contains(&n) => n as u32,

@@ -25,8 +25,8 @@ pub(super) struct ConnSetup {
     /// Whom a PROXY protocol header is believed from, when the listener
     /// takes one.
     pub(super) proxy_protocol: Option<ProxyProtocol>,
-    /// Requests a client may cancel on one connection in a second.
-    pub(super) h2_max_resets: u32,
+    /// What a client may do on one connection served by hyper.
+    pub(super) abuse: super::abuse::Limits,
 }
 
 /// The PROXY protocol on a listener.
@@ -105,4 +105,13 @@ pub(super) fn tune(stream: &tokio::net::TcpStream, notsent_lowat: u32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = notsent_lowat;
+}
+
+/// The abuse limits of `[server]`.
+pub(super) fn abuse_limits(s: &ServerConfig) -> super::abuse::Limits {
+    super::abuse::Limits {
+        resets_per_second: s.h2_max_resets_per_second,
+        control_frames_per_second: s.h2_max_control_frames_per_second,
+        send_timeout: s.send_timeout,
+    }
 }

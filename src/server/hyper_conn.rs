@@ -1,8 +1,9 @@
 //! One connection served on hyper (HTTP/1.1 with upgrades, or HTTP/2 by
 //! prior knowledge or ALPN), ended gracefully when the listener stops
 //! (in-flight requests finish, HTTP/2 gets GOAWAY) and ended for abuse when
-//! its client cancels requests faster than `h2_max_resets_per_second`
-//! ([`super::resets`]): GOAWAY, a short grace, then the socket is closed.
+//! its client abuses it ([`super::abuse`]: rapid reset, control-frame
+//! floods counted by [`super::h2_frames`], a window held shut): GOAWAY, a
+//! short grace, then the socket is closed.
 //!
 //! It owns the connection's lifetime, not what its requests do.
 
@@ -19,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use tokio_util::sync::CancellationToken;
 
-use super::resets::{ResetMeter, Watched};
+use super::abuse::{Limits, ResetMeter, Watched};
+use super::h2_frames::Scanned;
 use super::timer;
 use crate::metrics::{Counters, Refusal};
 
@@ -27,14 +29,14 @@ use crate::metrics::{Counters, Refusal};
 const ABUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one connection on hyper until it ends, `stop` fires (graceful) or
-/// its client cancels more than `max_resets` requests in a second.
+/// its client passes one of `limits`.
 pub(super) fn serve_hyper<IO, F, Fut, B>(
     io: IO,
     handler: F,
     peer: SocketAddr,
     builder: &Builder<TokioExecutor>,
     stop: CancellationToken,
-    max_resets: u32,
+    limits: Limits,
 ) -> impl Future<Output = ()> + Send + 'static + use<IO, F, Fut, B>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -44,7 +46,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let meter = ResetMeter::new(max_resets);
+    let meter = ResetMeter::new(limits);
     let m = meter.clone();
     let svc = service_fn(move |req| {
         let h = handler.clone();
@@ -54,31 +56,36 @@ where
             let resp = h(req, peer).await;
             armed.disarm();
             let (parts, body) = resp.into_parts();
-            Ok::<_, Infallible>(Response::from_parts(parts, Watched::new(body, m.arm())))
+            Ok::<_, Infallible>(Response::from_parts(parts, Watched::new(body, &m)))
         }
     });
     // One header-read timer per connection (server::timer).
     let mut conn_builder = builder.clone();
     conn_builder.http1().timer(timer::ConnTimer::new());
     let conn = conn_builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .serve_connection_with_upgrades(TokioIo::new(Scanned::new(io, meter.clone())), svc)
         .into_owned();
     async move {
         let mut conn = pin!(conn);
-        let ended = tokio::select! {
-            r = conn.as_mut() => Some(r),
-            () = stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                None
-            }
-            () = meter.abused() => {
-                Counters::global().refused(Refusal::H2Abuse);
-                tracing::warn!(%peer, limit = max_resets, "too many cancelled requests; connection ended");
-                conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(ABUSE_GRACE, conn.as_mut()).await {
-                    Ok(r) => Some(r),
-                    // Closed by dropping it.
-                    Err(_) => return,
+        let mut stalls = tokio::time::interval(meter.stall_check_every());
+        stalls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ended = loop {
+            tokio::select! {
+                r = conn.as_mut() => break Some(r),
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    break None;
+                }
+                _ = stalls.tick() => meter.check_stalls(),
+                () = meter.abused() => {
+                    Counters::global().refused(Refusal::H2Abuse);
+                    tracing::warn!(%peer, reason = meter.why(), "connection ended for abuse");
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(ABUSE_GRACE, conn.as_mut()).await {
+                        Ok(r) => break Some(r),
+                        // Closed by dropping it.
+                        Err(_) => return,
+                    }
                 }
             }
         };

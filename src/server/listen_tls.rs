@@ -93,9 +93,9 @@ where
             };
             Counters::global().tls_handshake();
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let (stop, resets) = (cancel.clone(), setup.h2_max_resets);
+            let (stop, limits) = (cancel.clone(), setup.abuse);
             let with_hyper =
-                move |io| super::serve_hyper(io, h, peer, &builder, stop, resets);
+                move |io| super::serve_hyper(io, h, peer, &builder, stop, limits);
             match fast.as_deref() {
                 Some(f) if !h2 => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
