@@ -284,6 +284,24 @@ async fn traversal_forms_get_400_and_the_origin_sees_nothing() {
 }
 
 #[tokio::test]
+async fn one_normal_form_is_keyed_and_sent_to_the_origin() {
+    let o =
+        TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "max-age=600")], "x") })
+            .await;
+    let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
+    // RFC 3986 §6.2.2: escaped unreserved characters and dot segments.
+    let req = "GET /%7Euser/./docs/../%61.css?v=%2f HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n";
+    let out = raw(node.proxy, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(o.last().target, "/~user/a.css?v=%2f");
+    // The plain spelling is the same object: a hit.
+    let (st, h, _) = get_with(&node.url("/~user/a.css?v=%2f"), &[("host", "example.com")]).await;
+    assert_eq!(st, 200);
+    assert!(cache_status(&h).contains("hit"), "{h:?}");
+    assert_eq!(o.count(), 1);
+}
+
+#[tokio::test]
 async fn request_limits_refuse_before_the_origin() {
     let o = origin().await;
     let site = format!(

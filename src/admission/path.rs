@@ -1,13 +1,18 @@
-//! Path safety: a request path that would climb above the root once an
-//! origin decodes it (`/../`, `/%2e%2e/`, `/%2e%2E%2f`, and the same
-//! percent-encoded twice or three times), that carries an encoded NUL, or
-//! that has a backslash (`\` or `%5C`, which some origins read as `/`) is
-//! refused with 400 and never reaches the origin.
+//! Path safety and normalisation.
 //!
-//! The path is checked, not rewritten: the origin receives it and the
-//! cache keys it byte for byte as received (RFC 3986 §6.2.2
-//! normalisation would make two URLs one key while origins may still tell
-//! them apart).
+//! A request path that would climb above the root once an origin decodes
+//! it (`/../`, `/%2e%2e/`, `/%2e%2E%2f`, and the same percent-encoded twice
+//! or three times), that carries an encoded NUL, or that has a backslash
+//! (`\` or `%5C`, which some origins read as `/`) is refused with 400 and
+//! never reaches the origin ([`check`]).
+//!
+//! A path that passes is normalised ([`normalise`]) before routing, keying
+//! and forwarding, so the cache key and the origin see the same path:
+//! percent-encoded unreserved characters are decoded and the hex digits of
+//! the other escapes upper-cased (RFC 3986 §6.2.2.1, §6.2.2.2), and dot
+//! segments are removed (§5.2.4). Everything else (reserved escapes such as
+//! `%2F`, `+`, the query) is passed byte for byte: origins differ on what
+//! those mean.
 
 /// Why a path is refused.
 pub type Refusal = &'static str;
@@ -106,9 +111,126 @@ pub fn check(path_and_query: &str) -> Result<(), Refusal> {
     check_form(&form)
 }
 
+/// Whether `b` is an unreserved character (RFC 3986 §2.3).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The normalised form of a path that [`check`] let through, with its
+/// query as it was; `None` when it is already normal (the common case
+/// costs one pass over the path and no allocation).
+pub fn normalise(path_and_query: &str) -> Option<String> {
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => path_and_query.split_at(i),
+        None => (path_and_query, ""),
+    };
+    let p = path.as_bytes();
+    let mut prev = 0u8;
+    if !p.iter().any(|&b| {
+        let hit = b == b'%' || (b == b'.' && prev == b'/');
+        prev = b;
+        hit
+    }) {
+        return None;
+    }
+    // §6.2.2.1 and §6.2.2.2: escapes of unreserved characters decoded, the
+    // others' hex digits upper-cased.
+    let mut step = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'%'
+            && i + 2 < p.len()
+            && let (Some(a), Some(b)) = (hex(p[i + 1]), hex(p[i + 2]))
+        {
+            let c = a << 4 | b;
+            if unreserved(c) {
+                step.push(c);
+            } else {
+                step.push(b'%');
+                step.push(p[i + 1].to_ascii_uppercase());
+                step.push(p[i + 2].to_ascii_uppercase());
+            }
+            i += 3;
+            continue;
+        }
+        step.push(p[i]);
+        i += 1;
+    }
+    let out = remove_dot_segments(&step);
+    if out == p {
+        return None;
+    }
+    let mut s = String::from_utf8(out).ok()?;
+    s.push_str(query);
+    Some(s)
+}
+
+/// RFC 3986 §5.2.4, on an absolute path.
+fn remove_dot_segments(mut input: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(input.len());
+    let pop = |out: &mut Vec<u8>| {
+        let at = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        out.truncate(at);
+    };
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix(b"../") {
+            input = rest;
+        } else if let Some(rest) = input.strip_prefix(b"./") {
+            input = rest;
+        } else if input.starts_with(b"/./") {
+            input = &input[2..];
+        } else if input == b"/." {
+            input = b"/";
+        } else if input.starts_with(b"/../") {
+            input = &input[3..];
+            pop(&mut out);
+        } else if input == b"/.." {
+            input = b"/";
+            pop(&mut out);
+        } else if input == b"." || input == b".." {
+            input = b"";
+        } else {
+            let start = usize::from(input.first() == Some(&b'/'));
+            let end = input[start..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(input.len(), |e| e + start);
+            out.extend_from_slice(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_normalised_as_rfc_3986_says_and_only_so() {
+        for (from, to) in [
+            ("/a/../b", Some("/b")),
+            ("/./a", Some("/a")),
+            ("/a/./b/../c?x=/../y", Some("/a/c?x=/../y")),
+            ("/%7Euser/%61bc", Some("/~user/abc")),
+            ("/a%2fb", Some("/a%2Fb")),
+            ("/a/%2e%2e/b", Some("/b")),
+            ("/a/b/..", Some("/a/")),
+            ("/a/.", Some("/a/")),
+            ("/a/.../b", None),
+            ("/file..txt", None),
+            ("/plain/path.css?v=1", None),
+            ("/a%2Fb", None),
+            ("/100%", None),
+            ("/a%zz", None),
+            ("/a+b", None),
+        ] {
+            assert_eq!(normalise(from).as_deref(), to, "{from}");
+        }
+    }
 
     #[test]
     fn traversal_forms_are_refused() {

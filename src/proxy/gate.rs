@@ -66,11 +66,15 @@ impl Live {
             return Err(Error::new(ErrorKind::UriTooLong, "request target too long"));
         }
         // A path that an origin would read as above its root never goes on.
-        if let Some(pq) = req.uri().path_and_query()
-            && let Err(why) = crate::admission::path::check(pq.as_str())
-        {
-            Counters::global().refused(Refusal::Path);
-            return Err(Error::new(ErrorKind::BadRequest, why));
+        if let Some(pq) = req.uri().path_and_query() {
+            if let Err(why) = crate::admission::path::check(pq.as_str()) {
+                Counters::global().refused(Refusal::Path);
+                return Err(Error::new(ErrorKind::BadRequest, why));
+            }
+            // The cache key and the origin see one normal form.
+            if let Some(normal) = crate::admission::path::normalise(pq.as_str()) {
+                normalise_uri(req.uri_mut(), normal)?;
+            }
         }
         let host =
             host.ok_or_else(|| Error::new(ErrorKind::BadRequest, "missing or invalid Host"))?;
@@ -180,6 +184,17 @@ impl Live {
             trip,
         }))
     }
+}
+
+/// Puts the normalised path and query in `uri` (scheme and authority, on an
+/// absolute-form or HTTP/2 target, kept).
+fn normalise_uri(uri: &mut http::Uri, path_and_query: String) -> Result<(), Error> {
+    let bad = |_| Error::new(ErrorKind::BadRequest, "invalid request target");
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path_and_query).map_err(bad)?);
+    *uri = http::Uri::from_parts(parts)
+        .map_err(|_| Error::new(ErrorKind::BadRequest, "invalid request target"))?;
+    Ok(())
 }
 
 /// Whether `h` has more fields than `max_count` or more than `max_bytes`
