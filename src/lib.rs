@@ -26,6 +26,7 @@
 //! 32-byte keys in memory and on disk and knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod cache;

@@ -243,6 +243,20 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
 async fn shutdown_signal(node: &outpost::Node) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).ok();
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    let reopens = async {
+        match usr1.as_mut() {
+            Some(u) => {
+                while u.recv().await.is_some() {
+                    match outpost::access_log::reopen() {
+                        Ok(()) => tracing::info!("SIGUSR1: access log reopened"),
+                        Err(e) => tracing::error!(error = %e, "SIGUSR1: access log not reopened"),
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let reloads = async {
         match hup.as_mut() {
             Some(h) => {
@@ -258,6 +272,7 @@ async fn shutdown_signal(node: &outpost::Node) {
     tokio::select! {
         () = wait_for_stop() => {}
         () = reloads => {}
+        () = reopens => {}
     }
 }
 

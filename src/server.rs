@@ -79,6 +79,7 @@ impl Node {
             None => (None, None),
         };
         let tls_addr = tls_l.as_ref().map(local).transpose()?;
+        crate::access_log::install(&cfg.log)?;
         // Before the cache: the purge log holds the ban list the cache
         // checks on every hit.
         let purger = crate::purge::Purger::open(&cfg)?;
@@ -223,8 +224,9 @@ impl Node {
             sweep_every,
             cancel.clone(),
         ));
+        let flusher = tokio::spawn(flush_access_log(cancel.clone()));
         tracing::info!(%proxy_addr, %admin_addr, tls = ?tls_addr, "outpost started");
-        tasks.extend([proxy_task, admin_task, sweeper]);
+        tasks.extend([proxy_task, admin_task, sweeper, flusher]);
         Ok(Node {
             proxy_addr,
             admin_addr,
@@ -273,7 +275,26 @@ impl Node {
         if let Some(c) = self.proxy.cache() {
             c.close(self.drain).await;
         }
+        crate::access_log::flush();
         clean
+    }
+}
+
+/// Writes the access log file's buffer out every second until cancelled
+/// (then returns `true`: it has nothing to drain).
+async fn flush_access_log(cancel: CancellationToken) -> bool {
+    if crate::access_log::sink().is_none() {
+        return true;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return true,
+            _ = tick.tick() => {
+                // A write of at most the buffer: off the serving threads.
+                let _ = tokio::task::spawn_blocking(crate::access_log::flush).await;
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["server", "logging"],
     &["admin", "proxy"],
     &["purge", "admission"],
-    &["cache", "origin"],
+    &["cache", "origin", "access_log"],
     &["config", "metrics"],
     &["error", "clock", "deadline"],
 ];

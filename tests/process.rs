@@ -169,3 +169,54 @@ fn serve_without_an_origin_says_how_to_give_one() {
         .unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("outpost 0."));
 }
+
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_after_it_was_moved_away() {
+    let o = TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "no-store")], "ok") })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let text = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [log]\naccess_log = {:?}\naccess_log_format = \"json\"\n\
+         [[site]]\nname = \"default\"\norigins = [\"{}\"]\n",
+        dir.path().join("cache").display().to_string(),
+        log.display().to_string(),
+        o.url()
+    );
+    let node = NodeProcess::start_text(&text, dir);
+    let wait_for = |path: std::path::PathBuf, needle: &'static str| async move {
+        for _ in 0..50 {
+            if std::fs::read_to_string(&path).is_ok_and(|t| t.contains(needle)) {
+                return std::fs::read_to_string(&path).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{needle} never reached {}", path.display());
+    };
+    assert_eq!(get(&format!("http://{}/before", node.proxy)).await.0, 200);
+    let text = wait_for(log.clone(), "/before").await;
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["path"], "/before");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["method"], "GET");
+    // logrotate: the file is moved away, then the node is told.
+    let moved = log.with_extension("log.1");
+    std::fs::rename(&log, &moved).unwrap();
+    node.signal("USR1");
+    let mut reopened = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if log.exists() {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "no new file after SIGUSR1");
+    assert_eq!(get(&format!("http://{}/after", node.proxy)).await.0, 200);
+    let text = wait_for(log.clone(), "/after").await;
+    assert!(!text.contains("/before"), "{text}");
+    assert!(!std::fs::read_to_string(&moved).unwrap().contains("/after"));
+    node.terminate();
+}

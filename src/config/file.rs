@@ -178,7 +178,9 @@ pub struct FileStorage {
 pub struct FileLog {
     pub level: Option<String>,
     pub format: Option<String>,
-    pub access_log: Option<bool>,
+    /// `true`/`false` (on stderr with the other logs), or a file's path.
+    pub access_log: Option<toml::Value>,
+    pub access_log_format: Option<String>,
 }
 
 /// `[cache]`

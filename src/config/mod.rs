@@ -265,7 +265,21 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+    /// One line per request.
     pub access_log: bool,
+    /// Where: a file (reopened on SIGUSR1) instead of stderr.
+    pub access_log_path: Option<PathBuf>,
+    /// A file's lines: JSON or the combined-like text.
+    pub access_log_format: AccessLogFormat,
+}
+
+/// The lines of an access log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// The combined log format's order, with the cache outcome after it.
+    Combined,
 }
 
 /// A host pattern: `example.com`, `*.example.com` or the catch-all `*`.
@@ -440,6 +454,8 @@ impl Config {
                 level: "info".into(),
                 format: LogFormat::Text,
                 access_log: true,
+                access_log_path: None,
+                access_log_format: AccessLogFormat::Json,
             },
             cache: CacheConfig {
                 enabled: true,

@@ -396,10 +396,34 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             format!("`{level}` is not a log filter like \"info\" or \"outpost=debug\""),
         );
     }
+    let (access_log, access_log_path) = match &lg.access_log {
+        None => (d.log.access_log, None),
+        Some(toml::Value::Boolean(b)) => (*b, None),
+        Some(toml::Value::String(p)) if !p.trim().is_empty() => {
+            (true, Some(std::path::PathBuf::from(p)))
+        }
+        Some(_) => {
+            errs.push("log.access_log", "true, false, or a file's path");
+            (d.log.access_log, None)
+        }
+    };
+    let access_log_format = match lg.access_log_format.as_deref() {
+        None | Some("json") => super::AccessLogFormat::Json,
+        Some("combined") => super::AccessLogFormat::Combined,
+        Some(f) => {
+            errs.push(
+                "log.access_log_format",
+                format!("`{f}`: \"json\" or \"combined\""),
+            );
+            super::AccessLogFormat::Json
+        }
+    };
     let log = LogConfig {
         level,
         format,
-        access_log: lg.access_log.unwrap_or(d.log.access_log),
+        access_log,
+        access_log_path,
+        access_log_format,
     };
     let cache = cache_section(f, errs, &d.cache);
     let sites: Vec<Site> = f

@@ -43,6 +43,30 @@ impl AccessRecord {
         if !self.enabled {
             return;
         }
+        let duration_ms = self
+            .start
+            .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        if let Some(sink) = crate::access_log::sink() {
+            let time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            sink.write(&crate::access_log::Line {
+                time,
+                client: self.client,
+                method: self.method.as_str(),
+                host: &self.host,
+                path: &self.path,
+                version: version_str(self.version),
+                status: self.status,
+                bytes,
+                duration_ms,
+                cache: self.cache,
+                outcome,
+                error: self.error.unwrap_or("-"),
+                rule: self.rule.as_deref().unwrap_or("-"),
+            });
+            return;
+        }
         tracing::info!(
             target: "access",
             method = %self.method,
@@ -52,12 +76,22 @@ impl AccessRecord {
             client = %self.client,
             status = self.status,
             bytes,
-            duration_ms = self.start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0),
+            duration_ms,
             cache = self.cache,
             outcome,
             error = self.error.unwrap_or("-"),
             rule = self.rule.as_deref().unwrap_or("-"),
         );
+    }
+}
+
+fn version_str(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 

@@ -315,12 +315,14 @@ pub struct NodeProcess {
 impl NodeProcess {
     pub fn start(origin: &str, extra: &str) -> NodeProcess {
         let dir = tempfile::tempdir().unwrap();
+        let text = node_config(origin, &dir.path().join("cache"), extra);
+        NodeProcess::start_text(&text, dir)
+    }
+
+    /// Starts the binary on the config `text`, written into `dir`.
+    pub fn start_text(text: &str, dir: tempfile::TempDir) -> NodeProcess {
         let cfg_path = dir.path().join("outpost.toml");
-        std::fs::write(
-            &cfg_path,
-            node_config(origin, &dir.path().join("cache"), extra),
-        )
-        .unwrap();
+        std::fs::write(&cfg_path, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
             .arg("serve")
             .arg("--config")
@@ -360,8 +362,13 @@ impl NodeProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`HUP`, `USR1`, …).
+    pub fn signal(&self, name: &str) {
         let st = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
