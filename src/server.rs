@@ -349,6 +349,8 @@ async fn purge_method(
         start: st.access_log.then(std::time::Instant::now),
         enabled: st.access_log,
         rule: None,
+        site: None,
+        ttfb: None,
     };
     let resp =
         crate::purge::api::handle_purge_method(&st.purger, st.cache.as_deref(), &req, peer).await;

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+pub mod metrics;
 pub mod origins;
 
 use crate::cache::CacheLayer;
@@ -105,6 +106,34 @@ where
             .await;
         }
         (&Method::GET | &Method::HEAD, "/origins") => return origins::list(&(state.pools)()),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            // OpenMetrics when the scraper asks for it, else the Prometheus
+            // text format.
+            let open = req.headers().get_all(header::ACCEPT).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.contains("application/openmetrics-text"))
+            });
+            let text = metrics::render(state);
+            let (text, kind) = if open {
+                (
+                    text,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    metrics::prometheus_text(&text),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(kind));
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            return resp;
+        }
         (_, "/origins/drain") => {
             return origins::change(&(state.pools)(), &state.purger, req, true).await;
         }
@@ -112,7 +141,7 @@ where
             return origins::change(&(state.pools)(), &state.purger, req, false).await;
         }
         (_, "/reload") => return reload(state, req).await,
-        (_, "/healthz" | "/stats" | "/origins") => {
+        (_, "/healthz" | "/stats" | "/origins" | "/metrics") => {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => (StatusCode::NOT_FOUND, "not found\n"),

@@ -16,6 +16,7 @@
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
 
+pub mod http;
 pub mod stats;
 
 use outpost_storage::counter::Striped;

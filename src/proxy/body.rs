@@ -36,10 +36,25 @@ pub struct AccessRecord {
     pub enabled: bool,
     /// The request rule that matched, if any.
     pub rule: Option<std::sync::Arc<str>>,
+    /// The site's `/metrics` series, once routed.
+    pub site: Option<std::sync::Arc<crate::metrics::http::SiteMetrics>>,
+    /// Until the response head was ready.
+    pub ttfb: Option<Duration>,
 }
 
 impl AccessRecord {
     fn emit(&self, bytes: u64, outcome: &'static str) {
+        if let (Some(m), Some(start)) = (&self.site, self.start) {
+            let duration = start.elapsed();
+            m.record(&crate::metrics::http::Finished {
+                method: &self.method,
+                status: self.status,
+                phase: self.cache,
+                bytes,
+                duration,
+                ttfb: self.ttfb.unwrap_or(duration),
+            });
+        }
         if !self.enabled {
             return;
         }
@@ -130,7 +145,10 @@ impl ProxyBody {
     }
 
     /// Wraps `inner`; `idle` applies the idle-body timeout to an origin body.
-    pub fn new(inner: InnerBody, idle: Option<Duration>, record: AccessRecord) -> ProxyBody {
+    pub fn new(inner: InnerBody, idle: Option<Duration>, mut record: AccessRecord) -> ProxyBody {
+        if record.ttfb.is_none() {
+            record.ttfb = record.start.map(|s| s.elapsed());
+        }
         ProxyBody {
             inner,
             idle,

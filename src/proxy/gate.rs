@@ -82,6 +82,7 @@ impl Live {
             .route(&normalise_host(&host))
             .ok_or_else(|| Error::new(ErrorKind::NoSite, format!("no site for host {host:?}")))?
             .clone();
+        rec.site = Some(site.metrics.clone());
         if !site.access.is_open() && !site.access.permits(rec.client) {
             return Err(self.refuse(rec.client, "the site's access list"));
         }

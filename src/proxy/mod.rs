@@ -77,6 +77,8 @@ pub struct SiteRuntime {
     pub header_check: bool,
     /// Request rules, in order.
     pub rules: Rules,
+    /// Its `/metrics` series.
+    pub metrics: Arc<crate::metrics::http::SiteMetrics>,
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
@@ -205,10 +207,12 @@ impl Proxy {
             status: 0,
             cache: "pass",
             error: None,
-            // No clock read unless it is logged.
-            start: log.then(Instant::now),
+            // For the access log and the latency histograms.
+            start: Some(Instant::now()),
             enabled: self.access_log,
             rule: None,
+            site: None,
+            ttfb: None,
         };
         let gated = live.gate(&mut req, host, &conn, &mut rec);
         let trusted = live.admission.trusts(conn.peer.ip());

@@ -466,6 +466,8 @@ mod tests {
             start: None,
             enabled: false,
             rule: None,
+            site: None,
+            ttfb: None,
         };
         let mut resp = Response::new(ProxyBody::new(inner, None, record));
         resp.headers_mut()
