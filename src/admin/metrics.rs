@@ -282,7 +282,7 @@ impl Collector for Scrape {
         )?;
         info.encode_info(&[
             ("version", env!("CARGO_PKG_VERSION")),
-            ("commit", option_env!("OUTPOST_COMMIT").unwrap_or("unknown")),
+            ("commit", env!("OUTPOST_COMMIT")),
         ])?;
         Ok(())
     }
