@@ -169,7 +169,9 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let Some(top) = parts.first().cloned() else {
             continue;
         };
-        if top == "lib" {
+        // The crate root, and the build script (compiled apart, before the
+        // crate).
+        if top == "lib" || top == "build" {
             continue;
         }
         let code = strip_comments(&std::fs::read_to_string(&f).unwrap_or_default());
