@@ -104,6 +104,7 @@ impl Node {
             purger: purger.clone(),
             access_log: cfg.log.access_log,
             stats,
+            history: crate::admin::status::History::default(),
             pools: {
                 let p = proxy.clone();
                 Arc::new(move || p.pools())
@@ -199,6 +200,7 @@ impl Node {
                 fast_tls,
             )));
         }
+        let admin_sampled = admin_state.clone();
         let admin_task = tokio::spawn(serve(
             admin_l,
             builder,
@@ -225,8 +227,9 @@ impl Node {
             cancel.clone(),
         ));
         let flusher = tokio::spawn(flush_access_log(cancel.clone()));
+        let sampler = tokio::spawn(sample_rates(admin_sampled, cancel.clone()));
         tracing::info!(%proxy_addr, %admin_addr, tls = ?tls_addr, "outpost started");
-        tasks.extend([proxy_task, admin_task, sweeper, flusher]);
+        tasks.extend([proxy_task, admin_task, sweeper, flusher, sampler]);
         Ok(Node {
             proxy_addr,
             admin_addr,
@@ -277,6 +280,19 @@ impl Node {
         }
         crate::access_log::flush();
         clean
+    }
+}
+
+/// Samples the status page's rates every 2 s until cancelled (then
+/// returns `true`: nothing to drain).
+async fn sample_rates(st: Arc<crate::admin::AdminState>, cancel: CancellationToken) -> bool {
+    let mut tick = tokio::time::interval(crate::admin::status::SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return true,
+            _ = tick.tick() => st.history.sample(&st),
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use http_body_util::Full;
 
 pub mod metrics;
 pub mod origins;
+pub mod status;
 
 use crate::cache::CacheLayer;
 use crate::metrics::{NodeStats, OriginFigures, Stats};
@@ -50,6 +51,8 @@ pub struct AdminState {
     pub pools: Arc<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>,
     /// What `POST /reload` runs.
     pub reload: ReloadFn,
+    /// The status page's rates, sampled every 2 s.
+    pub history: status::History,
     /// Every request rule's counter, as `site/rule`, as configured now.
     pub rules: Arc<dyn Fn() -> Vec<(String, Arc<outpost_storage::counter::Striped>)> + Send + Sync>,
 }
@@ -106,6 +109,15 @@ where
             .await;
         }
         (&Method::GET | &Method::HEAD, "/origins") => return origins::list(&(state.pools)()),
+        (&Method::GET | &Method::HEAD, "/") => {
+            return page(
+                Bytes::from_static(status::PAGE.as_bytes()),
+                "text/html; charset=utf-8",
+            );
+        }
+        (&Method::GET | &Method::HEAD, "/status.json") => {
+            return page(Bytes::from(status::json(state)), "application/json");
+        }
         (&Method::GET | &Method::HEAD, "/metrics") => {
             // OpenMetrics when the scraper asks for it, else the Prometheus
             // text format.
@@ -141,7 +153,7 @@ where
             return origins::change(&(state.pools)(), &state.purger, req, false).await;
         }
         (_, "/reload") => return reload(state, req).await,
-        (_, "/healthz" | "/stats" | "/origins" | "/metrics") => {
+        (_, "/healthz" | "/stats" | "/origins" | "/metrics" | "/" | "/status.json") => {
             (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => (StatusCode::NOT_FOUND, "not found\n"),
@@ -152,6 +164,18 @@ where
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// A read-only answer of `kind`, never cached.
+fn page(body: Bytes, kind: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(kind));
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
