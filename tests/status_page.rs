@@ -88,7 +88,7 @@ async fn the_status_page_shows_live_figures_in_a_browser() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let path = if i % 10 == 0 {
+                let path = if i.is_multiple_of(10) {
                     format!("/new/{i}")
                 } else {
                     "/hot".into()

@@ -37,7 +37,13 @@ struct Sample {
 /// Totals at the last sample, and the samples.
 #[derive(Debug, Default)]
 pub struct History {
-    inner: Mutex<(Option<(Instant, Totals)>, VecDeque<Sample>)>,
+    inner: Mutex<Sampled>,
+}
+
+#[derive(Debug, Default)]
+struct Sampled {
+    last: Option<(Instant, Totals)>,
+    samples: VecDeque<Sample>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,7 +74,7 @@ impl History {
         let now = Instant::now();
         let t = totals(state);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, prev)) = g.0 {
+        if let Some((at, prev)) = g.last {
             let dt = now.duration_since(at).as_secs_f64().max(1e-3);
             let (dh, dm) = (
                 t.hits.saturating_sub(prev.hits),
@@ -84,17 +90,17 @@ impl History {
                 },
                 bytes_per_sec: t.bytes.saturating_sub(prev.bytes) as f64 / dt,
             };
-            g.1.push_back(s);
-            if g.1.len() > SAMPLES {
-                g.1.pop_front();
+            g.samples.push_back(s);
+            if g.samples.len() > SAMPLES {
+                g.samples.pop_front();
             }
         }
-        g.0 = Some((now, t));
+        g.last = Some((now, t));
     }
 
     fn samples(&self) -> Vec<Sample> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.1.iter().copied().collect()
+        g.samples.iter().copied().collect()
     }
 }
 
