@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod abuse;
 mod conn;
+pub mod fds;
 pub mod h1;
 pub mod h1_write;
 pub mod h2_frames;
@@ -67,6 +68,7 @@ pub struct Node {
 impl Node {
     /// Binds both listeners and starts serving.
     pub async fn start(cfg: Config) -> Result<Node, Error> {
+        let nofile = fds::raise_nofile(cfg.server.max_open_files);
         let proxy_l = bind(cfg.listen.proxy, "proxy").await?;
         let admin_l = bind(cfg.listen.admin, "admin").await?;
         let proxy_addr = local(&proxy_l)?;
@@ -130,10 +132,11 @@ impl Node {
 
         let p = proxy.clone();
         let fast = fast_path(&cfg, &proxy, "http");
-        let conn_limits = ConnLimits::new(
-            cfg.server.max_connections,
-            cfg.server.max_connections_per_client,
-        );
+        let max_connections = match cfg.server.max_connections {
+            0 => fds::default_max_connections(nofile),
+            n => n,
+        };
+        let conn_limits = ConnLimits::new(max_connections, cfg.server.max_connections_per_client);
         let proxy_keep = proxy.clone();
         let purge_state = admin_state.clone();
         let proxy_task = tokio::spawn(serve(
@@ -475,7 +478,8 @@ where
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
     let fast = fast.map(Arc::new);
-    while let Some((mut stream, peer)) = accept(&listener, &cancel).await {
+    let mut backoff = fds::Backoff::default();
+    while let Some((mut stream, peer)) = accept(&listener, &cancel, &mut backoff).await {
         let conn = conn.clone();
         let h = handler.clone();
         let builder = builder.clone();
@@ -513,18 +517,29 @@ where
 async fn accept(
     listener: &TcpListener,
     cancel: &CancellationToken,
+    backoff: &mut fds::Backoff,
 ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return None,
             r = listener.accept() => r,
         };
-        match accepted {
-            Ok(x) => return Some(x),
+        let pause = match accepted {
+            Ok(x) => {
+                backoff.succeeded();
+                return Some(x);
+            }
+            // Out of descriptors: stop accepting a while (one log line per
+            // episode); open connections go on being served.
+            Err(e) if fds::out_of_descriptors(&e) => backoff.failed(&e),
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                Duration::from_millis(20)
             }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

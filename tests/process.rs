@@ -220,3 +220,54 @@ async fn sigusr1_reopens_the_access_log_after_it_was_moved_away() {
     assert!(!std::fs::read_to_string(&moved).unwrap().contains("/after"));
     node.terminate();
 }
+
+#[tokio::test]
+async fn an_inherited_limit_of_1024_open_files_is_raised_and_3000_clients_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The test itself holds 3,000 sockets.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = lim.maximum.unwrap_or(1 << 20);
+    assert!(
+        hard >= 8192,
+        "the hard open-file limit ({hard}) is too low for this test"
+    );
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    let o =
+        TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "max-age=600")], "ok") })
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = node_config(&o.url(), &dir.path().join("cache"), "");
+    let node = NodeProcess::start_with(&text, dir, Some(1024));
+    // 3,000 connections, each completing a request and then held open.
+    let mut held = Vec::with_capacity(3000);
+    for i in 0..3000 {
+        let mut s = tokio::net::TcpStream::connect(node.proxy).await.unwrap();
+        s.write_all(b"GET /same HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let mut got = Vec::new();
+        while !got.windows(2).any(|w| w == b"ok") {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("connection {i} got no answer"))
+                .unwrap();
+            assert!(n > 0, "connection {i} closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"), "connection {i}");
+        held.push(s);
+    }
+    let log = std::fs::read_to_string(node.dir.path().join("outpost.log")).unwrap();
+    assert!(log.contains("open file limit raised"), "{log}");
+    assert!(log.contains("was=1024"), "{log}");
+    drop(held);
+    node.terminate();
+}

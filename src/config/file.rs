@@ -149,6 +149,7 @@ pub struct FileServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub server_header: Option<String>,
     pub max_connections: Option<i64>,
+    pub max_open_files: Option<i64>,
     pub max_connections_per_client: Option<i64>,
 }
 

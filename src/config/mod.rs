@@ -229,6 +229,8 @@ pub struct ServerConfig {
     /// no limit); beyond them new connections are closed at accept.
     pub max_connections: usize,
     pub max_connections_per_client: u32,
+    /// The open-file limit to raise to (default: the hard limit).
+    pub max_open_files: Option<u64>,
 }
 
 /// `[timeouts]`: the origin side.
@@ -434,6 +436,7 @@ impl Config {
                 server_header: None,
                 max_connections: 0,
                 max_connections_per_client: 0,
+                max_open_files: None,
             },
             timeouts: Timeouts {
                 connect: Duration::from_secs(5),

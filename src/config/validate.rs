@@ -250,6 +250,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
                 0
             }
         },
+        max_open_files: match s.max_open_files {
+            None => None,
+            Some(n) if (64..=100_000_000).contains(&n) => Some(n as u64),
+            Some(n) => {
+                errs.push(
+                    "server.max_open_files",
+                    format!("{n} is out of range (64 to 100000000)"),
+                );
+                None
+            }
+        },
         max_connections_per_client: match s.max_connections_per_client {
             None => 0,
             Some(n) if (0..=1_000_000).contains(&n) => n as u32,

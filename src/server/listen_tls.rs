@@ -61,7 +61,8 @@ where
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
-    while let Some((mut stream, peer)) = super::accept(&listener, &cancel).await {
+    let mut backoff = super::fds::Backoff::default();
+    while let Some((mut stream, peer)) = super::accept(&listener, &cancel, &mut backoff).await {
         let setup = setup.clone();
         let acceptor = acceptor.clone();
         let h = handler.clone();

@@ -321,15 +321,36 @@ impl NodeProcess {
 
     /// Starts the binary on the config `text`, written into `dir`.
     pub fn start_text(text: &str, dir: tempfile::TempDir) -> NodeProcess {
+        NodeProcess::start_with(text, dir, None)
+    }
+
+    /// [`NodeProcess::start_text`] with a soft open-file limit of
+    /// `nofile` (as a service inherits it), the log at info in
+    /// `dir/outpost.log`.
+    pub fn start_with(text: &str, dir: tempfile::TempDir, nofile: Option<u64>) -> NodeProcess {
         let cfg_path = dir.path().join("outpost.toml");
         std::fs::write(&cfg_path, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        let mut cmd = match nofile {
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_outpost"));
+                c.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+                c
+            }
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_outpost"))
+                    .env("RUST_LOG", "info")
+                    .stderr(std::fs::File::create(dir.path().join("outpost.log")).unwrap());
+                c
+            }
+        };
+        let mut child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&cfg_path)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
