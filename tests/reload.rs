@@ -1,7 +1,8 @@
 //! Config reload through real sockets: `POST /reload` (and SIGHUP, which
 //! runs the same code) reads the file again and puts sites, origins, rules,
 //! access lists with the deny file, limits and certificates in force for
-//! new requests, with no request failing while it happens; a file with
+//! new requests, with no request failing while it happens (2,000 requests
+//! a second for 20 s through ten reloads, each observed to take effect); a file with
 //! errors changes nothing and the answer lists every error; settings only
 //! a restart applies are reported as such.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -174,10 +175,30 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     assert!(node.shutdown().await);
 }
 
+/// The certificate a new TLS connection to `addr` is served.
+async fn served_cert(addr: SocketAddr) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(common::certs::ca().cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(outpost::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("www.example.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
 #[tokio::test]
 async fn ten_reloads_under_2000_requests_a_second_fail_no_request() {
     let origins = [named("a").await, named("b").await, named("c").await];
     let dir = tempfile::tempdir().unwrap();
+    let mut cert = common::certs::issue(dir.path(), "www", &["www.example.test"], false).to_vec();
+    let tls = common::certs::cert_entry(dir.path(), "www", "www");
     let site = |n: usize, rule: bool| {
         let list: Vec<String> = origins[..n]
             .iter()
@@ -191,7 +212,25 @@ async fn ten_reloads_under_2000_requests_a_second_fail_no_request() {
         }
         s
     };
-    let node = start(dir.path(), &node_text(dir.path(), "", &site(1, false))).await;
+    let text = node_text(dir.path(), &tls, &site(1, false)).replacen(
+        "admin = \"127.0.0.1:0\"\n",
+        "admin = \"127.0.0.1:0\"\ntls = \"127.0.0.1:0\"\n",
+        1,
+    );
+    let node = start(dir.path(), &text).await;
+    let tls_addr = node.tls_addr().unwrap();
+    assert_eq!(served_cert(tls_addr).await, cert);
+    let rewrite_all = |n: usize, rule: bool| {
+        let t = node_text(dir.path(), &tls, &site(n, rule))
+            .replacen("127.0.0.1:0", &node.proxy_addr().to_string(), 1)
+            .replacen("127.0.0.1:0", &node.admin_addr().to_string(), 1)
+            .replacen(
+                &format!("admin = \"{}\"\n", node.admin_addr()),
+                &format!("admin = \"{}\"\ntls = \"{tls_addr}\"\n", node.admin_addr()),
+                1,
+            );
+        std::fs::write(dir.path().join("outpost.toml"), t).unwrap();
+    };
     let url = format!("http://{}/load", node.proxy_addr());
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -224,12 +263,34 @@ async fn ten_reloads_under_2000_requests_a_second_fail_no_request() {
             }
         }));
     }
-    // Ten reloads: origins added and removed, a rule added and removed.
+    // Ten reloads: origins added and removed, a rule added and removed, the
+    // certificate replaced; each observed to take effect.
+    let names = ["a", "b", "c"];
     for i in 0..10 {
         tokio::time::sleep(Duration::from_millis(1800)).await;
-        rewrite(dir.path(), &node, "", &site(1 + i % 3, i % 2 == 1));
+        let (n, rule) = (1 + i % 3, i % 2 == 1);
+        if i % 3 == 2 {
+            cert = common::certs::issue(dir.path(), "www", &["www.example.test"], false).to_vec();
+        }
+        rewrite_all(n, rule);
         let (st, report) = reload(node.admin_addr()).await;
         assert_eq!(st, 200, "{report}");
+        assert_eq!(served_cert(tls_addr).await, cert, "reload {i}: certificate");
+        let never = format!("http://{}/never", node.proxy_addr());
+        assert_eq!(
+            get(&never).await.0,
+            if rule { 403 } else { 200 },
+            "reload {i}: rule"
+        );
+        for _ in 0..6 {
+            let (st, _, body) = get(&url).await;
+            assert_eq!(st, 200);
+            let who = String::from_utf8_lossy(&body).into_owned();
+            assert!(
+                names[..n].contains(&who.as_str()),
+                "reload {i}: {who} not among {n} origins"
+            );
+        }
     }
     for c in clients {
         c.await.unwrap();
