@@ -271,3 +271,29 @@ async fn an_inherited_limit_of_1024_open_files_is_raised_and_3000_clients_are_se
     drop(held);
     node.terminate();
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_configuration() {
+    let o = TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "no-store")], "ok") })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = node_config(&o.url(), &dir.path().join("cache"), "");
+    let node = NodeProcess::start_text(&text, dir);
+    let url = format!("http://{}/blocked", node.proxy);
+    assert_eq!(get(&url).await.0, 200);
+    let with_rule = format!(
+        "{text}[[site.rules]]\nname = \"blocked\"\npath_prefix = \"/blocked\"\naction = \"deny\"\n"
+    );
+    std::fs::write(node.dir.path().join("outpost.toml"), with_rule).unwrap();
+    node.signal("HUP");
+    let mut status = 0;
+    for _ in 0..50 {
+        status = get(&url).await.0.as_u16();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 403, "the rule added by SIGHUP never took effect");
+    node.terminate();
+}
