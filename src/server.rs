@@ -446,6 +446,8 @@ fn fast_path(cfg: &Config, proxy: &Arc<Proxy>, scheme: &'static str) -> Option<F
     s.fast_http1.then(|| Fast {
         settings: h1::Settings {
             header_read_timeout: s.header_read_timeout,
+            keepalive_timeout: s.keepalive_timeout,
+            keepalive_requests: s.keepalive_requests,
             max_head: usize::try_from(cfg.header_caps().0)
                 .unwrap_or(usize::MAX)
                 .max(8192),

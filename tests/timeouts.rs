@@ -72,7 +72,11 @@ async fn a_client_stalling_in_its_request_head_is_cut_off() {
 #[tokio::test]
 async fn a_keep_alive_connection_outlives_the_header_timeout_while_requests_come() {
     let origin = TestOrigin::start(|_req| async { resp(200, "ok") }).await;
-    let node = TestNode::start(&origin.url(), "[server]\nheader_read_timeout = \"400ms\"\n").await;
+    let node = TestNode::start(
+        &origin.url(),
+        "[server]\nheader_read_timeout = \"400ms\"\nkeepalive_timeout = \"400ms\"\n",
+    )
+    .await;
     let mut s = TcpStream::connect(node.proxy).await.unwrap();
     // Eight requests 150 ms apart: 1.2 s on one connection, three times
     // the header-read timeout, each head well within it.
@@ -87,8 +91,7 @@ async fn a_keep_alive_connection_outlives_the_header_timeout_while_requests_come
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert_eq!(origin.count(), 8);
-    // Idle past the timeout: the node closes the connection (hyper's
-    // header-read timeout doubles as the keep-alive idle timeout).
+    // Idle past the keep-alive timeout: the node closes the connection.
     let took = closed_after(&mut s).await;
     assert!(
         took < Duration::from_secs(5),

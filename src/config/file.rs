@@ -137,6 +137,9 @@ pub struct FileListen {
 pub struct FileServer {
     pub drain_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub keepalive_requests: Option<i64>,
+    pub h2_idle_timeout: Option<String>,
     pub max_header_bytes: Option<SizeValue>,
     pub h2_max_concurrent_streams: Option<i64>,
     pub h2_max_resets_per_second: Option<i64>,

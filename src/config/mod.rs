@@ -198,6 +198,13 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Time a client has to send a complete request head (HTTP/1).
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1.1 connection may wait idle for its next request.
+    pub keepalive_timeout: Duration,
+    /// Requests served on one HTTP/1.1 connection before it is closed (0:
+    /// no limit).
+    pub keepalive_requests: u64,
+    /// How long an HTTP/2 connection may stay without a request in progress.
+    pub h2_idle_timeout: Duration,
     /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list).
     pub max_header_bytes: u64,
     pub h2_max_concurrent_streams: u32,
@@ -423,6 +430,9 @@ impl Config {
             server: ServerConfig {
                 drain_timeout: Duration::from_secs(30),
                 header_read_timeout: Duration::from_secs(10),
+                keepalive_timeout: Duration::from_secs(75),
+                keepalive_requests: 1000,
+                h2_idle_timeout: Duration::from_secs(180),
                 max_header_bytes: 64 << 10,
                 h2_max_concurrent_streams: 256,
                 h2_max_resets_per_second: 200,

@@ -195,6 +195,26 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
             s.header_read_timeout.as_ref(),
             d.server.header_read_timeout,
         ),
+        keepalive_timeout: duration(
+            errs,
+            "server.keepalive_timeout",
+            s.keepalive_timeout.as_ref(),
+            d.server.keepalive_timeout,
+        ),
+        keepalive_requests: match s.keepalive_requests {
+            None => d.server.keepalive_requests,
+            Some(n) if n >= 0 => n as u64,
+            Some(n) => {
+                errs.push("server.keepalive_requests", format!("{n} is negative"));
+                d.server.keepalive_requests
+            }
+        },
+        h2_idle_timeout: duration(
+            errs,
+            "server.h2_idle_timeout",
+            s.h2_idle_timeout.as_ref(),
+            d.server.h2_idle_timeout,
+        ),
         max_header_bytes,
         h2_max_concurrent_streams: h2_streams,
         h2_max_control_frames_per_second: match s.h2_max_control_frames_per_second {

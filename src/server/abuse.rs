@@ -61,6 +61,10 @@ pub struct Limits {
     pub control_frames_per_second: u32,
     /// Longest a response body may wait to be asked for more.
     pub send_timeout: Duration,
+    /// Longest an HTTP/2 connection may go without a request in progress.
+    pub h2_idle_timeout: Duration,
+    /// HTTP/1.1 requests on one connection before it is closed (0: any).
+    pub keepalive_requests: u64,
 }
 
 /// One connection's abuse counts.
@@ -77,6 +81,14 @@ pub struct ResetMeter {
     /// Why it tripped, for the log.
     why: Mutex<&'static str>,
     abuse: Notify,
+    /// Requests in progress (from arrival to the end of the response), and
+    /// the milliseconds (since `epoch`) when the last one ended.
+    active: AtomicU32,
+    idle_since: AtomicU64,
+    /// The connection speaks HTTP/2 (its client preface was seen).
+    h2: AtomicBool,
+    /// Requests so far.
+    requests: AtomicU64,
 }
 
 impl ResetMeter {
@@ -90,7 +102,49 @@ impl ResetMeter {
             tripped: AtomicBool::new(false),
             why: Mutex::new(""),
             abuse: Notify::new(),
+            active: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
         })
+    }
+
+    /// The connection is HTTP/2.
+    pub fn set_h2(&self) {
+        self.h2.store(true, Relaxed);
+    }
+
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Relaxed)
+    }
+
+    /// A request arrived; it counts as in progress until the guard goes.
+    /// Returns the guard and the request's number on the connection.
+    pub fn request(self: &Arc<Self>) -> (InProgress, u64) {
+        self.active.fetch_add(1, Relaxed);
+        let n = self.requests.fetch_add(1, Relaxed) + 1;
+        (InProgress(self.clone()), n)
+    }
+
+    /// How long the connection has had no request in progress (`None`
+    /// while one is).
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Relaxed) > 0 {
+            return None;
+        }
+        let since = self.idle_since.load(Relaxed);
+        Some(Duration::from_millis(self.now_ms().saturating_sub(since)))
+    }
+
+    /// The idle limit of this connection (HTTP/2's; HTTP/1.1 connections
+    /// on hyper are bounded by its header-read timeout).
+    pub fn idle_limit(&self) -> Option<Duration> {
+        self.is_h2().then_some(self.limits.h2_idle_timeout)
+    }
+
+    /// HTTP/1.1 requests allowed on one connection (0: any).
+    pub fn keepalive_requests(&self) -> u64 {
+        self.limits.keepalive_requests
     }
 
     fn trip(&self, why: &'static str) {
@@ -169,6 +223,18 @@ impl ResetMeter {
     }
 }
 
+/// A request in progress on its connection, until dropped.
+#[derive(Debug)]
+pub struct InProgress(Arc<ResetMeter>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let m = &self.0;
+        m.idle_since.store(m.now_ms(), Relaxed);
+        m.active.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Counts a cancelled request when dropped armed.
 #[derive(Debug)]
 pub struct Armed(Option<Arc<ResetMeter>>);
@@ -195,14 +261,17 @@ pub struct Watched<B> {
     armed: Armed,
     /// `None` once done.
     stamp: Option<(Arc<AtomicU64>, Arc<ResetMeter>)>,
+    /// The request stays in progress while its body is sent.
+    _in_progress: Option<InProgress>,
 }
 
 impl<B: Body> Watched<B> {
-    pub fn new(inner: B, meter: &Arc<ResetMeter>) -> Watched<B> {
+    pub fn new(inner: B, meter: &Arc<ResetMeter>, in_progress: InProgress) -> Watched<B> {
         let mut w = Watched {
             inner,
             armed: meter.arm(),
             stamp: None,
+            _in_progress: Some(in_progress),
         };
         if w.inner.is_end_stream() {
             w.armed.disarm();
@@ -236,6 +305,7 @@ impl<B: Body + Unpin> Body for Watched<B> {
         {
             self.armed.disarm();
             self.stamp = None;
+            self._in_progress = None;
         }
         r
     }
@@ -258,19 +328,24 @@ mod tests {
             resets_per_second: resets,
             control_frames_per_second: 5,
             send_timeout: Duration::from_millis(100),
+            h2_idle_timeout: Duration::from_secs(1),
+            keepalive_requests: 0,
         }
     }
 
     #[tokio::test]
     async fn a_stalled_body_and_a_control_flood_trip_the_meter() {
         let m = ResetMeter::new(limits(100));
-        let body = Watched::new(http_body_util::Full::new(bytes::Bytes::from("x")), &m);
+        let (p, _) = m.request();
+        let body = Watched::new(http_body_util::Full::new(bytes::Bytes::from("x")), &m, p);
+        assert!(m.idle_for().is_none());
         m.check_stalls();
         assert_eq!(m.why(), "");
         tokio::time::sleep(Duration::from_millis(150)).await;
         m.check_stalls();
         assert_eq!(m.why(), "a response stalled by a window held shut");
         drop(body);
+        assert!(m.idle_for().is_some());
         let m = ResetMeter::new(limits(100));
         m.control_frames(5);
         assert_eq!(m.why(), "");

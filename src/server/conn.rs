@@ -113,5 +113,7 @@ pub(super) fn abuse_limits(s: &ServerConfig) -> super::abuse::Limits {
         resets_per_second: s.h2_max_resets_per_second,
         control_frames_per_second: s.h2_max_control_frames_per_second,
         send_timeout: s.send_timeout,
+        h2_idle_timeout: s.h2_idle_timeout,
+        keepalive_requests: s.keepalive_requests,
     }
 }

@@ -20,7 +20,8 @@
 //! (§9.3.2); the response framing is `Content-Length` when the length is
 //! known, chunked otherwise (§6.1, §6.2, §7.1); no content for `HEAD`,
 //! 1xx, 204 and 304 (§6.3). A head must arrive within the header-read
-//! timeout, which also bounds an idle keep-alive connection.
+//! timeout; a kept-alive connection waits up to the keep-alive timeout for
+//! its next request, and is closed after `keepalive_requests` of them.
 
 use std::future::{Future, poll_fn};
 use std::mem::MaybeUninit;
@@ -50,6 +51,11 @@ const READ_MIN: usize = 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request's
+    /// first byte (then the head has `header_read_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Requests on one connection before it is closed (0: no limit).
+    pub keepalive_requests: u64,
     /// Largest head taken; a longer one goes to hyper (431).
     pub max_head: usize,
 }
@@ -166,14 +172,23 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
     let mut wbuf = Vec::with_capacity(1024);
     let mut deadline: Option<Deadline> = None;
     let mut cancelled = pin!(shutdown.cancelled());
+    let mut served: u64 = 0;
+    let at = |t: Duration| tokio::time::Instant::from_std(crate::clock::coarse_now() + t);
     loop {
-        let at = tokio::time::Instant::from_std(
-            crate::clock::coarse_now() + settings.header_read_timeout,
-        );
+        // A new connection has the header-read timeout for its first head;
+        // a kept-alive one waits up to the keep-alive timeout for the next
+        // request's first byte, then has the header-read timeout.
+        let waiting = served > 0 && rbuf.is_empty();
+        let first = if waiting {
+            settings.keepalive_timeout
+        } else {
+            settings.header_read_timeout
+        };
         match deadline.as_mut() {
-            Some(d) => d.set(at),
-            None => deadline = Some(Deadline::new(at)),
+            Some(d) => d.set(at(first)),
+            None => deadline = Some(Deadline::new(at(first))),
         }
+        let mut keepalive_wait = waiting;
         let (req, close) = loop {
             if !rbuf.is_empty() {
                 match parse(&mut rbuf) {
@@ -206,7 +221,14 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
             .await;
             match wait {
                 Wait::Read(Ok(0)) | Wait::Shutdown => return,
-                Wait::Read(Ok(_)) => {}
+                Wait::Read(Ok(_)) => {
+                    if keepalive_wait {
+                        keepalive_wait = false;
+                        if let Some(d) = deadline.as_mut() {
+                            d.set(at(settings.header_read_timeout));
+                        }
+                    }
+                }
                 Wait::Read(Err(e)) => {
                     tracing::debug!(error = %e, "client connection read failed");
                     return;
@@ -221,7 +243,10 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
         };
         let head_only = req.method() == Method::HEAD;
         let resp = handler(req).await;
-        let keep = !close && !shutdown.is_cancelled();
+        served += 1;
+        let keep = !close
+            && !shutdown.is_cancelled()
+            && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
         match write_response(&mut io, &mut wbuf, resp, head_only, keep).await {
             Ok(true) => {}
             Ok(false) => {

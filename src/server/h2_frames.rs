@@ -66,6 +66,7 @@ impl<IO> Scanned<IO> {
                     *n += k;
                     bytes = &bytes[k..];
                     if *n == PREFACE.len() {
+                        self.meter.set_h2();
                         self.state = State::Header {
                             got: 0,
                             buf: [0; 9],
@@ -194,6 +195,8 @@ mod tests {
             resets_per_second: 100,
             control_frames_per_second: 100,
             send_timeout: Duration::from_secs(60),
+            h2_idle_timeout: Duration::from_secs(60),
+            keepalive_requests: 0,
         });
         Scanned::new(tokio::io::empty(), meter)
     }

@@ -25,7 +25,8 @@ use super::h2_frames::Scanned;
 use super::timer;
 use crate::metrics::{Counters, Refusal};
 
-/// How long an abusive connection has after its GOAWAY before it is closed.
+/// How long an abusive or idle connection has after its GOAWAY before it is
+/// closed.
 const ABUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one connection on hyper until it ends, `stop` fires (graceful) or
@@ -48,15 +49,29 @@ where
 {
     let meter = ResetMeter::new(limits);
     let m = meter.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<Incoming>| {
         let h = handler.clone();
         let mut armed = m.arm();
+        let (in_progress, n) = m.request();
         let m = m.clone();
+        let http1 = req.version() < http::Version::HTTP_2;
         async move {
             let resp = h(req, peer).await;
             armed.disarm();
-            let (parts, body) = resp.into_parts();
-            Ok::<_, Infallible>(Response::from_parts(parts, Watched::new(body, &m)))
+            let (mut parts, body) = resp.into_parts();
+            // `keepalive_requests`: hyper closes an HTTP/1.1 connection
+            // after a response that says so.
+            let max = m.keepalive_requests();
+            if http1 && max > 0 && n >= max {
+                parts.headers.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(Response::from_parts(
+                parts,
+                Watched::new(body, &m, in_progress),
+            ))
         }
     });
     // One header-read timer per connection (server::timer).
@@ -67,7 +82,11 @@ where
         .into_owned();
     async move {
         let mut conn = pin!(conn);
-        let mut stalls = tokio::time::interval(meter.stall_check_every());
+        let every = meter
+            .stall_check_every()
+            .min(limits.h2_idle_timeout / 4)
+            .max(std::time::Duration::from_millis(50));
+        let mut stalls = tokio::time::interval(every);
         stalls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = loop {
             tokio::select! {
@@ -76,7 +95,22 @@ where
                     conn.as_mut().graceful_shutdown();
                     break None;
                 }
-                _ = stalls.tick() => meter.check_stalls(),
+                _ = stalls.tick() => {
+                    meter.check_stalls();
+                    // An HTTP/2 connection with no request for its idle
+                    // timeout gets GOAWAY and closes.
+                    if let (Some(idle), Some(limit)) = (meter.idle_for(), meter.idle_limit())
+                        && idle > limit
+                    {
+                        tracing::debug!(%peer, ?idle, "idle HTTP/2 connection closed");
+                        conn.as_mut().graceful_shutdown();
+                        // GOAWAY, then a moment for the client to read it.
+                        match tokio::time::timeout(ABUSE_GRACE, conn.as_mut()).await {
+                            Ok(r) => break Some(r),
+                            Err(_) => return,
+                        }
+                    }
+                }
                 () = meter.abused() => {
                     Counters::global().refused(Refusal::H2Abuse);
                     tracing::warn!(%peer, reason = meter.why(), "connection ended for abuse");
