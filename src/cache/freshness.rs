@@ -218,16 +218,20 @@ pub fn freshness_lifetime(
     }
 }
 
-/// `age_value` (RFC 9111 §4.2.3): the `Age` header as a number, 0 when
-/// absent or invalid (§5.1); repeated lines take the largest (the
-/// conservative reading). Clamped to 2^31 (§1.2.2).
+/// `age_value` (RFC 9111 §4.2.3): the `Age` field as a number of seconds,
+/// 0 when absent. RFC 9111 §5.1: a list (`Age: 7200, 0`) or repeated lines
+/// (one list, RFC 9110 §5.3) count by their first member; when that is not
+/// delta-seconds the response "SHOULD be considered stale": its age is
+/// then the largest there is, 2^31 (§1.2.2), stale for any lifetime.
+/// Clamped to 2^31.
 pub fn age_value(headers: &HeaderMap) -> u64 {
-    headers
-        .get_all(AGE)
-        .iter()
-        .filter_map(|v| parse_u64_saturating(trim_ows(v.as_bytes())))
-        .max()
-        .unwrap_or(0)
+    let Some(first) = headers.get(AGE) else {
+        return 0;
+    };
+    let b = first.as_bytes();
+    let member = b.split(|&c| c == b',').next().unwrap_or(b);
+    parse_u64_saturating(trim_ows(member))
+        .unwrap_or(u64::MAX)
         .min(u64::from(DELTA_SECONDS_MAX))
 }
 

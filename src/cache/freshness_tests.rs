@@ -357,10 +357,18 @@ fn age_calculation() {
 
 #[test]
 fn age_header_parsing_is_robust() {
-    // RFC 9111 §5.1, §1.2.2
-    assert_eq!(age_value(&hm(&[("age", "x")])), 0);
-    assert_eq!(age_value(&hm(&[("age", "-5")])), 0);
-    assert_eq!(age_value(&hm(&[("age", "5"), ("age", "9")])), 9);
+    // RFC 9111 §5.1, §1.2.2: the first member of a list or of repeated
+    // lines; an invalid one makes the response stale (the largest age).
+    let stale = 1u64 << 31;
+    assert_eq!(age_value(&hm(&[])), 0);
+    assert_eq!(age_value(&hm(&[("age", "x")])), stale);
+    assert_eq!(age_value(&hm(&[("age", "-5")])), stale);
+    assert_eq!(age_value(&hm(&[("age", "")])), stale);
+    assert_eq!(age_value(&hm(&[("age", "x, 10")])), stale);
+    assert_eq!(age_value(&hm(&[("age", "7200, 0")])), 7200);
+    assert_eq!(age_value(&hm(&[("age", " 15 ,x")])), 15);
+    assert_eq!(age_value(&hm(&[("age", "5"), ("age", "9")])), 5);
+    assert_eq!(age_value(&hm(&[("age", "9"), ("age", "5")])), 9);
     assert_eq!(
         age_value(&hm(&[("age", "99999999999999999999999")])),
         1 << 31
