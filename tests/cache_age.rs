@@ -1,6 +1,8 @@
-//! `Age` field shapes through real sockets (RFC 9111 §5.1): a list or
-//! repeated lines count by their first member, and an invalid first member
-//! makes the response stale, so it is not served from the cache as fresh.
+//! `Age` field shapes and date formats through real sockets: a list or
+//! repeated `Age` lines count by their first member, and an invalid first
+//! member makes the response stale (RFC 9111 §5.1); `Expires` and `Date` in
+//! the obsolete RFC 850 and `asctime` formats and in any letter case give
+//! the freshness they say (RFC 9110 §5.6.7).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -62,5 +64,58 @@ async fn the_first_member_counts_and_an_invalid_one_means_stale() {
         assert_eq!(st, 200);
         let hit = cache_status(&h).contains("hit") && o.count_path(path) == before;
         assert_eq!(hit, fresh, "{path}: {}", cache_status(&h));
+    }
+}
+
+/// `t` in the three HTTP-date formats, the obsolete two lower-cased.
+fn formats(t: std::time::SystemTime) -> [String; 3] {
+    let imf = httpdate::fmt_http_date(t); // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let p: Vec<&str> = imf.split([' ', ',']).filter(|x| !x.is_empty()).collect();
+    let (day, dd, mon, yyyy, time) = (p[0], p[1], p[2], p[3], p[4]);
+    let long = match day {
+        "Mon" => "Monday",
+        "Tue" => "Tuesday",
+        "Wed" => "Wednesday",
+        "Thu" => "Thursday",
+        "Fri" => "Friday",
+        "Sat" => "Saturday",
+        _ => "Sunday",
+    };
+    let rfc850 = format!("{long}, {dd}-{mon}-{} {time} GMT", &yyyy[2..]).to_lowercase();
+    let asctime = format!(
+        "{day} {mon} {:>2} {time} {yyyy}",
+        dd.trim_start_matches('0')
+    )
+    .to_lowercase();
+    [imf, rfc850, asctime]
+}
+
+#[tokio::test]
+async fn obsolete_date_formats_in_any_case_give_the_freshness_they_say() {
+    let o = TestOrigin::start(|req| async move {
+        let now = std::time::SystemTime::now();
+        let i: usize = req.uri().path()[1..].parse().unwrap_or(0);
+        let date = formats(now)[i].clone();
+        let expires = formats(now + std::time::Duration::from_secs(3600))[i].clone();
+        Response::builder()
+            .status(200)
+            .header("date", date)
+            .header("expires", expires)
+            .body(full("x"))
+            .unwrap()
+    })
+    .await;
+    let node = TestNode::start(&o.url(), "").await;
+    for i in 0..3 {
+        let url = node.url(&format!("/{i}"));
+        until_stored(&url, &[], node.admin).await;
+        let before = o.count_path(&format!("/{i}"));
+        let (_, h, _) = get(&url).await;
+        assert!(
+            cache_status(&h).contains("hit"),
+            "format {i}: {}",
+            cache_status(&h)
+        );
+        assert_eq!(o.count_path(&format!("/{i}")), before, "format {i}");
     }
 }

@@ -176,10 +176,63 @@ pub fn parse_u64_saturating(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Parses an HTTP-date (RFC 9110 §5.6.7; all three formats).
+/// Parses an HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, the obsolete RFC 850
+/// and ANSI C `asctime` formats, with day and month names in any case
+/// (recipients are to be lenient there).
 pub fn parse_http_date(s: &[u8]) -> Option<SystemTime> {
     let s = std::str::from_utf8(trim_ows(s)).ok()?;
-    httpdate::parse_http_date(s).ok()
+    if let Ok(t) = httpdate::parse_http_date(s) {
+        return Some(t);
+    }
+    // Names in their canonical case (`sun` → `Sun`, `gmt` → `GMT`).
+    let mut fixed = String::with_capacity(s.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.eq_ignore_ascii_case("gmt") {
+            out.push_str("GMT");
+        } else {
+            let mut cs = word.chars();
+            if let Some(c) = cs.next() {
+                out.push(c.to_ascii_uppercase());
+                out.extend(cs.map(|c| c.to_ascii_lowercase()));
+            }
+        }
+        word.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut fixed);
+            fixed.push(c);
+        }
+    }
+    flush(&mut word, &mut fixed);
+    httpdate::parse_http_date(&fixed).ok()
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::parse_http_date;
+
+    #[test]
+    fn all_three_formats_in_any_case() {
+        let want = parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(want.is_some());
+        for s in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUNDAY, 06-NOV-94 08:49:37 GMT",
+            "sun nov  6 08:49:37 1994",
+            "  Sun, 06 Nov 1994 08:49:37 GMT ",
+        ] {
+            assert_eq!(parse_http_date(s.as_bytes()), want, "{s}");
+        }
+        for bad in ["0", "yesterday", "Sun, 32 Nov 1994 08:49:37 GMT", ""] {
+            assert_eq!(parse_http_date(bad.as_bytes()), None, "{bad}");
+        }
+    }
 }
 
 /// The single HTTP-date value of a singleton date field, or `None` if the
