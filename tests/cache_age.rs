@@ -119,3 +119,33 @@ async fn obsolete_date_formats_in_any_case_give_the_freshness_they_say() {
         assert_eq!(o.count_path(&format!("/{i}")), before, "format {i}");
     }
 }
+
+#[tokio::test]
+async fn stale_on_error_serves_a_stored_response_when_the_origin_is_gone() {
+    let o = TestOrigin::start(|req| async move {
+        let cc = if req.uri().path() == "/strict" {
+            "max-age=1, must-revalidate"
+        } else {
+            "max-age=1"
+        };
+        resp_with(200, &[("cache-control", cc)], "stored")
+    })
+    .await;
+    let site = format!("origins = [\"{}\"]\nstale_on_error = \"1h\"\n", o.url());
+    let node = TestNode::start_site(&site, "").await;
+    for p in ["/soft", "/strict"] {
+        until_stored(&node.url(p), &[], node.admin).await;
+    }
+    // The origin goes away, and the objects go stale.
+    o.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (st, h, body) = get(&node.url("/soft")).await;
+    assert_eq!(st, 200);
+    assert_eq!(&body[..], b"stored");
+    let cs = cache_status(&h);
+    assert!(cs.contains("fwd=stale"), "{cs}");
+    // must-revalidate forbids it: an error, never the stale copy.
+    let (st, _, body) = get(&node.url("/strict")).await;
+    assert!(st.is_server_error(), "{st}");
+    assert_ne!(&body[..], b"stored");
+}

@@ -301,3 +301,40 @@ fn extreme_numbers_do_not_panic() {
     );
     assert_eq!(d.ttl, -i64::MAX);
 }
+
+#[test]
+fn a_sites_stale_on_error_grants_what_stale_if_error_would_but_never_past_forbidding_directives() {
+    // RFC 9111 §4.2.4: a cache may serve stale when disconnected, unless a
+    // directive forbids it (§5.2.2.2, §5.2.2.4, §5.2.2.8, §5.2.2.10).
+    let soe = ReuseOptions {
+        stale_on_error: Some(3600),
+        ..ReuseOptions::default()
+    };
+    let stale = facts(60, 600);
+    assert!(!decide(&stale, &rq(""), &ReuseOptions::default()).can_serve_stale_if_error());
+    assert!(decide(&stale, &rq(""), &soe).can_serve_stale_if_error());
+    assert!(!decide(&facts(60, 60 + 3601), &rq(""), &soe).can_serve_stale_if_error());
+    for forbid in [
+        StoredFacts {
+            must_revalidate: true,
+            ..stale
+        },
+        StoredFacts {
+            proxy_revalidate: true,
+            ..stale
+        },
+        StoredFacts {
+            no_cache: true,
+            ..stale
+        },
+        StoredFacts {
+            s_maxage: true,
+            ..stale
+        },
+    ] {
+        assert!(
+            !decide(&forbid, &rq(""), &soe).can_serve_stale_if_error(),
+            "{forbid:?}"
+        );
+    }
+}

@@ -319,6 +319,11 @@ pub struct ReuseOptions {
     /// default: an explicit RFC 5861 grant from the origin is honoured next
     /// to `s-maxage` (as deployed CDNs do); client `max-stale` never is.
     pub strict_s_maxage: bool,
+    /// Serve a stored response this many seconds stale when the origin
+    /// fails (RFC 9111 §4.2.4 allows stale when disconnected), as if it had
+    /// `stale-if-error`; never past `must-revalidate`, `proxy-revalidate`,
+    /// `no-cache` or `s-maxage`.
+    pub stale_on_error: Option<u32>,
 }
 
 /// Why a stored response cannot be reused without validation.
@@ -480,7 +485,11 @@ pub fn decide(stored: &StoredFacts, request: &RequestDirectives, opts: &ReuseOpt
     let staleness = age.saturating_sub(lifetime);
     let within = |w: Option<u32>| w.is_some_and(|w| staleness <= u64::from(w));
     // RFC 5861 §4 (response or request stale-if-error).
-    let sie = within(stored.stale_if_error) || within(request.stale_if_error);
+    let sie = within(stored.stale_if_error)
+        || within(request.stale_if_error)
+        // The site's own grant: not over `s-maxage` (a shared cache's
+        // explicit lifetime); the other forbidding directives below apply.
+        || (!stored.s_maxage && within(opts.stale_on_error));
     let make = |reuse| Decision {
         reuse,
         ttl,

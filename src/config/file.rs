@@ -211,6 +211,7 @@ pub struct FileSite {
     pub origins: Option<Vec<toml::Value>>,
     pub cache: Option<bool>,
     pub ignore_client_reload: Option<bool>,
+    pub stale_on_error: Option<String>,
     pub balance: Option<String>,
     pub retries: Option<i64>,
     pub retry_on: Option<Vec<i64>>,

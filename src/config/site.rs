@@ -19,6 +19,9 @@ pub struct Site {
     /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1.4
     /// allows a cache to be configured so).
     pub ignore_client_reload: bool,
+    /// Serve a stored response up to this stale when the origin is
+    /// unreachable, resets, times out or answers 5xx (default: off).
+    pub stale_on_error: Option<std::time::Duration>,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
     /// Answer cleartext requests with 308 to the `https` URL.
@@ -505,6 +508,13 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         origins,
         cache: s.cache.unwrap_or(cache.enabled),
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
+        stale_on_error: s.stale_on_error.as_ref().and_then(|v| {
+            if v == "off" {
+                return None;
+            }
+            let d = duration(errs, &format!("{base}.stale_on_error"), Some(v), Duration::ZERO);
+            (!d.is_zero()).then_some(d)
+        }),
         pool: pool_policy(errs, &base, s),
         https_redirect: s.https_redirect.unwrap_or(false),
         allow: super::access::nets(errs, &format!("{base}.allow"), s.allow.as_ref()),

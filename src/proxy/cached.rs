@@ -79,6 +79,7 @@ impl Ctx {
         let dirs = RequestDirectives::from_headers(&headers);
         let reuse = ReuseOptions {
             ignore_client_reload: site.ignore_client_reload,
+            stale_on_error: site.stale_on_error,
             ..ReuseOptions::default()
         };
         let balance_key = match site.pool.hash_on() {

@@ -55,6 +55,9 @@ impl Live {
                 pool: Arc::new(pool),
                 cache: s.cache,
                 ignore_client_reload: s.ignore_client_reload,
+                stale_on_error: s
+                    .stale_on_error
+                    .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
                 https_redirect: s.https_redirect,
                 hsts: s.hsts.clone(),
                 access: AccessList::new(&s.allow, &s.deny, None),

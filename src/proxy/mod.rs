@@ -60,6 +60,8 @@ pub struct SiteRuntime {
     pub cache: bool,
     /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1).
     pub ignore_client_reload: bool,
+    /// Seconds a stored response may be served stale when the origin fails.
+    pub stale_on_error: Option<u32>,
     /// Answer cleartext requests with 308 to the `https` URL.
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.
