@@ -5,20 +5,26 @@
 //! it, never one beside or above it (`tests/module_deps.rs` checks this).
 //!
 //! - [`server`]: listeners, HTTP/1.1 and HTTP/2 connections, the own
-//!   HTTP/1 path, graceful drain; starts a [`Node`]. [`logging`] sets up
-//!   the log output.
-//! - [`admin`]: the admin listener's routes (health, stats, purge).
-//! - [`proxy`]: the request pipeline: route by Host to a site, then the
-//!   cache or the origin pool, and the response sent back.
+//!   HTTP/1 path, the PROXY protocol, connection limits, HTTP/2 abuse and
+//!   keep-alive policy, config reload, graceful drain; starts a [`Node`].
+//!   [`logging`] sets up the log output.
+//! - [`admin`]: the admin listener's routes (health, stats, `/metrics`, the
+//!   status page, purge, origins, reload).
+//! - [`proxy`]: the request pipeline: the gate (access lists, limits, path
+//!   safety, rules, rate limits), route by Host to a site, then the cache
+//!   or the origin pool, and the response sent back.
 //! - [`purge`]: the purge API, the durable purge log, fan-out to peers.
-//!   [`admission`]: the client's address and the access lists.
+//!   [`admission`]: the client's address, access lists, rate limits, path
+//!   checks and request rules.
 //! - [`cache`]: the cache: RFC 9111 rules, keys, Vary, coalescing, and the
 //!   cache layer that owns the store (lookups, fills, invalidation, the ban
 //!   list checked on every hit).
 //! - [`origin`]: per-site origin pools (selection, retries, health
-//!   accounting) and the two origin clients; knows nothing of caching.
+//!   accounting), the two origin clients and the guard on request content;
+//!   knows nothing of caching. [`access_log`]: the access log file.
 //! - [`config`]: the configuration file, its validation and the embedded
-//!   default. [`metrics`]: counters and the node's statistics.
+//!   default. [`metrics`]: counters, per-site request series and the
+//!   node's statistics.
 //! - [`error`], [`clock`], [`deadline`]: the error type, coarse clocks and
 //!   reusable timeouts.
 //!
