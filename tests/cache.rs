@@ -522,8 +522,14 @@ async fn conditional_client_requests_are_answered_from_cache() {
 }
 
 #[tokio::test]
-async fn cdn_cache_control_takes_precedence_and_is_not_forwarded() {
-    // RFC 9213 §2.1
+async fn cdn_cache_control_takes_precedence_and_is_forwarded_unless_stripped() {
+    // RFC 9213 §2.1: a further CDN may need the field; a site may strip it.
+    for strip in [false, true] {
+        targeted_fields(strip).await;
+    }
+}
+
+async fn targeted_fields(strip: bool) {
     let o = scripted(|_, p| match p.uri.path() {
         "/cdn" => resp_with(
             200,
@@ -552,12 +558,21 @@ async fn cdn_cache_control_takes_precedence_and_is_not_forwarded() {
         ),
     })
     .await;
-    let n = TestNode::start(&o.url(), "").await;
+    let site = format!(
+        "origins = [\"{}\"]\nstrip_targeted_fields = {strip}\n",
+        o.url()
+    );
+    let n = TestNode::start_site(&site, "").await;
     for p in ["/cdn", "/own", "/deny"] {
-        get(&n.url(p)).await;
-        let (_, h, _) = get(&n.url(p)).await;
-        assert!(!h.contains_key("cdn-cache-control"), "{p}");
-        assert!(!h.contains_key("outpost-cache-control"), "{p}");
+        for _ in 0..2 {
+            let (_, h, _) = get(&n.url(p)).await;
+            assert_eq!(h.contains_key("cdn-cache-control"), !strip, "{p}");
+            assert_eq!(
+                h.contains_key("outpost-cache-control"),
+                !strip && p == "/own",
+                "{p}"
+            );
+        }
     }
     assert_eq!(o.count_path("/cdn"), 1);
     assert_eq!(

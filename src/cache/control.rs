@@ -454,9 +454,9 @@ pub fn fields_present(headers: &HeaderMap, names: &[HeaderName]) -> Present {
     Present(found)
 }
 
-/// The targeted fields present in `headers` that must be removed before
-/// the response is forwarded to clients (Outpost never forwards its own
-/// target fields, whether or not they were valid).
+/// The targeted fields present in `headers`: what a site with
+/// `strip_targeted_fields` removes before a response goes to clients
+/// (whether or not they were valid).
 pub fn targeted_fields_to_strip(headers: &HeaderMap, targets: &[HeaderName]) -> Vec<HeaderName> {
     let present = fields_present(headers, targets);
     targets

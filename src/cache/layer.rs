@@ -190,8 +190,9 @@ impl CacheLayer {
         self.strip_tag_header.then_some(&self.tag_header)
     }
 
-    /// Fields removed from passed-through responses: the targeted fields,
-    /// and the tag field when it is kept from clients.
+    /// Fields removed from passed-through responses: the targeted fields
+    /// (for sites that strip them), and the tag field when it is kept from
+    /// clients.
     pub fn pass_strip(&self) -> &[HeaderName] {
         &self.pass_strip
     }

@@ -212,6 +212,7 @@ pub struct FileSite {
     pub cache: Option<bool>,
     pub ignore_client_reload: Option<bool>,
     pub stale_on_error: Option<String>,
+    pub strip_targeted_fields: Option<bool>,
     pub balance: Option<String>,
     pub retries: Option<i64>,
     pub retry_on: Option<Vec<i64>>,

@@ -22,6 +22,9 @@ pub struct Site {
     /// Serve a stored response up to this stale when the origin is
     /// unreachable, resets, times out or answers 5xx (default: off).
     pub stale_on_error: Option<std::time::Duration>,
+    /// Remove `CDN-Cache-Control` and the configured targeted field from
+    /// responses to clients (RFC 9213; default: forwarded).
+    pub strip_targeted_fields: bool,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
     /// Answer cleartext requests with 308 to the `https` URL.
@@ -508,6 +511,7 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         origins,
         cache: s.cache.unwrap_or(cache.enabled),
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
+        strip_targeted_fields: s.strip_targeted_fields.unwrap_or(false),
         stale_on_error: s.stale_on_error.as_ref().and_then(|v| {
             if v == "off" {
                 return None;

@@ -516,8 +516,9 @@ impl Proxy {
             // One scan for the fields to remove, instead of a hashed
             // removal of each (crate::cache::control::fields_present).
             let present = fields_present(out.headers(), cache.pass_strip());
+            let strip_targets = ctx.site.strip_targeted_fields;
             for (i, name) in cache.pass_strip().iter().enumerate() {
-                if present.has(i) {
+                if present.has(i) && (strip_targets || !cache.targets().contains(name)) {
                     out.headers_mut().remove(name);
                 }
             }

@@ -55,6 +55,7 @@ impl Live {
                 pool: Arc::new(pool),
                 cache: s.cache,
                 ignore_client_reload: s.ignore_client_reload,
+                strip_targeted_fields: s.strip_targeted_fields,
                 stale_on_error: s
                     .stale_on_error
                     .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),

@@ -62,6 +62,8 @@ pub struct SiteRuntime {
     pub ignore_client_reload: bool,
     /// Seconds a stored response may be served stale when the origin fails.
     pub stale_on_error: Option<u32>,
+    /// Remove targeted cache-control fields (RFC 9213) from responses.
+    pub strip_targeted_fields: bool,
     /// Answer cleartext requests with 308 to the `https` URL.
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.

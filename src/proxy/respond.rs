@@ -50,13 +50,19 @@ impl Proxy {
         phase: &'static str,
         src: Source,
     ) -> Response<ProxyBody> {
-        // Targeted fields (RFC 9213) and, if configured, the tag field are
-        // left out as the map is built: a lookup of each (non-standard)
+        // Targeted fields (RFC 9213) when the site strips them and, if
+        // configured, the tag field are left out as the map is built: a lookup of each (non-standard)
         // name to remove it cost ~180 instructions per hit.
         let mut headers = match self.cache.as_ref() {
             Some(cache) => {
                 let tag = cache.hidden_tag_header();
-                let targets = cache.targets();
+                // RFC 9213 §2.1: targeted fields go on downstream (a further
+                // CDN may need them) unless the site strips them.
+                let targets: &[http::HeaderName] = if ctx.site.strip_targeted_fields {
+                    cache.targets()
+                } else {
+                    &[]
+                };
                 let build = || meta.header_map_without(|n| targets.contains(n) || Some(n) == tag);
                 match &src {
                     // A hot object's map is cloned from the per-thread memo.
