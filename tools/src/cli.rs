@@ -42,33 +42,13 @@ pub enum Command {
     Reload(ReloadArgs),
 }
 
+/// How to reach a node's admin listener.
 #[derive(Debug, Args)]
-pub struct ReloadArgs {
+pub struct AdminCall {
     /// The node's admin listener, e.g. http://127.0.0.1:9080.
     #[arg(long, value_name = "URL")]
     pub admin: String,
-    /// The admin bearer token.
-    #[arg(
-        long,
-        env = "OUTPOST_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_name = "T"
-    )]
-    pub token: Option<String>,
-    /// Print the raw JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// How long to wait for the answer.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct OriginsArgs {
-    /// The node's admin listener, e.g. http://127.0.0.1:9080.
-    #[arg(long, value_name = "URL")]
-    pub admin: String,
-    /// The admin bearer token (needed to drain or enable).
+    /// The admin bearer token (needed to change anything; sent when set).
     #[arg(
         long,
         env = "OUTPOST_ADMIN_TOKEN",
@@ -82,6 +62,18 @@ pub struct OriginsArgs {
     /// How long to wait for the answer.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub call: AdminCall,
+}
+
+#[derive(Debug, Args)]
+pub struct OriginsArgs {
+    #[command(flatten)]
+    pub call: AdminCall,
     #[command(subcommand)]
     pub action: Option<OriginsAction>,
 }
@@ -192,23 +184,8 @@ pub struct PurgeArgs {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// The node's admin listener, e.g. http://127.0.0.1:9080.
-    #[arg(long, value_name = "URL")]
-    pub admin: String,
-    /// Sent as a bearer token when set (the stats endpoint may not need it).
-    #[arg(
-        long,
-        env = "OUTPOST_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_name = "T"
-    )]
-    pub token: Option<String>,
-    /// Print the raw JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// How long to wait for the answer.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub call: AdminCall,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

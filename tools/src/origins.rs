@@ -18,7 +18,7 @@ use crate::http::BaseUrl;
 
 /// Runs `origins`; returns the exit code.
 pub async fn run(args: OriginsArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.admin)?;
+    let base = BaseUrl::parse(&args.call.admin)?;
     let (method, path, body) = match &args.action {
         None => (Method::GET, "/origins", None),
         Some(OriginsAction::Drain { site, origin }) => (
@@ -36,9 +36,9 @@ pub async fn run(args: OriginsArgs) -> Result<u8> {
         &base,
         method,
         path,
-        args.token.as_deref(),
+        args.call.token.as_deref(),
         body.map(|b| b.to_string().into_bytes()),
-        args.timeout,
+        args.call.timeout,
     )
     .await?;
     if answer.status != StatusCode::OK {
@@ -50,7 +50,7 @@ pub async fn run(args: OriginsArgs) -> Result<u8> {
         );
         return Ok(1);
     }
-    if args.json {
+    if args.call.json {
         println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
         return Ok(0);
     }

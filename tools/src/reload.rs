@@ -13,14 +13,14 @@ use crate::http::BaseUrl;
 
 /// Runs `reload`; returns the exit code.
 pub async fn run(args: ReloadArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.admin)?;
+    let base = BaseUrl::parse(&args.call.admin)?;
     let answer = admin::call(
         &base,
         Method::POST,
         "/reload",
-        args.token.as_deref(),
+        args.call.token.as_deref(),
         None,
-        args.timeout,
+        args.call.timeout,
     )
     .await?;
     if answer.status != StatusCode::OK && answer.status != StatusCode::UNPROCESSABLE_ENTITY {
@@ -32,7 +32,7 @@ pub async fn run(args: ReloadArgs) -> Result<u8> {
         );
         return Ok(1);
     }
-    if args.json {
+    if args.call.json {
         println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
         return Ok(u8::from(answer.status != StatusCode::OK));
     }

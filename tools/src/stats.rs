@@ -19,14 +19,14 @@ use crate::units;
 
 /// Runs `stats`; returns the exit code.
 pub async fn run(args: StatsArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.admin)?;
+    let base = BaseUrl::parse(&args.call.admin)?;
     let answer = admin::call(
         &base,
         Method::GET,
         "/stats",
-        args.token.as_deref(),
+        args.call.token.as_deref(),
         None,
-        args.timeout,
+        args.call.timeout,
     )
     .await?;
     if answer.status != StatusCode::OK {
@@ -38,7 +38,7 @@ pub async fn run(args: StatsArgs) -> Result<u8> {
         );
         return Ok(1);
     }
-    if args.json {
+    if args.call.json {
         println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
         return Ok(0);
     }
