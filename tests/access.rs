@@ -7,31 +7,9 @@
 
 mod common;
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 use common::*;
 use http::Request;
-use http_body_util::BodyExt;
-
-/// GET `url` from source address `ip` with extra headers; status and body.
-async fn get_from(ip: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_local_address(Some(ip.parse::<IpAddr>().unwrap()));
-    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, TestBody>(conn);
-    let mut b = Request::get(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let r = c
-        .request(b.body(full(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    let body = r.into_body().collect().await.unwrap().to_bytes();
-    (st, String::from_utf8_lossy(&body).into_owned())
-}
 
 async fn origin() -> TestOrigin {
     TestOrigin::start(|_| async { resp_with(200, &[("cache-control", "no-store")], "ok") }).await

@@ -8,26 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::h2::{PREFACE, frame, frame_kinds, get_block};
 use common::*;
 use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/2 frame (RFC 9113 §4.1).
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A GET / for `authority`, HPACK-encoded from the static table (RFC 7541
-/// appendix A) with a literal authority.
-fn get_block(authority: &str) -> Vec<u8> {
-    let mut b = vec![0x82, 0x84, 0x86, 0x01, authority.len() as u8];
-    b.extend_from_slice(authority.as_bytes());
-    b
-}
 
 #[tokio::test]
 async fn a_rapid_reset_client_is_disconnected_while_others_are_served() {
@@ -43,7 +27,7 @@ async fn a_rapid_reset_client_is_disconnected_while_others_are_served() {
         let at = node.proxy;
         tokio::spawn(async move {
             let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-            let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            let mut out = PREFACE.to_vec();
             out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
             let block = get_block(&at.to_string());
             let mut sent = 0;
@@ -65,17 +49,7 @@ async fn a_rapid_reset_client_is_disconnected_while_others_are_served() {
             let mut got = Vec::new();
             let closed =
                 tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
-            let mut goaway = false;
-            let mut at = 0;
-            while at + 9 <= got.len() {
-                let len = (usize::from(got[at]) << 16)
-                    | (usize::from(got[at + 1]) << 8)
-                    | usize::from(got[at + 2]);
-                if got[at + 3] == 0x7 {
-                    goaway = true;
-                }
-                at += 9 + len;
-            }
+            let goaway = frame_kinds(&got).contains(&0x7);
             (sent, goaway, closed.is_ok(), start.elapsed())
         })
     };
@@ -124,7 +98,7 @@ async fn requests_cancelled_after_they_started_count_against_the_limit_too() {
     .await;
     let at = node.proxy;
     let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut out = PREFACE.to_vec();
     out.extend(frame(0x4, 0, 0, &[]));
     s.write_all(&out).await.unwrap();
     let block = get_block(&at.to_string());
@@ -172,7 +146,7 @@ async fn a_continuation_flood_ends_the_connection() {
     let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
     let at = node.proxy;
     let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut out = PREFACE.to_vec();
     out.extend(frame(0x4, 0, 0, &[]));
     // HEADERS without END_HEADERS, then CONTINUATION frames without end:
     // a header block that never finishes (CVE-2024-27316 and kin).
@@ -206,16 +180,7 @@ async fn frame_types(s: &mut tokio::net::TcpStream, limit: Duration) -> (Vec<u8>
     let closed = tokio::time::timeout(limit, s.read_to_end(&mut got))
         .await
         .is_ok();
-    let mut kinds = Vec::new();
-    let mut at = 0;
-    while at + 9 <= got.len() {
-        let len = (usize::from(got[at]) << 16)
-            | (usize::from(got[at + 1]) << 8)
-            | usize::from(got[at + 2]);
-        kinds.push(got[at + 3]);
-        at += 9 + len;
-    }
-    (kinds, closed)
+    (frame_kinds(&got), closed)
 }
 
 #[tokio::test]
@@ -223,7 +188,7 @@ async fn settings_and_ping_floods_end_the_connection() {
     let o = TestOrigin::start(|_| async { resp(200, "ok") }).await;
     let node = TestNode::start_site(&format!("origins = [\"{}\"]\n", o.url()), "").await;
     let mut s = tokio::net::TcpStream::connect(node.proxy).await.unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut out = PREFACE.to_vec();
     for i in 0..20_000u32 {
         if i % 2 == 0 {
             out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
@@ -257,7 +222,7 @@ async fn a_window_held_shut_ends_the_connection_after_send_timeout() {
     .await;
     let at = node.proxy;
     let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut out = PREFACE.to_vec();
     // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte until
     // a WINDOW_UPDATE, which never comes.
     out.extend(frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]));

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::h2::{PREFACE, frame, frame_kinds};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -85,8 +86,8 @@ async fn a_connection_is_closed_after_keepalive_requests() {
 async fn an_idle_http2_connection_gets_goaway_after_its_idle_timeout() {
     let (n, _o) = node().await;
     let mut s = TcpStream::connect(n.proxy).await.unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
     s.write_all(&out).await.unwrap();
     let start = Instant::now();
     let mut got = Vec::new();
@@ -99,14 +100,6 @@ async fn an_idle_http2_connection_gets_goaway_after_its_idle_timeout() {
         "{:?}",
         start.elapsed()
     );
-    let mut at = 0;
-    let mut kinds = Vec::new();
-    while at + 9 <= got.len() {
-        let len = (usize::from(got[at]) << 16)
-            | (usize::from(got[at + 1]) << 8)
-            | usize::from(got[at + 2]);
-        kinds.push(got[at + 3]);
-        at += 9 + len;
-    }
+    let kinds = frame_kinds(&got);
     assert!(kinds.contains(&0x7), "no GOAWAY: {kinds:?}");
 }

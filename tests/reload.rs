@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -66,20 +66,6 @@ fn rewrite(dir: &std::path::Path, node: &outpost::Node, extra: &str, site: &str)
     std::fs::write(dir.join("outpost.toml"), text).unwrap();
 }
 
-async fn get_from(ip: &str, url: &str) -> (u16, String) {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_local_address(Some(ip.parse::<IpAddr>().unwrap()));
-    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, TestBody>(conn);
-    let r = c
-        .request(Request::get(url).body(full(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    let body = r.into_body().collect().await.unwrap().to_bytes();
-    (st, String::from_utf8_lossy(&body).into_owned())
-}
-
 #[tokio::test]
 async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_nothing() {
     let a = named("a").await;
@@ -94,7 +80,7 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     )
     .await;
     let url = format!("http://{}/x", node.proxy_addr());
-    assert_eq!(get_from("127.0.0.2", &url).await, (200, "a".into()));
+    assert_eq!(get_from("127.0.0.2", &url, &[]).await, (200, "a".into()));
 
     // Origins swapped, a rule added, an address denied by the file.
     std::fs::write(&deny, "127.0.0.3\n").unwrap();
@@ -111,10 +97,10 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["ok"], true);
     assert_eq!(report["needs_restart"], serde_json::json!([]), "{report}");
-    assert_eq!(get_from("127.0.0.2", &url).await, (200, "b".into()));
-    assert_eq!(get_from("127.0.0.3", &url).await.0, 403);
+    assert_eq!(get_from("127.0.0.2", &url, &[]).await, (200, "b".into()));
+    assert_eq!(get_from("127.0.0.3", &url, &[]).await.0, 403);
     let secret = format!("http://{}/secret", node.proxy_addr());
-    assert_eq!(get_from("127.0.0.2", &secret).await.0, 404);
+    assert_eq!(get_from("127.0.0.2", &secret, &[]).await.0, 404);
 
     // Three errors: nothing changes, each is named with its key.
     rewrite(
@@ -141,8 +127,8 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     ] {
         assert!(errors.iter().any(|e| e.contains(key)), "{key}: {errors:?}");
     }
-    assert_eq!(get_from("127.0.0.2", &url).await, (200, "b".into()));
-    assert_eq!(get_from("127.0.0.2", &secret).await.0, 404);
+    assert_eq!(get_from("127.0.0.2", &url, &[]).await, (200, "b".into()));
+    assert_eq!(get_from("127.0.0.2", &secret, &[]).await.0, 404);
     // A deny file that cannot be read is an error too.
     rewrite(
         dir.path(),
@@ -152,7 +138,7 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     );
     let (st, report) = reload(node.admin_addr()).await;
     assert_eq!(st, 422, "{report}");
-    assert_eq!(get_from("127.0.0.2", &url).await, (200, "b".into()));
+    assert_eq!(get_from("127.0.0.2", &url, &[]).await, (200, "b".into()));
 
     // A restart-only change is reported and left as it runs.
     rewrite(
@@ -164,7 +150,7 @@ async fn sites_rules_and_the_deny_file_change_on_reload_and_bad_files_change_not
     let (st, report) = reload(node.admin_addr()).await;
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["needs_restart"], serde_json::json!(["server"]));
-    assert_eq!(get_from("127.0.0.2", &url).await, (200, "a".into()));
+    assert_eq!(get_from("127.0.0.2", &url, &[]).await, (200, "a".into()));
 
     let stats: serde_json::Value =
         serde_json::from_slice(&get(&format!("http://{}/stats", node.admin_addr())).await.2)

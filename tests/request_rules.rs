@@ -8,35 +8,12 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::Request;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// GET `url` from source address `ip` with extra headers: status, headers
-/// and body.
-async fn get_from(ip: &str, url: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap, String) {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_local_address(Some(ip.parse::<IpAddr>().unwrap()));
-    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, TestBody>(conn);
-    let mut b = Request::get(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let r = c
-        .request(b.body(full(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let st = r.status().as_u16();
-    let h = r.headers().clone();
-    let body = r.into_body().collect().await.unwrap().to_bytes();
-    (st, h, String::from_utf8_lossy(&body).into_owned())
-}
 
 async fn stats(node: &TestNode) -> serde_json::Value {
     serde_json::from_slice(&get(&format!("http://{}/stats", node.admin)).await.2).unwrap()
@@ -63,42 +40,51 @@ async fn the_first_matching_rule_decides_and_each_is_counted_by_name() {
 
     // Allowed from the office, refused with the rule's status and body
     // from anywhere else, and the origin never sees the refused one.
-    assert_eq!(get_from("127.0.0.7", &url("/admin/x"), &[]).await.0, 200);
-    let (st, _, body) = get_from("127.0.0.2", &url("/admin/x"), &[]).await;
+    assert_eq!(
+        get_from_full("127.0.0.7", &url("/admin/x"), &[]).await.0,
+        200
+    );
+    let (st, _, body) = get_from_full("127.0.0.2", &url("/admin/x"), &[]).await;
     assert_eq!((st, body.as_str()), (404, "nope\n"));
     assert_eq!(o.count_path("/admin/x"), 1);
 
-    let (st, _, body) = get_from("127.0.0.2", &url("/a"), &[("user-agent", "sqlmap/1.7")]).await;
+    let (st, _, body) =
+        get_from_full("127.0.0.2", &url("/a"), &[("user-agent", "sqlmap/1.7")]).await;
     assert_eq!(st, 403);
     assert_eq!(body, "forbidden: the request was refused by a rule\n");
     assert_eq!(o.count_path("/a"), 0);
 
     // bypass_cache: a cacheable answer is fetched every time.
     for _ in 0..2 {
-        let (st, h, _) = get_from("127.0.0.2", &url("/api/v1"), &[]).await;
+        let (st, h, _) = get_from_full("127.0.0.2", &url("/api/v1"), &[]).await;
         assert_eq!(st, 200);
         assert!(cache_status(&h).contains("fwd=bypass"), "{h:?}");
     }
     assert_eq!(o.count_path("/api/v1"), 2);
     // ... while a path no rule matches is cached.
     for _ in 0..2 {
-        assert_eq!(get_from("127.0.0.2", &url("/page"), &[]).await.0, 200);
+        assert_eq!(get_from_full("127.0.0.2", &url("/page"), &[]).await.0, 200);
     }
     assert_eq!(o.count_path("/page"), 1);
 
     // The rule's own limit, per client address.
     let mut codes = Vec::new();
     for _ in 0..3 {
-        codes.push(get_from("127.0.0.2", &url("/login"), &[]).await.0);
+        codes.push(get_from_full("127.0.0.2", &url("/login"), &[]).await.0);
     }
     assert_eq!(codes, [200, 200, 429]);
-    assert_eq!(get_from("127.0.0.3", &url("/login"), &[]).await.0, 200);
+    assert_eq!(get_from_full("127.0.0.3", &url("/login"), &[]).await.0, 200);
 
     assert_eq!(
-        get_from("127.0.0.2", &url("/p?x=1&debug=1"), &[]).await.0,
+        get_from_full("127.0.0.2", &url("/p?x=1&debug=1"), &[])
+            .await
+            .0,
         400
     );
-    assert_eq!(get_from("127.0.0.2", &url("/p?debug=10"), &[]).await.0, 200);
+    assert_eq!(
+        get_from_full("127.0.0.2", &url("/p?debug=10"), &[]).await.0,
+        200
+    );
 
     let s = stats(&node).await;
     let rules = &s["rules"];
@@ -146,7 +132,7 @@ async fn fields_over_a_sites_limits_get_431_and_the_origin_sees_nothing() {
     for (hs, want) in [(as_refs(&few), 200), (many, 431), (big, 431)] {
         let h: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
-            get_from("127.0.0.2", &node.url("/h"), &h).await.0,
+            get_from_full("127.0.0.2", &node.url("/h"), &h).await.0,
             want,
             "{h:?}"
         );

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub mod certs;
 pub mod dead_port;
+pub mod h2;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -587,4 +588,35 @@ pub async fn sized_origin() -> TestOrigin {
         )
     })
     .await
+}
+
+/// GET `url` from source address `ip` (127.0.0.2, 127.0.0.3, … play
+/// several clients) with extra headers: status, headers and body.
+pub async fn get_from_full(
+    ip: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, String) {
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_local_address(Some(ip.parse::<std::net::IpAddr>().unwrap()));
+    let c = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, TestBody>(conn);
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let r = c
+        .request(b.body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let h = r.headers().clone();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (st, h, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`get_from_full`]'s status and body.
+pub async fn get_from(ip: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (st, _, body) = get_from_full(ip, url, headers).await;
+    (st, body)
 }
