@@ -1,6 +1,7 @@
-//! Calls to a node's admin listener (`purge`, `stats`): one request with an
-//! optional bearer token and JSON body, the whole answer read (bounded), and
-//! the node's error message extracted from `{"error": "..."}` answers.
+//! Calls to a node's admin listener (`purge`, `stats`, `origins`,
+//! `reload`): one request with an optional bearer token and JSON body, the
+//! whole answer read (bounded), and the node's error message extracted
+//! from `{"error": "..."}` answers.
 //!
 //! The token only ever goes into the `Authorization` header; it is never
 //! printed, not even in error messages.
@@ -143,4 +144,55 @@ mod tests {
         let long = "x".repeat(2000);
         assert_eq!(error_message(s, long.as_bytes()).chars().count(), 501);
     }
+}
+
+/// What a JSON admin call left to do.
+#[derive(Debug)]
+pub enum Json {
+    /// Done: the exit code (an answer refused, or `--json` printed raw).
+    Exit(u8),
+    /// The answer's body, to render.
+    Value(serde_json::Value),
+}
+
+/// One call of `cli::AdminCall`'s node for `path`: an answer outside `ok`
+/// is reported (exit 1), `--json` prints it raw (exit 0, or 1 when its
+/// status is not the first of `ok`), and anything else is parsed as JSON.
+pub async fn call_json(
+    call: &crate::cli::AdminCall,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    ok: &[StatusCode],
+) -> Result<Json> {
+    let base = BaseUrl::parse(&call.admin)?;
+    let answer = self::call(
+        &base,
+        method,
+        path,
+        call.token.as_deref(),
+        body,
+        call.timeout,
+    )
+    .await?;
+    if !ok.contains(&answer.status) {
+        eprintln!(
+            "outpostctl: {path} refused by {}: {}: {}",
+            base.original,
+            answer.status,
+            answer.message()
+        );
+        return Ok(Json::Exit(1));
+    }
+    if call.json {
+        println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
+        return Ok(Json::Exit(u8::from(ok.first() != Some(&answer.status))));
+    }
+    let value = serde_json::from_slice(&answer.body).with_context(|| {
+        format!(
+            "{} answered {path} with something other than JSON",
+            base.original
+        )
+    })?;
+    Ok(Json::Value(value))
 }

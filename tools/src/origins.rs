@@ -8,17 +8,15 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::admin;
 use crate::cli::{OriginsAction, OriginsArgs};
-use crate::http::BaseUrl;
 
 /// Runs `origins`; returns the exit code.
 pub async fn run(args: OriginsArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.call.admin)?;
     let (method, path, body) = match &args.action {
         None => (Method::GET, "/origins", None),
         Some(OriginsAction::Drain { site, origin }) => (
@@ -32,34 +30,11 @@ pub async fn run(args: OriginsArgs) -> Result<u8> {
             Some(json!({ "site": site, "origin": origin })),
         ),
     };
-    let answer = admin::call(
-        &base,
-        method,
-        path,
-        args.call.token.as_deref(),
-        body.map(|b| b.to_string().into_bytes()),
-        args.call.timeout,
-    )
-    .await?;
-    if answer.status != StatusCode::OK {
-        eprintln!(
-            "outpostctl: {path} refused by {}: {}: {}",
-            base.original,
-            answer.status,
-            answer.message()
-        );
-        return Ok(1);
-    }
-    if args.call.json {
-        println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
-        return Ok(0);
-    }
-    let value: Value = serde_json::from_slice(&answer.body).with_context(|| {
-        format!(
-            "{} answered {path} with something other than JSON",
-            base.original
-        )
-    })?;
+    let body = body.map(|b| b.to_string().into_bytes());
+    let value = match admin::call_json(&args.call, method, path, body, &[StatusCode::OK]).await? {
+        admin::Json::Exit(code) => return Ok(code),
+        admin::Json::Value(v) => v,
+    };
     let rows: Vec<Value> = match value.get("origins").and_then(Value::as_array) {
         Some(list) => list.clone(),
         None => vec![value],

@@ -3,45 +3,27 @@
 //! that wait for a restart, or every error of the file (nothing changed).
 //! Exit code 0 when the new configuration is in force, 1 otherwise.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::admin;
 use crate::cli::ReloadArgs;
-use crate::http::BaseUrl;
 
 /// Runs `reload`; returns the exit code.
 pub async fn run(args: ReloadArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.call.admin)?;
-    let answer = admin::call(
-        &base,
+    let v = match admin::call_json(
+        &args.call,
         Method::POST,
         "/reload",
-        args.call.token.as_deref(),
         None,
-        args.call.timeout,
+        &[StatusCode::OK, StatusCode::UNPROCESSABLE_ENTITY],
     )
-    .await?;
-    if answer.status != StatusCode::OK && answer.status != StatusCode::UNPROCESSABLE_ENTITY {
-        eprintln!(
-            "outpostctl: /reload refused by {}: {}: {}",
-            base.original,
-            answer.status,
-            answer.message()
-        );
-        return Ok(1);
-    }
-    if args.call.json {
-        println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
-        return Ok(u8::from(answer.status != StatusCode::OK));
-    }
-    let v: Value = serde_json::from_slice(&answer.body).with_context(|| {
-        format!(
-            "{} answered /reload with something other than JSON",
-            base.original
-        )
-    })?;
+    .await?
+    {
+        admin::Json::Exit(code) => return Ok(code),
+        admin::Json::Value(v) => v,
+    };
     print!("{}", render(&v));
     Ok(u8::from(v["ok"] != Value::Bool(true)))
 }

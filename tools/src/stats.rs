@@ -8,46 +8,21 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::admin;
 use crate::cli::StatsArgs;
-use crate::http::BaseUrl;
 use crate::units;
 
 /// Runs `stats`; returns the exit code.
 pub async fn run(args: StatsArgs) -> Result<u8> {
-    let base = BaseUrl::parse(&args.call.admin)?;
-    let answer = admin::call(
-        &base,
-        Method::GET,
-        "/stats",
-        args.call.token.as_deref(),
-        None,
-        args.call.timeout,
-    )
-    .await?;
-    if answer.status != StatusCode::OK {
-        eprintln!(
-            "outpostctl: stats refused by {}: {}: {}",
-            base.original,
-            answer.status,
-            answer.message()
-        );
-        return Ok(1);
-    }
-    if args.call.json {
-        println!("{}", String::from_utf8_lossy(&answer.body).trim_end());
-        return Ok(0);
-    }
-    let value: Value = serde_json::from_slice(&answer.body).with_context(|| {
-        format!(
-            "{} answered /stats with something other than JSON",
-            base.original
-        )
-    })?;
+    let value =
+        match admin::call_json(&args.call, Method::GET, "/stats", None, &[StatusCode::OK]).await? {
+            admin::Json::Exit(code) => return Ok(code),
+            admin::Json::Value(v) => v,
+        };
     print!("{}", render(&value));
     Ok(0)
 }
