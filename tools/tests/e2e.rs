@@ -212,3 +212,46 @@ async fn origins_lists_drains_and_enables_through_a_real_node() {
     assert!(enabled.stdout.contains(" up "), "{enabled:#?}");
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn reload_prints_what_a_node_did() {
+    let origin = mock(|_req| async { respond(200, &[], "x") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outpost.toml");
+    let cfg = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [storage]\npath = {:?}\nmemory = \"64MiB\"\ndisk = \"256MiB\"\n\
+         [admin]\ntoken = \"e2e-token\"\n\
+         [[site]]\nname = \"default\"\norigins = [\"{}\"]\n",
+        dir.path().join("cache").display().to_string(),
+        origin.url()
+    );
+    std::fs::write(&path, &cfg).unwrap();
+    let node =
+        outpost::Node::start(outpost::config::Config::load(&path, &Default::default()).unwrap())
+            .await
+            .unwrap();
+    let admin = format!("http://{}", node.admin_addr());
+    let token = [("OUTPOST_ADMIN_TOKEN", "e2e-token")];
+    let out = run(&["reload", "--admin", &admin], &token).await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(out.stdout, "reloaded: sites default\n", "{out:#?}");
+    // A bad file: nothing changes, every error listed, exit 1.
+    std::fs::write(
+        &path,
+        cfg.replace("origins = [", "origins = [\"ftp://x\", "),
+    )
+    .unwrap();
+    let out = run(&["reload", "--admin", &admin], &token).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stdout.starts_with("not reloaded"), "{out:#?}");
+    assert!(out.stdout.contains("site[0].origins[0]"), "{out:#?}");
+    // No token: refused.
+    let out = run(
+        &["reload", "--admin", &admin],
+        &[("OUTPOST_ADMIN_TOKEN", "wrong")],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(node.shutdown().await);
+}
