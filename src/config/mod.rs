@@ -11,6 +11,7 @@ mod access;
 mod file;
 mod headers;
 mod rules;
+mod server;
 mod site;
 mod source;
 mod tls;
