@@ -3,6 +3,25 @@
 # for the single-object scenarios, CPU pinning as in run.sh's pinned mode,
 # a watchdog, stopping everything started by PID, and the origin.
 
+# parse_rounds_args "$@": the options of the single-comparison scripts
+# (pools.sh, tls.sh, security.sh) into DUR (10), ROUNDS (3), CONNS (64)
+# and BIN (kept unless --bin is given).
+parse_rounds_args() {
+  DUR=10
+  ROUNDS=3
+  CONNS=64
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --duration) DUR=$2; shift ;;
+      --rounds) ROUNDS=$2; shift ;;
+      --connections) CONNS=$2; shift ;;
+      --bin) BIN=$2; shift ;;
+      *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+  done
+}
+
 # Builds Outpost unless another binary was given.
 build_outpost() {
   if [ "$BIN" = "$ROOT/target/release/outpost" ]; then

@@ -17,21 +17,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN="$ROOT/target/release/outpost"
-DUR=10
-ROUNDS=3
-CONNS=64
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --duration) DUR=$2; shift ;;
-    --rounds) ROUNDS=$2; shift ;;
-    --connections) CONNS=$2; shift ;;
-    --bin) BIN=$2; shift ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+parse_rounds_args "$@"
 "$HERE/install.sh" > /dev/null
 build_outpost
 BASE=${LOAD_BASE:-/tmp/outpost-load}
