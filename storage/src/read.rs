@@ -83,12 +83,20 @@ impl ReadHandle {
 
     /// A reader of the body from byte `offset` (at or past the end: an empty reader).
     pub fn reader(&self, offset: u64) -> BodyReader {
+        let pos = offset.min(self.head.body_len);
+        // Counted while it may read chunks through foyer (see `handover`).
+        let counted = !self.head.is_inline() && pos < self.head.body_len;
+        if counted {
+            self.store.inner.readers_opened.inc();
+        }
         BodyReader {
             store: self.store.clone(),
             key: self.key,
             head: self.head.clone(),
-            pos: offset.min(self.head.body_len),
+            pos,
             failed: false,
+            counted,
+            pinned: None,
         }
     }
 }
@@ -101,6 +109,16 @@ pub struct BodyReader {
     head: Arc<Head>,
     pos: u64,
     failed: bool,
+    /// Counted in the store's open readers (see `handover`).
+    counted: bool,
+    /// After a hand-over began: the entries of the remaining chunks, from this index.
+    pinned: Option<(u64, Vec<Option<Entry>>)>,
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        self.uncount();
+    }
 }
 
 impl std::fmt::Debug for BodyReader {
@@ -120,6 +138,7 @@ impl BodyReader {
             return Err(Error::corrupt("the body is missing or corrupt"));
         }
         if self.pos >= self.head.body_len {
+            self.uncount();
             return Ok(None);
         }
         if self.head.is_inline() {
@@ -131,10 +150,37 @@ impl BodyReader {
         let chunk_size = u64::from(self.head.chunk_size);
         let index = self.pos / chunk_size;
         let within = (self.pos % chunk_size) as usize;
+        if self.counted && self.store.handing_over() {
+            if self.store.inner.is_closed() {
+                // Not pinned in time: its chunks are out of reach. Nothing is dropped
+                // (the object is fine; the next process serves it).
+                self.failed = true;
+                self.uncount();
+                return Err(Error::closed());
+            }
+            self.pin(index).await;
+        }
         let inner = &self.store.inner;
-        let found = inner
-            .get_entry(chunk_key(&self.head.object_id, index), false)
-            .await;
+        let found = match &self.pinned {
+            Some((first, entries)) => match entries.get((index - first) as usize) {
+                Some(Some(e)) if e.blob_to_resolve().is_some() => {
+                    inner
+                        .resolve(chunk_key(&self.head.object_id, index), e.clone())
+                        .await
+                }
+                Some(e) => Ok(e.clone()),
+                None => Ok(None),
+            },
+            None if inner.is_closed() => {
+                self.failed = true;
+                return Err(Error::closed());
+            }
+            None => {
+                inner
+                    .get_entry(chunk_key(&self.head.object_id, index), false)
+                    .await
+            }
+        };
         let problem = match found {
             Ok(Some(Entry::Chunk(c)))
                 if c.object_id == self.head.object_id
@@ -152,10 +198,36 @@ impl BodyReader {
         };
         self.failed = true;
         tracing::warn!(index, problem, "body chunk lost: dropping the object");
-        inner
-            .invalidate(StoreKey(self.key), self.head.object_id)
-            .await;
+        if inner.check_open().is_ok() {
+            inner
+                .invalidate(StoreKey(self.key), self.head.object_id)
+                .await;
+        }
         Err(Error::corrupt(format!("chunk {index} {problem}")))
+    }
+
+    /// Looks up the entries of chunks `index..` without their payloads, so the rest of the
+    /// body reads on after the store is closed (see `handover`).
+    async fn pin(&mut self, index: u64) {
+        let inner = &self.store.inner;
+        let mut entries = Vec::with_capacity((self.head.chunk_count - index) as usize);
+        for i in index..self.head.chunk_count {
+            let e = inner
+                .get_light(chunk_key(&self.head.object_id, i))
+                .await
+                .ok()
+                .flatten();
+            entries.push(e);
+        }
+        self.pinned = Some((index, entries));
+        inner.readers_pinned.inc();
+        self.uncount();
+    }
+
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.store.inner.readers_done.inc();
+        }
     }
 
     /// The byte offset of the next piece.

@@ -27,6 +27,7 @@ use foyer::{
 use crate::blob::BlobLog;
 use crate::codec::{Entry, Head, Key, ObjectId, StoreKey, chunk_key};
 use crate::config::StoreConfig;
+use crate::counter::Striped;
 use crate::dir::{DiskDir, allocated_bytes};
 use crate::error::{Error, ErrorKind};
 use crate::pacer::Pacer;
@@ -65,6 +66,12 @@ pub(crate) struct Inner {
     memory_capacity: u64,
     disk_capacity: u64,
     closed: AtomicBool,
+    /// Set by [`Store::hand_over`]: no new lookups or writes (see `handover`).
+    pub handing_over: AtomicBool,
+    /// Body readers that may still read chunks through foyer: opened minus done.
+    pub readers_opened: Striped,
+    pub readers_done: Striped,
+    pub readers_pinned: Striped,
     id_seed: [u8; 32],
     id_counter: AtomicU64,
     foyer_dir: PathBuf,
@@ -185,6 +192,10 @@ impl Store {
             memory_capacity: cfg.memory_capacity,
             disk_capacity: cfg.disk_capacity,
             closed: AtomicBool::new(false),
+            handing_over: AtomicBool::new(false),
+            readers_opened: Striped::new(),
+            readers_done: Striped::new(),
+            readers_pinned: Striped::new(),
             id_seed: process_seed(),
             id_counter: AtomicU64::new(0),
             foyer_dir,
@@ -374,8 +385,12 @@ impl Store {
 }
 
 impl Inner {
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     pub fn check_open(&self) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || self.handing_over.load(Ordering::Acquire) {
             Err(Error::closed())
         } else {
             Ok(())
