@@ -101,6 +101,10 @@ enum Command {
         /// Cache directory (overrides storage.path).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Take over from the node running with this storage path (a new binary, same
+        /// config): its listening sockets and its store, without dropping a request.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration file and print every error.
     Check {
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
             admin,
             tls,
             cache_dir,
+            upgrade,
         } => {
             let ov = Overrides {
                 origin,
@@ -185,7 +190,24 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            match serve(cfg) {
+            // Before any thread starts: taking the sockets clears systemd's variables.
+            let inherited = if upgrade {
+                outpost::server::upgrade::Inherited::from_running(&cfg.storage.path)
+            } else {
+                outpost::server::upgrade::Inherited::from_systemd(&[
+                    ("proxy", Some(cfg.listen.proxy)),
+                    ("admin", Some(cfg.listen.admin)),
+                    ("tls", cfg.listen.tls),
+                ])
+            };
+            let inherited = match inherited {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("outpost: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match serve(cfg, inherited) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("outpost: {e:#}");
@@ -196,7 +218,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: Config) -> anyhow::Result<()> {
+fn serve(cfg: Config, inherited: outpost::server::upgrade::Inherited) -> anyhow::Result<()> {
     outpost::logging::init(&cfg.log);
     // With one CPU to run on (taskset, a cpuset or a CPU quota), a
     // current-thread runtime: the work-stealing scheduler has no other worker
@@ -215,7 +237,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let node = outpost::Node::start(cfg).await?;
+        let node = outpost::Node::start_with(cfg, inherited).await?;
         tracing::info!(
             cpus,
             runtime = if cpus == 1 {
@@ -230,8 +252,17 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         if let Some(t) = node.tls_addr() {
             println!("outpost: tls listening on https://{t}");
         }
-        shutdown_signal(&node).await;
-        tracing::info!("shutdown signal received; draining");
+        if let Some(t) = node.took_over() {
+            println!(
+                "outpost: took over from the running node ({}); new connections waited {} ms",
+                t.report,
+                t.window.as_millis()
+            );
+        }
+        tokio::select! {
+            () = shutdown_signal(&node) => tracing::info!("shutdown signal received; draining"),
+            () = node.handed_over() => tracing::info!("handed over to the new node; draining"),
+        }
         let clean = node.shutdown().await;
         tracing::info!(clean, "stopped");
         Ok(())

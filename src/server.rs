@@ -4,22 +4,21 @@
 //! Connections write through [`zero_copy::ZeroCopyStream`], which sends
 //! large cached bodies with `sendfile(2)`. On the proxy listener, HTTP/1.1
 //! `GET` and `HEAD` requests are served by the own path [`h1`] until a
-//! request it does not take hands the connection to hyper.
+//! request it does not take hands the connection to hyper. Listeners may be
+//! inherited from systemd or from the node this one replaces ([`upgrade`]),
+//! which also hands its store over.
 //!
 //! It owns sockets and connections and hands each request to the pipeline
 //! (`proxy`), `PURGE` to `purge` and the admin listener's requests to
-//! `admin`; it knows nothing of caching rules or the store.
+//! `admin`; it knows nothing of caching rules, and of the store only that
+//! the cache layer can hand it over.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,27 +29,27 @@ pub mod h1;
 pub mod h1_write;
 pub mod h2_frames;
 mod hyper_conn;
+mod listen;
 mod listen_tls;
 pub mod proxy_header;
 pub mod reload;
 pub mod rewind;
 pub mod timer;
 pub mod tls;
+pub mod upgrade;
 pub mod zero_copy;
 
 use crate::admission::ConnLimits;
 use crate::cache::CacheLayer;
 use crate::cache::key::request_host;
-use crate::config::{Config, ServerConfig};
-use crate::error::{Error, ErrorKind};
+use crate::config::Config;
+use crate::error::Error;
 use crate::metrics::{NodeStats, SendfileBytes};
 use crate::proxy::body::{AccessRecord, ProxyBody};
 use crate::proxy::{ConnInfo, Proxy, RequestBody};
-use conn::{ConnSetup, ProxyProtocol, open_conn};
+use conn::{ConnSetup, ProxyProtocol};
 use http_body_util::BodyExt;
-use hyper_conn::serve_hyper;
-use rewind::Rewind;
-use zero_copy::ZeroCopyStream;
+use listen::{fast_path, http_builder, listener, local, serve};
 
 /// A running node: its bound addresses and the handle to stop it.
 pub struct Node {
@@ -63,25 +62,92 @@ pub struct Node {
     sendfile_bytes: SendfileBytes,
     tls_addr: Option<SocketAddr>,
     reloader: Arc<reload::Reloader>,
+    upgraded: CancellationToken,
+    upgrades: JoinHandle<()>,
+    upgrade_socket: std::path::PathBuf,
+    took_over: Option<TookOver>,
+}
+
+/// A take-over from a running node (`upgrade`).
+#[derive(Debug, Clone)]
+pub struct TookOver {
+    /// The old node's account of its release.
+    pub report: String,
+    /// From asking the old node to release until it had.
+    pub released: Duration,
+    /// From asking until this node accepted: connections waited in the queue this long.
+    pub window: Duration,
+}
+
+/// How long a hand-over waits for bodies being read to pin their chunks.
+const PIN_WAIT: Duration = Duration::from_secs(1);
+
+/// The old node's release (see `upgrade`): stop accepting, hand the store over.
+async fn release_to_new_node(cancel: CancellationToken, cache: Option<Arc<CacheLayer>>) -> String {
+    cancel.cancel();
+    let Some(cache) = cache else {
+        return "no store".to_owned();
+    };
+    match cache.hand_over(PIN_WAIT).await {
+        Ok(h) => format!(
+            "store handed over in {} ms ({} body read(s) pinned, {} cut)",
+            h.took.as_millis(),
+            h.pinned,
+            h.left
+        ),
+        Err(e) => format!("store closed with an error: {e}"),
+    }
 }
 
 impl Node {
     /// Binds both listeners and starts serving.
     pub async fn start(cfg: Config) -> Result<Node, Error> {
+        Self::start_with(cfg, upgrade::Inherited::default()).await
+    }
+
+    /// Starts serving on the `inherited` listeners where there are (binding the others);
+    /// when they come from a running node, takes its store over first (`upgrade`).
+    pub async fn start_with(cfg: Config, mut inherited: upgrade::Inherited) -> Result<Node, Error> {
         let nofile = fds::raise_nofile(cfg.server.max_open_files);
-        let proxy_l = bind(cfg.listen.proxy, "proxy").await?;
-        let admin_l = bind(cfg.listen.admin, "admin").await?;
+        let proxy_l = listener(&mut inherited, "proxy", cfg.listen.proxy).await?;
+        let admin_l = listener(&mut inherited, "admin", cfg.listen.admin).await?;
         let proxy_addr = local(&proxy_l)?;
         let admin_addr = local(&admin_l)?;
         let (tls_l, tls) = match cfg.listen.tls {
             Some(addr) => (
-                Some(bind(addr, "tls").await?),
+                Some(listener(&mut inherited, "tls", addr).await?),
                 Some(Arc::new(tls::Tls::new(&cfg.tls)?)),
             ),
             None => (None, None),
         };
         let tls_addr = tls_l.as_ref().map(local).transpose()?;
         crate::access_log::install(&cfg.log)?;
+        let unused = inherited.unused();
+        if !unused.is_empty() {
+            tracing::warn!(
+                ?unused,
+                "inherited listening sockets this config has no use for: closed"
+            );
+        }
+        let mut handover_fds = Vec::new();
+        for (name, l) in [
+            ("proxy", Some(&proxy_l)),
+            ("admin", Some(&admin_l)),
+            ("tls", tls_l.as_ref()),
+        ] {
+            if let Some(fd) = l.and_then(|l| std::os::fd::AsFd::as_fd(l).try_clone_to_owned().ok())
+            {
+                handover_fds.push((name, fd));
+            }
+        }
+        // Everything that can fail on a bad config or certificate is behind us: only now
+        // does the running node stop accepting and close its store.
+        let window_start = std::time::Instant::now();
+        let released = match inherited.taking() {
+            Some(t) => Some(t.release().await?),
+            None => None,
+        };
+        drop(inherited);
         // Before the cache: the purge log holds the ban list the cache
         // checks on every hit.
         let purger = crate::purge::Purger::open(&cfg)?;
@@ -231,6 +297,34 @@ impl Node {
         ));
         let flusher = tokio::spawn(flush_access_log(cancel.clone()));
         let sampler = tokio::spawn(sample_rates(admin_sampled, cancel.clone()));
+        let upgraded = CancellationToken::new();
+        let release: upgrade::ReleaseFn = {
+            let (cancel, cache) = (cancel.clone(), proxy_keep.cache().cloned());
+            Arc::new(move || {
+                let (cancel, cache) = (cancel.clone(), cache.clone());
+                Box::pin(async move { release_to_new_node(cancel, cache).await })
+            })
+        };
+        let upgrades = tokio::spawn(upgrade::serve(
+            cfg.storage.path.clone(),
+            handover_fds,
+            release,
+            cancel.clone(),
+            upgraded.clone(),
+        ));
+        let took_over = released.map(|r| TookOver {
+            report: r.report,
+            released: r.took,
+            window: window_start.elapsed(),
+        });
+        if let Some(t) = &took_over {
+            tracing::info!(
+                old_node = %t.report,
+                released_ms = t.released.as_millis() as u64,
+                window_ms = t.window.as_millis() as u64,
+                "took over from the running node"
+            );
+        }
         tracing::info!(%proxy_addr, %admin_addr, tls = ?tls_addr, "outpost started");
         tasks.extend([proxy_task, admin_task, sweeper, flusher, sampler]);
         Ok(Node {
@@ -243,7 +337,22 @@ impl Node {
             sendfile_bytes,
             tls_addr,
             reloader,
+            upgraded,
+            upgrades,
+            upgrade_socket: cfg.storage.path.join(upgrade::SOCKET),
+            took_over,
         })
+    }
+
+    /// Resolves once this node released its listeners and store to a new process
+    /// (`outpost serve --upgrade`): it has stopped accepting and should now drain and exit.
+    pub async fn handed_over(&self) {
+        self.upgraded.cancelled().await;
+    }
+
+    /// How this node took over from a running one, if it did.
+    pub fn took_over(&self) -> Option<&TookOver> {
+        self.took_over.as_ref()
     }
 
     /// The TLS listener's address, if there is one.
@@ -274,6 +383,11 @@ impl Node {
     /// timeout) and returns whether everything drained in time.
     pub async fn shutdown(self) -> bool {
         self.cancel.cancel();
+        self.upgrades.abort();
+        if !self.upgraded.is_cancelled() {
+            // Nobody answers on it any more (a node that took over has its own).
+            let _ = std::fs::remove_file(self.upgrade_socket);
+        }
         let mut clean = true;
         for t in self.tasks {
             clean &= t.await.unwrap_or(false);
@@ -382,207 +496,4 @@ async fn purge_method(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     Response::from_parts(parts, ProxyBody::full(bytes, rec))
-}
-
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Bind,
-            format!("cannot listen on {addr} ({what}): {e}"),
-        )
-        .with_source(e)
-    })
-}
-
-fn local(l: &TcpListener) -> Result<SocketAddr, Error> {
-    l.local_addr()
-        .map_err(|e| Error::new(ErrorKind::Bind, format!("local_addr: {e}")).with_source(e))
-}
-
-/// hyper's HTTP/1 and HTTP/2 settings; `caps` are the largest request head
-/// (bytes, fields) any site takes (`Config::header_caps`): beyond them the
-/// listener answers 431 itself.
-fn http_builder(s: &ServerConfig, caps: (u64, usize)) -> Builder<TokioExecutor> {
-    let mut b = Builder::new(TokioExecutor::new());
-    let max_buf = usize::try_from(caps.0).unwrap_or(usize::MAX);
-    // The HTTP/1 timer is set per connection in `serve` (server::timer).
-    b.http1()
-        .header_read_timeout(s.header_read_timeout)
-        .max_buf_size(max_buf.max(8192))
-        .max_headers(caps.1)
-        // A client may close its sending side once its request is out and
-        // still read the answer (RFC 9112 §9.6 lets either side close first).
-        // Without this hyper takes that EOF for an abort, and it probes for
-        // it on every request that waits for an origin, with a fresh 8 KiB
-        // read buffer each time (the request still holds the old one):
-        // ~660 instructions per pass-through request (benches/load/README.md).
-        // A client that goes away is noticed when its answer is written.
-        .half_close(true)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(s.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(caps.0).unwrap_or(u32::MAX))
-        // h2's own rapid-reset guard: streams reset before they are
-        // accepted (the rest is counted per connection, server::abuse).
-        .max_pending_accept_reset_streams(20)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
-}
-
-/// The own HTTP/1 path of a listener: its limits, and the pipeline its
-/// requests go to with the listener's scheme.
-#[derive(Clone)]
-struct Fast {
-    settings: h1::Settings,
-    proxy: Arc<Proxy>,
-    scheme: &'static str,
-}
-
-/// The own HTTP/1 path for a listener whose connections are `scheme`, when
-/// `server.fast_http1` is on.
-fn fast_path(cfg: &Config, proxy: &Arc<Proxy>, scheme: &'static str) -> Option<Fast> {
-    let s = &cfg.server;
-    s.fast_http1.then(|| Fast {
-        settings: h1::Settings {
-            header_read_timeout: s.header_read_timeout,
-            keepalive_timeout: s.keepalive_timeout,
-            keepalive_requests: s.keepalive_requests,
-            max_head: usize::try_from(cfg.header_caps().0)
-                .unwrap_or(usize::MAX)
-                .max(8192),
-        },
-        proxy: proxy.clone(),
-        scheme,
-    })
-}
-
-/// Accepts connections until cancelled, then drains. Returns whether every
-/// connection finished within `drain`. With `fast`, a connection starts on
-/// the own HTTP/1 path ([`h1`]) and goes to hyper (`handler`) when that
-/// path gives it up; without, hyper serves it from the start.
-async fn serve<F, Fut, B>(
-    listener: TcpListener,
-    builder: Builder<TokioExecutor>,
-    cancel: CancellationToken,
-    drain: Duration,
-    conn: ConnSetup,
-    handler: F,
-    fast: Option<Fast>,
-) -> bool
-where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: http_body::Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let tracker = tokio_util::task::TaskTracker::new();
-    let builder = Arc::new(builder);
-    let fast = fast.map(Arc::new);
-    let mut backoff = fds::Backoff::default();
-    while let Some((mut stream, peer)) = accept(&listener, &cancel, &mut backoff).await {
-        let conn = conn.clone();
-        let h = handler.clone();
-        let builder = builder.clone();
-        let fast = fast.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let Some((peer, _guard)) = open_conn(&mut stream, peer, &conn).await else {
-                return;
-            };
-            let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
-            let limits = conn.abuse;
-            let stop = cancel.clone();
-            let with_hyper =
-                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, stop, limits);
-            match fast.as_deref() {
-                Some(f) => {
-                    let (p, scheme) = (f.proxy.clone(), f.scheme);
-                    let handler = move |req| {
-                        let p = p.clone();
-                        async move { p.handle(req, ConnInfo { peer, scheme }).await }
-                    };
-                    h1::serve(io, f.settings, cancel, handler, with_hyper).await;
-                }
-                None => with_hyper(Rewind::new(bytes::Bytes::new(), io)).await,
-            }
-        });
-    }
-    drop(listener);
-    drain_all(tracker, drain).await
-}
-
-/// The next connection, or `None` once `cancel` fires. A failed accept
-/// (EMFILE and friends) is logged and retried after a pause instead of
-/// spinning.
-async fn accept(
-    listener: &TcpListener,
-    cancel: &CancellationToken,
-    backoff: &mut fds::Backoff,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return None,
-            r = listener.accept() => r,
-        };
-        let pause = match accepted {
-            Ok(x) => {
-                backoff.succeeded();
-                return Some(x);
-            }
-            // Out of descriptors: stop accepting a while (one log line per
-            // episode); open connections go on being served.
-            Err(e) if fds::out_of_descriptors(&e) => backoff.failed(&e),
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                Duration::from_millis(20)
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            () = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-/// Closes idle connections and waits for the others (up to `drain`);
-/// returns whether every connection finished in time.
-async fn drain_all(tracker: tokio_util::task::TaskTracker, drain: Duration) -> bool {
-    tracker.close();
-    let all_done = async {
-        tracker.wait().await;
-    };
-    match tokio::time::timeout(drain, all_done).await {
-        Ok(()) => true,
-        Err(_) => {
-            tracing::warn!(
-                ?drain,
-                "drain timeout reached; closing remaining connections"
-            );
-            false
-        }
-    }
-}
-
-#[cfg(all(test, target_os = "linux"))]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::conn::tune;
-
-    #[tokio::test]
-    async fn accepted_connections_get_nodelay_and_the_notsent_low_water_mark() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        for lowat in [0u32, 16 << 10] {
-            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (s, _) = l.accept().await.unwrap();
-            let before = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
-            tune(&s, lowat);
-            assert!(s.nodelay().unwrap());
-            let got = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
-            // 0 leaves the kernel's default (net.ipv4.tcp_notsent_lowat) alone.
-            assert_eq!(got, if lowat == 0 { before } else { lowat });
-        }
-    }
 }

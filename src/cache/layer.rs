@@ -175,6 +175,15 @@ impl CacheLayer {
         }
     }
 
+    /// Hands the store over to a new process (a binary upgrade): no new lookups or writes,
+    /// bodies being read pin what they need (up to `wait`), fills stream on unstored.
+    pub async fn hand_over(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<outpost_storage::HandOver, outpost_storage::Error> {
+        self.store.hand_over(wait).await
+    }
+
     /// The coalescer of fills (one origin fetch per key).
     pub fn coalescer(&self) -> &Arc<Coalescer<FillHead>> {
         &self.coalescer
@@ -321,6 +330,8 @@ impl CacheLayer {
     async fn get(&self, key: &Key) -> Option<ReadHandle> {
         match self.store.lookup(key).await {
             Ok(h) => h,
+            // Handed over to a new process: everything is a miss until this one exits.
+            Err(e) if e.kind() == outpost_storage::ErrorKind::Closed => None,
             Err(e) => {
                 tracing::warn!(error = %e, "cache lookup failed; treated as a miss");
                 None

@@ -117,3 +117,25 @@ pub(super) fn abuse_limits(s: &ServerConfig) -> super::abuse::Limits {
         keepalive_requests: s.keepalive_requests,
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::tune;
+
+    #[tokio::test]
+    async fn accepted_connections_get_nodelay_and_the_notsent_low_water_mark() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        for lowat in [0u32, 16 << 10] {
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let before = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
+            tune(&s, lowat);
+            assert!(s.nodelay().unwrap());
+            let got = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
+            // 0 leaves the kernel's default (net.ipv4.tcp_notsent_lowat) alone.
+            assert_eq!(got, if lowat == 0 { before } else { lowat });
+        }
+    }
+}

@@ -44,6 +44,9 @@ use crate::proxy::body::ProxyBody;
 /// Headers per request head, as hyper's default (more: hyper answers 431).
 const MAX_HEADERS: usize = 100;
 /// Read buffer of a connection, and what a read asks for at least.
+/// How long a kept-alive connection stays open once the node drains, for a request that
+/// may already be on its way (answered, then closed).
+const DRAIN_LINGER: Duration = Duration::from_millis(1000);
 const READ_BUF: usize = 8192;
 const READ_MIN: usize = 1024;
 
@@ -189,6 +192,7 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
             None => deadline = Some(Deadline::new(at(first))),
         }
         let mut keepalive_wait = waiting;
+        let mut lingering = false;
         let (req, close) = loop {
             if !rbuf.is_empty() {
                 match parse(&mut rbuf) {
@@ -210,7 +214,7 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
                     return Poll::Ready(Wait::Read(r));
                 }
                 // Graceful shutdown closes idle connections only.
-                if idle && cancelled.as_mut().poll(cx).is_ready() {
+                if idle && !lingering && cancelled.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wait::Shutdown);
                 }
                 match deadline.as_mut().map(|d| d.poll_expired(cx)) {
@@ -220,6 +224,15 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
             })
             .await;
             match wait {
+                Wait::Shutdown if served > 0 => {
+                    // A kept-alive client may be sending its next request right now: a
+                    // close would lose it (RFC 9112 §9.6). Linger a moment instead; a
+                    // request that comes is answered with `Connection: close`.
+                    lingering = true;
+                    if let Some(d) = deadline.as_mut() {
+                        d.set(at(DRAIN_LINGER.min(first)));
+                    }
+                }
                 Wait::Read(Ok(0)) | Wait::Shutdown => return,
                 Wait::Read(Ok(_)) => {
                     if keepalive_wait {

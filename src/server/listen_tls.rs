@@ -46,9 +46,9 @@ pub(super) async fn serve_tls<F, Fut, B>(
     cancel: CancellationToken,
     drain: Duration,
     handshake_timeout: Duration,
-    setup: super::ConnSetup,
+    setup: super::conn::ConnSetup,
     handler: F,
-    fast: Option<super::Fast>,
+    fast: Option<super::listen::Fast>,
 ) -> bool
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -62,7 +62,9 @@ where
     let tracker = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(builder);
     let mut backoff = super::fds::Backoff::default();
-    while let Some((mut stream, peer)) = super::accept(&listener, &cancel, &mut backoff).await {
+    while let Some((mut stream, peer)) =
+        super::listen::accept(&listener, &cancel, &mut backoff).await
+    {
         let setup = setup.clone();
         let acceptor = acceptor.clone();
         let h = handler.clone();
@@ -70,7 +72,7 @@ where
         let cancel = cancel.clone();
         let fast = fast.clone();
         tracker.spawn(async move {
-            let Some((peer, _guard)) = super::open_conn(&mut stream, peer, &setup).await else {
+            let Some((peer, _guard)) = super::conn::open_conn(&mut stream, peer, &setup).await else {
                 return;
             };
             let handshake = tokio::select! {
@@ -96,7 +98,7 @@ where
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let (stop, limits) = (cancel.clone(), setup.abuse);
             let with_hyper =
-                move |io| super::serve_hyper(io, h, peer, &builder, stop, limits);
+                move |io| super::hyper_conn::serve_hyper(io, h, peer, &builder, stop, limits);
             match fast.as_deref() {
                 Some(f) if !h2 => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
@@ -114,5 +116,5 @@ where
         });
     }
     drop(listener);
-    super::drain_all(tracker, drain).await
+    super::listen::drain_all(tracker, drain).await
 }
