@@ -13,7 +13,8 @@
 //! - errors as `{"error":"..."}`: 400 (malformed JSON, bad URL, empty
 //!   purge; the message names the problem), 401 (missing or wrong token,
 //!   with `WWW-Authenticate: Bearer`), 405, 413 (body over 1 MiB), 500 (not
-//!   durable), 503 (no token configured: purge disabled).
+//!   durable), 503 (no token configured: purge disabled; or, with
+//!   `Retry-After`, the node has handed over to a new process).
 //!
 //! `PURGE <target>` on the proxy listener purges one URL (the request's
 //! Host and target). It is allowed from `[purge] allow` networks or with the
@@ -111,6 +112,22 @@ pub fn authorise_for(purger: &Purger, h: &HeaderMap, what: &str) -> Option<Respo
     }
 }
 
+/// 503 once this node has handed its store to a new process (a binary
+/// upgrade): the new process read the purge log before this one could
+/// append to it, so a purge here would not reach it. A retry goes to the
+/// new process.
+fn handed_over(cache: Option<&CacheLayer>) -> Option<Response<Full<Bytes>>> {
+    cache.filter(|c| c.store().handing_over()).map(|_| {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has handed over to a new process: retry",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    })
+}
+
 /// `POST /purge` on the admin listener; `cache` is `None` when caching is
 /// off (the bans are still recorded).
 pub async fn handle_admin_purge<B>(
@@ -130,6 +147,9 @@ where
     }
     if let Some(denied) = authorise(purger, req.headers()) {
         return denied;
+    }
+    if let Some(gone) = handed_over(cache) {
+        return gone;
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -193,6 +213,9 @@ pub async fn handle_purge_method<B>(
             StatusCode::FORBIDDEN,
             format!("PURGE is not allowed from {}", peer.ip()),
         );
+    }
+    if let Some(gone) = handed_over(cache) {
+        return gone;
     }
     let Some(host) = request_host(req) else {
         return error(StatusCode::BAD_REQUEST, "PURGE needs a Host");
