@@ -22,6 +22,8 @@
 //! - [`origin`]: per-site origin pools (selection, retries, health
 //!   accounting), the two origin clients and the guard on request content;
 //!   knows nothing of caching. [`access_log`]: the access log file.
+//!   [`compress`]: content-coding negotiation and the gzip, Brotli and zstd
+//!   streams.
 //! - [`config`]: the configuration file, its validation and the embedded
 //!   default. [`metrics`]: counters, per-site request series and the
 //!   node's statistics.
@@ -37,6 +39,7 @@ pub mod admin;
 pub mod admission;
 pub mod cache;
 pub mod clock;
+pub mod compress;
 pub mod config;
 pub mod deadline;
 pub mod error;

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["server", "logging"],
     &["admin", "proxy"],
     &["purge", "admission"],
-    &["cache", "origin", "access_log"],
+    &["cache", "origin", "access_log", "compress"],
     &["config", "metrics"],
     &["error", "clock", "deadline"],
 ];

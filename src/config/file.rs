@@ -32,6 +32,7 @@ pub struct FileConfig {
     pub tls: Option<FileTls>,
     pub access: Option<FileAccess>,
     pub limits: Option<FileLimits>,
+    pub compression: Option<super::compression::FileCompression>,
     #[serde(default)]
     pub site: Vec<FileSite>,
 }
@@ -239,6 +240,7 @@ pub struct FileSite {
     pub max_header_count: Option<i64>,
     pub body_read_timeout: Option<String>,
     pub rules: Option<Vec<super::rules::FileRule>>,
+    pub compression: Option<super::compression::FileCompression>,
 }
 
 /// `[site.rate_limit]`

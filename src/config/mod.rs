@@ -8,6 +8,7 @@
 //! It knows nothing of the modules that read the configuration.
 
 mod access;
+pub mod compression;
 mod file;
 mod headers;
 mod rules;

@@ -42,6 +42,8 @@ pub struct Site {
     pub limits: super::SiteLimits,
     /// Request rules, in order: the first that matches decides.
     pub rules: Vec<super::RuleConfig>,
+    /// What is compressed, how and how much.
+    pub compression: super::compression::CompressionConfig,
 }
 
 /// One origin of a site: `"http://h:p"` (weight 1) or
@@ -458,7 +460,13 @@ fn pool_policy(errs: &mut Errors, base: &str, s: &FileSite) -> PoolPolicy {
 }
 
 /// Validates `[[site]]` number `i`.
-pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfig) -> Site {
+pub(super) fn site(
+    errs: &mut Errors,
+    i: usize,
+    s: &FileSite,
+    cache: &CacheConfig,
+    compression: &super::compression::CompressionConfig,
+) -> Site {
     let base = format!("site[{i}]");
     let name = s.name.clone().unwrap_or_else(|| format!("site{i}"));
     let mut hosts = Vec::new();
@@ -525,6 +533,12 @@ pub(super) fn site(errs: &mut Errors, i: usize, s: &FileSite, cache: &CacheConfi
         deny: super::access::nets(errs, &format!("{base}.deny"), s.deny.as_ref()),
         limits: super::access::site_limits(errs, &base, s),
         rules: super::rules::rules(errs, &base, s.rules.as_deref()),
+        compression: super::compression::compression(
+            errs,
+            &format!("{base}.compression"),
+            s.compression.as_ref(),
+            compression,
+        ),
         rate_limit: s
             .rate_limit
             .as_ref()

@@ -298,11 +298,17 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
         access_log_format,
     };
     let cache = cache_section(f, errs, &d.cache);
+    let compression = super::compression::compression(
+        errs,
+        "compression",
+        f.compression.as_ref(),
+        &super::compression::CompressionConfig::default(),
+    );
     let sites: Vec<Site> = f
         .site
         .iter()
         .enumerate()
-        .map(|(i, s)| site(errs, i, s, &cache))
+        .map(|(i, s)| site(errs, i, s, &cache, &compression))
         .collect();
     let mut names = std::collections::HashSet::new();
     for (i, s) in sites.iter().enumerate() {

@@ -16,6 +16,7 @@
 //! the process (several in-process nodes, as in tests, share them); the
 //! storage figures of `/stats` are per node.
 
+pub mod compression;
 pub mod http;
 pub mod stats;
 
