@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use http::header::{CONTENT_LENGTH, HeaderName};
 use http::{HeaderMap, Method, StatusCode};
-use outpost_storage::{ReadHandle, Store, StoreConfig};
+use outpost_storage::{ReadHandle, Store, StoreConfig, WriteHandle};
 
 use bytes::Bytes;
 
@@ -28,6 +28,7 @@ use super::meta::{MetaPolicy, ObjectMeta, Record, VaryMarker, flags};
 use super::meta_memo::decode_stored_record_memo;
 use super::vary::variant_key;
 use crate::config::Config;
+use crate::config::compression::Encoding;
 use crate::error::{Error, ErrorKind};
 
 /// The cache's name in `Cache-Status` (RFC 9211 §2).
@@ -323,8 +324,36 @@ impl CacheLayer {
     pub fn invalidate(&self, k: &Key) {
         self.invalidations.record(*k);
         self.store.remove(k);
+        for e in Encoding::ALL {
+            self.store.remove(&coded_key(k, e));
+        }
         self.coalescer.forget(k);
         self.coalescer.clear_pass(k);
+    }
+
+    /// The stored representation in coding `e` of the object under `base` whose version is
+    /// `object_id`, if it was compressed and stored (a variant of an older version is not
+    /// it: it is replaced when the new one is compressed).
+    pub async fn lookup_coded(
+        &self,
+        base: &Key,
+        object_id: &[u8; 16],
+        e: Encoding,
+    ) -> Option<ReadHandle> {
+        let h = self.get(&coded_key(base, e)).await?;
+        (h.meta()[..] == coded_tag(object_id, e)[..]).then_some(h)
+    }
+
+    /// Starts storing the representation in coding `e` of version `object_id` of the
+    /// object under `base` (committed when the write finishes; see `lookup_coded`).
+    pub fn begin_coded(&self, base: &Key, object_id: &[u8; 16], e: Encoding) -> Option<WriteHandle> {
+        if self.store.handing_over() {
+            return None;
+        }
+        Some(self.store.begin_write(
+            coded_key(base, e),
+            Bytes::copy_from_slice(&coded_tag(object_id, e)),
+        ))
     }
 
     async fn get(&self, key: &Key) -> Option<ReadHandle> {
@@ -447,4 +476,24 @@ pub fn ttl(meta: &ObjectMeta, now: SystemTime) -> i64 {
 
 pub fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Where the representation in coding `e` of the object under `base` is stored: beside
+/// it, under a key of its own, removed with it (`invalidate`, purges).
+pub fn coded_key(base: &Key, e: Encoding) -> Key {
+    let mut h = blake3::Hasher::new();
+    h.update(b"outpost-coded-v1\0");
+    h.update(base);
+    h.update(e.as_str().as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The metadata of a coded representation: the version it was made from, and its coding.
+fn coded_tag(object_id: &[u8; 16], e: Encoding) -> [u8; 24] {
+    let mut t = [0u8; 24];
+    t[..6].copy_from_slice(b"coded\0");
+    t[6..22].copy_from_slice(object_id);
+    t[22] = e.index() as u8;
+    t[23] = 1;
+    t
 }

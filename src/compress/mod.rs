@@ -7,7 +7,7 @@
 //! where bodies come from or go (the store, fills, the origin), keys or freshness.
 
 use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, VARY};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 pub use crate::config::compression::{CompressionConfig, Encoding};
 
@@ -131,10 +131,52 @@ pub enum Coding {
     Other,
 }
 
+/// Read access to a response's fields: a `HeaderMap`, or the list a stored object keeps
+/// (the hit path decides without building a map).
+pub trait Fields {
+    /// Calls `f` with each value of `name` until it returns `false`.
+    fn each(&self, name: &HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool);
+
+    /// The first value of `name`.
+    fn first(&self, name: &HeaderName) -> Option<HeaderValue> {
+        let mut found = None;
+        self.each(name, &mut |v| {
+            found = Some(v.clone());
+            false
+        });
+        found
+    }
+}
+
+impl Fields for HeaderMap {
+    fn each(&self, name: &HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool) {
+        for v in self.get_all(name) {
+            if !f(v) {
+                return;
+            }
+        }
+    }
+}
+
+impl Fields for [(HeaderName, HeaderValue)] {
+    fn each(&self, name: &HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool) {
+        for (n, v) in self {
+            if n == name && !f(v) {
+                return;
+            }
+        }
+    }
+}
+
 /// The `Content-Encoding` of `headers`.
-pub fn content_coding(headers: &HeaderMap) -> Coding {
+pub fn content_coding(headers: &(impl Fields + ?Sized)) -> Coding {
     let mut found = Coding::Identity;
-    for v in headers.get_all(CONTENT_ENCODING) {
+    let mut values = Vec::new();
+    headers.each(&CONTENT_ENCODING, &mut |v| {
+        values.push(v.clone());
+        true
+    });
+    for v in &values {
         let Ok(text) = v.to_str() else {
             return Coding::Other;
         };
@@ -158,7 +200,7 @@ pub fn content_coding(headers: &HeaderMap) -> Coding {
 pub fn compressible(
     cfg: &CompressionConfig,
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: &(impl Fields + ?Sized),
     len: Option<u64>,
 ) -> bool {
     cfg.enabled
@@ -166,21 +208,23 @@ pub fn compressible(
         && len.is_none_or(|l| l >= cfg.min_size.max(1))
         && content_coding(headers) == Coding::Identity
         && headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| cfg.compresses_type(t))
+            .first(&CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().is_ok_and(|t| cfg.compresses_type(t)))
         && !no_transform(headers)
 }
 
 /// `Cache-Control: no-transform` (RFC 9111 §5.2.2.6): an intermediary must not change the
 /// content.
-pub fn no_transform(headers: &HeaderMap) -> bool {
-    headers.get_all(CACHE_CONTROL).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
+pub fn no_transform(headers: &(impl Fields + ?Sized)) -> bool {
+    let mut found = false;
+    headers.each(&CACHE_CONTROL, &mut |v| {
+        found = v.to_str().is_ok_and(|s| {
             s.split(',')
                 .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
-        })
-    })
+        });
+        !found
+    });
+    found
 }
 
 /// The entity tag of the representation in coding `e` made from one tagged `etag`

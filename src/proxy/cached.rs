@@ -26,6 +26,7 @@ use crate::cache::status::CachePhase;
 use crate::cache::update::{HeadOutcome, head_outcome};
 use crate::cache::vary::variant_key;
 use crate::cache::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget};
+use crate::compress::Accepts;
 use crate::error::{Error, ErrorKind};
 use crate::origin::strip_response_hop_by_hop;
 use crate::origin::{HashOn, OriginRequest, StickyRequest, client_key};
@@ -53,6 +54,9 @@ pub struct Ctx {
     pub(super) balance_key: Option<[u8; 32]>,
     /// The origin the request's sticky cookie names, if any.
     pub(super) sticky: StickyRequest,
+    /// The codings the client accepts (its `Accept-Encoding`, which the origin does not
+    /// see when the site compresses).
+    pub(super) accepts: Accepts,
 }
 
 impl Ctx {
@@ -102,6 +106,7 @@ impl Ctx {
             ban_subject,
             balance_key,
             sticky: StickyRequest::default(),
+            accepts: Accepts::default(),
         }
     }
 
@@ -124,6 +129,7 @@ impl Ctx {
             ban_subject: self.ban_subject.clone(),
             balance_key: self.balance_key,
             sticky: self.sticky,
+            accepts: self.accepts,
         }
     }
 }
@@ -198,14 +204,17 @@ impl Proxy {
                         };
                         let cs = phase.cache_status(CACHE_NAME).ttl(d.ttl);
                         let age = d.current_age;
-                        return Ok(self.respond(
-                            ctx,
-                            &f.meta,
-                            age,
-                            cs,
-                            phase.as_str(),
-                            Source::Stored(f.handle),
-                        ));
+                        return Ok(self
+                            .respond(
+                                ctx,
+                                &f.meta,
+                                &f.key,
+                                age,
+                                cs,
+                                phase.as_str(),
+                                Source::Stored(f.handle),
+                            )
+                            .await);
                     }
                     if d.only_if_cached_fails(&ctx.dirs) {
                         return Err(Error::new(
@@ -218,14 +227,17 @@ impl Proxy {
                         self.spawn_refresh(ctx);
                         let phase = CachePhase::StaleWhileRevalidate;
                         let cs = phase.cache_status(CACHE_NAME).ttl(d.ttl);
-                        return Ok(self.respond(
-                            ctx,
-                            &f.meta,
-                            d.current_age,
-                            cs,
-                            phase.as_str(),
-                            Source::Stored(f.handle),
-                        ));
+                        return Ok(self
+                            .respond(
+                                ctx,
+                                &f.meta,
+                                &f.key,
+                                d.current_age,
+                                cs,
+                                phase.as_str(),
+                                Source::Stored(f.handle),
+                            )
+                            .await);
                     }
                     let phase = match d.reuse {
                         Reuse::MustRevalidate { reason, .. } if reason.is_request_driven() => {
@@ -251,7 +263,7 @@ impl Proxy {
             });
             if stored.is_none() && ctx.dirs.only_if_cached {
                 // RFC 9111 §5.2.1.7: stored, or being stored right now.
-                if let Some(r) = self.serve_from_fill(ctx, ck) {
+                if let Some(r) = self.serve_from_fill(ctx, ck).await {
                     return Ok(r);
                 }
                 return Err(Error::new(
@@ -263,7 +275,7 @@ impl Proxy {
                 // A HEAD has no content to store: a miss is forwarded as
                 // HEAD, and a stale GET is checked with one (§4.3.5).
                 return match stored {
-                    None => match self.serve_from_fill(ctx, ck) {
+                    None => match self.serve_from_fill(ctx, ck).await {
                         Some(r) => Ok(r),
                         None => self.pass(ctx, phase, None).await,
                     },
@@ -322,7 +334,7 @@ impl Proxy {
                             FillHead::Failed(kind) => {
                                 if let Some((f, d)) = stored {
                                     if d.can_serve_stale_if_error() {
-                                        return Ok(self.serve_stale_if_error(ctx, f, None));
+                                        return Ok(self.serve_stale_if_error(ctx, f, None).await);
                                     }
                                     return Err(Error::new(
                                         ErrorKind::RevalidationFailed,
@@ -369,14 +381,17 @@ impl Proxy {
                                     CachePhase::Collapsed
                                 };
                                 let age = meta.current_age(now);
-                                return Ok(self.respond(
-                                    ctx,
-                                    meta,
-                                    age,
-                                    cs,
-                                    phase.as_str(),
-                                    Source::Fill(r),
-                                ));
+                                return Ok(self
+                                    .respond(
+                                        ctx,
+                                        meta,
+                                        key,
+                                        age,
+                                        cs,
+                                        phase.as_str(),
+                                        Source::Fill(r),
+                                    )
+                                    .await);
                             }
                         },
                         Err(WaitError::Abandoned) => continue,
@@ -394,7 +409,7 @@ impl Proxy {
 
     /// Serves the request from a fetch in flight for `ck` whose head has
     /// arrived, if it matches the request's variant and is fresh enough.
-    fn serve_from_fill(&self, ctx: &Ctx, ck: Key) -> Option<Response<ProxyBody>> {
+    async fn serve_from_fill(&self, ctx: &Ctx, ck: Key) -> Option<Response<ProxyBody>> {
         let cache = self.cache.as_ref()?;
         let r = cache.coalescer().join_existing(&ck)?;
         let head = r.try_head()?;
@@ -410,7 +425,10 @@ impl Proxy {
         }
         let cs = CachePhase::Hit.cache_status(CACHE_NAME).ttl(d.ttl);
         let phase = CachePhase::Hit.as_str();
-        Some(self.respond(ctx, meta, d.current_age, cs, phase, Source::Fill(r)))
+        Some(
+            self.respond(ctx, meta, key, d.current_age, cs, phase, Source::Fill(r))
+                .await,
+        )
     }
 
     /// A HEAD for a stale stored GET: forwarded as HEAD; a 200 whose
@@ -442,7 +460,7 @@ impl Proxy {
         let mut resp = match result {
             Ok(r) => r,
             Err(_) if d.can_serve_stale_if_error() => {
-                return Ok(self.serve_stale_if_error(ctx, f, None));
+                return Ok(self.serve_stale_if_error(ctx, f, None).await);
             }
             Err(e) => return Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
         };
@@ -531,7 +549,7 @@ impl Proxy {
         out
     }
 
-    pub(super) fn serve_stale_if_error(
+    pub(super) async fn serve_stale_if_error(
         &self,
         ctx: &Ctx,
         f: Found,
@@ -548,11 +566,13 @@ impl Proxy {
         self.respond(
             ctx,
             &f.meta,
+            &f.key,
             age,
             cs,
             phase.as_str(),
             Source::Stored(f.handle),
         )
+        .await
     }
 
     /// Starts the one background refresh of a stale key (RFC 5861 §3).

@@ -73,7 +73,7 @@ impl Proxy {
                 writer.finish();
                 return match stored {
                     Some((f, d)) if d.can_serve_stale_if_error() => {
-                        Ok(self.serve_stale_if_error(ctx, f, None))
+                        Ok(self.serve_stale_if_error(ctx, f, None).await)
                     }
                     // RFC 9111 §5.2.2.2: an error, not the stale response.
                     Some(_) => Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
@@ -116,14 +116,17 @@ impl Proxy {
                 .fwd_status(304)
                 .ttl(ttl(&meta, now));
             let age = meta.current_age(now);
-            return Ok(self.respond(
-                ctx,
-                &meta,
-                age,
-                cs,
-                phase.as_str(),
-                Source::Refreshed(f.handle),
-            ));
+            return Ok(self
+                .respond(
+                    ctx,
+                    &meta,
+                    &f.key,
+                    age,
+                    cs,
+                    phase.as_str(),
+                    Source::Refreshed(f.handle),
+                )
+                .await);
         }
 
         // RFC 5861 §4: a 5xx while stale-if-error allows the stored response.
@@ -132,7 +135,7 @@ impl Proxy {
             && let Some(f) = stored
         {
             writer.release_once();
-            return Ok(self.serve_stale_if_error(ctx, f, Some(status)));
+            return Ok(self.serve_stale_if_error(ctx, f, Some(status)).await);
         }
 
         let control = effective_response_control(resp.headers(), cache.targets());
@@ -216,7 +219,9 @@ impl Proxy {
                     .stored()
                     .ttl(ttl(&meta, now));
                 let age = meta.current_age(now);
-                Ok(self.respond(ctx, &meta, age, cs, phase.as_str(), Source::Fill(reader)))
+                Ok(self
+                    .respond(ctx, &meta, &key, age, cs, phase.as_str(), Source::Fill(reader))
+                    .await)
             }
             Err(reason) => {
                 let request_driven = matches!(

@@ -69,6 +69,7 @@ impl Live {
                 rules: Rules::renew(&s.rules, prev.map(|p| &p.rules))
                     .map_err(|e| site_err(&s.name, e))?,
                 metrics: crate::metrics::http::site(&s.name),
+                compression: s.compression.clone(),
                 rate_limit: s.rate_limit.as_ref().map(|r| {
                     (
                         RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),

@@ -14,6 +14,7 @@ mod fetch;
 mod gate;
 pub mod hide;
 mod live;
+mod encode;
 mod respond;
 
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct SiteRuntime {
     pub rules: Rules,
     /// Its `/metrics` series.
     pub metrics: Arc<crate::metrics::http::SiteMetrics>,
+    /// What is compressed for its clients, and how.
+    pub compression: crate::config::compression::CompressionConfig,
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
@@ -303,6 +306,7 @@ impl Proxy {
             && body.is_end_stream()
         {
             let _ = cache;
+            let accepts = encode::take_accepts(&site.compression, &mut parts.headers);
             let mut ctx = cached::Ctx::new(
                 site.clone(),
                 method,
@@ -313,6 +317,7 @@ impl Proxy {
                 rec.clone(),
             );
             ctx.sticky = sticky;
+            ctx.accepts = accepts;
             let mut resp = self.cached(ctx).await;
             site.hide
                 .client_response(resp.headers_mut(), self.server_header.as_ref());

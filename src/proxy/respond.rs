@@ -14,6 +14,9 @@ use outpost_storage::ReadHandle;
 use super::Proxy;
 use super::body::{AccessRecord, ProxyBody};
 use super::cached::Ctx;
+use super::encode::Coded;
+use crate::cache::coalesce::Key;
+use crate::compress;
 use crate::cache::coalesce::FillReader;
 use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
 use crate::cache::control::fields_present;
@@ -39,9 +42,27 @@ pub(super) enum Source {
 }
 
 impl Proxy {
-    /// The response for `ctx`'s request from `meta` and its body `src`.
-    /// `phase` is the access log's cache field.
-    pub(super) fn respond(
+    /// The response for `ctx`'s request from `meta` (stored under `key`) and its body
+    /// `src`, in the representation the client gets (`encode`). `phase` is the access
+    /// log's cache field.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn respond(
+        &self,
+        ctx: &Ctx,
+        meta: &ObjectMeta,
+        key: &Key,
+        age: u64,
+        cs: CacheStatus,
+        phase: &'static str,
+        src: Source,
+    ) -> Response<ProxyBody> {
+        let coded = self.coded(ctx, meta, key, &src).await;
+        self.respond_coded(ctx, meta, age, cs, phase, src, coded)
+    }
+
+    /// [`Self::respond`] with the representation chosen.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_coded(
         &self,
         ctx: &Ctx,
         meta: &ObjectMeta,
@@ -49,6 +70,7 @@ impl Proxy {
         cs: CacheStatus,
         phase: &'static str,
         src: Source,
+        coded: Coded,
     ) -> Response<ProxyBody> {
         // Targeted fields (RFC 9213) when the site strips them and, if
         // configured, the tag field are left out as the map is built: a lookup of each (non-standard)
@@ -79,7 +101,30 @@ impl Proxy {
         let mut rec = ctx.rec.clone();
         rec.cache = phase;
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
+        // The representation's fields (RFC 9110 §8.4, §8.8.3, §12.5.5) before any
+        // precondition is evaluated against its validator.
+        let (src, transform) = match coded {
+            Coded::AsIs { vary } => {
+                if vary {
+                    compress::vary_on_accept_encoding(&mut headers);
+                }
+                (src, None)
+            }
+            Coded::Variant(e, h) => {
+                compress::to_coded(&mut headers, e);
+                (Source::Stored(h), None)
+            }
+            c @ Coded::Compress { e, .. } => {
+                compress::to_coded(&mut headers, e);
+                (src, Some(c))
+            }
+            c @ Coded::Decode(_) => {
+                compress::to_decoded(&mut headers);
+                (src, Some(c))
+            }
+        };
         let len = match &src {
+            _ if transform.is_some() => None,
             Source::Stored(h) | Source::Refreshed(h) => Some(h.body_len()),
             Source::Fill(_) => headers
                 .get(CONTENT_LENGTH)
@@ -132,6 +177,7 @@ impl Proxy {
         // RFC 9110 §14.2: Range applies to GET only, on a 200, when If-Range allows.
         if *method == Method::GET
             && status == StatusCode::OK
+            && transform.is_none()
             && let Some(len) = len
             && asked.has(5)
             && if_range_allows(&ctx.headers, &validators)
@@ -198,8 +244,16 @@ impl Proxy {
                     (true, _) => None,
                     (false, Source::Fill(f)) => Some(fill_body(f, 0, None)),
                     (false, Source::Stored(h) | Source::Refreshed(h)) => {
-                        Some(stored_body(h, Vec::new()))
+                        let len = h.body_len();
+                        Some(stored_body(h, vec![Segment::Stored { offset: 0, len }]))
                     }
+                };
+                let body = match (body, transform) {
+                    (Some(b), Some(Coded::Compress { e, level, sink })) => {
+                        Some(compress::stream::encode(b, e, level, sink))
+                    }
+                    (Some(b), Some(Coded::Decode(e))) => Some(compress::stream::decode(b, e)),
+                    (b, _) => b,
                 };
                 self.build(status, headers, body, rec)
             }

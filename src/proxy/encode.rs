@@ -1,0 +1,112 @@
+//! Which representation of a cached response a client gets (RFC 9110 §12.5.3): as stored,
+//! a compressed variant stored beside it, compressed now while streaming (and stored for
+//! the next client), or decoded when the client does not accept the stored coding.
+//!
+//! An object is stored once as fetched (fills ask the origin for `identity`); each coding
+//! is produced at most once per version and kept under its own key (`CacheLayer::
+//! begin_coded`), so later requests for it are plain hits. A Range request is answered from
+//! the stored representation (RFC 9110 §14: a range of that representation).
+//!
+//! Owns: the choice and the variant's lookup. Must not know: how codings run (`compress`).
+
+use http::header::{ACCEPT_ENCODING, RANGE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use outpost_storage::{ReadHandle, WriteHandle};
+
+use super::Proxy;
+use super::cached::Ctx;
+use super::respond::Source;
+use crate::cache::coalesce::Key;
+use crate::cache::meta::ObjectMeta;
+use crate::compress::{
+    Accepts, Coding, CompressionConfig, Encoding, compressible, content_coding,
+};
+
+/// The representation sent.
+pub(super) enum Coded {
+    /// As stored; `vary`: it is one of several (`Vary: Accept-Encoding`).
+    AsIs { vary: bool },
+    /// The stored variant in coding `e`.
+    Variant(Encoding, ReadHandle),
+    /// Compressed with `e` at `level` while streaming, written to `sink` too.
+    Compress {
+        e: Encoding,
+        level: u32,
+        sink: Option<WriteHandle>,
+    },
+    /// The stored coding `e` decoded (the client does not accept it).
+    Decode(Encoding),
+}
+
+/// The codings `headers` (a request on its way to the cache) accepts. When the site
+/// compresses, the origin is asked for `identity` instead: the node stores one
+/// representation and makes the others, and every spelling of `Accept-Encoding` then
+/// selects the same stored response under `Vary: Accept-Encoding`.
+pub(super) fn take_accepts(cfg: &CompressionConfig, headers: &mut HeaderMap) -> Accepts {
+    if !cfg.enabled {
+        return Accepts::default();
+    }
+    let a = Accepts::from_headers(headers);
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    a
+}
+
+impl Proxy {
+    /// The representation of `meta` (stored under `key`, body `src`) for `ctx`'s client.
+    pub(super) async fn coded(
+        &self,
+        ctx: &Ctx,
+        meta: &ObjectMeta,
+        key: &Key,
+        src: &Source,
+    ) -> Coded {
+        let cfg = &ctx.site.compression;
+        if !cfg.enabled {
+            return Coded::AsIs { vary: false };
+        }
+        let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
+        let fields: &[_] = &meta.headers;
+        let accepts = &ctx.accepts;
+        match content_coding(fields) {
+            Coding::Other => return Coded::AsIs { vary: false },
+            Coding::Known(e) => {
+                // Stored coded (an origin that compresses whatever it is asked): as it is
+                // to a client that takes it, decoded for one that does not.
+                if accepts.accepts(e) || !accepts.accepts_identity() || status != StatusCode::OK
+                {
+                    return Coded::AsIs { vary: true };
+                }
+                return Coded::Decode(e);
+            }
+            Coding::Identity => {}
+        }
+        let len = match src {
+            Source::Stored(h) | Source::Refreshed(h) => Some(h.body_len()),
+            Source::Fill(_) => meta.body_len,
+        };
+        if !compressible(cfg, status, fields, len) {
+            return Coded::AsIs { vary: false };
+        }
+        if ctx.headers.contains_key(RANGE) && ctx.method == Method::GET {
+            return Coded::AsIs { vary: true };
+        }
+        let Some(e) = accepts.best(&cfg.prefer) else {
+            return Coded::AsIs { vary: true };
+        };
+        let Some(cache) = self.cache.as_deref() else {
+            return Coded::AsIs { vary: true };
+        };
+        if let Some(h) = cache.lookup_coded(key, &meta.object_id, e).await {
+            return Coded::Variant(e, h);
+        }
+        // A HEAD learns the fields; the first GET compresses and stores.
+        let sink = (ctx.method == Method::GET)
+            .then(|| cache.begin_coded(key, &meta.object_id, e))
+            .flatten();
+        Coded::Compress {
+            e,
+            level: cfg.level(e),
+            sink,
+        }
+    }
+}
