@@ -346,7 +346,12 @@ impl CacheLayer {
 
     /// Starts storing the representation in coding `e` of version `object_id` of the
     /// object under `base` (committed when the write finishes; see `lookup_coded`).
-    pub fn begin_coded(&self, base: &Key, object_id: &[u8; 16], e: Encoding) -> Option<WriteHandle> {
+    pub fn begin_coded(
+        &self,
+        base: &Key,
+        object_id: &[u8; 16],
+        e: Encoding,
+    ) -> Option<WriteHandle> {
         if self.store.handing_over() {
             return None;
         }

@@ -513,10 +513,12 @@ impl Proxy {
     pub(super) fn pass_response(
         &self,
         ctx: &Ctx,
-        resp: Response<ResponseBody>,
+        mut resp: Response<ResponseBody>,
         phase: CachePhase,
         detail: Option<&'static str>,
     ) -> Response<ProxyBody> {
+        let coding =
+            super::encode::code_passed(&ctx.site.compression, &ctx.accepts, &ctx.method, &mut resp);
         let status = resp.status().as_u16();
         let mut rec = ctx.rec.clone();
         rec.status = status;
@@ -526,7 +528,7 @@ impl Proxy {
             ctx.site
                 .pool
                 .sticky_set_cookie(&resp, ctx.sticky, ctx.target.scheme == "https");
-        let mut out = self.client_response_stripped(resp, ctx.client_version, rec);
+        let mut out = self.client_response_stripped(resp, ctx.client_version, rec, coding);
         if let Some(c) = set_cookie {
             out.headers_mut().append(http::header::SET_COOKIE, c);
         }

@@ -18,9 +18,7 @@ use super::cached::Ctx;
 use super::respond::Source;
 use crate::cache::coalesce::Key;
 use crate::cache::meta::ObjectMeta;
-use crate::compress::{
-    Accepts, Coding, CompressionConfig, Encoding, compressible, content_coding,
-};
+use crate::compress::{Accepts, Coding, CompressionConfig, Encoding, compressible, content_coding};
 
 /// The representation sent.
 pub(super) enum Coded {
@@ -32,7 +30,7 @@ pub(super) enum Coded {
     Compress {
         e: Encoding,
         level: u32,
-        sink: Option<WriteHandle>,
+        sink: Option<Box<WriteHandle>>,
     },
     /// The stored coding `e` decoded (the client does not accept it).
     Decode(Encoding),
@@ -72,8 +70,7 @@ impl Proxy {
             Coding::Known(e) => {
                 // Stored coded (an origin that compresses whatever it is asked): as it is
                 // to a client that takes it, decoded for one that does not.
-                if accepts.accepts(e) || !accepts.accepts_identity() || status != StatusCode::OK
-                {
+                if accepts.accepts(e) || !accepts.accepts_identity() || status != StatusCode::OK {
                     return Coded::AsIs { vary: true };
                 }
                 return Coded::Decode(e);
@@ -102,11 +99,39 @@ impl Proxy {
         // A HEAD learns the fields; the first GET compresses and stores.
         let sink = (ctx.method == Method::GET)
             .then(|| cache.begin_coded(key, &meta.object_id, e))
-            .flatten();
+            .flatten()
+            .map(Box::new);
         Coded::Compress {
             e,
             level: cfg.level(e),
             sink,
         }
     }
+}
+
+/// For a response that is not stored: the coding to compress it with on its way to the
+/// client (per `compress_uncacheable`), its fields already turned into the coded
+/// representation's. `None`: sent as it is (a HEAD, a response that may not or need not
+/// be compressed, a client that takes no coding).
+pub(super) fn code_passed(
+    cfg: &CompressionConfig,
+    accepts: &Accepts,
+    method: &Method,
+    resp: &mut http::Response<crate::origin::ResponseBody>,
+) -> Option<(Encoding, u32)> {
+    if !cfg.enabled || !cfg.compress_uncacheable || *method == Method::HEAD {
+        return None;
+    }
+    let len = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if !compressible(cfg, resp.status(), resp.headers(), len) {
+        return None;
+    }
+    crate::compress::vary_on_accept_encoding(resp.headers_mut());
+    let e = accepts.best(&cfg.prefer)?;
+    crate::compress::to_coded(resp.headers_mut(), e);
+    Some((e, cfg.level(e)))
 }

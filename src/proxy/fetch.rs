@@ -220,7 +220,15 @@ impl Proxy {
                     .ttl(ttl(&meta, now));
                 let age = meta.current_age(now);
                 Ok(self
-                    .respond(ctx, &meta, &key, age, cs, phase.as_str(), Source::Fill(reader))
+                    .respond(
+                        ctx,
+                        &meta,
+                        &key,
+                        age,
+                        cs,
+                        phase.as_str(),
+                        Source::Fill(reader),
+                    )
                     .await)
             }
             Err(reason) => {

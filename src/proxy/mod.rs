@@ -10,11 +10,11 @@
 
 pub mod body;
 pub mod cached;
+mod encode;
 mod fetch;
 mod gate;
 pub mod hide;
 mod live;
-mod encode;
 mod respond;
 
 use std::net::SocketAddr;
@@ -340,6 +340,12 @@ impl Proxy {
             return Ok(resp);
         }
 
+        // What the client takes, for a response compressed on its way.
+        let accepts = if site.compression.enabled && site.compression.compress_uncacheable {
+            crate::compress::Accepts::from_headers(&parts.headers)
+        } else {
+            crate::compress::Accepts::default()
+        };
         // `balance = "hash"` sends a URL to one origin (the cache key's),
         // `client_ip` a client.
         let key = match site.pool.hash_on() {
@@ -398,7 +404,9 @@ impl Proxy {
             return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
         }
         let bypass = self.cache.is_some() && site.cache;
-        let mut out = self.client_response(resp, client_version, rec.clone());
+        crate::origin::strip_response_hop_by_hop(&mut resp);
+        let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
+        let mut out = self.client_response_stripped(resp, client_version, rec.clone(), coding);
         if let Some(c) = set_cookie {
             out.headers_mut().append(header::SET_COOKIE, c);
         }
@@ -434,30 +442,23 @@ impl Proxy {
         }
     }
 
-    /// An origin response as sent to the client: hop-by-hop fields removed,
-    /// `Via` added, the body streamed with the idle-body timeout.
-    pub(crate) fn client_response(
-        &self,
-        mut resp: Response<ResponseBody>,
-        client_version: Version,
-        rec: AccessRecord,
-    ) -> Response<ProxyBody> {
-        crate::origin::strip_response_hop_by_hop(&mut resp);
-        self.client_response_stripped(resp, client_version, rec)
-    }
-
-    /// [`Proxy::client_response`] for a response whose hop-by-hop fields
-    /// are already gone.
+    /// An origin response as sent to the client (its hop-by-hop fields
+    /// already removed): `Via` added, the body streamed with the idle-body
+    /// timeout, compressed with `coding` when given.
     pub(crate) fn client_response_stripped(
         &self,
         resp: Response<ResponseBody>,
         client_version: Version,
         rec: AccessRecord,
+        coding: Option<(crate::compress::Encoding, u32)>,
     ) -> Response<ProxyBody> {
         let (mut rp, body) = resp.into_parts();
         add_via(&mut rp.headers, self.via.get(rp.version));
         rp.version = client_version;
-        let body = body.map_err(Into::into).boxed_unsync();
+        let mut body = body.map_err(Into::into).boxed_unsync();
+        if let Some((e, level)) = coding {
+            body = crate::compress::stream::encode(body, e, level, None);
+        }
         Response::from_parts(rp, ProxyBody::new(body, Some(self.idle_body), rec))
     }
 }

@@ -15,9 +15,8 @@ use super::Proxy;
 use super::body::{AccessRecord, ProxyBody};
 use super::cached::Ctx;
 use super::encode::Coded;
-use crate::cache::coalesce::Key;
-use crate::compress;
 use crate::cache::coalesce::FillReader;
+use crate::cache::coalesce::Key;
 use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
 use crate::cache::control::fields_present;
 use crate::cache::fill::FillHead;
@@ -27,6 +26,7 @@ use crate::cache::meta_memo::client_headers_memo;
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
 use crate::cache::status::CacheStatus;
 use crate::cache::stored_body::{Segment, fill_body, stored_body};
+use crate::compress;
 use crate::origin::headers::add_via;
 
 /// Where the body comes from.
@@ -250,7 +250,7 @@ impl Proxy {
                 };
                 let body = match (body, transform) {
                     (Some(b), Some(Coded::Compress { e, level, sink })) => {
-                        Some(compress::stream::encode(b, e, level, sink))
+                        Some(compress::stream::encode(b, e, level, sink.map(|s| *s)))
                     }
                     (Some(b), Some(Coded::Decode(e))) => Some(compress::stream::decode(b, e)),
                     (b, _) => b,
