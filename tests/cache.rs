@@ -410,7 +410,9 @@ async fn vary_keeps_one_variant_per_normalised_value() {
         )
     })
     .await;
-    let n = TestNode::start(&o.url(), "").await;
+    // A node that does not compress passes `Accept-Encoding` on (one that does asks the
+    // origin for identity: tests/compression.rs).
+    let n = TestNode::start(&o.url(), "[compression]\nenabled = false\n").await;
     let (_, _, b) = get_with(&n.url("/v"), &[("accept-encoding", "gzip")]).await;
     assert_eq!(b, "enc:gzip");
     let (_, _, b) = get_with(&n.url("/v"), &[("accept-encoding", "br")]).await;

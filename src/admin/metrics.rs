@@ -46,6 +46,20 @@ fn counter(
     Ok(())
 }
 
+fn counter_f64(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, f64)],
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in series {
+        let c = ConstCounter::new(*v);
+        c.encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
 fn gauge(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -252,6 +266,45 @@ impl Collector for Scrape {
             "outpost_tls_handshakes",
             "TLS handshakes by result.",
             &tls,
+        )?;
+        let by_coding = |f: fn(&crate::metrics::compression::CodingFigures) -> u64| {
+            st.compression
+                .iter()
+                .map(|c| (vec![("coding", c.coding)], f(c)))
+                .collect::<Vec<_>>()
+        };
+        counter(
+            &mut e,
+            "outpost_compression_in_bytes",
+            "Bytes given to the compressor, by coding.",
+            &by_coding(|c| c.bytes_in),
+        )?;
+        counter(
+            &mut e,
+            "outpost_compression_out_bytes",
+            "Compressed bytes produced, by coding.",
+            &by_coding(|c| c.bytes_out),
+        )?;
+        counter(
+            &mut e,
+            "outpost_compression_variants_stored",
+            "Compressed representations stored beside their objects, by coding.",
+            &by_coding(|c| c.stored),
+        )?;
+        counter(
+            &mut e,
+            "outpost_decompressed_bytes",
+            "Bytes decoded for clients that do not accept a stored coding, by coding.",
+            &by_coding(|c| c.decoded_bytes),
+        )?;
+        counter_f64(
+            &mut e,
+            "outpost_compression_seconds",
+            "Time spent compressing, by coding.",
+            &st.compression
+                .iter()
+                .map(|c| (vec![("coding", c.coding)], c.seconds))
+                .collect::<Vec<_>>(),
         )?;
         counter(
             &mut e,

@@ -59,6 +59,9 @@ pub struct Stats {
     /// TLS handshakes completed, and failed by reason.
     pub tls_handshakes: u64,
     pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
+    /// Per coding: bytes into and out of the compressor, seconds spent in it, variants
+    /// stored, bytes decoded.
+    pub compression: Vec<super::compression::CodingFigures>,
     /// Requests refused by an access list (403).
     pub access_denied: u64,
     /// Requests over a rate limit (429).
@@ -162,6 +165,7 @@ impl NodeStats {
                 .zip(c.tls_failures)
                 .map(|(w, n)| (w.as_str(), n))
                 .collect(),
+            compression: super::compression::CompressionCounters::global().figures(),
             ..Stats::default()
         };
         if let Some(cache) = cache {

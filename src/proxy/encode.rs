@@ -18,7 +18,9 @@ use super::cached::Ctx;
 use super::respond::Source;
 use crate::cache::coalesce::Key;
 use crate::cache::meta::ObjectMeta;
-use crate::compress::{Accepts, Coding, CompressionConfig, Encoding, compressible, content_coding};
+use crate::compress::{
+    Accepts, Coding, CompressionConfig, Encoding, Fields, compressible, content_coding,
+};
 
 /// The representation sent.
 pub(super) enum Coded {
@@ -79,7 +81,10 @@ impl Proxy {
         }
         let len = match src {
             Source::Stored(h) | Source::Refreshed(h) => Some(h.body_len()),
-            Source::Fill(_) => meta.body_len,
+            Source::Fill(_) => meta.body_len.or_else(|| {
+                Fields::first(fields, &http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+            }),
         };
         if !compressible(cfg, status, fields, len) {
             return Coded::AsIs { vary: false };
