@@ -199,6 +199,7 @@ async fn negotiation_follows_accept_encoding() {
         ("gzip;q=0.5, identity", None),
         ("deflate, compress", None),
         ("gzip;q=0", None),
+        ("*;q=0, identity;q=0.5", None),
     ] {
         let (st, h, body) = get_with(&url, &[("accept-encoding", ae)]).await;
         assert_eq!(st, 200, "{ae}");
@@ -209,6 +210,14 @@ async fn negotiation_follows_accept_encoding() {
         );
         assert_eq!(decode(&h, &body).await, page("/page/5000", 5000), "{ae}");
     }
+    // Nothing acceptable (RFC 9110 §15.5.7); an image is sent as it is regardless.
+    for ae in ["identity;q=0", "*;q=0", "identity;q=0, deflate"] {
+        let (st, h, _) = get_with(&url, &[("accept-encoding", ae)]).await;
+        assert_eq!(st, 406, "{ae}");
+        assert_eq!(h["vary"], "Accept-Encoding");
+    }
+    let (st, _, _) = get_with(&n.url("/png/5000"), &[("accept-encoding", "identity;q=0")]).await;
+    assert_eq!(st, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,7 @@ async fn series_move_with_traffic_and_histograms_add_up() {
         "le",
         "version",
         "commit",
+        "coding",
     ];
     for x in &s.samples {
         for k in x.labels.keys() {

@@ -11,6 +11,8 @@ command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 # nstat: TCP counters per round (run.sh).
 command -v nstat >/dev/null 2>&1 || need+=(iproute2)
+# nginx's Brotli filter: the peer of compression.sh.
+[ -f /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so ] || need+=(libnginx-mod-http-brotli-filter)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

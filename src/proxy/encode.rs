@@ -36,6 +36,8 @@ pub(super) enum Coded {
     },
     /// The stored coding `e` decoded (the client does not accept it).
     Decode(Encoding),
+    /// Nothing the node can send is acceptable: 406 (RFC 9110 §15.5.7).
+    NotAcceptable,
 }
 
 /// The codings `headers` (a request on its way to the cache) accepts. When the site
@@ -93,6 +95,10 @@ impl Proxy {
             return Coded::AsIs { vary: true };
         }
         let Some(e) = accepts.best(&cfg.prefer) else {
+            // `identity;q=0` (or `*;q=0`) and none of the codings the site makes.
+            if !accepts.accepts_identity() {
+                return Coded::NotAcceptable;
+            }
             return Coded::AsIs { vary: true };
         };
         let Some(cache) = self.cache.as_deref() else {

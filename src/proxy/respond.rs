@@ -122,6 +122,17 @@ impl Proxy {
                 compress::to_decoded(&mut headers);
                 (src, Some(c))
             }
+            Coded::NotAcceptable => {
+                let mut h = HeaderMap::new();
+                cs_copy(&headers, &mut h);
+                compress::vary_on_accept_encoding(&mut h);
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                let msg = "none of the codings this resource is available in is acceptable\n";
+                h.insert(CONTENT_LENGTH, HeaderValue::from(msg.len()));
+                let body = (ctx.method != Method::HEAD)
+                    .then(|| super::body::full_inner(Bytes::from_static(msg.as_bytes())));
+                return self.build(StatusCode::NOT_ACCEPTABLE, h, body, rec);
+            }
         };
         let len = match &src {
             _ if transform.is_some() => None,
