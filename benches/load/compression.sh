@@ -71,7 +71,14 @@ start_origin
 
 URL=/html/page.html
 TCK=$(getconf CLK_TCK)
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of a proxy and its children (nginx's worker).
+ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
 start_proxy() {
   case $1 in
     outpost)

@@ -35,7 +35,7 @@ pub(super) const MAGIC: &[u8; 4] = b"OPMT";
 pub const META_VERSION: u8 = 1;
 const KIND_OBJECT: u8 = 1;
 const KIND_VARY: u8 = 2;
-pub(super) const CHECKSUM_LEN: usize = 8;
+pub const CHECKSUM_LEN: usize = 8;
 
 /// `Surrogate-Key`: space-separated tags used by tag purges.
 pub static SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");

@@ -203,13 +203,14 @@ pub fn compressible(
     headers: &(impl Fields + ?Sized),
     len: Option<u64>,
 ) -> bool {
+    // The type first: most responses that are not compressed are so by their type.
     cfg.enabled
         && status == StatusCode::OK
         && len.is_none_or(|l| l >= cfg.min_size.max(1))
-        && content_coding(headers) == Coding::Identity
         && headers
             .first(&CONTENT_TYPE)
             .is_some_and(|v| v.to_str().is_ok_and(|t| cfg.compresses_type(t)))
+        && content_coding(headers) == Coding::Identity
         && !no_transform(headers)
 }
 

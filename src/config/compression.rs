@@ -86,12 +86,78 @@ impl TypePattern {
         }
     }
 
-    /// Whether `essence` (lower-case `type/subtype`, no parameters) matches.
+    /// Whether `essence` (`type/subtype` without parameters, any case) matches.
     pub fn matches(&self, essence: &str) -> bool {
         match self {
-            TypePattern::Exact(t) => t == essence,
-            TypePattern::Prefix(p) => essence.starts_with(p.as_str()),
+            TypePattern::Exact(t) => t.eq_ignore_ascii_case(essence),
+            TypePattern::Prefix(p) => essence
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
         }
+    }
+}
+
+/// The media types a site compresses, kept for a lookup per hit: the exact ones in a
+/// hash set of lower-case names, the `type/*` ones as prefixes.
+#[derive(Debug, Clone, Default)]
+pub struct Types {
+    patterns: Vec<TypePattern>,
+    exact: std::collections::HashSet<String, foldhash::fast::RandomState>,
+    prefixes: Vec<String>,
+}
+
+impl PartialEq for Types {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for Types {}
+
+impl Types {
+    fn new(patterns: Vec<TypePattern>) -> Types {
+        let mut t = Types {
+            patterns: Vec::new(),
+            exact: Default::default(),
+            prefixes: Vec::new(),
+        };
+        for p in patterns {
+            t.push(p);
+        }
+        t
+    }
+
+    fn push(&mut self, p: TypePattern) {
+        match &p {
+            TypePattern::Exact(e) => {
+                self.exact.insert(e.clone());
+            }
+            TypePattern::Prefix(x) => self.prefixes.push(x.clone()),
+        }
+        self.patterns.push(p);
+    }
+
+    fn clear(&mut self) {
+        *self = Types::default();
+    }
+
+    /// Whether `essence` (`type/subtype`, any case) is listed.
+    pub fn contains(&self, essence: &str) -> bool {
+        if self.prefixes.iter().any(|p| {
+            essence
+                .get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
+        }) {
+            return true;
+        }
+        // Lower-cased on the stack: no allocation on the hit path.
+        let mut buf = [0u8; 96];
+        let Some(lower) = buf.get_mut(..essence.len()) else {
+            return self.exact.contains(&essence.to_ascii_lowercase());
+        };
+        lower.copy_from_slice(essence.as_bytes());
+        lower.make_ascii_lowercase();
+        std::str::from_utf8(lower).is_ok_and(|l| self.exact.contains(l))
     }
 }
 
@@ -125,7 +191,7 @@ pub struct CompressionConfig {
     /// Compress at all (default on).
     pub enabled: bool,
     /// Media types compressed.
-    pub types: Vec<TypePattern>,
+    pub types: Types,
     /// Bodies smaller than this are sent as they are.
     pub min_size: u64,
     /// Codings the node produces, most preferred first (default br, zstd, gzip).
@@ -144,10 +210,12 @@ impl Default for CompressionConfig {
     fn default() -> Self {
         CompressionConfig {
             enabled: true,
-            types: DEFAULT_TYPES
-                .iter()
-                .filter_map(|t| TypePattern::parse(t).ok())
-                .collect(),
+            types: Types::new(
+                DEFAULT_TYPES
+                    .iter()
+                    .filter_map(|t| TypePattern::parse(t).ok())
+                    .collect(),
+            ),
             min_size: 1024,
             prefer: Encoding::ALL.to_vec(),
             // Compressed once per object and served from the store many times, so the levels
@@ -164,13 +232,13 @@ impl Default for CompressionConfig {
 impl CompressionConfig {
     /// Whether a response of media type `content_type` (a `Content-Type` value) is compressed.
     pub fn compresses_type(&self, content_type: &str) -> bool {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        self.types.iter().any(|t| t.matches(&essence))
+        // On every hit of a compressing site: no allocation, one scan.
+        let essence = match content_type.as_bytes().iter().position(|&b| b == b';') {
+            Some(i) => &content_type[..i],
+            None => content_type,
+        }
+        .trim();
+        self.types.contains(essence)
     }
 
     /// The level for `e`.

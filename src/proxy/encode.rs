@@ -41,11 +41,13 @@ pub(super) enum Coded {
 }
 
 /// The codings `headers` (a request on its way to the cache) accepts. When the site
-/// compresses, the origin is asked for `identity` instead: the node stores one
-/// representation and makes the others, and every spelling of `Accept-Encoding` then
-/// selects the same stored response under `Vary: Accept-Encoding`.
+/// compresses, a request that names codings asks the origin for `identity` instead: the
+/// node stores one representation and makes the others, and every spelling of
+/// `Accept-Encoding` then selects the same stored response under `Vary:
+/// Accept-Encoding` (a request without the field, which leaves the coding to the
+/// origin, selects at most one more).
 pub(super) fn take_accepts(cfg: &CompressionConfig, headers: &mut HeaderMap) -> Accepts {
-    if !cfg.enabled {
+    if !cfg.enabled || !headers.contains_key(ACCEPT_ENCODING) {
         return Accepts::default();
     }
     let a = Accepts::from_headers(headers);
@@ -81,6 +83,12 @@ impl Proxy {
             }
             Coding::Identity => {}
         }
+        // A hot object's answer is the same on every hit: asked once per thread.
+        let memo_key = match src {
+            Source::Stored(h) => memo_key(h.meta(), ctx.site.generation),
+            _ => None,
+        };
+        let known = memo_key.and_then(memo_get);
         let len = match src {
             Source::Stored(h) | Source::Refreshed(h) => Some(h.body_len()),
             Source::Fill(_) => meta.body_len.or_else(|| {
@@ -88,7 +96,14 @@ impl Proxy {
                     .and_then(|v| v.to_str().ok()?.parse().ok())
             }),
         };
-        if !compressible(cfg, status, fields, len) {
+        let yes = known.unwrap_or_else(|| {
+            let yes = compressible(cfg, status, fields, len);
+            if let Some(k) = memo_key {
+                memo_put(k, yes);
+            }
+            yes
+        });
+        if !yes {
             return Coded::AsIs { vary: false };
         }
         if ctx.headers.contains_key(RANGE) && ctx.method == Method::GET {
@@ -145,4 +160,45 @@ pub(super) fn code_passed(
     let e = accepts.best(&cfg.prefer)?;
     crate::compress::to_coded(resp.headers_mut(), e);
     Some((e, cfg.level(e)))
+}
+
+/// A new site generation (see `SiteRuntime::generation`).
+pub(super) fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Slots of the per-thread memo of compressibility.
+const MEMO_SLOTS: usize = 256;
+
+thread_local! {
+    /// (stored head's checksum word, site generation) → compressible, direct-mapped.
+    static MEMO: std::cell::RefCell<[(u64, u64, bool); MEMO_SLOTS]> =
+        const { std::cell::RefCell::new([(0, 0, false); MEMO_SLOTS]) };
+}
+
+/// The stored head's identity (its trailing checksum, which changes with
+/// every byte of it: a 304's new fields included) and the site's generation.
+fn memo_key(meta: &bytes::Bytes, generation: u64) -> Option<(u64, u64)> {
+    let at = meta.len().checked_sub(crate::cache::meta::CHECKSUM_LEN)?;
+    let w = meta.get(at..at + 8)?;
+    Some((u64::from_le_bytes(<[u8; 8]>::try_from(w).ok()?), generation))
+}
+
+fn memo_get(k: (u64, u64)) -> Option<bool> {
+    MEMO.try_with(|m| {
+        let m = m.try_borrow().ok()?;
+        let (w, g, v) = m[(k.0 as usize) & (MEMO_SLOTS - 1)];
+        (w == k.0 && g == k.1).then_some(v)
+    })
+    .ok()
+    .flatten()
+}
+
+fn memo_put(k: (u64, u64), v: bool) {
+    let _ = MEMO.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m[(k.0 as usize) & (MEMO_SLOTS - 1)] = (k.0, k.1, v);
+        }
+    });
 }

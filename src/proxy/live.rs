@@ -70,6 +70,7 @@ impl Live {
                     .map_err(|e| site_err(&s.name, e))?,
                 metrics: crate::metrics::http::site(&s.name),
                 compression: s.compression.clone(),
+                generation: super::encode::next_generation(),
                 rate_limit: s.rate_limit.as_ref().map(|r| {
                     (
                         RateLimiter::new(r.requests, r.period, r.burst, r.max_tracked_clients),

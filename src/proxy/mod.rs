@@ -86,6 +86,9 @@ pub struct SiteRuntime {
     pub metrics: Arc<crate::metrics::http::SiteMetrics>,
     /// What is compressed for its clients, and how.
     pub compression: crate::config::compression::CompressionConfig,
+    /// Unique to this build of the site (a reload makes new ones): memos of
+    /// decisions that depend on its settings are keyed by it.
+    pub generation: u64,
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
