@@ -2,11 +2,15 @@
 //! §4.2.2), age (§4.2.3) and the reuse decision for a stored response
 //! (§4.2.4, §5.2, RFC 5861).
 //!
-//! Where `http-cache-semantics` 3 (RFC 7234) differs, this follows RFC 9111:
-//! qualified `private`/`no-cache` are honoured per field (§5.2.2.4,
-//! §5.2.2.7), `must-understand` (§5.2.2.3), the RFC 9110 §15.1 list of
-//! heuristically cacheable statuses, RFC 9213 targeted fields (Expires
-//! ignored under a targeted field), and no `Warning` headers (§5.5 obsoleted).
+//! `tests/rfc_oracle.rs` holds storability and lifetimes against
+//! `http-cache-semantics` 3 (RFC 7234) on random responses. Where it differs,
+//! this follows RFC 9111: qualified `private`/`no-cache` are honoured per field
+//! (§5.2.2.4, §5.2.2.7), `must-understand` (§5.2.2.3), any final status with
+//! explicit freshness is stored (§3; the crate stores only the statuses it
+//! lists), `proxy-revalidate` bounds stale reuse and leaves the lifetime
+//! (§5.2.2.8; the crate makes it 0), an `Expires` that is not a date means
+//! already expired (§5.3), RFC 9213 targeted fields (Expires ignored under a
+//! targeted field), and no `Warning` headers (§5.5 obsoleted).
 
 use std::time::{Duration, SystemTime};
 
@@ -197,8 +201,10 @@ pub fn freshness_lifetime(
             source: LifetimeSource::Expires,
         };
     }
-    // §4.2.2: heuristics only for heuristically cacheable statuses.
-    if is_heuristically_cacheable(status.as_u16())
+    // §4.2.2: heuristics only for statuses that are heuristically cacheable and for
+    // responses "marked as explicitly cacheable (e.g., with a public response
+    // directive)".
+    if (is_heuristically_cacheable(status.as_u16()) || d.public)
         && let Some(lm) = header_date(headers, &LAST_MODIFIED)
     {
         let f = heuristic.fraction;

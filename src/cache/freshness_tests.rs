@@ -286,8 +286,12 @@ fn heuristic_freshness() {
             source: LifetimeSource::Heuristic
         }
     );
-    // Not for a status that is not heuristically cacheable.
+    // Not for a status that is not heuristically cacheable ...
     assert_eq!(lifetime(302, &r, 1000).source, LifetimeSource::None);
+    // ... unless it is marked explicitly cacheable (found by tests/rfc_oracle.rs).
+    let mut public = r.clone();
+    public.push(("cache-control", "public"));
+    assert_eq!(lifetime(302, &public, 1000).secs, 100);
     // Capped.
     let long = [("last-modified", date(0)), ("date", date(100_000_000))];
     let long: Vec<(&str, &str)> = long.iter().map(|(a, b)| (*a, b.as_str())).collect();
