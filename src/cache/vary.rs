@@ -7,6 +7,9 @@
 //! OWS and empty members dropped (RFC 9110 §5.6.1), whitespace around
 //! parameter delimiters is removed, and fields defined as case-insensitive
 //! (`Accept-Encoding`, `Accept-Language`, `Accept-Charset`) are lower-cased.
+//! The weighted lists `Accept-Language` and `Accept-Encoding` are put in one
+//! order (by weight, then value: equally weighted members have no order,
+//! RFC 9110 §12.4.2) with canonical weights and no repeats.
 //! A missing field is distinct from an empty one.
 
 use http::HeaderMap;
@@ -115,6 +118,68 @@ fn condense(member: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Members of a weighted list (`Accept-Language`, RFC 9110 §12.5.4;
+/// `Accept-Encoding`, §12.5.3; already condensed and lower-cased) in an order
+/// that keeps their meaning: by quality, highest first, and by value among
+/// equal qualities (the order of equally weighted members means nothing,
+/// §12.4.2), the weight written once in a canonical form (`q=1` left out,
+/// `q=0.50` as `q=0.5`) and repeats dropped. A member whose weight is not a
+/// qvalue is kept as it is, after the others.
+fn by_weight(members: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut weighted: Vec<(u16, Vec<u8>)> = Vec::with_capacity(members.len());
+    let mut odd: Vec<Vec<u8>> = Vec::new();
+    for m in members {
+        let (value, q) = match m.iter().position(|&b| b == b';') {
+            None => (m.clone(), Some(1000)),
+            Some(i) => match m[i + 1..].strip_prefix(b"q=") {
+                Some(q) => (m[..i].to_vec(), qvalue(q)),
+                None => (m.clone(), None),
+            },
+        };
+        match q {
+            Some(q) => weighted.push((q, value)),
+            None => odd.push(m),
+        }
+    }
+    weighted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    weighted.dedup();
+    let mut out: Vec<Vec<u8>> = weighted
+        .into_iter()
+        .map(|(q, mut v)| {
+            if q < 1000 {
+                let frac = format!("{q:03}");
+                v.extend_from_slice(b";q=0.");
+                v.extend_from_slice(frac.trim_end_matches('0').as_bytes());
+                if q == 0 {
+                    v.truncate(v.len() - 1);
+                }
+            }
+            v
+        })
+        .collect();
+    out.extend(odd);
+    out
+}
+
+/// An RFC 9110 §12.4.2 qvalue in thousandths.
+fn qvalue(v: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let f: u16 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}").parse().ok()?
+    };
+    match int {
+        "0" => Some(f),
+        "1" if f == 0 => Some(1000),
+        _ => None,
+    }
+}
+
 /// The normalised value of request field `name` for variant keys, or
 /// `None` when the field is absent (RFC 9111 §4.1).
 pub fn normalised_value(name: &HeaderName, request: &HeaderMap) -> Option<Vec<u8>> {
@@ -123,18 +188,24 @@ pub fn normalised_value(name: &HeaderName, request: &HeaderMap) -> Option<Vec<u8
     let mut out = Vec::new();
     if is_list(name) {
         let lower = is_case_insensitive(name);
+        let mut members: Vec<Vec<u8>> = Vec::new();
         for line in lines {
             for m in split_list(line.as_bytes()) {
-                if !out.is_empty() {
-                    out.extend_from_slice(b", ");
-                }
-                let c = condense(m);
+                let mut c = condense(m);
                 if lower {
-                    out.extend(c.iter().map(u8::to_ascii_lowercase));
-                } else {
-                    out.extend_from_slice(&c);
+                    c.make_ascii_lowercase();
                 }
+                members.push(c);
             }
+        }
+        if name == ACCEPT_LANGUAGE || name == ACCEPT_ENCODING {
+            members = by_weight(members);
+        }
+        for (i, m) in members.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(m);
         }
     } else {
         // Not known to be a list: combine lines (RFC 9110 §5.3; Cookie uses
@@ -233,8 +304,34 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(a, b"gzip;q=0.5, br");
+        assert_eq!(a, b"br, gzip;q=0.5");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn weighted_lists_mean_the_same_in_any_order() {
+        // RFC 9110 §12.4.2, §12.5.4: equal weights in any order, weights in any
+        // spelling, repeats.
+        let al =
+            |v: &[u8]| normalised_value(&ACCEPT_LANGUAGE, &hm(&[("accept-language", v)])).unwrap();
+        let want: &[u8] = b"en-us, fr, de;q=0.5, *;q=0.05";
+        for v in [
+            &b"en-US, fr, de;q=0.5, *;q=0.05"[..],
+            b"fr,en-us ,DE;Q=0.50,*;q=0.050",
+            b"*;q=0.05, de;q=0.5, fr;q=1.0, en-US;q=1",
+            b"fr, en-us, fr, de;q=0.500, *;q=0.05",
+        ] {
+            assert_eq!(al(v), want, "{}", String::from_utf8_lossy(v));
+        }
+        // Different weights are different preferences.
+        assert_ne!(al(b"en, fr;q=0.5"), al(b"fr, en;q=0.5"));
+        assert_eq!(al(b"en;q=0, fr"), b"fr, en;q=0");
+        // Not a qvalue: kept, after the others.
+        assert_eq!(al(b"en;q=2, fr"), b"fr, en;q=2");
+        // Accept keeps its order (specificity, not position, ranks it, but its
+        // parameters are not all weights): whitespace only.
+        let a = normalised_value(&ACCEPT, &hm(&[("accept", b"text/html , */*;q=0.8")])).unwrap();
+        assert_eq!(a, b"text/html, */*;q=0.8");
     }
 
     #[test]
@@ -304,6 +401,7 @@ mod tests {
             &hm(&[("accept-language", b"\xc3\xa9N, \"un")]),
         )
         .unwrap();
-        assert_eq!(v, b"\xc3\xa9n, \"un");
+        // ASCII lower-cased only; equal weights sorted.
+        assert_eq!(v, b"\"un, \xc3\xa9n");
     }
 }
