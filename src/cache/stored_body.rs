@@ -50,12 +50,14 @@ async fn next(mut st: State) -> Option<(Result<Frame<Bytes>, BoxError>, State)> 
                     Some((Ok(Frame::data(b)), st))
                 }
                 Ok(None) => {
+                    crate::metrics::Counters::global().cut_off();
                     let e = StoredBodyError(format!("{remaining} bytes missing"));
                     st.current = None;
                     st.segments = Vec::new().into_iter();
                     Some((Err(Box::new(e) as BoxError), st))
                 }
                 Err(e) => {
+                    crate::metrics::Counters::global().cut_off();
                     let e = StoredBodyError(e.to_string());
                     st.current = None;
                     st.segments = Vec::new().into_iter();

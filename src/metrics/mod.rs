@@ -41,6 +41,8 @@ pub struct Counters {
     origin_connects: Striped,
     origin_stale_retries: Striped,
     origin_state_changes: Striped,
+    corrupt_misses: Striped,
+    cut_off: Striped,
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
     refusals: [Striped; Refusal::ALL.len()],
@@ -174,6 +176,12 @@ pub struct Snapshot {
     pub origin_stale_retries: u64,
     /// Origins that changed state (up, down, draining, disabled).
     pub origin_state_changes: u64,
+    /// Stored responses found damaged before their head was sent: answered
+    /// as misses.
+    pub corrupt_misses: u64,
+    /// Stored bodies found damaged after their head was sent: the answer
+    /// was cut off.
+    pub cut_off: u64,
     /// TLS handshakes completed.
     pub tls_handshakes: u64,
     /// TLS handshakes failed, by [`TlsFailure`] in the order of `ALL`.
@@ -216,6 +224,16 @@ impl Counters {
     /// (miss, vary miss, stale needing revalidation).
     pub fn miss(&self) {
         self.misses.inc();
+    }
+
+    /// A stored response found damaged before its head went out (a miss).
+    pub fn corrupt_miss(&self) {
+        self.corrupt_misses.inc();
+    }
+
+    /// A stored body found damaged after its head went out (cut off).
+    pub fn cut_off(&self) {
+        self.cut_off.inc();
     }
 
     /// A request sent to an origin (any method, revalidations included).
@@ -277,6 +295,8 @@ impl Counters {
             origin_connects: self.origin_connects.get(),
             origin_stale_retries: self.origin_stale_retries.get(),
             origin_state_changes: self.origin_state_changes.get(),
+            corrupt_misses: self.corrupt_misses.get(),
+            cut_off: self.cut_off.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
             refusals: std::array::from_fn(|i| self.refusals[i].get()),

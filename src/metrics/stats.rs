@@ -59,6 +59,10 @@ pub struct Stats {
     /// TLS handshakes completed, and failed by reason.
     pub tls_handshakes: u64,
     pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
+    /// Stored responses found damaged before their head was sent (answered
+    /// from the origin), and after it (cut off).
+    pub corrupt_misses: u64,
+    pub cut_off: u64,
     /// Per coding: bytes into and out of the compressor, seconds spent in it, variants
     /// stored, bytes decoded.
     pub compression: Vec<super::compression::CodingFigures>,
@@ -133,6 +137,8 @@ impl NodeStats {
             origin_requests: c.origin_requests,
             origin_connects: c.origin_connects,
             origin_stale_retries: c.origin_stale_retries,
+            corrupt_misses: c.corrupt_misses,
+            cut_off: c.cut_off,
             uptime_secs: self.started.elapsed().as_secs(),
             bans,
             zero_copy_bytes: arena.live_bytes,

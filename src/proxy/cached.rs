@@ -57,6 +57,8 @@ pub struct Ctx {
     /// The codings the client accepts (its `Accept-Encoding`, which the origin does not
     /// see when the site compresses).
     pub(super) accepts: Accepts,
+    /// Why a stored response was not used (`Cache-Status` `detail` of the fetch).
+    pub(super) detail: Option<&'static str>,
 }
 
 impl Ctx {
@@ -107,6 +109,7 @@ impl Ctx {
             balance_key,
             sticky: StickyRequest::default(),
             accepts: Accepts::default(),
+            detail: None,
         }
     }
 
@@ -130,6 +133,7 @@ impl Ctx {
             balance_key: self.balance_key,
             sticky: self.sticky,
             accepts: self.accepts,
+            detail: None,
         }
     }
 }
@@ -196,6 +200,14 @@ impl Proxy {
                     ctx.marker = marker;
                     let now = SystemTime::now();
                     let d = decide(&f.meta.facts(now), &ctx.dirs, &ctx.reuse);
+                    if d.serve_without_origin() && !first_piece_intact(&f.handle, ctx).await {
+                        // The object is dropped (its reader did that): a miss now,
+                        // rather than a head followed by a cut-off body.
+                        crate::metrics::Counters::global().corrupt_miss();
+                        ctx.detail = Some("corrupt");
+                        ctx.marker = None;
+                        continue;
+                    }
                     if d.serve_without_origin() {
                         let phase = if d.reuse == Reuse::Fresh {
                             CachePhase::Hit
@@ -619,4 +631,19 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Whether the first piece of the body a hit would send can be read (RFC 9111 §3.3: a
+/// cache must not send a stored response it cannot send whole). Checked before the head
+/// goes out: a body kept in the head needs no check, and neither does a Range request
+/// (its pieces are read where it starts) or a HEAD. A piece that fails drops the object.
+async fn first_piece_intact(h: &outpost_storage::ReadHandle, ctx: &Ctx) -> bool {
+    if h.inline_body().is_some()
+        || h.body_len() == 0
+        || ctx.method != Method::GET
+        || ctx.headers.contains_key(RANGE)
+    {
+        return true;
+    }
+    h.reader(0).next_chunk().await.is_ok()
 }

@@ -213,11 +213,14 @@ impl Proxy {
                 };
                 cache.start_fill(job, body, w);
                 let now = SystemTime::now();
-                let cs = phase
+                let mut cs = phase
                     .cache_status(CACHE_NAME)
                     .fwd_status(status.as_u16())
                     .stored()
                     .ttl(ttl(&meta, now));
+                if let Some(d) = ctx.detail {
+                    cs = cs.detail(d);
+                }
                 let age = meta.current_age(now);
                 Ok(self
                     .respond(
