@@ -173,6 +173,59 @@ async def storm(addr, path, clients):
           f"done_p99_ms={pct(done, .99) * 1000:.1f}")
 
 
+async def idle(addr, path, n, per_ip, conc):
+    """Opens n keep-alive connections (up to per_ip from each of 127.0.0.2, .3, ...),
+    sends one request on each, and keeps them open and silent. Prints the time from
+    connect to the whole first answer (p50, p99, max), then 'ready', then waits for a
+    line on stdin before it closes them."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < n + 64:
+        sys.exit(f"idle: {n} connections need {n + 64} open files; the hard limit is {hard}")
+    host, port = addr.split(":")
+    conns = []
+    lat = []
+    failed = 0
+    sem = asyncio.Semaphore(conc)
+
+    async def one(i):
+        nonlocal failed
+        src = f"127.0.0.{2 + i // per_ip}"
+        async with sem:
+            t0 = time.monotonic()
+            try:
+                r, w = await asyncio.open_connection(host, int(port), local_addr=(src, 0))
+                status, _, _ = await fetch(r, w, addr, path)
+            except (OSError, asyncio.IncompleteReadError):
+                failed += 1
+                return
+            if status != 200:
+                failed += 1
+            lat.append(time.monotonic() - t0)
+            conns.append((r, w))
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    lat.sort()
+
+    def pct(q):
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
+
+    print(f"open={len(conns)} failed={failed} first_p50_ms={pct(.5):.2f} "
+          f"first_p99_ms={pct(.99):.2f} first_max_ms={pct(1):.2f}", flush=True)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    # Still open? A connection the proxy closed reads EOF at once.
+    alive = 0
+    for r, w in conns:
+        try:
+            await asyncio.wait_for(r.read(1), 0.001)
+        except asyncio.TimeoutError:
+            alive += 1
+        w.close()
+    print(f"alive={alive}", flush=True)
+
+
 def median(v):
     v = sorted(v)
     n = len(v)
@@ -259,6 +312,11 @@ def main():
         if failures:
             print(f"warm: {failures} failures", file=sys.stderr)
             sys.exit(1)
+    elif cmd == "idle":
+        # idle ADDR PATH N [PER_IP] [CONCURRENCY]
+        per_ip = int(sys.argv[5]) if len(sys.argv) > 5 else 20000
+        conc = int(sys.argv[6]) if len(sys.argv) > 6 else 256
+        asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4]), per_ip, conc))
     elif cmd == "storm":
         asyncio.run(storm(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif cmd == "gen":

@@ -44,6 +44,10 @@ use crate::proxy::body::ProxyBody;
 /// Headers per request head, as hyper's default (more: hyper answers 431).
 const MAX_HEADERS: usize = 100;
 /// Read buffer of a connection, and what a read asks for at least.
+/// How long a kept-alive connection waits for its next request before it gives its
+/// read and write buffers back.
+const IDLE_RELEASE: Duration = Duration::from_millis(100);
+
 /// How long a kept-alive connection stays open once the node drains, for a request that
 /// may already be on its way (answered, then closed).
 const DRAIN_LINGER: Duration = Duration::from_millis(1000);
@@ -182,10 +186,14 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
         // a kept-alive one waits up to the keep-alive timeout for the next
         // request's first byte, then has the header-read timeout.
         let waiting = served > 0 && rbuf.is_empty();
-        let first = if waiting {
-            settings.keepalive_timeout
-        } else {
-            settings.header_read_timeout
+        // A kept-alive connection that stays idle past `IDLE_RELEASE` gives its
+        // buffers back to the allocator (whose free lists are the pool) and waits
+        // without one; the next request's first bytes bring them back. A busy one
+        // keeps them: no allocation per request.
+        let release_at = waiting.then(|| IDLE_RELEASE.min(settings.keepalive_timeout));
+        let first = match release_at {
+            Some(r) => r,
+            None => settings.header_read_timeout,
         };
         match deadline.as_mut() {
             Some(d) => d.set(at(first)),
@@ -199,18 +207,23 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
                     Parsed::Take(r, close) => break (r, close),
                     Parsed::Partial if rbuf.len() < settings.max_head => {}
                     Parsed::Partial | Parsed::GiveUp => {
-                        return give_up(Rewind::new(rbuf.freeze(), io)).await;
+                        return Box::pin(give_up(Rewind::new(rbuf.freeze(), io))).await;
                     }
                 }
             }
-            if rbuf.capacity() - rbuf.len() < READ_MIN {
+            // No capacity: idle, waiting for a byte without a buffer.
+            let bufferless = rbuf.capacity() == 0;
+            if !bufferless && rbuf.capacity() - rbuf.len() < READ_MIN {
                 rbuf.reserve(READ_BUF);
             }
             let idle = rbuf.is_empty();
             let wait = poll_fn(|cx| {
-                if let Poll::Ready(r) =
+                let read = if bufferless {
+                    probe_read(&mut io, cx, &mut rbuf)
+                } else {
                     tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf)
-                {
+                };
+                if let Poll::Ready(r) = read {
                     return Poll::Ready(Wait::Read(r));
                 }
                 // Graceful shutdown closes idle connections only.
@@ -230,7 +243,7 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
                     // request that comes is answered with `Connection: close`.
                     lingering = true;
                     if let Some(d) = deadline.as_mut() {
-                        d.set(at(DRAIN_LINGER.min(first)));
+                        d.set(at(DRAIN_LINGER.min(settings.keepalive_timeout)));
                     }
                 }
                 Wait::Read(Ok(0)) | Wait::Shutdown => return,
@@ -246,6 +259,16 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
                     tracing::debug!(error = %e, "client connection read failed");
                     return;
                 }
+                Wait::Timeout if keepalive_wait && !lingering && rbuf.capacity() > 0 => {
+                    rbuf = BytesMut::new();
+                    wbuf = Vec::new();
+                    let rest = settings
+                        .keepalive_timeout
+                        .saturating_sub(release_at.unwrap_or_default());
+                    if let Some(d) = deadline.as_mut() {
+                        d.set(at(rest));
+                    }
+                }
                 Wait::Timeout => {
                     if !idle {
                         tracing::debug!("client sent no complete request head in time");
@@ -255,12 +278,14 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
             }
         };
         let head_only = req.method() == Method::HEAD;
-        let resp = handler(req).await;
+        // Boxed: the pipeline's future is many times the size of this loop's own
+        // state, and inline it would stay allocated while the connection idles.
+        let resp = Box::pin(handler(req)).await;
         served += 1;
         let keep = !close
             && !shutdown.is_cancelled()
             && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
-        match write_response(&mut io, &mut wbuf, resp, head_only, keep).await {
+        match Box::pin(write_response(&mut io, &mut wbuf, resp, head_only, keep)).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = io.shutdown().await;
@@ -271,6 +296,30 @@ pub(crate) async fn serve<IO, H, HF, G, GF>(
                 return;
             }
         }
+    }
+}
+
+/// A read for a connection that holds no buffer: into a small buffer on the stack (not
+/// kept in the connection's state while it waits), copied into a new read buffer when
+/// bytes arrive.
+fn probe_read<IO: tokio::io::AsyncRead + Unpin>(
+    io: &mut IO,
+    cx: &mut std::task::Context<'_>,
+    rbuf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    let mut probe = [0u8; 512];
+    let mut rb = tokio::io::ReadBuf::new(&mut probe);
+    match Pin::new(io).poll_read(cx, &mut rb) {
+        Poll::Ready(Ok(())) => {
+            let got = rb.filled();
+            if !got.is_empty() {
+                rbuf.reserve(READ_BUF);
+                rbuf.extend_from_slice(got);
+            }
+            Poll::Ready(Ok(got.len()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 

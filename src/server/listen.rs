@@ -169,7 +169,9 @@ where
                     };
                     h1::serve(io, f.settings, cancel, handler, with_hyper).await;
                 }
-                None => with_hyper(Rewind::new(bytes::Bytes::new(), io)).await,
+                // Boxed: inline, hyper's connection state would stay allocated in
+                // every connection's task, own-path ones included.
+                None => Box::pin(with_hyper(Rewind::new(bytes::Bytes::new(), io))).await,
             }
         });
     }

@@ -111,7 +111,8 @@ where
                     };
                     super::h1::serve(tls, f.settings, cancel, handler, with_hyper).await;
                 }
-                _ => with_hyper(super::rewind::Rewind::new(bytes::Bytes::new(), tls)).await,
+                // Boxed, as on the cleartext listener.
+                _ => Box::pin(with_hyper(super::rewind::Rewind::new(bytes::Bytes::new(), tls))).await,
             }
         });
     }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Connections at scale: N idle HTTP/1.1 keep-alive connections (one request
+# each, then silent) held against Outpost and against nginx (nginx-cache.conf,
+# one worker), and 64 active ones driven by wrk meanwhile. Reports the memory
+# the idle connections added to the proxy (RSS, every process of it) and per
+# connection, the time from connect to the whole first answer while they
+# open (p50/p99/max), the active clients' req/s and p99, and how many idle
+# connections were still open at the end.
+#
+#   benches/load/conns.sh [--idle N[,N...]] [--duration SECS] [--bin PATH]
+#
+# The idle connections come from 127.0.0.2, .3, ... (20,000 per address, so
+# ephemeral ports never run out). Each connection is a descriptor in the
+# client and one in the proxy: N needs a hard RLIMIT_NOFILE above N on both
+# sides (the script says so and skips an N it cannot hold).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN="$ROOT/target/release/outpost"
+IDLE="10000,50000"
+DUR=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --idle) IDLE=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --bin) BIN=$2; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+"$HERE/install.sh" > /dev/null
+build_outpost
+BASE=${LOAD_BASE:-/tmp/outpost-load}
+setup_run "$BASE/www" "$BASE/conns"
+sed "s|@RUN@|$RUN|g; s|@WORKERS@|1|g" "$HERE/nginx-cache.conf" > "$RUN/nginx-cache.conf"
+guard 3600
+start_origin
+HARD=$(ulimit -Hn)
+ulimit -Sn "$HARD"
+
+# RSS of a process and its children, KiB.
+rss() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '/^VmRSS/{print $2}' "/proc/$p/status")))
+  done
+  echo "$t"
+}
+start_proxy() {
+  case $1 in
+    outpost)
+      rm -rf "$RUN/outpost-cache"
+      "${PROXY_CPU[@]}" "$BIN" serve --config "$RUN/outpost.toml" > "$RUN/outpost.log" 2>&1 &
+      PID=$!; PORT=18083 ;;
+    nginx)
+      rm -rf "$RUN/nginx-cache"
+      "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx-cache.conf" 2> "$RUN/nginx.log" &
+      PID=$!; PORT=18081 ;;
+  esac
+  wait_port "$PORT"
+}
+
+ROWS=()
+for n in ${IDLE//,/ }; do
+  if [ "$HARD" -le $((n + 64)) ]; then
+    echo "skipping $n idle connections: the hard open-file limit here is $HARD (a proxy process and the client each need one descriptor per connection)" >&2
+    ROWS+=("| $n | — | skipped: hard RLIMIT_NOFILE $HARD | | | | |")
+    continue
+  fi
+  for p in outpost nginx; do
+    start_proxy "$p"
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/1k.bin"
+    "${LOAD_CPU[@]}" wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/1k.bin" > /dev/null
+    sleep 1
+    before=$(rss "$PID")
+    coproc IDLER { "${LOAD_CPU[@]}" python3 "$HERE/loadtool.py" idle "127.0.0.1:$PORT" /1k.bin "$n"; }
+    read -r opened <&"${IDLER[0]}"
+    read -r ready <&"${IDLER[0]}"
+    [ "$ready" = ready ] || { echo "$p: idle client: $opened $ready" >&2; exit 1; }
+    sleep 2
+    after=$(rss "$PID")
+    out=$("${LOAD_CPU[@]}" wrk -t1 -c64 -d"${DUR}s" --latency "http://127.0.0.1:$PORT/1k.bin")
+    echo >&"${IDLER[1]}"
+    read -r alive <&"${IDLER[0]}"
+    wait "$IDLER_PID" 2>/dev/null || true
+    kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+    rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+    added=$(( (after - before) * 1024 ))
+    per=$(( added / n ))
+    first=$(echo "$opened" | sed 's/.*first_p50_ms=\([^ ]*\) first_p99_ms=\([^ ]*\) first_max_ms=\([^ ]*\).*/\1 \/ \2 \/ \3 ms/')
+    printf '  %-8s idle=%s %s | added %s MiB, %s B each | wrk %s req/s p99 %s | %s\n' \
+      "$p" "$n" "$opened" "$((added >> 20))" "$per" "$rps" "$p99" "$alive"
+    ROWS+=("| $n | $p | $((added >> 20)) MiB | $per B | $first | $rps | $p99 | ${alive#alive=} |")
+  done
+done
+echo
+echo "Commit $(cd "$ROOT" && git rev-parse --short HEAD), $(date -u +%F): N idle keep-alive connections (one GET /1k.bin each), then wrk -t1 -c64 -d${DUR}s on /1k.bin; proxies on CPU 0, clients and origin on CPU 1; nginx with one worker."
+echo
+echo "| idle | proxy | memory added | per idle connection | connect to first answer p50 / p99 / max | active req/s | active p99 | idle still open |"
+echo "|---:|---|---:|---:|---|---:|---:|---:|"
+printf '%s\n' "${ROWS[@]}"

@@ -1,0 +1,99 @@
+//! Idle keep-alive connections cost little: 2,000 HTTP/1.1 connections, each after one
+//! request, add a few KiB each to the node's memory (no read or write buffer, no request
+//! state kept while they wait), and every one still answers its next request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::*;
+
+const CONNS: usize = 2000;
+
+fn rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+fn exchange(s: &mut TcpStream, host: &str) {
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // One write: pieces would wait on Nagle and the peer's delayed ACK.
+    s.set_nodelay(true).unwrap();
+    s.write_all(format!("GET /size/100 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+            && buf.len() >= at + 4 + 100
+        {
+            break;
+        }
+    }
+    assert!(buf.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_keep_alive_connections_hold_no_buffers() {
+    let origin = sized_origin().await;
+    let node = NodeProcess::start(&origin.url(), "");
+    let host = node.proxy.to_string();
+    let addr = node.proxy;
+    let pid = node.child.id();
+    // Warm: the object is stored, the runtime's threads and pools exist.
+    let warm = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || {
+            let mut v = Vec::new();
+            for _ in 0..100 {
+                let mut s = TcpStream::connect(addr).unwrap();
+                exchange(&mut s, &host);
+                v.push(s);
+            }
+            v
+        }
+    })
+    .await
+    .unwrap();
+    drop(warm);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = rss(pid);
+    let conns = tokio::task::spawn_blocking(move || {
+        let mut v = Vec::with_capacity(CONNS);
+        for _ in 0..CONNS {
+            let mut s = TcpStream::connect(addr).unwrap();
+            exchange(&mut s, &host);
+            v.push(s);
+        }
+        v
+    })
+    .await
+    .unwrap();
+    // Past the idle release.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let per = rss(pid).saturating_sub(before) / CONNS as u64;
+    eprintln!("{per} bytes per idle connection");
+    assert!(per < 5 * 1024, "{per} bytes per idle connection");
+    // Still serving, every one.
+    let host = node.proxy.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut conns = conns;
+        for s in conns.iter_mut() {
+            exchange(s, &host);
+        }
+    })
+    .await
+    .unwrap();
+}
