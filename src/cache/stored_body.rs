@@ -32,9 +32,14 @@ struct State {
     handle: ReadHandle,
     segments: std::vec::IntoIter<Segment>,
     current: Option<(BodyReader, u64)>,
+    /// A piece already read (see [`stored_body_from`]), sent first.
+    first: Option<Bytes>,
 }
 
 async fn next(mut st: State) -> Option<(Result<Frame<Bytes>, BoxError>, State)> {
+    if let Some(b) = st.first.take() {
+        return Some((Ok(Frame::data(b)), st));
+    }
     loop {
         if let Some((reader, remaining)) = st.current.as_mut() {
             if *remaining == 0 {
@@ -80,6 +85,25 @@ pub fn stored_body(handle: ReadHandle, segments: Vec<Segment>) -> InnerBody {
         handle,
         segments: segments.into_iter(),
         current: None,
+        first: None,
+    };
+    StreamBody::new(futures_util::stream::unfold(st, next)).boxed_unsync()
+}
+
+/// The whole stored body of `len` bytes when its first piece `first` was read already
+/// with `reader` (which goes on from there): the piece is not read twice.
+pub fn stored_body_from(
+    handle: ReadHandle,
+    reader: BodyReader,
+    first: Bytes,
+    len: u64,
+) -> InnerBody {
+    let rest = len.saturating_sub(first.len() as u64);
+    let st = State {
+        handle,
+        segments: Vec::new().into_iter(),
+        current: Some((reader, rest)),
+        first: Some(first),
     };
     StreamBody::new(futures_util::stream::unfold(st, next)).boxed_unsync()
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::origin::ResponseBody;
 use http::header::RANGE;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 
@@ -16,7 +15,7 @@ use super::respond::Source;
 use super::{Proxy, SiteRuntime, error_response_for};
 use crate::cache::bans::ban_subject_normalised;
 use crate::cache::coalesce::{Join, Key, WaitError};
-use crate::cache::control::{RequestDirectives, fields_present};
+use crate::cache::control::RequestDirectives;
 use crate::cache::fill::FillHead;
 use crate::cache::freshness::{Decision, Reuse, ReuseOptions, decide};
 use crate::cache::key::{normalise_authority, primary_key_normalised};
@@ -59,6 +58,9 @@ pub struct Ctx {
     pub(super) accepts: Accepts,
     /// Why a stored response was not used (`Cache-Status` `detail` of the fetch).
     pub(super) detail: Option<&'static str>,
+    /// The first piece of the hit's body, read before its head was sent, with the
+    /// reader that goes on from it (see `first_piece_intact`).
+    pub(super) prefetched: std::sync::Mutex<Option<(outpost_storage::BodyReader, bytes::Bytes)>>,
 }
 
 impl Ctx {
@@ -110,6 +112,7 @@ impl Ctx {
             sticky: StickyRequest::default(),
             accepts: Accepts::default(),
             detail: None,
+            prefetched: std::sync::Mutex::new(None),
         }
     }
 
@@ -134,6 +137,7 @@ impl Ctx {
             sticky: self.sticky,
             accepts: self.accepts,
             detail: None,
+            prefetched: std::sync::Mutex::new(None),
         }
     }
 }
@@ -495,74 +499,6 @@ impl Proxy {
         Ok(self.pass_response(ctx, resp, phase, None))
     }
 
-    /// Forwards the request as it is (not stored).
-    async fn pass(
-        &self,
-        ctx: &Ctx,
-        phase: CachePhase,
-        detail: Option<&'static str>,
-    ) -> Result<Response<ProxyBody>, Error> {
-        let mut resp = ctx
-            .site
-            .pool
-            .send(OriginRequest {
-                method: &ctx.method,
-                path_and_query: &ctx.target.path_and_query,
-                headers: &ctx.headers,
-                body: None,
-                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: ctx.balance_key.as_ref(),
-                prefer: ctx.sticky.prefer,
-            })
-            .await?;
-        strip_response_hop_by_hop(&mut resp);
-        ctx.site.hide.origin_response(resp.headers_mut());
-        Ok(self.pass_response(ctx, resp, phase, detail))
-    }
-
-    /// The client's copy of a response that is not stored; its hop-by-hop
-    /// fields must already be stripped (RFC 9110 §7.6.1).
-    pub(super) fn pass_response(
-        &self,
-        ctx: &Ctx,
-        mut resp: Response<ResponseBody>,
-        phase: CachePhase,
-        detail: Option<&'static str>,
-    ) -> Response<ProxyBody> {
-        let coding =
-            super::encode::code_passed(&ctx.site.compression, &ctx.accepts, &ctx.method, &mut resp);
-        let status = resp.status().as_u16();
-        let mut rec = ctx.rec.clone();
-        rec.status = status;
-        rec.cache = phase.as_str();
-        // Only a response that is not stored names its origin in a cookie.
-        let set_cookie =
-            ctx.site
-                .pool
-                .sticky_set_cookie(&resp, ctx.sticky, ctx.target.scheme == "https");
-        let mut out = self.client_response_stripped(resp, ctx.client_version, rec, coding);
-        if let Some(c) = set_cookie {
-            out.headers_mut().append(http::header::SET_COOKIE, c);
-        }
-        if let Some(cache) = self.cache.as_ref() {
-            // One scan for the fields to remove, instead of a hashed
-            // removal of each (crate::cache::control::fields_present).
-            let present = fields_present(out.headers(), cache.pass_strip());
-            let strip_targets = ctx.site.strip_targeted_fields;
-            for (i, name) in cache.pass_strip().iter().enumerate() {
-                if present.has(i) && (strip_targets || !cache.targets().contains(name)) {
-                    out.headers_mut().remove(name);
-                }
-            }
-        }
-        let mut cs = phase.cache_status(CACHE_NAME).fwd_status(status);
-        if let Some(d) = detail {
-            cs = cs.detail(d);
-        }
-        cs.append_to(out.headers_mut());
-        out
-    }
-
     pub(super) async fn serve_stale_if_error(
         &self,
         ctx: &Ctx,
@@ -636,7 +572,8 @@ impl Proxy {
 /// Whether the first piece of the body a hit would send can be read (RFC 9111 §3.3: a
 /// cache must not send a stored response it cannot send whole). Checked before the head
 /// goes out: a body kept in the head needs no check, and neither does a Range request
-/// (its pieces are read where it starts) or a HEAD. A piece that fails drops the object.
+/// (its pieces are read where it starts) or a HEAD. A piece that fails drops the object;
+/// one that reads is kept in `ctx` for the body, which goes on from it.
 async fn first_piece_intact(h: &outpost_storage::ReadHandle, ctx: &Ctx) -> bool {
     if h.inline_body().is_some()
         || h.body_len() == 0
@@ -645,5 +582,15 @@ async fn first_piece_intact(h: &outpost_storage::ReadHandle, ctx: &Ctx) -> bool 
     {
         return true;
     }
-    h.reader(0).next_chunk().await.is_ok()
+    let mut reader = h.reader(0);
+    match reader.next_chunk().await {
+        Ok(Some(first)) => {
+            if let Ok(mut p) = ctx.prefetched.lock() {
+                *p = Some((reader, first));
+            }
+            true
+        }
+        Ok(None) => true,
+        Err(_) => false,
+    }
 }

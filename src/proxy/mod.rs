@@ -15,6 +15,7 @@ mod fetch;
 mod gate;
 pub mod hide;
 mod live;
+mod pass;
 mod respond;
 
 use std::net::SocketAddr;

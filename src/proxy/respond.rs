@@ -25,7 +25,7 @@ use crate::cache::meta::ObjectMeta;
 use crate::cache::meta_memo::client_headers_memo;
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
 use crate::cache::status::CacheStatus;
-use crate::cache::stored_body::{Segment, fill_body, stored_body};
+use crate::cache::stored_body::{Segment, fill_body, stored_body, stored_body_from};
 use crate::compress;
 use crate::origin::headers::add_via;
 
@@ -294,7 +294,10 @@ impl Proxy {
                 // chunks to poll (~1,000 instructions per small hit).
                 Source::Stored(h) | Source::Refreshed(h) => match h.inline_body() {
                     Some(b) if b.len() as u64 == len => super::body::full_inner(b),
-                    _ => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
+                    _ => match prefetched(ctx, &h, len) {
+                        Some((reader, first)) => stored_body_from(h, reader, first, len),
+                        None => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
+                    },
                 },
                 Source::Fill(f) => fill_body(f, 0, None),
             })
@@ -339,4 +342,11 @@ fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
             to.append(n.clone(), v.clone());
         }
     }
+}
+
+/// The first piece of `h`'s body read before the head went out, if it was of this very
+/// object (a coded variant's body is another) and the whole body is sent.
+fn prefetched(ctx: &Ctx, h: &ReadHandle, len: u64) -> Option<(outpost_storage::BodyReader, Bytes)> {
+    let (reader, first) = ctx.prefetched.lock().ok()?.take()?;
+    (len == h.body_len() && reader.is_of(h)).then_some((reader, first))
 }

@@ -230,6 +230,11 @@ impl BodyReader {
         }
     }
 
+    /// Whether this reads the body of the very version `h` pins.
+    pub fn is_of(&self, h: &ReadHandle) -> bool {
+        self.key == h.key && self.head.object_id == h.head.object_id
+    }
+
     /// The byte offset of the next piece.
     pub fn position(&self) -> u64 {
         self.pos
