@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -32,25 +32,12 @@ struct Scrape {
 
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
-fn counter(
+/// A counter family: integer counts, or seconds as a float.
+fn counter<N: EncodeCounterValue + Copy>(
     e: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    series: &[(Labels<'_>, u64)],
-) -> std::fmt::Result {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in series {
-        let c = ConstCounter::new(*v);
-        c.encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-fn counter_f64(
-    e: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    series: &[(Labels<'_>, f64)],
+    series: &[(Labels<'_>, N)],
 ) -> std::fmt::Result {
     let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, v) in series {
@@ -297,7 +284,7 @@ impl Collector for Scrape {
             "Bytes decoded for clients that do not accept a stored coding, by coding.",
             &by_coding(|c| c.decoded_bytes),
         )?;
-        counter_f64(
+        counter(
             &mut e,
             "outpost_compression_seconds",
             "Time spent compressing, by coding.",
