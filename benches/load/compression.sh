@@ -71,42 +71,21 @@ start_origin
 
 URL=/html/page.html
 TCK=$(getconf CLK_TCK)
-# CPU ticks of a proxy and its children (nginx's worker).
-ticks() {
-  local t=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-start_proxy() {
-  case $1 in
-    outpost)
-      rm -rf "$RUN/outpost-cache"
-      "${PROXY_CPU[@]}" "$BIN" serve --config "$RUN/outpost-compress.toml" > "$RUN/outpost.log" 2>&1 &
-      PID=$!; PORT=18083 ;;
-    nginx)
-      rm -rf "$RUN/nginx-cache"
-      "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx-compress.conf" &
-      PID=$!; PORT=18081 ;;
-  esac
-  wait_port "$PORT"
-}
 declare -A RPS CPU P99 SIZE
 PROXIES=(outpost nginx)
 for sc in gzip br; do
   for r in $(seq 1 "$ROUNDS"); do
     for i in 0 1; do
       p=${PROXIES[$(( (i + r - 1) % 2 ))]}
-      start_proxy "$p"
+      start_peer "$p" "$RUN/outpost-compress.toml" "$RUN/nginx-compress.conf"
       for _ in 1 2 3; do curl -s -o /dev/null -H "Accept-Encoding: $sc" "http://127.0.0.1:$PORT$URL"; done
       SIZE[$sc,$p]=$(curl -s -H "Accept-Encoding: $sc" "http://127.0.0.1:$PORT$URL" | wc -c)
       enc=$(curl -s -o /dev/null -D - -H "Accept-Encoding: $sc" "http://127.0.0.1:$PORT$URL" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding"{print $2}')
       [ "$enc" = "$sc" ] || { echo "$p answered $sc with content-encoding '$enc'" >&2; exit 1; }
       "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s -H "Accept-Encoding: $sc" "http://127.0.0.1:$PORT$URL" > /dev/null
-      c0=$(ticks "$PID")
+      c0=$(tree_ticks "$PID")
       out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "Accept-Encoding: $sc" "http://127.0.0.1:$PORT$URL")
-      c1=$(ticks "$PID")
+      c1=$(tree_ticks "$PID")
       kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
       reqs=$(echo "$out" | awk '/requests in/{print $1}')
       rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')

@@ -40,27 +40,6 @@ start_origin
 HARD=$(ulimit -Hn)
 ulimit -Sn "$HARD"
 
-# RSS of a process and its children, KiB.
-rss() {
-  local t=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '/^VmRSS/{print $2}' "/proc/$p/status")))
-  done
-  echo "$t"
-}
-start_proxy() {
-  case $1 in
-    outpost)
-      rm -rf "$RUN/outpost-cache"
-      "${PROXY_CPU[@]}" "$BIN" serve --config "$RUN/outpost.toml" > "$RUN/outpost.log" 2>&1 &
-      PID=$!; PORT=18083 ;;
-    nginx)
-      rm -rf "$RUN/nginx-cache"
-      "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx-cache.conf" 2> "$RUN/nginx.log" &
-      PID=$!; PORT=18081 ;;
-  esac
-  wait_port "$PORT"
-}
 
 ROWS=()
 for n in ${IDLE//,/ }; do
@@ -70,17 +49,17 @@ for n in ${IDLE//,/ }; do
     continue
   fi
   for p in outpost nginx; do
-    start_proxy "$p"
+    start_peer "$p" "$RUN/outpost.toml" "$RUN/nginx-cache.conf"
     curl -s -o /dev/null "http://127.0.0.1:$PORT/1k.bin"
     "${LOAD_CPU[@]}" wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/1k.bin" > /dev/null
     sleep 1
-    before=$(rss "$PID")
+    before=$(tree_rss "$PID")
     coproc IDLER { "${LOAD_CPU[@]}" python3 "$HERE/loadtool.py" idle "127.0.0.1:$PORT" /1k.bin "$n"; }
     read -r opened <&"${IDLER[0]}"
     read -r ready <&"${IDLER[0]}"
     [ "$ready" = ready ] || { echo "$p: idle client: $opened $ready" >&2; exit 1; }
     sleep 2
-    after=$(rss "$PID")
+    after=$(tree_rss "$PID")
     out=$("${LOAD_CPU[@]}" wrk -t1 -c64 -d"${DUR}s" --latency "http://127.0.0.1:$PORT/1k.bin")
     echo >&"${IDLER[1]}"
     read -r alive <&"${IDLER[0]}"

@@ -86,3 +86,38 @@ start_origin() {
   PIDS+=($!)
   wait_port 18080
 }
+
+# CPU ticks (user + system) and RSS (KiB) of process $1 and its children
+# (nginx's workers).
+tree_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+tree_rss() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '/^VmRSS/{print $2}' "/proc/$p/status")))
+  done
+  echo "$t"
+}
+
+# start_peer outpost|nginx OUTPOST_CONFIG NGINX_CONFIG: one proxy on the
+# proxy CPU with an empty cache (Outpost's under $RUN/outpost-cache, nginx's
+# under $RUN/nginx-cache); sets PID and PORT once it listens.
+start_peer() {
+  case $1 in
+    outpost)
+      rm -rf "$RUN/outpost-cache"
+      "${PROXY_CPU[@]}" "$BIN" serve --config "$2" > "$RUN/outpost.log" 2>&1 &
+      PID=$!; PORT=18083 ;;
+    nginx)
+      rm -rf "$RUN/nginx-cache"
+      "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$3" 2> "$RUN/nginx.log" &
+      PID=$!; PORT=18081 ;;
+  esac
+  PIDS+=("$PID")
+  wait_port "$PORT"
+}
