@@ -66,6 +66,7 @@ pub struct Node {
     upgrades: JoinHandle<()>,
     upgrade_socket: std::path::PathBuf,
     took_over: Option<TookOver>,
+    purger: Arc<crate::purge::Purger>,
 }
 
 /// A take-over from a running node (`upgrade`).
@@ -83,8 +84,14 @@ pub struct TookOver {
 const PIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The old node's release (see `upgrade`): stop accepting, hand the store over.
-async fn release_to_new_node(cancel: CancellationToken, cache: Option<Arc<CacheLayer>>) -> String {
+async fn release_to_new_node(
+    cancel: CancellationToken,
+    cache: Option<Arc<CacheLayer>>,
+    purger: Arc<crate::purge::Purger>,
+) -> String {
     cancel.cancel();
+    // The new process takes the purge stream's durable consumer over.
+    purger.stop_fleet();
     let Some(cache) = cache else {
         return "no store".to_owned();
     };
@@ -157,6 +164,7 @@ impl Node {
         if let Some(c) = cache.as_ref() {
             purger.reapply(c).await;
         }
+        purger.start_fleet(cache.clone()).await?;
         let proxy = Arc::new(Proxy::new(&cfg, cache.clone())?);
         proxy.start_health_checks();
         // The running config names the ports the listeners were given.
@@ -300,9 +308,10 @@ impl Node {
         let upgraded = CancellationToken::new();
         let release: upgrade::ReleaseFn = {
             let (cancel, cache) = (cancel.clone(), proxy_keep.cache().cloned());
+            let purger = purger.clone();
             Arc::new(move || {
-                let (cancel, cache) = (cancel.clone(), cache.clone());
-                Box::pin(async move { release_to_new_node(cancel, cache).await })
+                let (cancel, cache, purger) = (cancel.clone(), cache.clone(), purger.clone());
+                Box::pin(async move { release_to_new_node(cancel, cache, purger).await })
             })
         };
         let upgrades = tokio::spawn(upgrade::serve(
@@ -341,6 +350,7 @@ impl Node {
             upgrades,
             upgrade_socket: cfg.storage.path.join(upgrade::SOCKET),
             took_over,
+            purger,
         })
     }
 
@@ -383,6 +393,7 @@ impl Node {
     /// timeout) and returns whether everything drained in time.
     pub async fn shutdown(self) -> bool {
         self.cancel.cancel();
+        self.purger.stop_fleet();
         self.upgrades.abort();
         if !self.upgraded.is_cancelled() {
             // Nobody answers on it any more (a node that took over has its own).

@@ -85,6 +85,20 @@ impl AdminState {
             .iter()
             .map(|(n, c)| (n.clone(), c.get()))
             .collect();
+        s.fleet = self.purger.fleet_figures().map(|f| {
+            serde_json::json!({
+                "published": f.published,
+                "publish_failures": f.publish_failures,
+                "applied": f.applied,
+                "applied_seq": self.purger.applied(),
+                "outbox": self.purger.outbox_len(),
+                "catch_ups": f.catch_ups,
+                "last_catch_up_purges": f.last_catch_up_purges,
+                "last_catch_up_ms": f.last_catch_up_ms,
+                "catching_up": self.purger.bans().catch_up().behind(),
+                "late_hits": self.purger.bans().catch_up().late_hits(),
+            })
+        });
         s
     }
 }

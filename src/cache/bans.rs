@@ -140,6 +140,8 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct BanList {
     inner: RwLock<Inner>,
+    /// Whether the list is current (a fleet node catching up is not).
+    catch_up: super::catch_up::CatchUp,
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
@@ -173,6 +175,12 @@ pub fn ban_subject_normalised(authority: &str, path_and_query: &str) -> String {
 impl BanList {
     pub fn new() -> BanList {
         BanList::default()
+    }
+
+    /// The catch-up gate: hits wait on it while purges the node missed
+    /// are being applied.
+    pub fn catch_up(&self) -> &super::catch_up::CatchUp {
+        &self.catch_up
     }
 
     /// The verdict for a stored object: `subject` from [`ban_subject`],

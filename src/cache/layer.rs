@@ -396,6 +396,9 @@ impl CacheLayer {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };
+        // A fleet node catching up on missed purges holds its hits
+        // (not its misses) until the ban list is current.
+        self.bans.catch_up().wait().await;
         match decode_stored_record_memo(h.meta()) {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable cache record dropped");

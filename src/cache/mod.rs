@@ -19,6 +19,7 @@
 //! [`invalidate`] (RFC 9111 §4.4) and [`status`] (RFC 9211 `Cache-Status`).
 
 pub mod bans;
+pub mod catch_up;
 pub mod coalesce;
 mod codec;
 pub mod conditional;

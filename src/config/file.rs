@@ -28,7 +28,7 @@ pub struct FileConfig {
     pub cache: Option<FileCache>,
     pub admin: Option<FileAdmin>,
     pub purge: Option<FilePurge>,
-    pub cluster: Option<FileCluster>,
+    pub cluster: Option<super::cluster::FileCluster>,
     pub tls: Option<FileTls>,
     pub access: Option<FileAccess>,
     pub limits: Option<FileLimits>,
@@ -96,31 +96,6 @@ pub struct FilePurge {
     pub ban_max_age: Option<String>,
     pub tag_header: Option<String>,
     pub strip_tag_header: Option<bool>,
-}
-
-/// `[cluster]`
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct FileCluster {
-    pub peers: Option<Vec<FilePeer>>,
-    pub timeout: Option<String>,
-}
-
-/// One `[cluster] peers` entry.
-#[derive(Clone, Default, Deserialize)]
-pub struct FilePeer {
-    pub name: Option<String>,
-    pub admin: Option<String>,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for FilePeer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilePeer")
-            .field("name", &self.name)
-            .field("admin", &self.admin)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 /// `[listen]`

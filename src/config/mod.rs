@@ -8,6 +8,7 @@
 //! It knows nothing of the modules that read the configuration.
 
 mod access;
+pub mod cluster;
 pub mod compression;
 mod file;
 mod headers;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use access::{AccessConfig, Limits, RateLimitConfig, SiteLimits};
+pub use cluster::{ClusterConfig, NatsConfig, Peer, Shield, Tier};
 pub use headers::{DEFAULT_RESPONSE_REMOVE, HeaderRules, POISONING_GUARD};
 pub use rules::compile as compile_rule_pattern;
 pub use rules::{RuleAction, RuleConfig};
@@ -134,23 +136,6 @@ pub struct PurgeConfig {
     pub tag_header: http::HeaderName,
     /// Remove the tag field from responses sent to clients.
     pub strip_tag_header: bool,
-}
-
-/// `[cluster]`: peer nodes a purge can be fanned out to.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    pub peers: Vec<Peer>,
-    /// Per-attempt timeout of a forwarded purge.
-    pub timeout: Duration,
-}
-
-/// One peer node.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub name: String,
-    /// The peer's admin listener, `http://host:port`.
-    pub admin: OriginUrl,
-    pub token: Option<Secret>,
 }
 
 /// `[cache]`: RFC 9111 behaviour and coalescing.
@@ -490,10 +475,7 @@ impl Config {
                 tag_header: http::HeaderName::from_static("surrogate-key"),
                 strip_tag_header: true,
             },
-            cluster: ClusterConfig {
-                peers: Vec::new(),
-                timeout: Duration::from_secs(2),
-            },
+            cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
             access: AccessConfig::default(),
             limits: Limits::default(),

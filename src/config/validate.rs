@@ -9,7 +9,7 @@ use super::file::{FileConfig, SizeValue};
 use super::site::site;
 use super::{
     AdminConfig, CacheConfig, ClusterConfig, Config, ConfigError, Listen, LogConfig, LogFormat,
-    OriginUrl, Peer, PurgeConfig, Secret, Site, StorageConfig, Timeouts,
+    PurgeConfig, Secret, Site, StorageConfig, Timeouts,
 };
 
 /// Accumulates `(key path, message)` pairs.
@@ -342,7 +342,7 @@ pub(super) fn validate(f: &FileConfig, errs: &mut Errors) -> Config {
 
 /// A bearer token: non-empty visible ASCII (it goes into an
 /// `Authorization` field). The message never repeats the value.
-fn token(errs: &mut Errors, key: &str, v: Option<&String>) -> Option<Secret> {
+pub(super) fn token(errs: &mut Errors, key: &str, v: Option<&String>) -> Option<Secret> {
     let t = v?;
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
         errs.push(
@@ -407,48 +407,7 @@ fn operator_sections(
         tag_header,
         strip_tag_header: p.strip_tag_header.unwrap_or(d.purge.strip_tag_header),
     };
-    let c = f.cluster.clone().unwrap_or_default();
-    let mut peers: Vec<Peer> = Vec::new();
-    for (i, fp) in c.peers.iter().flatten().enumerate() {
-        let base = format!("cluster.peers[{i}]");
-        let admin_url = match &fp.admin {
-            None => {
-                errs.push(
-                    format!("{base}.admin"),
-                    "missing: the peer's admin URL, e.g. \"http://10.0.0.7:9080\"",
-                );
-                continue;
-            }
-            Some(u) => match OriginUrl::parse(u) {
-                Ok(u) => u,
-                Err(e) => {
-                    errs.push(format!("{base}.admin"), e);
-                    continue;
-                }
-            },
-        };
-        let name = fp.name.clone().unwrap_or_else(|| admin_url.to_string());
-        if peers.iter().any(|p| p.name == name) {
-            errs.push(
-                format!("{base}.name"),
-                format!("duplicate peer name `{name}`"),
-            );
-        }
-        peers.push(Peer {
-            name,
-            admin: admin_url,
-            token: token(errs, &format!("{base}.token"), fp.token.as_ref()),
-        });
-    }
-    let cluster = ClusterConfig {
-        peers,
-        timeout: duration(
-            errs,
-            "cluster.timeout",
-            c.timeout.as_ref(),
-            d.cluster.timeout,
-        ),
-    };
+    let cluster = super::cluster::section(f.cluster.as_ref(), errs);
     (admin, purge, cluster)
 }
 

@@ -80,6 +80,10 @@ pub struct Stats {
     pub refusals: std::collections::BTreeMap<&'static str, u64>,
     /// Requests matched by each request rule, `site/rule`.
     pub rules: std::collections::BTreeMap<String, u64>,
+    /// In a fleet: the purge stream's figures (published, applied,
+    /// catch-ups, outbox, hits served past a catch-up's deadline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<serde_json::Value>,
     /// Config reloads taken and refused, and when the last was taken
     /// (Unix seconds; 0: never).
     pub config_reloads: u64,

@@ -29,7 +29,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Serialize;
 
 use super::fanout::{self, PeerResult};
-use super::{Counts, PurgeRequest, Purger};
+use super::{Counts, Durability, Outcome, PurgeRequest, Purger};
 use crate::cache::CacheLayer;
 use crate::cache::key::request_host;
 
@@ -42,6 +42,24 @@ pub struct PurgeAnswer {
     pub purged: Counts,
     pub soft: bool,
     pub peers: Vec<PeerResult>,
+    /// In a fleet: `stream` (acknowledged by the purge stream, with its
+    /// sequence) or `local` (applied here, published when NATS is back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable: Option<Durability>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl PurgeAnswer {
+    fn of(o: Outcome, soft: bool, peers: Vec<PeerResult>) -> PurgeAnswer {
+        PurgeAnswer {
+            purged: o.counts,
+            soft,
+            peers,
+            durable: (o.durable != Durability::Log).then_some(o.durable),
+            seq: o.seq,
+        }
+    }
 }
 
 /// A JSON response.
@@ -187,14 +205,7 @@ where
     let local = purger.purge(&v, cache);
     let (local, peers) = tokio::join!(local, peers);
     match local {
-        Ok(purged) => json(
-            StatusCode::OK,
-            &PurgeAnswer {
-                purged,
-                soft: v.soft,
-                peers,
-            },
-        ),
+        Ok(o) => json(StatusCode::OK, &PurgeAnswer::of(o, v.soft, peers)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -241,14 +252,7 @@ pub async fn handle_purge_method<B>(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match purger.purge(&v, cache).await {
-        Ok(purged) => json(
-            StatusCode::OK,
-            &PurgeAnswer {
-                purged,
-                soft,
-                peers: Vec::new(),
-            },
-        ),
+        Ok(o) => json(StatusCode::OK, &PurgeAnswer::of(o, soft, Vec::new())),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -9,7 +9,14 @@
 //! {"at":1718000000000,"kind":"prefix","pattern":"example.com/img/","soft":true}
 //! {"at":1718000000000,"kind":"tag","pattern":"product-42","soft":false}
 //! {"at":1715000000000,"kind":"floor"}
+//! {"kind":"outbox","id":"fra-1-1718000000000-9f3a","message":"{...}"}
+//! {"kind":"sent","id":"fra-1-1718000000000-9f3a"}
+//! {"kind":"applied","seq":4711}
 //! ```
+//!
+//! The last three exist in a fleet (`purge::stream`): a purge waiting to be
+//! published to the purge stream, its acknowledgement, and how far the
+//! node has applied the stream.
 //!
 //! A line that does not parse (a torn write after a crash, an edit by hand)
 //! is skipped with a warning; loading never fails on content, only on I/O.
@@ -49,6 +56,13 @@ pub enum Entry {
     },
     /// The ban list's floor (see `bans`).
     Floor { at: u64 },
+    /// A purge this node accepted for the fleet, as published to the purge
+    /// stream (`message`, JSON), until the stream acknowledges it.
+    Outbox { id: String, message: String },
+    /// The stream acknowledged outbox entry `id`.
+    Sent { id: String },
+    /// Every purge of the stream up to this sequence is applied here.
+    Applied { seq: u64 },
 }
 
 impl Entry {
@@ -67,7 +81,10 @@ impl Entry {
             Entry::Url { at, pattern, soft } => (BanKind::Url, at, pattern, soft),
             Entry::Prefix { at, pattern, soft } => (BanKind::Prefix, at, pattern, soft),
             Entry::Tag { at, pattern, soft } => (BanKind::Tag, at, pattern, soft),
-            Entry::Floor { .. } => return None,
+            Entry::Floor { .. }
+            | Entry::Outbox { .. }
+            | Entry::Sent { .. }
+            | Entry::Applied { .. } => return None,
         };
         Some(Ban {
             kind,

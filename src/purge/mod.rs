@@ -29,18 +29,24 @@
 pub mod api;
 pub mod fanout;
 pub mod log;
+pub mod request;
+pub mod stream;
 
+use request::UrlTarget;
+pub use request::{Counts, PurgeRequest, Validated};
+
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use log::{Entry, PurgeLog};
 
 use crate::cache::CacheLayer;
-use crate::cache::bans::{Ban, BanKind, BanList, ban_subject, millis};
+use crate::cache::bans::{Ban, BanKind, BanList, millis};
 use crate::cache::key::{normalise_host, primary_key};
 use crate::cache::meta::{Record, decode_stored_record, flags};
 use crate::config::{ClusterConfig, Config, HostPattern, Secret};
@@ -48,38 +54,6 @@ use crate::error::{Error, ErrorKind};
 
 /// Environment variable that overrides `[admin] token`.
 pub const TOKEN_ENV: &str = "OUTPOST_ADMIN_TOKEN";
-
-/// A purge request as received (`POST /purge` body).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    #[serde(default)]
-    pub urls: Vec<String>,
-    #[serde(default)]
-    pub prefixes: Vec<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub soft: bool,
-    #[serde(default)]
-    pub fan_out: bool,
-}
-
-/// What was purged, per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub urls: u64,
-    pub prefixes: u64,
-    pub tags: u64,
-}
-
-/// One URL of a purge, parsed.
-#[derive(Debug, Clone)]
-struct UrlTarget {
-    authority: String,
-    path_and_query: String,
-    subject: String,
-}
 
 /// Returns once the wall clock reads a millisecond after `at` (at most a few
 /// milliseconds, also when the clock is stepped back meanwhile).
@@ -90,99 +64,6 @@ async fn wait_past_millis(at: u64) {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-}
-
-/// A validated purge.
-#[derive(Debug, Clone)]
-pub struct Validated {
-    urls: Vec<UrlTarget>,
-    prefixes: Vec<String>,
-    tags: Vec<String>,
-    pub soft: bool,
-}
-
-impl PurgeRequest {
-    /// Checks every entry; the error names the first bad one.
-    pub fn validate(&self) -> Result<Validated, String> {
-        if self.urls.is_empty() && self.prefixes.is_empty() && self.tags.is_empty() {
-            return Err("empty purge: give at least one of `urls`, `prefixes`, `tags`".into());
-        }
-        let mut urls = Vec::with_capacity(self.urls.len());
-        for (i, u) in self.urls.iter().enumerate() {
-            urls.push(parse_url(u).map_err(|e| format!("urls[{i}]: {e}"))?);
-        }
-        let mut prefixes = Vec::with_capacity(self.prefixes.len());
-        for (i, p) in self.prefixes.iter().enumerate() {
-            prefixes.push(parse_prefix(p).map_err(|e| format!("prefixes[{i}]: {e}"))?);
-        }
-        let mut tags = Vec::with_capacity(self.tags.len());
-        for (i, t) in self.tags.iter().enumerate() {
-            if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "tags[{i}]: {t:?} is not a tag (non-empty, no spaces)"
-                ));
-            }
-            tags.push(t.clone());
-        }
-        Ok(Validated {
-            urls,
-            prefixes,
-            tags,
-            soft: self.soft,
-        })
-    }
-}
-
-/// An absolute `http://` or `https://` URL.
-fn parse_url(u: &str) -> Result<UrlTarget, String> {
-    let uri: http::Uri = u
-        .parse()
-        .map_err(|_| format!("`{u}` is not an absolute http(s) URL"))?;
-    let scheme = uri
-        .scheme_str()
-        .filter(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
-        .ok_or_else(|| format!("`{u}` is not an absolute http(s) URL"))?
-        .to_ascii_lowercase();
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| format!("`{u}` has no host"))?;
-    let path_and_query = uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .filter(|pq| !pq.is_empty())
-        .unwrap_or_else(|| "/".into());
-    let subject = ban_subject(&scheme, &authority, &path_and_query);
-    Ok(UrlTarget {
-        authority,
-        path_and_query,
-        subject,
-    })
-}
-
-/// `http(s)://host[:port]/path-prefix` or `host[:port]/path-prefix`
-/// (a bare host means the whole host).
-fn parse_prefix(p: &str) -> Result<String, String> {
-    if p.contains("://") {
-        // Keep the prefix as given (`parse_url` would turn "" into "/").
-        let t = parse_url(p).map_err(|_| format!("`{p}` is not an http(s) URL prefix"))?;
-        return Ok(t.subject);
-    }
-    let (authority, path) = match p.find('/') {
-        Some(i) => (&p[..i], &p[i..]),
-        None => (p, "/"),
-    };
-    if authority.is_empty()
-        || authority
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@'))
-    {
-        return Err(format!(
-            "`{p}` is not a URL prefix like \"example.com/images/\""
-        ));
-    }
-    Ok(ban_subject("http", authority, path))
 }
 
 /// The node's purge machinery: ban list, log, authentication settings and
@@ -198,6 +79,53 @@ pub struct Purger {
     ban_max_age: Duration,
     cluster: ClusterConfig,
     client: fanout::Client,
+    /// The fleet's side of the purge log: outbox and applied sequence.
+    fleet_log: Arc<Mutex<FleetLog>>,
+    /// The purge stream, once connected (`start_fleet`).
+    fleet: OnceLock<Arc<stream::Fleet>>,
+}
+
+/// What the purge log keeps for the fleet.
+#[derive(Debug, Default)]
+struct FleetLog {
+    /// Purges accepted here and not yet acknowledged by the stream, oldest
+    /// first: `(id, message)`.
+    outbox: VecDeque<(String, String)>,
+    /// The last stream sequence applied here.
+    applied: u64,
+}
+
+impl FleetLog {
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let applied = (self.applied > 0).then_some(Entry::Applied { seq: self.applied });
+        applied
+            .into_iter()
+            .chain(self.outbox.iter().map(|(id, message)| Entry::Outbox {
+                id: id.clone(),
+                message: message.clone(),
+            }))
+    }
+}
+
+/// How far an accepted purge has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In this node's fsynced purge log (no fleet stream configured).
+    Log,
+    /// Acknowledged by the fleet's purge stream: every node will apply it.
+    Stream,
+    /// Applied and logged here, waiting in the outbox for the stream.
+    Local,
+}
+
+/// The result of an accepted purge.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub counts: Counts,
+    pub durable: Durability,
+    /// The stream sequence, when [`Durability::Stream`].
+    pub seq: Option<u64>,
 }
 
 impl std::fmt::Debug for Purger {
@@ -226,9 +154,13 @@ impl Purger {
         })?;
         let bans = Arc::new(BanList::new());
         let loaded = entries.len();
-        for e in &entries {
+        let mut fleet_log = FleetLog::default();
+        for e in entries {
             match e {
-                Entry::Floor { at } => bans.raise_floor(*at),
+                Entry::Floor { at } => bans.raise_floor(at),
+                Entry::Outbox { id, message } => fleet_log.outbox.push_back((id, message)),
+                Entry::Sent { id } => fleet_log.outbox.retain(|(i, _)| *i != id),
+                Entry::Applied { seq } => fleet_log.applied = fleet_log.applied.max(seq),
                 other => {
                     if let Some(b) = other.to_ban() {
                         bans.add(&b);
@@ -238,11 +170,17 @@ impl Purger {
         }
         let rose = bans.prune(SystemTime::now(), cfg.purge.ban_max_age);
         if (rose.is_some() || log.wants_compaction(bans.len()))
-            && let Err(e) = log.compact(&live_entries(&bans))
+            && let Err(e) = log.compact(&live_entries(&bans, &fleet_log))
         {
             tracing::warn!(error = %e, "purge log compaction failed");
         }
-        tracing::info!(loaded, bans = bans.len(), "purge log loaded");
+        tracing::info!(
+            loaded,
+            bans = bans.len(),
+            outbox = fleet_log.outbox.len(),
+            applied = fleet_log.applied,
+            "purge log loaded"
+        );
         let token = std::env::var(TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty())
@@ -262,6 +200,8 @@ impl Purger {
             ban_max_age: cfg.purge.ban_max_age,
             cluster: cfg.cluster.clone(),
             client: fanout::client(),
+            fleet_log: Arc::new(Mutex::new(fleet_log)),
+            fleet: OnceLock::new(),
         }))
     }
 
@@ -303,72 +243,191 @@ impl Purger {
             .map(|(n, _)| n.as_str())
     }
 
-    /// Applies a validated purge: log it durably, then ban and remove.
-    /// Returns the counts, or an error if the log could not be written (the
-    /// purge is applied in memory regardless).
-    pub async fn purge(&self, v: &Validated, cache: Option<&CacheLayer>) -> Result<Counts, Error> {
+    /// Applies a validated purge: log it durably, then ban and remove; in
+    /// a fleet, publish it to the purge stream too (or keep it in the
+    /// outbox while the stream is unreachable). Returns the counts and how
+    /// durable the purge is, or an error if the log could not be written
+    /// (the purge is applied in memory regardless).
+    pub async fn purge(&self, v: &Validated, cache: Option<&CacheLayer>) -> Result<Outcome, Error> {
         let _serial = self.serial.lock().await;
         let at = millis(SystemTime::now());
-        let mut new_bans = Vec::new();
-        for u in &v.urls {
-            new_bans.push(Ban {
-                kind: BanKind::Url,
-                pattern: u.subject.clone(),
-                at_ms: at,
-                soft: v.soft,
+        let fleet = self.fleet.get();
+        let mut extra = Vec::new();
+        let mut sole = false;
+        let mut queued = None;
+        if let Some(f) = fleet {
+            let (id, message) = f.message(v, at);
+            if let Ok(mut fl) = self.fleet_log.lock() {
+                sole = fl.outbox.is_empty();
+                fl.outbox.push_back((id.clone(), message.clone()));
+            }
+            extra.push(Entry::Outbox {
+                id: id.clone(),
+                message: message.clone(),
             });
+            queued = Some((id, message));
         }
-        for p in &v.prefixes {
-            new_bans.push(Ban {
-                kind: BanKind::Prefix,
-                pattern: p.clone(),
-                at_ms: at,
-                soft: v.soft,
-            });
-        }
-        for t in &v.tags {
-            new_bans.push(Ban {
-                kind: BanKind::Tag,
-                pattern: t.clone(),
-                at_ms: at,
-                soft: v.soft,
-            });
-        }
-        let entries: Vec<Entry> = new_bans.iter().map(Entry::from_ban).collect();
-        let durable = self.write_log(entries).await;
-        for b in &new_bans {
-            self.bans.add(b);
-        }
+        let bans = bans_of(v, at);
+        let durable = self.record(&bans, extra).await;
         if let Some(cache) = cache {
             for u in &v.urls {
                 self.apply_url(cache, u, at, v.soft).await;
             }
         }
+        let (durability, seq) = match (fleet, queued) {
+            (Some(f), Some((id, message))) => {
+                // Older purges wait in the outbox: keep the stream's order.
+                let published = if sole {
+                    f.publish(&id, &message).await.ok()
+                } else {
+                    None
+                };
+                match published {
+                    Some(seq) => {
+                        self.mark_sent(&id).await;
+                        (Durability::Stream, Some(seq))
+                    }
+                    None => {
+                        f.wake_outbox();
+                        (Durability::Local, None)
+                    }
+                }
+            }
+            _ => (Durability::Log, None),
+        };
         // Ban times are milliseconds and a soft ban matches objects
         // validated at or before its time, so a revalidation within the
         // ban's own millisecond would still match it and be revalidated
         // again. The answer waits for the next millisecond: whatever the
         // caller does after it is timed after the ban.
         wait_past_millis(at).await;
-        let counts = Counts {
-            urls: v.urls.len() as u64,
-            prefixes: v.prefixes.len() as u64,
-            tags: v.tags.len() as u64,
-        };
+        let counts = v.counts();
         tracing::info!(
             urls = counts.urls,
             prefixes = counts.prefixes,
             tags = counts.tags,
             soft = v.soft,
+            durable = ?durability,
+            seq,
             "purged"
         );
-        durable.map(|()| counts)
+        durable.map(|()| Outcome {
+            counts,
+            durable: durability,
+            seq,
+        })
+    }
+
+    /// Applies purges read from the fleet's stream, in order: those from
+    /// other nodes (this node applied its own when it accepted them) and
+    /// after the applied sequence. One log write (one fsync) for the batch,
+    /// which also records the new applied sequence. Returns how many were
+    /// applied.
+    pub(crate) async fn apply_stream(
+        &self,
+        batch: &[(u64, stream::FleetPurge)],
+        cache: Option<&CacheLayer>,
+    ) -> usize {
+        let Some(last) = batch.iter().map(|(seq, _)| *seq).max() else {
+            return 0;
+        };
+        let _serial = self.serial.lock().await;
+        let applied = self.applied();
+        let mut bans = Vec::new();
+        let mut urls = Vec::new();
+        let mut n = 0;
+        for (seq, m) in batch {
+            if *seq <= applied || m.node == self.cluster.node {
+                continue;
+            }
+            match m.request.validate() {
+                Ok(v) => {
+                    bans.extend(bans_of(&v, m.at));
+                    urls.push((v, m.at));
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(seq, node = %m.node, error = %e, "unusable purge in the stream skipped")
+                }
+            }
+        }
+        if last <= applied {
+            return 0;
+        }
+        if let Ok(mut fl) = self.fleet_log.lock() {
+            fl.applied = last;
+        }
+        // A failed write is logged by `record`; the bans apply regardless.
+        let _ = self.record(&bans, vec![Entry::Applied { seq: last }]).await;
+        if let Some(cache) = cache {
+            for (v, at) in &urls {
+                for u in &v.urls {
+                    self.apply_url(cache, u, *at, v.soft).await;
+                }
+            }
+        }
+        n
+    }
+
+    /// The last stream sequence applied here.
+    pub fn applied(&self) -> u64 {
+        self.fleet_log.lock().map_or(0, |fl| fl.applied)
+    }
+
+    /// Publishes the outbox, oldest first, until it is empty or the
+    /// stream fails; returns how many were published.
+    pub(crate) async fn publish_outbox(&self, f: &stream::Fleet) -> usize {
+        let _serial = self.serial.lock().await;
+        let mut n = 0;
+        loop {
+            let Some((id, message)) = self
+                .fleet_log
+                .lock()
+                .ok()
+                .and_then(|fl| fl.outbox.front().cloned())
+            else {
+                return n;
+            };
+            if f.publish(&id, &message).await.is_err() {
+                return n;
+            }
+            self.mark_sent(&id).await;
+            n += 1;
+        }
+    }
+
+    /// Purges waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.fleet_log.lock().map_or(0, |fl| fl.outbox.len())
+    }
+
+    /// Records that the stream acknowledged outbox entry `id`.
+    async fn mark_sent(&self, id: &str) {
+        if let Ok(mut fl) = self.fleet_log.lock() {
+            fl.outbox.retain(|(i, _)| i != id);
+        }
+        let _ = self
+            .record(&[], vec![Entry::Sent { id: id.to_owned() }])
+            .await;
+    }
+
+    /// Logs `bans` and `extra` entries durably, then adds the bans to the
+    /// list.
+    async fn record(&self, bans: &[Ban], extra: Vec<Entry>) -> Result<(), Error> {
+        let mut entries: Vec<Entry> = bans.iter().map(Entry::from_ban).collect();
+        entries.extend(extra);
+        let durable = self.write_log(entries).await;
+        for b in bans {
+            self.bans.add(b);
+        }
+        durable
     }
 
     /// Appends, fsyncs and compacts when due, off the async workers.
     async fn write_log(&self, entries: Vec<Entry>) -> Result<(), Error> {
         let log = self.log.clone();
         let bans = self.bans.clone();
+        let fleet_log = self.fleet_log.clone();
         let max_age = self.ban_max_age;
         let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut log = log
@@ -384,7 +443,10 @@ impl Purger {
             }
             bans.prune(SystemTime::now(), max_age);
             if log.wants_compaction(bans.len()) {
-                log.compact(&live_entries(&bans))?;
+                let fl = fleet_log
+                    .lock()
+                    .map_err(|_| std::io::Error::other("fleet log lock poisoned"))?;
+                log.compact(&live_entries(&bans, &fl))?;
             }
             Ok(())
         })
@@ -479,6 +541,35 @@ impl Purger {
         }
     }
 
+    /// In a fleet with `[cluster] nats`: hits wait for the first catch-up,
+    /// and the connection to the purge stream starts (in the background:
+    /// an unreachable NATS does not stop the node).
+    pub async fn start_fleet(
+        self: &Arc<Self>,
+        cache: Option<Arc<CacheLayer>>,
+    ) -> Result<(), Error> {
+        let Some(nats) = self.cluster.nats.clone() else {
+            return Ok(());
+        };
+        self.bans.catch_up().begin(nats.catch_up_timeout);
+        let f = stream::Fleet::connect(&self.cluster, &nats, self).await?;
+        f.start(self.clone(), cache);
+        let _ = self.fleet.set(f);
+        Ok(())
+    }
+
+    /// Stops consuming and publishing (shutdown or hand-over).
+    pub fn stop_fleet(&self) {
+        if let Some(f) = self.fleet.get() {
+            f.stop();
+        }
+    }
+
+    /// The fleet's purge figures, when the node is in one.
+    pub fn fleet_figures(&self) -> Option<stream::FleetFigures> {
+        self.fleet.get().map(|f| f.figures())
+    }
+
     /// Peers and their per-attempt timeout.
     pub fn cluster(&self) -> &ClusterConfig {
         &self.cluster
@@ -489,44 +580,39 @@ impl Purger {
     }
 }
 
-/// The live bans plus the floor, as log entries.
-fn live_entries(bans: &BanList) -> Vec<Entry> {
+/// A purge's bans, timed `at`.
+fn bans_of(v: &Validated, at: u64) -> Vec<Ban> {
+    let mut out = Vec::with_capacity(v.urls.len() + v.prefixes.len() + v.tags.len());
+    let soft = v.soft;
+    for u in &v.urls {
+        out.push(Ban {
+            kind: BanKind::Url,
+            pattern: u.subject.clone(),
+            at_ms: at,
+            soft,
+        });
+    }
+    for (kind, patterns) in [(BanKind::Prefix, &v.prefixes), (BanKind::Tag, &v.tags)] {
+        for p in patterns {
+            out.push(Ban {
+                kind,
+                pattern: p.clone(),
+                at_ms: at,
+                soft,
+            });
+        }
+    }
+    out
+}
+
+/// The live bans plus the floor and the fleet's entries, as log entries.
+fn live_entries(bans: &BanList, fleet: &FleetLog) -> Vec<Entry> {
     let mut out: Vec<Entry> = bans
         .floor_ms()
         .map(|at| Entry::Floor { at })
         .into_iter()
         .collect();
     out.extend(bans.bans().iter().map(Entry::from_ban));
+    out.extend(fleet.entries());
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn requests_are_validated_with_named_problems() {
-        let r = PurgeRequest::default();
-        assert!(r.validate().unwrap_err().contains("empty purge"));
-        let r = PurgeRequest {
-            urls: vec!["http://h/a".into(), "/relative".into()],
-            ..Default::default()
-        };
-        assert!(r.validate().unwrap_err().starts_with("urls[1]:"));
-        let r = PurgeRequest {
-            tags: vec!["a b".into()],
-            ..Default::default()
-        };
-        assert!(r.validate().unwrap_err().starts_with("tags[0]:"));
-        let r = PurgeRequest {
-            urls: vec!["http://Example.com:80/a?b=1".into()],
-            prefixes: vec!["example.com/img/".into(), "https://h:443/x".into()],
-            tags: vec!["t1".into()],
-            ..Default::default()
-        };
-        let v = r.validate().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v.urls[0].subject, "example.com/a?b=1");
-        assert_eq!(v.prefixes, vec!["example.com/img/", "h/x"]);
-    }
 }

@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub mod certs;
 pub mod dead_port;
 pub mod h2;
+pub mod nats;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
