@@ -39,6 +39,7 @@ pub mod admin;
 pub mod admission;
 pub mod cache;
 pub mod clock;
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod deadline;

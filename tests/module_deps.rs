@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["main"],
     &["server", "logging"],
     &["admin", "proxy"],
-    &["purge", "admission"],
+    &["purge", "admission", "cluster"],
     &["cache", "origin", "access_log", "compress"],
     &["config", "metrics"],
     &["error", "clock", "deadline"],

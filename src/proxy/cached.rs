@@ -28,7 +28,7 @@ use crate::cache::{CACHE_NAME, CacheLayer, Found, Lookup, RequestTarget};
 use crate::compress::Accepts;
 use crate::error::{Error, ErrorKind};
 use crate::origin::strip_response_hop_by_hop;
-use crate::origin::{HashOn, OriginRequest, StickyRequest, client_key};
+use crate::origin::{HashOn, StickyRequest, client_key};
 
 /// One request on the cached path.
 pub struct Ctx {
@@ -61,6 +61,8 @@ pub struct Ctx {
     /// The first piece of the hit's body, read before its head was sent, with the
     /// reader that goes on from it (see `first_piece_intact`).
     pub(super) prefetched: std::sync::Mutex<Option<(outpost_storage::BodyReader, bytes::Bytes)>>,
+    /// The request came from an edge (`cluster::HOP`): never ask a shield.
+    pub(super) shield_hop: bool,
 }
 
 impl Ctx {
@@ -113,6 +115,7 @@ impl Ctx {
             accepts: Accepts::default(),
             detail: None,
             prefetched: std::sync::Mutex::new(None),
+            shield_hop: false,
         }
     }
 
@@ -138,6 +141,7 @@ impl Ctx {
             accepts: self.accepts,
             detail: None,
             prefetched: std::sync::Mutex::new(None),
+            shield_hop: self.shield_hop,
         }
     }
 }
@@ -459,19 +463,7 @@ impl Proxy {
         let cache = self.cache_layer()?;
         let headers = without_preconditions(&ctx.headers);
         let req_time = SystemTime::now();
-        let result = ctx
-            .site
-            .pool
-            .send(OriginRequest {
-                method: &Method::HEAD,
-                path_and_query: &ctx.target.path_and_query,
-                headers: &headers,
-                body: None,
-                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: ctx.balance_key.as_ref(),
-                prefer: ctx.sticky.prefer,
-            })
-            .await;
+        let result = self.send_cacheable(ctx, &Method::HEAD, &headers).await;
         let resp_time = SystemTime::now();
         let mut resp = match result {
             Ok(r) => r,

@@ -29,6 +29,48 @@ use crate::origin::OriginRequest;
 use crate::origin::strip_response_hop_by_hop;
 
 impl Proxy {
+    /// Sends a cache fill or revalidation upstream: to the object's shield
+    /// when the site has shields (and the request did not come from an
+    /// edge), else, or when no shield answers, to the origin.
+    pub(super) async fn send_cacheable(
+        &self,
+        ctx: &Ctx,
+        method: &Method,
+        headers: &http::HeaderMap,
+    ) -> Result<Response<crate::origin::ResponseBody>, Error> {
+        let fwd = self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme);
+        if let Some(shields) = ctx.site.shields.as_ref().filter(|_| !ctx.shield_hop) {
+            let mut to_shield = headers.clone();
+            to_shield.insert(crate::cluster::HOP.clone(), shields.hop().clone());
+            let answer = shields
+                .send(OriginRequest {
+                    method,
+                    path_and_query: &ctx.target.path_and_query,
+                    headers: &to_shield,
+                    body: None,
+                    fwd: &fwd,
+                    hash_key: Some(&ctx.primary),
+                    prefer: None,
+                })
+                .await;
+            if let Some(r) = answer {
+                return Ok(r);
+            }
+        }
+        ctx.site
+            .pool
+            .send(OriginRequest {
+                method,
+                path_and_query: &ctx.target.path_and_query,
+                headers,
+                body: None,
+                fwd: &fwd,
+                hash_key: ctx.balance_key.as_ref(),
+                prefer: ctx.sticky.prefer,
+            })
+            .await
+    }
+
     /// Fetches the whole response from the origin (conditionally when a
     /// stale response is stored), stores it if allowed, and answers the
     /// request. `writer` is the fill to share the response through.
@@ -52,19 +94,7 @@ impl Proxy {
         // time, which is ordered against Vary markers and purges.
         let req_time = SystemTime::now();
         let started = Instant::now();
-        let result = ctx
-            .site
-            .pool
-            .send(OriginRequest {
-                method: &Method::GET,
-                path_and_query: &ctx.target.path_and_query,
-                headers: &headers,
-                body: None,
-                fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
-                hash_key: ctx.balance_key.as_ref(),
-                prefer: ctx.sticky.prefer,
-            })
-            .await;
+        let result = self.send_cacheable(ctx, &Method::GET, &headers).await;
         let resp_time = SystemTime::now();
         let mut resp = match result {
             Ok(r) => r,

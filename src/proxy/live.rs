@@ -32,6 +32,7 @@ impl Live {
     pub(super) fn new(
         cfg: &Config,
         client: &OriginClient,
+        shield_client: &OriginClient,
         old: Option<&Live>,
     ) -> Result<Live, Error> {
         let site_err =
@@ -48,11 +49,19 @@ impl Live {
                 prev.map(|p| &*p.pool),
             )
             .map_err(|e| site_err(&s.name, e))?;
+            let shields = crate::cluster::Shields::renew(
+                &s.name,
+                &cfg.cluster,
+                shield_client.clone(),
+                prev.and_then(|p| p.shields.as_ref()),
+            )
+            .map_err(|e| site_err(&s.name, e))?;
             let limits = s.limits.over(&cfg.limits);
             sites.push(Arc::new(SiteRuntime {
                 name: s.name.clone(),
                 hosts: s.hosts.clone(),
                 pool: Arc::new(pool),
+                shields,
                 cache: s.cache,
                 ignore_client_reload: s.ignore_client_reload,
                 strip_targeted_fields: s.strip_targeted_fields,

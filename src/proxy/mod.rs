@@ -58,6 +58,8 @@ pub struct SiteRuntime {
     pub name: String,
     pub hosts: Vec<HostPattern>,
     pub pool: Arc<Pool>,
+    /// The shields a miss asks before the origin (an edge with shields).
+    pub shields: Option<crate::cluster::Shields>,
     /// Whether responses for this site are cached.
     pub cache: bool,
     /// Ignore client `no-cache` / `max-age=0` reloads (RFC 9111 §5.2.1).
@@ -101,6 +103,9 @@ pub struct Proxy {
     /// One set of origin connections for every site's pool, kept across
     /// reloads.
     client: OriginClient,
+    /// The same for shields, with `[cluster] shield_timeout` for their
+    /// response heads.
+    shield_client: OriginClient,
     /// `Server` on responses (the origin's is always removed).
     server_header: Option<HeaderValue>,
     via: ViaValues,
@@ -114,9 +119,14 @@ impl Proxy {
     /// caching is off.
     pub fn new(cfg: &Config, cache: Option<Arc<CacheLayer>>) -> Result<Proxy, Error> {
         let client = OriginClient::new(&cfg.timeouts)?;
+        let shield_client = OriginClient::new(&crate::config::Timeouts {
+            response_header: cfg.cluster.shield_timeout,
+            ..cfg.timeouts.clone()
+        })?;
         Ok(Proxy {
-            live: ArcSwap::from_pointee(Live::new(cfg, &client, None)?),
+            live: ArcSwap::from_pointee(Live::new(cfg, &client, &shield_client, None)?),
             client,
+            shield_client,
             server_header: cfg.server.server_header.clone(),
             via: ViaValues::new(&cfg.server.via),
             idle_body: cfg.timeouts.idle_body,
@@ -128,7 +138,13 @@ impl Proxy {
     /// Builds the reloadable part from `cfg` (origins configured as before
     /// keep their state) without putting it in place: `Err` changes nothing.
     pub fn prepare(&self, cfg: &Config) -> Result<Arc<Live>, Error> {
-        Live::new(cfg, &self.client, Some(&self.live.load())).map(Arc::new)
+        Live::new(
+            cfg,
+            &self.client,
+            &self.shield_client,
+            Some(&self.live.load()),
+        )
+        .map(Arc::new)
     }
 
     /// Puts a prepared [`Live`] in place for new requests and starts its
@@ -146,17 +162,19 @@ impl Proxy {
             .load()
             .sites
             .iter()
-            .map(|s| s.pool.sweep_idle())
+            .map(|s| s.pool.sweep_idle() + s.shields.as_ref().map_or(0, |h| h.pool().sweep_idle()))
             .sum()
     }
 
-    /// Every site's origin pool.
+    /// Every site's origin pool, and its shields' when it has them.
     pub fn pools(&self) -> Vec<Arc<Pool>> {
         self.live
             .load()
             .sites
             .iter()
-            .map(|s| s.pool.clone())
+            .flat_map(|s| {
+                std::iter::once(s.pool.clone()).chain(s.shields.as_ref().map(|h| h.pool().clone()))
+            })
             .collect()
     }
 
@@ -276,6 +294,8 @@ impl Proxy {
         let client_version = parts.version;
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers, upgrade);
+        // From an edge: this node does not ask a shield in turn (loops).
+        let shield_hop = headers.remove(&crate::cluster::HOP).is_some();
         // The sticky cookie is read (and removed) before the cache sees the
         // request: it is never part of a key or a variant.
         let sticky = site
@@ -322,6 +342,7 @@ impl Proxy {
             );
             ctx.sticky = sticky;
             ctx.accepts = accepts;
+            ctx.shield_hop = shield_hop;
             let mut resp = self.cached(ctx).await;
             site.hide
                 .client_response(resp.headers_mut(), self.server_header.as_ref());
