@@ -228,6 +228,54 @@ async fn a_purge_accepted_while_nats_is_down_reaches_the_fleet_when_it_is_back()
     b.stop_owned().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_rebuilt_from_scratch_is_applied_from_its_start() {
+    let mut nats = NatsServer::start();
+    let o = origin().await;
+    let a = FleetNode::start("a", &nats.url(), &o.url()).await;
+    let b = FleetNode::start("b", &nats.url(), &o.url()).await;
+    let mut seq = 0;
+    for i in 0..3 {
+        seq = a
+            .purge(&format!(r#"{{"urls":["http://{HOST}/old{i}"]}}"#))
+            .await["seq"]
+            .as_u64()
+            .unwrap();
+    }
+    b.until_applied(seq, Duration::from_secs(5)).await;
+    cache_on(&b, "/z").await;
+    // The NATS cluster is rebuilt: the stream starts again at 1, behind
+    // what B applied.
+    nats.wipe();
+    nats.resume();
+    let t = Instant::now();
+    loop {
+        let (s, v) = admin_purge(
+            a.node().admin_addr(),
+            Some(TOKEN),
+            &format!(r#"{{"urls":["http://{HOST}/z"]}}"#),
+        )
+        .await;
+        assert_eq!(s, 200);
+        if v["durable"] == "stream" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = Instant::now();
+    while b.get("/z").await.contains("hit") {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "B never applied the rebuilt stream: {}",
+            b.stats().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop_owned().await;
+    b.stop_owned().await;
+}
+
 impl FleetNode {
     async fn stop_owned(mut self) {
         self.stop().await;

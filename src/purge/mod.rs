@@ -160,7 +160,7 @@ impl Purger {
                 Entry::Floor { at } => bans.raise_floor(at),
                 Entry::Outbox { id, message } => fleet_log.outbox.push_back((id, message)),
                 Entry::Sent { id } => fleet_log.outbox.retain(|(i, _)| *i != id),
-                Entry::Applied { seq } => fleet_log.applied = fleet_log.applied.max(seq),
+                Entry::Applied { seq } => fleet_log.applied = seq,
                 other => {
                     if let Some(b) = other.to_ban() {
                         bans.add(&b);
@@ -396,6 +396,25 @@ impl Purger {
         }
     }
 
+    /// The stream was reset (its sequences are behind this node's): apply
+    /// it from its start.
+    pub(crate) async fn restart_stream(&self) {
+        let _serial = self.serial.lock().await;
+        if let Ok(mut fl) = self.fleet_log.lock() {
+            fl.applied = 0;
+        }
+        let _ = self.record(&[], vec![Entry::Applied { seq: 0 }]).await;
+    }
+
+    /// Purges this node missed are gone from the stream (an outage longer
+    /// than its retention): everything cached until now counts as purged.
+    pub(crate) async fn purge_all_before_now(&self) {
+        let _serial = self.serial.lock().await;
+        let at = millis(SystemTime::now());
+        self.bans.raise_floor(at);
+        let _ = self.record(&[], vec![Entry::Floor { at }]).await;
+    }
+
     /// Purges waiting in the outbox.
     pub fn outbox_len(&self) -> usize {
         self.fleet_log.lock().map_or(0, |fl| fl.outbox.len())
@@ -553,6 +572,9 @@ impl Purger {
         };
         self.bans.catch_up().begin(nats.catch_up_timeout);
         let f = stream::Fleet::connect(&self.cluster, &nats, self).await?;
+        // A node normally starts connected; an unreachable NATS delays
+        // the start by at most this.
+        f.first_connection(std::time::Duration::from_secs(2)).await;
         f.start(self.clone(), cache);
         let _ = self.fleet.set(f);
         Ok(())

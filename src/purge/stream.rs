@@ -90,6 +90,8 @@ pub struct Fleet {
     outbox: Arc<Notify>,
     cancel: CancellationToken,
     counters: Counters,
+    /// The stream is known to exist (created or found).
+    stream_ready: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -171,6 +173,7 @@ impl Fleet {
             outbox,
             cancel: CancellationToken::new(),
             counters: Counters::default(),
+            stream_ready: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -202,12 +205,18 @@ impl Fleet {
     /// Publishes one message and waits for the stream's acknowledgement:
     /// its sequence. Fails at once when not connected.
     pub async fn publish(&self, id: &str, message: &str) -> Result<u64, String> {
+        // Still making the first connection (a node just started): wait
+        // for it. Disconnected later: answer at once from the outbox.
+        self.first_connection(PUBLISH_TIMEOUT).await;
         let res = if self.client.connection_state() != async_nats::connection::State::Connected {
             Err("not connected to NATS".to_owned())
         } else {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", id);
             let send = async {
+                if !self.stream_ready.load(Ordering::Acquire) {
+                    self.ensure_stream().await?;
+                }
                 let ack = self
                     .js
                     .publish_with_headers(
@@ -227,6 +236,8 @@ impl Fleet {
         match &res {
             Ok(_) => self.counters.published.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
+                // Perhaps the stream went (a rebuilt NATS): look again next time.
+                self.stream_ready.store(false, Ordering::Release);
                 tracing::warn!(error = %e, id, "purge not published to the stream yet: kept in the outbox");
                 self.counters
                     .publish_failures
@@ -234,6 +245,16 @@ impl Fleet {
             }
         };
         res
+    }
+
+    /// Waits up to `limit` while the first connection is being made.
+    pub async fn first_connection(&self, limit: Duration) {
+        let t = Instant::now();
+        while self.client.connection_state() == async_nats::connection::State::Pending
+            && t.elapsed() < limit
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Asks the outbox task to publish.
@@ -277,9 +298,8 @@ impl Fleet {
         }
     }
 
-    /// The stream (created when missing) and this node's durable consumer
-    /// (created to start after `applied` when missing).
-    async fn consumer(&self, applied: u64) -> Result<consumer::PullConsumer, String> {
+    /// The purge stream, created when missing.
+    async fn ensure_stream(&self) -> Result<js_stream::Stream, String> {
         let stream = self
             .js
             .get_or_create_stream(js_stream::Config {
@@ -293,6 +313,38 @@ impl Fleet {
             })
             .await
             .map_err(|e| format!("purge stream {}: {e}", self.cfg.stream))?;
+        self.stream_ready.store(true, Ordering::Release);
+        Ok(stream)
+    }
+
+    /// The stream (created when missing) and this node's durable consumer
+    /// (created to start after the applied sequence when missing). A
+    /// stream behind the applied sequence was reset: it is applied from its
+    /// start. A stream whose oldest purge is past the next one this node
+    /// needs has dropped purges it missed: everything cached before now
+    /// counts as purged.
+    async fn consumer(&self, purger: &Purger) -> Result<consumer::PullConsumer, String> {
+        let stream = self.ensure_stream().await?;
+        let mut applied = purger.applied();
+        if let Ok(info) = stream.get_info().await {
+            let st = info.state;
+            if applied > st.last_sequence {
+                tracing::warn!(
+                    applied,
+                    stream_last = st.last_sequence,
+                    "the purge stream is behind this node's log (it was reset): applying it from its start"
+                );
+                purger.restart_stream().await;
+                applied = 0;
+            } else if applied > 0 && st.first_sequence > applied + 1 {
+                tracing::error!(
+                    applied,
+                    stream_first = st.first_sequence,
+                    "purges this node missed have expired from the stream (an outage longer than purge_retention): every object cached before now is treated as purged"
+                );
+                purger.purge_all_before_now().await;
+            }
+        }
         let durable = format!("outpost-{}", self.node);
         let deliver_policy = if applied > 0 {
             consumer::DeliverPolicy::ByStartSequence {
@@ -324,7 +376,7 @@ impl Fleet {
             if self.cancel.is_cancelled() {
                 return;
             }
-            let consumer = match self.consumer(purger.applied()).await {
+            let consumer = match self.consumer(&purger).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "purge stream unavailable; retrying");
@@ -357,14 +409,17 @@ impl Fleet {
                 tokio::select! {
                     () = self.cancel.cancelled() => return,
                     () = self.reconnected.notified() => {
+                        // The stream may be another (a rebuilt NATS): find
+                        // the stream and the consumer again.
                         episode = Episode::start();
-                        self.check_current(&consumer, &purger, &mut episode).await;
+                        break;
                     }
                     next = messages.next() => match next {
                         None => break,
                         Some(Err(e)) => {
-                            tracing::warn!(error = %e, "purge consumer error");
-                            continue;
+                            tracing::warn!(error = %e, "purge consumer error; pulling again");
+                            tokio::time::sleep(backoff).await;
+                            break;
                         }
                         Some(Ok(first)) => {
                             let mut batch = vec![first];

@@ -73,6 +73,13 @@ impl NatsServer {
         }
     }
 
+    /// Stops it and throws its store away (a NATS cluster rebuilt from
+    /// scratch: streams start again at sequence 1).
+    pub fn wipe(&mut self) {
+        self.stop();
+        self.dir = tempfile::tempdir().unwrap();
+    }
+
     /// Stops it by PID (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
