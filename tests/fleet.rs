@@ -141,6 +141,15 @@ async fn a_purge_sent_to_one_node_is_applied_on_the_others() {
         assert!(cs.contains("miss"), "{} after the purge: {cs}", n.name);
     }
     assert_eq!(o.count_path("/x"), before + 3);
+    let (_, _, m) = get(&format!("http://{}/metrics", nodes[0].node().admin_addr())).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        m.contains("outpost_purge_stream_published_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    let (_, _, m) = get(&format!("http://{}/metrics", nodes[1].node().admin_addr())).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(m.contains("outpost_purge_stream_applied_total{} 1"), "{m}");
     for mut n in nodes {
         n.stop().await;
     }

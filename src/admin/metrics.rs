@@ -308,6 +308,42 @@ impl Collector for Scrape {
             "When the last reload took effect (Unix time; 0: none since start).",
             &[(vec![], st.config_last_reload_unix as f64)],
         )?;
+        if let Some(f) = &st.fleet {
+            let n = |k: &str| f[k].as_u64().unwrap_or(0);
+            counter(
+                &mut e,
+                "outpost_purge_stream_published",
+                "Purges this node published to the fleet's purge stream, and attempts that failed (kept in the outbox).",
+                &[
+                    (vec![("result", "ok")], n("published")),
+                    (vec![("result", "failed")], n("publish_failures")),
+                ],
+            )?;
+            counter(
+                &mut e,
+                "outpost_purge_stream_applied",
+                "Purges of other nodes applied from the purge stream.",
+                &[(vec![], n("applied"))],
+            )?;
+            counter(
+                &mut e,
+                "outpost_purge_catch_up_late_hits",
+                "Hits served while a purge catch-up ran past catch_up_timeout.",
+                &[(vec![], n("late_hits"))],
+            )?;
+            gauge(
+                &mut e,
+                "outpost_purge_stream_outbox",
+                "Purges waiting to be published to the purge stream.",
+                &[(vec![], n("outbox") as f64)],
+            )?;
+            gauge(
+                &mut e,
+                "outpost_purge_stream_applied_sequence",
+                "The last purge stream sequence applied here.",
+                &[(vec![], n("applied_seq") as f64)],
+            )?;
+        }
         gauge(
             &mut e,
             "outpost_uptime_seconds",
