@@ -193,12 +193,23 @@ impl H1Client {
     ) -> Result<Response<H1Body>, Error> {
         let framing = Framing::of(method, head.status, &head.headers)
             .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)))?;
+        let mut codings = Vec::new();
         if head.transfer_encoding {
+            // Codings other than chunked are taken off the body (a HEAD,
+            // 204 or 304 has none to take off).
+            if !matches!(framing, Framing::Length(0)) {
+                codings = super::transfer::parse(&head.headers)
+                    .ok()
+                    .flatten()
+                    .map(|c| c.decode)
+                    .unwrap_or_default();
+            }
             // Hop-by-hop (RFC 9110 §7.6.1); the body is decoded here.
             head.headers.remove(header::TRANSFER_ENCODING);
         }
         let keep_alive = head.connection.keeps_alive(head.version) && framing.reusable();
-        let body = H1Body::new(conn, framing, keep_alive, origin.clone(), self.limits);
+        let mut body = H1Body::new(conn, framing, keep_alive, origin.clone(), self.limits);
+        body.set_codings(codings);
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;

@@ -51,24 +51,18 @@ impl Framing {
         {
             return Ok(Framing::Length(0));
         }
-        // §6.3 items 3-4: Transfer-Encoding with Content-Length may be a
-        // smuggling attempt (§6.1), and a coding other than chunked would
-        // reach the client still encoded once the hop-by-hop field is
-        // dropped: both are refused rather than guessed at.
+        // §6.3 item 3: Transfer-Encoding with Content-Length may be a
+        // smuggling attempt (§6.1): refused rather than guessed at. Item 4:
+        // the body ends with its last chunk when chunked is the last
+        // coding, else when the origin closes; the other codings are taken
+        // off by `transfer` (one it cannot remove is refused).
         if headers.contains_key(header::TRANSFER_ENCODING) {
             if headers.contains_key(header::CONTENT_LENGTH) {
                 return Err("both Transfer-Encoding and Content-Length".into());
             }
-            let mut codings = headers
-                .get_all(header::TRANSFER_ENCODING)
-                .iter()
-                .map(|v| v.to_str().unwrap_or("?"))
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|t| !t.is_empty());
-            return match (codings.next(), codings.next()) {
-                (Some(t), None) if t.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
-                _ => Err("unsupported transfer coding (only chunked is accepted)".into()),
+            return match super::transfer::parse(headers)? {
+                Some(c) if c.chunked_last => Ok(Framing::Chunked),
+                _ => Ok(Framing::Close),
             };
         }
         // §6.3 item 5: every Content-Length must agree and be valid.
@@ -117,6 +111,8 @@ pub struct H1Body {
     limits: PoolLimits,
     /// The size of the next read (adaptive, see [`MIN_READ`]).
     next_read: usize,
+    /// Transfer codings besides chunked, for `transfer` to take off.
+    codings: Vec<super::transfer::TransferCoding>,
 }
 
 impl H1Body {
@@ -139,11 +135,22 @@ impl H1Body {
             origin,
             limits,
             next_read: MIN_READ,
+            codings: Vec::new(),
         };
         if matches!(body.state, State::Length(0)) {
             body.finish();
         }
         body
+    }
+
+    /// The transfer codings to take off this body (set by the client).
+    pub(super) fn set_codings(&mut self, codings: Vec<super::transfer::TransferCoding>) {
+        self.codings = codings;
+    }
+
+    /// Takes the codings out (the body is then wrapped in their decoders).
+    pub(super) fn take_codings(&mut self) -> Vec<super::transfer::TransferCoding> {
+        std::mem::take(&mut self.codings)
     }
 
     /// The body is complete: keep the connection if it is clean.

@@ -401,7 +401,9 @@ async fn bad_heads_and_framing_are_protocol_errors() {
         "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello".into(),
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n".into(),
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n".into(),
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(),
+        // A coding that cannot be taken off, or chunked other than last.
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: x-custom\r\n\r\nabc".into(),
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n".into(),
         "HELLO WORLD\r\n\r\n".into(),
         "HTTP/1.1 101 Switching Protocols\r\n\r\n".into(),
         "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n".into(),

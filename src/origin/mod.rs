@@ -29,6 +29,7 @@ mod probe;
 pub mod sticky;
 pub mod stream;
 pub mod tls;
+pub mod transfer;
 
 pub use health::State;
 pub use pool::{
@@ -183,7 +184,8 @@ impl OriginClient {
         let fut = self.client.request(req);
         match tokio::time::timeout(self.response_header_timeout, fut).await {
             Err(_) => Err(self.head_timeout(origin)),
-            Ok(Ok(resp)) => Ok(resp.map(ResponseBody::hyper)),
+            Ok(Ok(resp)) => ResponseBody::hyper_decoded(resp)
+                .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url))),
             Ok(Err(e)) => Err(classify(origin, e)),
         }
     }
@@ -216,18 +218,48 @@ pub struct ResponseBody {
     lease: Option<Lease>,
 }
 
-#[derive(Debug)]
 enum Inner {
     H1(h1_body::H1Body),
     Hyper(Incoming),
+    /// Either, with transfer codings taken off (`transfer`).
+    Decoded(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inner::H1(b) => b.fmt(f),
+            Inner::Hyper(b) => b.fmt(f),
+            Inner::Decoded(_) => f.write_str("Decoded"),
+        }
+    }
 }
 
 impl ResponseBody {
-    fn h1(b: h1_body::H1Body) -> ResponseBody {
+    fn h1(mut b: h1_body::H1Body) -> ResponseBody {
+        let codings = b.take_codings();
         ResponseBody {
-            inner: Inner::H1(b),
+            inner: if codings.is_empty() {
+                Inner::H1(b)
+            } else {
+                Inner::Decoded(transfer::decoded(b, &codings))
+            },
             lease: None,
         }
+    }
+
+    /// hyper's body, with the codings its response's `Transfer-Encoding`
+    /// lists besides chunked taken off (hyper removes chunked, or reads to
+    /// the close when chunked is not last).
+    fn hyper_decoded(resp: Response<Incoming>) -> Result<Response<ResponseBody>, String> {
+        let codings = transfer::parse(resp.headers())?.map(|c| c.decode);
+        Ok(resp.map(|b| match codings {
+            Some(c) if !c.is_empty() => ResponseBody {
+                inner: Inner::Decoded(transfer::decoded(b, &c)),
+                lease: None,
+            },
+            _ => ResponseBody::hyper(b),
+        }))
     }
 
     fn hyper(b: Incoming) -> ResponseBody {
@@ -249,7 +281,14 @@ impl ResponseBody {
     }
 
     fn is_hyper(&self) -> bool {
-        matches!(self.inner, Inner::Hyper(_))
+        match &self.inner {
+            Inner::Hyper(_) => true,
+            Inner::H1(_) => false,
+            // Hop-by-hop fields are stripped from hyper's responses only
+            // (the own client drops them while parsing); a decoded body
+            // from the own client has none left, so stripping is harmless.
+            Inner::Decoded(_) => true,
+        }
     }
 }
 
@@ -265,6 +304,7 @@ impl Body for ResponseBody {
         let polled = match &mut this.inner {
             Inner::H1(b) => Pin::new(b).poll_frame(cx),
             Inner::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Inner::Decoded(b) => Pin::new(b).poll_frame(cx),
         };
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             // Done with the origin: no longer in flight.
@@ -277,6 +317,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::H1(b) => b.is_end_stream(),
             Inner::Hyper(b) => b.is_end_stream(),
+            Inner::Decoded(b) => b.is_end_stream(),
         }
     }
 
@@ -284,6 +325,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::H1(b) => b.size_hint(),
             Inner::Hyper(b) => b.size_hint(),
+            Inner::Decoded(b) => b.size_hint(),
         }
     }
 }
