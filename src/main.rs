@@ -71,6 +71,38 @@ unsafe impl std::alloc::GlobalAlloc for Alloc {
     }
 }
 
+/// Run by each runtime worker when it runs out of work (tokio's park hook): at most once a
+/// second per thread, mimalloc is asked to give the pages freed meanwhile back to the system
+/// (`mi_collect`). Its own purge of free pages is delayed (10 ms) and runs only on later
+/// allocator calls, so memory freed just before a worker goes quiet (the buffers of
+/// connections that turned idle, a burst that ended) would otherwise stay resident until the
+/// next burst. Purging on every free instead (`MIMALLOC_PURGE_DELAY=0`) costs the
+/// pass-through path ~10 % (an `madvise` per freed page in the request churn).
+fn give_back_free_pages() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    let due = LAST.with(|l| {
+        let due = l
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            l.set(Some(now));
+        }
+        due
+    });
+    if due {
+        // SAFETY: `mi_collect` has no preconditions; it works on the calling thread's heap.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_collect(true)
+        };
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "outpost", version, about = "Outpost: an edge caching CDN node")]
 struct Cli {
@@ -233,6 +265,7 @@ fn serve(cfg: Config, inherited: outpost::server::upgrade::Inherited) -> anyhow:
     };
     let rt = builder
         .enable_all()
+        .on_thread_park(give_back_free_pages)
         .thread_name("outpost-worker")
         .build()
         .context("starting the runtime")?;

@@ -58,7 +58,8 @@ pub(super) async fn open_conn(
         None => peer,
         Some(pp) => {
             let trusted = |ip| pp.trusted.contains(ip);
-            match proxy_header::read(stream, peer, trusted, pp.timeout).await {
+            // Boxed: its buffer would otherwise stay in every connection's state.
+            match Box::pin(proxy_header::read(stream, peer, trusted, pp.timeout)).await {
                 Ok(p) => p,
                 Err(why) => {
                     crate::metrics::Counters::global().refused(Refusal::ProxyHeader);

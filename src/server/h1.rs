@@ -162,138 +162,152 @@ enum Wait {
 /// Serves one client connection: requests this path takes are answered by
 /// `handler`; at the first it does not take, the connection (with what
 /// was read of it) goes to `give_up`, which serves it with hyper.
-pub(crate) async fn serve<IO, H, HF, G, GF>(
+///
+/// Its state is what an idle connection costs, so it is kept small: an
+/// `async` block rather than an `async fn` (whose arguments would be stored
+/// twice), and nothing large (a parsed head, a request) held across an
+/// `.await` (a moved-out local keeps its place until its scope ends).
+#[allow(clippy::manual_async_fn)] // see above: an `async fn` would be larger
+pub(crate) fn serve<'a, IO, H, HF, G, GF>(
     mut io: IO,
-    settings: Settings,
-    shutdown: CancellationToken,
+    settings: &'a Settings,
+    shutdown: &'a CancellationToken,
     handler: H,
     give_up: G,
-) where
+) -> impl Future<Output = ()>
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     H: Fn(Request<RequestBody>) -> HF,
     HF: Future<Output = Response<ProxyBody>>,
     G: FnOnce(Rewind<IO>) -> GF,
     GF: Future<Output = ()>,
 {
-    let mut rbuf = BytesMut::with_capacity(READ_BUF);
-    let mut wbuf = Vec::with_capacity(1024);
-    let mut deadline: Option<Deadline> = None;
-    let mut cancelled = pin!(shutdown.cancelled());
-    let mut served: u64 = 0;
-    let at = |t: Duration| tokio::time::Instant::from_std(crate::clock::coarse_now() + t);
-    loop {
-        // A new connection has the header-read timeout for its first head;
-        // a kept-alive one waits up to the keep-alive timeout for the next
-        // request's first byte, then has the header-read timeout.
-        let waiting = served > 0 && rbuf.is_empty();
-        // A kept-alive connection that stays idle past `IDLE_RELEASE` gives its
-        // buffers back to the allocator (whose free lists are the pool) and waits
-        // without one; the next request's first bytes bring them back. A busy one
-        // keeps them: no allocation per request.
-        let release_at = waiting.then(|| IDLE_RELEASE.min(settings.keepalive_timeout));
-        let first = match release_at {
-            Some(r) => r,
-            None => settings.header_read_timeout,
-        };
-        match deadline.as_mut() {
-            Some(d) => d.set(at(first)),
-            None => deadline = Some(Deadline::new(at(first))),
-        }
-        let mut keepalive_wait = waiting;
-        let mut lingering = false;
-        let (req, close) = loop {
-            if !rbuf.is_empty() {
-                match parse(&mut rbuf) {
-                    Parsed::Take(r, close) => break (r, close),
-                    Parsed::Partial if rbuf.len() < settings.max_head => {}
-                    Parsed::Partial | Parsed::GiveUp => {
+    async move {
+        let mut rbuf = BytesMut::with_capacity(READ_BUF);
+        let mut wbuf = Vec::with_capacity(1024);
+        let mut deadline: Option<Deadline> = None;
+        let mut cancelled = pin!(shutdown.cancelled());
+        let mut served: u64 = 0;
+        let at = |t: Duration| tokio::time::Instant::from_std(crate::clock::coarse_now() + t);
+        loop {
+            // A new connection has the header-read timeout for its first head;
+            // a kept-alive one waits up to the keep-alive timeout for the next
+            // request's first byte, then has the header-read timeout.
+            let waiting = served > 0 && rbuf.is_empty();
+            // A kept-alive connection that stays idle past `IDLE_RELEASE` gives its
+            // buffers back to the allocator (whose free lists are the pool) and waits
+            // without one; the next request's first bytes bring them back. A busy one
+            // keeps them: no allocation per request.
+            let release_at = waiting.then(|| IDLE_RELEASE.min(settings.keepalive_timeout));
+            let first = match release_at {
+                Some(r) => r,
+                None => settings.header_read_timeout,
+            };
+            match deadline.as_mut() {
+                Some(d) => d.set(at(first)),
+                None => deadline = Some(Deadline::new(at(first))),
+            }
+            let mut keepalive_wait = waiting;
+            let mut lingering = false;
+            let (pipeline, head_only, close) = loop {
+                if !rbuf.is_empty() {
+                    let give = match parse(&mut rbuf) {
+                        // The request goes into the pipeline's (boxed) future here:
+                        // it is not kept in this state while that runs.
+                        Parsed::Take(r, close) => {
+                            let head_only = r.method() == Method::HEAD;
+                            break (Box::pin(handler(r)), head_only, close);
+                        }
+                        Parsed::Partial => rbuf.len() >= settings.max_head,
+                        Parsed::GiveUp => true,
+                    };
+                    if give {
                         return Box::pin(give_up(Rewind::new(rbuf.freeze(), io))).await;
                     }
                 }
-            }
-            // No capacity: idle, waiting for a byte without a buffer.
-            let bufferless = rbuf.capacity() == 0;
-            if !bufferless && rbuf.capacity() - rbuf.len() < READ_MIN {
-                rbuf.reserve(READ_BUF);
-            }
-            let idle = rbuf.is_empty();
-            let wait = poll_fn(|cx| {
-                let read = if bufferless {
-                    probe_read(&mut io, cx, &mut rbuf)
-                } else {
-                    tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf)
-                };
-                if let Poll::Ready(r) = read {
-                    return Poll::Ready(Wait::Read(r));
+                // No capacity: idle, waiting for a byte without a buffer.
+                let bufferless = rbuf.capacity() == 0;
+                if !bufferless && rbuf.capacity() - rbuf.len() < READ_MIN {
+                    rbuf.reserve(READ_BUF);
                 }
-                // Graceful shutdown closes idle connections only.
-                if idle && !lingering && cancelled.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wait::Shutdown);
-                }
-                match deadline.as_mut().map(|d| d.poll_expired(cx)) {
-                    Some(Poll::Ready(())) => Poll::Ready(Wait::Timeout),
-                    _ => Poll::Pending,
-                }
-            })
-            .await;
-            match wait {
-                Wait::Shutdown if served > 0 => {
-                    // A kept-alive client may be sending its next request right now: a
-                    // close would lose it (RFC 9112 §9.6). Linger a moment instead; a
-                    // request that comes is answered with `Connection: close`.
-                    lingering = true;
-                    if let Some(d) = deadline.as_mut() {
-                        d.set(at(DRAIN_LINGER.min(settings.keepalive_timeout)));
+                let idle = rbuf.is_empty();
+                let wait = poll_fn(|cx| {
+                    let read = if bufferless {
+                        probe_read(&mut io, cx, &mut rbuf)
+                    } else {
+                        tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut rbuf)
+                    };
+                    if let Poll::Ready(r) = read {
+                        return Poll::Ready(Wait::Read(r));
                     }
-                }
-                Wait::Read(Ok(0)) | Wait::Shutdown => return,
-                Wait::Read(Ok(_)) => {
-                    if keepalive_wait {
-                        keepalive_wait = false;
+                    // Graceful shutdown closes idle connections only.
+                    if idle && !lingering && cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wait::Shutdown);
+                    }
+                    match deadline.as_mut().map(|d| d.poll_expired(cx)) {
+                        Some(Poll::Ready(())) => Poll::Ready(Wait::Timeout),
+                        _ => Poll::Pending,
+                    }
+                })
+                .await;
+                match wait {
+                    Wait::Shutdown if served > 0 => {
+                        // A kept-alive client may be sending its next request right now: a
+                        // close would lose it (RFC 9112 §9.6). Linger a moment instead; a
+                        // request that comes is answered with `Connection: close`.
+                        lingering = true;
                         if let Some(d) = deadline.as_mut() {
-                            d.set(at(settings.header_read_timeout));
+                            d.set(at(DRAIN_LINGER.min(settings.keepalive_timeout)));
                         }
                     }
-                }
-                Wait::Read(Err(e)) => {
-                    tracing::debug!(error = %e, "client connection read failed");
-                    return;
-                }
-                Wait::Timeout if keepalive_wait && !lingering && rbuf.capacity() > 0 => {
-                    rbuf = BytesMut::new();
-                    wbuf = Vec::new();
-                    let rest = settings
-                        .keepalive_timeout
-                        .saturating_sub(release_at.unwrap_or_default());
-                    if let Some(d) = deadline.as_mut() {
-                        d.set(at(rest));
+                    Wait::Read(Ok(0)) | Wait::Shutdown => return,
+                    Wait::Read(Ok(_)) => {
+                        if keepalive_wait {
+                            keepalive_wait = false;
+                            if let Some(d) = deadline.as_mut() {
+                                d.set(at(settings.header_read_timeout));
+                            }
+                        }
+                    }
+                    Wait::Read(Err(e)) => {
+                        tracing::debug!(error = %e, "client connection read failed");
+                        return;
+                    }
+                    Wait::Timeout if keepalive_wait && !lingering && rbuf.capacity() > 0 => {
+                        rbuf = BytesMut::new();
+                        wbuf = Vec::new();
+                        let rest = settings
+                            .keepalive_timeout
+                            .saturating_sub(release_at.unwrap_or_default());
+                        if let Some(d) = deadline.as_mut() {
+                            d.set(at(rest));
+                        }
+                    }
+                    Wait::Timeout => {
+                        if !idle {
+                            tracing::debug!("client sent no complete request head in time");
+                        }
+                        return;
                     }
                 }
-                Wait::Timeout => {
-                    if !idle {
-                        tracing::debug!("client sent no complete request head in time");
-                    }
+            };
+            // Boxed: the pipeline's future is many times the size of this loop's own
+            // state, and inline it would stay allocated while the connection idles.
+            let resp = pipeline.await;
+            served += 1;
+            let keep = !close
+                && !shutdown.is_cancelled()
+                && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
+            match Box::pin(write_response(&mut io, &mut wbuf, resp, head_only, keep)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = io.shutdown().await;
                     return;
                 }
-            }
-        };
-        let head_only = req.method() == Method::HEAD;
-        // Boxed: the pipeline's future is many times the size of this loop's own
-        // state, and inline it would stay allocated while the connection idles.
-        let resp = Box::pin(handler(req)).await;
-        served += 1;
-        let keep = !close
-            && !shutdown.is_cancelled()
-            && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
-        match Box::pin(write_response(&mut io, &mut wbuf, resp, head_only, keep)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = io.shutdown().await;
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "client connection write failed");
-                return;
+                Err(e) => {
+                    tracing::debug!(error = %e, "client connection write failed");
+                    return;
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -155,24 +156,36 @@ where
             let Some((peer, _guard)) = open_conn(&mut stream, peer, &conn).await else {
                 return;
             };
-            let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
-            let limits = conn.abuse;
-            let stop = cancel.clone();
-            let with_hyper =
-                move |io: Rewind<ZeroCopyStream>| serve_hyper(io, h, peer, &builder, stop, limits);
-            match fast.as_deref() {
-                Some(f) => {
-                    let (p, scheme) = (f.proxy.clone(), f.scheme);
-                    let handler = move |req| {
-                        let p = p.clone();
-                        async move { p.handle(req, ConnInfo { peer, scheme }).await }
-                    };
-                    h1::serve(io, f.settings, cancel, handler, with_hyper).await;
+            // Built in a block: what goes into the connection's future does
+            // not also keep a place of its own in this task's state.
+            // The closures borrow what this task owns for its whole life
+            // (a reference each) instead of keeping copies of their own.
+            let served = {
+                let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
+                let (h, peer, builder, cancel, limits) =
+                    (&h, &peer, &builder, &cancel, &conn.abuse);
+                let with_hyper = move |io: Rewind<ZeroCopyStream>| {
+                    serve_hyper(io, h.clone(), *peer, builder, cancel.clone(), *limits)
+                };
+                match fast.as_deref() {
+                    Some(f) => {
+                        let handler = move |req| async move {
+                            let info = ConnInfo {
+                                peer: *peer,
+                                scheme: f.scheme,
+                            };
+                            f.proxy.handle(req, info).await
+                        };
+                        Either::Left(h1::serve(io, &f.settings, cancel, handler, with_hyper))
+                    }
+                    // Boxed: inline, hyper's connection state would stay allocated in
+                    // every connection's task, own-path ones included.
+                    None => {
+                        Either::Right(Box::pin(with_hyper(Rewind::new(bytes::Bytes::new(), io))))
+                    }
                 }
-                // Boxed: inline, hyper's connection state would stay allocated in
-                // every connection's task, own-path ones included.
-                None => Box::pin(with_hyper(Rewind::new(bytes::Bytes::new(), io))).await,
-            }
+            };
+            served.await;
         });
     }
     drop(listener);

@@ -109,7 +109,7 @@ where
                                 .await
                         }
                     };
-                    super::h1::serve(tls, f.settings, cancel, handler, with_hyper).await;
+                    super::h1::serve(tls, &f.settings, &cancel, handler, with_hyper).await;
                 }
                 // Boxed, as on the cleartext listener.
                 _ => Box::pin(with_hyper(super::rewind::Rewind::new(bytes::Bytes::new(), tls))).await,
