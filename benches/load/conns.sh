@@ -7,7 +7,11 @@
 # open (p50/p99/max), the active clients' req/s and p99, and how many idle
 # connections were still open at the end.
 #
-#   benches/load/conns.sh [--idle N[,N...]] [--duration SECS] [--bin PATH]
+#   benches/load/conns.sh [--idle N[,N...]] [--duration SECS] [--bin PATH] [--h2]
+#
+# --h2: the idle connections speak HTTP/2 with prior knowledge (h2c; nginx gets
+# a second listener with `http2` for them, as its 1.22 takes either protocol on
+# a cleartext port, not both), the active ones HTTP/1.1 as before.
 #
 # The idle connections come from 127.0.0.2, .3, ... (20,000 per address, so
 # ephemeral ports never run out). Each connection is a descriptor in the
@@ -19,11 +23,13 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN="$ROOT/target/release/outpost"
 IDLE="10000,50000"
 DUR=10
+PROTO=h1
 while [ $# -gt 0 ]; do
   case "$1" in
     --idle) IDLE=$2; shift ;;
     --duration) DUR=$2; shift ;;
     --bin) BIN=$2; shift ;;
+    --h2) PROTO=h2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -35,6 +41,9 @@ build_outpost
 BASE=${LOAD_BASE:-/tmp/outpost-load}
 setup_run "$BASE/www" "$BASE/conns"
 sed "s|@RUN@|$RUN|g; s|@WORKERS@|1|g" "$HERE/nginx-cache.conf" > "$RUN/nginx-cache.conf"
+if [ "$PROTO" = h2 ]; then
+  sed -i 's|^\( *\)listen 127.0.0.1:18081 reuseport backlog=4096;|&\n\1listen 127.0.0.1:18084 http2 backlog=4096;|' "$RUN/nginx-cache.conf"
+fi
 guard 3600
 start_origin
 HARD=$(ulimit -Hn)
@@ -54,7 +63,9 @@ for n in ${IDLE//,/ }; do
     "${LOAD_CPU[@]}" wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/1k.bin" > /dev/null
     sleep 1
     before=$(tree_rss "$PID")
-    coproc IDLER { "${LOAD_CPU[@]}" python3 "$HERE/loadtool.py" idle "127.0.0.1:$PORT" /1k.bin "$n"; }
+    IPORT=$PORT
+    [ "$PROTO" = h2 ] && [ "$p" = nginx ] && IPORT=18084
+    coproc IDLER { "${LOAD_CPU[@]}" python3 "$HERE/loadtool.py" idle "127.0.0.1:$IPORT" /1k.bin "$n" 20000 256 "$PROTO"; }
     read -r opened <&"${IDLER[0]}"
     read -r ready <&"${IDLER[0]}"
     [ "$ready" = ready ] || { echo "$p: idle client: $opened $ready" >&2; exit 1; }
@@ -76,7 +87,7 @@ for n in ${IDLE//,/ }; do
   done
 done
 echo
-echo "Commit $(cd "$ROOT" && git rev-parse --short HEAD), $(date -u +%F): N idle keep-alive connections (one GET /1k.bin each), then wrk -t1 -c64 -d${DUR}s on /1k.bin; proxies on CPU 0, clients and origin on CPU 1; nginx with one worker."
+echo "Commit $(cd "$ROOT" && git rev-parse --short HEAD), $(date -u +%F): N idle keep-alive $PROTO connections (one GET /1k.bin each), then wrk -t1 -c64 -d${DUR}s on /1k.bin; proxies on CPU 0, clients and origin on CPU 1; nginx with one worker."
 echo
 echo "| idle | proxy | memory added | per idle connection | connect to first answer p50 / p99 / max | active req/s | active p99 | idle still open |"
 echo "|---:|---|---:|---:|---|---:|---:|---:|"

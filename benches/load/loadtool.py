@@ -37,6 +37,51 @@ async def fetch(reader, writer, host, path):
     return status, n, first
 
 
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(index, value):
+    """A literal header field without indexing, its name from the static table."""
+    v = value.encode()
+    assert index < 15 and len(v) < 127
+    return bytes([index, len(v)]) + v
+
+
+async def fetch_h2(reader, writer, host, path):
+    """GET over HTTP/2 with prior knowledge (h2c): the preface, an empty SETTINGS, one
+    HEADERS on stream 1; SETTINGS acknowledged; done at the stream's END_STREAM."""
+    block = b"\x82\x86" + hpack_literal(4, path) + hpack_literal(1, host)
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+                 + h2_frame(1, 0x5, 1, block))
+    await writer.drain()
+    status, n, first = 0, 0, None
+    while True:
+        head = await reader.readexactly(9)
+        length = int.from_bytes(head[:3], "big")
+        kind, flags = head[3], head[4]
+        stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+        payload = await reader.readexactly(length)
+        if kind == 4 and not flags & 1:
+            writer.write(h2_frame(4, 1, 0))
+            await writer.drain()
+        elif kind == 6 and not flags & 1:
+            writer.write(h2_frame(6, 1, 0, payload))
+            await writer.drain()
+        elif kind == 7:
+            raise OSError("GOAWAY")
+        elif stream == 1 and kind == 1:
+            first = time.monotonic()
+            # :status 200 is the static table's index 8.
+            status = 200 if payload[:1] == b"\x88" else -1
+            if flags & 1:
+                return status, n, first
+        elif stream == 1 and kind == 0:
+            n += length
+            if flags & 1:
+                return status, n, first
+
+
 async def warm(addr, paths, conc):
     host, port = addr.split(":")
     queue = list(reversed(paths))
@@ -173,7 +218,7 @@ async def storm(addr, path, clients):
           f"done_p99_ms={pct(done, .99) * 1000:.1f}")
 
 
-async def idle(addr, path, n, per_ip, conc):
+async def idle(addr, path, n, per_ip, conc, h2=False):
     """Opens n keep-alive connections (up to per_ip from each of 127.0.0.2, .3, ...),
     sends one request on each, and keeps them open and silent. Prints the time from
     connect to the whole first answer (p50, p99, max), then 'ready', then waits for a
@@ -196,7 +241,7 @@ async def idle(addr, path, n, per_ip, conc):
             t0 = time.monotonic()
             try:
                 r, w = await asyncio.open_connection(host, int(port), local_addr=(src, 0))
-                status, _, _ = await fetch(r, w, addr, path)
+                status, _, _ = await (fetch_h2 if h2 else fetch)(r, w, addr, path)
             except (OSError, asyncio.IncompleteReadError):
                 failed += 1
                 return
@@ -313,10 +358,11 @@ def main():
             print(f"warm: {failures} failures", file=sys.stderr)
             sys.exit(1)
     elif cmd == "idle":
-        # idle ADDR PATH N [PER_IP] [CONCURRENCY]
+        # idle ADDR PATH N [PER_IP] [CONCURRENCY] [h1|h2]
         per_ip = int(sys.argv[5]) if len(sys.argv) > 5 else 20000
         conc = int(sys.argv[6]) if len(sys.argv) > 6 else 256
-        asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4]), per_ip, conc))
+        h2 = len(sys.argv) > 7 and sys.argv[7] == "h2"
+        asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4]), per_ip, conc, h2))
     elif cmd == "storm":
         asyncio.run(storm(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif cmd == "gen":
