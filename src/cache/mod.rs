@@ -33,6 +33,7 @@ mod key_memo;
 pub mod layer;
 pub mod meta;
 pub mod meta_memo;
+pub mod post;
 pub mod range;
 mod sfv;
 pub mod status;

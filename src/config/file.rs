@@ -189,6 +189,7 @@ pub struct FileSite {
     pub ignore_client_reload: Option<bool>,
     pub stale_on_error: Option<String>,
     pub strip_targeted_fields: Option<bool>,
+    pub cache_post_responses: Option<bool>,
     pub balance: Option<String>,
     pub retries: Option<i64>,
     pub retry_on: Option<Vec<i64>>,

@@ -25,6 +25,9 @@ pub struct Site {
     /// Remove `CDN-Cache-Control` and the configured targeted field from
     /// responses to clients (RFC 9213; default: forwarded).
     pub strip_targeted_fields: bool,
+    /// Store a POST's response for later GETs when its `Content-Location`
+    /// is the target URI and it has explicit freshness (RFC 9110 §9.3.3).
+    pub cache_post_responses: bool,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
     /// Answer cleartext requests with 308 to the `https` URL.
@@ -520,6 +523,7 @@ pub(super) fn site(
         cache: s.cache.unwrap_or(cache.enabled),
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
         strip_targeted_fields: s.strip_targeted_fields.unwrap_or(false),
+        cache_post_responses: s.cache_post_responses.unwrap_or(false),
         stale_on_error: s.stale_on_error.as_ref().and_then(|v| {
             if v == "off" {
                 return None;

@@ -192,77 +192,8 @@ impl Proxy {
         let w = writer;
         match storable {
             Ok(s) => {
-                // Stored from now on: no longer hit-for-pass (see `cached_inner`).
-                cache.coalescer().clear_pass(&ctx.primary);
-                let list = stored_header_list(resp.headers(), &s.strip_fields);
-                let mut meta = ObjectMeta::from_response(
-                    new_object_id(&ctx.primary),
-                    status,
-                    list,
-                    &cache.policy(),
-                    req_time,
-                    resp_time,
-                );
-                meta.flags |= flags::COMPLETE;
-                let (key, marker) = if meta.vary.is_empty() {
-                    (ctx.primary, None)
-                } else {
-                    let vk = variant_key(&ctx.primary, &meta.vary, &ctx.headers);
-                    // Keep the existing marker (and so the other variants)
-                    // when it nominates the same fields.
-                    let keep = ctx
-                        .marker
-                        .as_ref()
-                        .is_some_and(|m| same_names(&m.names, &meta.vary));
-                    let marker = (!keep).then(|| {
-                        (
-                            ctx.primary,
-                            cache.new_vary_marker(&ctx.primary, meta.vary.clone()),
-                        )
-                    });
-                    (vk, marker)
-                };
-                let meta = Arc::new(meta);
-                let head = Arc::new(FillHead::Stream {
-                    meta: meta.clone(),
-                    key,
-                    fwd_status: status.as_u16(),
-                });
-                let Some(reader) = w.publish(head) else {
-                    return Err(Error::new(ErrorKind::Internal, "fill started without us"));
-                };
-                let (parts, body) = resp.into_parts();
-                let job = FillJob {
-                    key,
-                    meta: Bytes::from(meta.encode()),
-                    marker,
-                    expected_len: content_length(&parts.headers),
-                    idle: self.idle_body,
-                    primary: ctx.primary,
-                    started,
-                };
-                cache.start_fill(job, body, w);
-                let now = SystemTime::now();
-                let mut cs = phase
-                    .cache_status(CACHE_NAME)
-                    .fwd_status(status.as_u16())
-                    .stored()
-                    .ttl(ttl(&meta, now));
-                if let Some(d) = ctx.detail {
-                    cs = cs.detail(d);
-                }
-                let age = meta.current_age(now);
-                Ok(self
-                    .respond(
-                        ctx,
-                        &meta,
-                        &key,
-                        age,
-                        cs,
-                        phase.as_str(),
-                        Source::Fill(reader),
-                    )
-                    .await)
+                self.store_response(ctx, w, resp, s, phase, (req_time, resp_time, started))
+                    .await
             }
             Err(reason) => {
                 let request_driven = matches!(
@@ -279,4 +210,145 @@ impl Proxy {
             }
         }
     }
+
+    /// Streams a storable response into the store (under the request's
+    /// variant key, with a new vary marker when its `Vary` names other
+    /// fields) and to the client and every request that joined `w`.
+    /// `times`: when the request was sent, when its response head came, and
+    /// when the fill started (an invalidation after it cancels the commit).
+    pub(super) async fn store_response(
+        &self,
+        ctx: &Ctx,
+        w: FillWriter<FillHead>,
+        resp: Response<crate::origin::ResponseBody>,
+        s: crate::cache::freshness::Storable,
+        phase: CachePhase,
+        times: (SystemTime, SystemTime, Instant),
+    ) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        let (req_time, resp_time, started) = times;
+        let status = resp.status();
+        // Stored from now on: no longer hit-for-pass (see `cached_inner`).
+        cache.coalescer().clear_pass(&ctx.primary);
+        let list = stored_header_list(resp.headers(), &s.strip_fields);
+        let mut meta = ObjectMeta::from_response(
+            new_object_id(&ctx.primary),
+            status,
+            list,
+            &cache.policy(),
+            req_time,
+            resp_time,
+        );
+        meta.flags |= flags::COMPLETE;
+        let (key, marker) = if meta.vary.is_empty() {
+            (ctx.primary, None)
+        } else {
+            let vk = variant_key(&ctx.primary, &meta.vary, &ctx.headers);
+            // Keep the existing marker (and so the other variants)
+            // when it nominates the same fields.
+            let keep = ctx
+                .marker
+                .as_ref()
+                .is_some_and(|m| same_names(&m.names, &meta.vary));
+            let marker = (!keep).then(|| {
+                (
+                    ctx.primary,
+                    cache.new_vary_marker(&ctx.primary, meta.vary.clone()),
+                )
+            });
+            (vk, marker)
+        };
+        let meta = Arc::new(meta);
+        let head = Arc::new(FillHead::Stream {
+            meta: meta.clone(),
+            key,
+            fwd_status: status.as_u16(),
+        });
+        let Some(reader) = w.publish(head) else {
+            return Err(Error::new(ErrorKind::Internal, "fill started without us"));
+        };
+        let (parts, body) = resp.into_parts();
+        let job = FillJob {
+            key,
+            meta: Bytes::from(meta.encode()),
+            marker,
+            expected_len: content_length(&parts.headers),
+            idle: self.idle_body,
+            primary: ctx.primary,
+            started,
+        };
+        cache.start_fill(job, body, w);
+        let now = SystemTime::now();
+        let mut cs = phase
+            .cache_status(CACHE_NAME)
+            .fwd_status(status.as_u16())
+            .stored()
+            .ttl(ttl(&meta, now));
+        if let Some(d) = ctx.detail {
+            cs = cs.detail(d);
+        }
+        let age = meta.current_age(now);
+        Ok(self
+            .respond(
+                ctx,
+                &meta,
+                &key,
+                age,
+                cs,
+                phase.as_str(),
+                Source::Fill(reader),
+            )
+            .await)
+    }
+
+    /// Stores a POST's response (`post_storable`) as its target's GET
+    /// response while it streams to the client.
+    pub(super) async fn store_post(
+        &self,
+        ctx: Ctx,
+        resp: Response<crate::origin::ResponseBody>,
+        s: crate::cache::freshness::Storable,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        // The POST has just invalidated its target (RFC 9111 §4.4): the
+        // stored response must be newer than that, to the millisecond its
+        // times are kept in.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let now = SystemTime::now();
+        let w = cache.coalescer().solo(ctx.primary);
+        self.store_response(
+            &ctx,
+            w,
+            resp,
+            s,
+            CachePhase::Method,
+            (now, now, Instant::now()),
+        )
+        .await
+    }
+}
+
+/// What of a POST's response may be stored for GETs of its target, if
+/// anything (`cache::post`).
+pub(super) fn post_storable(
+    cache: &crate::cache::CacheLayer,
+    target: &crate::cache::layer::RequestTarget,
+    request: &http::HeaderMap,
+    resp: &Response<crate::origin::ResponseBody>,
+) -> Option<crate::cache::freshness::Storable> {
+    let t = crate::cache::invalidate::Target {
+        scheme: target.scheme,
+        authority: &target.authority,
+        path_and_query: &target.path_and_query,
+    };
+    let control = effective_response_control(resp.headers(), cache.targets());
+    crate::cache::post::post_storability(
+        &t,
+        request,
+        &crate::cache::control::RequestDirectives::from_headers(request),
+        resp.status(),
+        resp.headers(),
+        &control,
+    )
+    .ok()
 }

@@ -68,6 +68,8 @@ pub struct SiteRuntime {
     pub stale_on_error: Option<u32>,
     /// Remove targeted cache-control fields (RFC 9213) from responses.
     pub strip_targeted_fields: bool,
+    /// Store POST responses for GETs of their `Content-Location` (the target).
+    pub cache_post_responses: bool,
     /// Answer cleartext requests with 308 to the `https` URL.
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.
@@ -406,6 +408,34 @@ impl Proxy {
         if let Some(cache) = self.cache.as_ref() {
             // RFC 9111 §4.4: a successful unsafe request invalidates.
             cache.invalidate_after(&site.name, &method, &target, resp.status(), resp.headers());
+            // RFC 9110 §9.3.3: a POST's response may answer later GETs.
+            if method == Method::POST
+                && site.cache
+                && site.cache_post_responses
+                && let Some(s) = fetch::post_storable(cache, &target, &parts.headers, &resp)
+            {
+                crate::origin::strip_response_hop_by_hop(&mut resp);
+                let ctx = cached::Ctx::new(
+                    site.clone(),
+                    method,
+                    std::mem::take(&mut parts.headers),
+                    target,
+                    client_version,
+                    client_ip,
+                    rec.clone(),
+                );
+                let mut out = self.store_post(ctx, resp, s).await?;
+                if let Some(c) = set_cookie {
+                    out.headers_mut().append(header::SET_COOKIE, c);
+                }
+                site.hide
+                    .client_response(out.headers_mut(), self.server_header.as_ref());
+                if let Some(h) = hsts {
+                    out.headers_mut()
+                        .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+                }
+                return Ok(out);
+            }
         }
         if let Some(client_up) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
