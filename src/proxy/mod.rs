@@ -16,13 +16,13 @@ mod gate;
 pub mod hide;
 mod live;
 mod pass;
+mod refuse;
 mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -30,18 +30,19 @@ use hyper_util::rt::TokioIo;
 
 use crate::admission::rules::Rules;
 use crate::admission::{AccessList, RateLimiter};
-use crate::cache::key::{normalise_host, primary_key, request_host};
+use crate::cache::key::{primary_key, request_host};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
-use crate::error::{Error, ErrorKind};
-use crate::metrics::Refusal;
+use crate::error::Error;
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
 use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
 use arc_swap::ArcSwap;
 use body::{AccessRecord, ProxyBody};
 use gate::{Gate, Passed};
 pub use live::Live;
+pub use refuse::{error_response, error_response_for};
+use refuse::{https_redirect, method_not_allowed, rule_refusal, too_many_requests};
 
 pub use crate::origin::RequestBody;
 
@@ -530,109 +531,4 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpg
         }
         Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
-}
-
-/// 405 with the site's methods in `Allow` (RFC 9110 §15.5.6).
-fn method_not_allowed(methods: &[Method], rec: AccessRecord) -> Response<ProxyBody> {
-    let mut resp = error_response(ErrorKind::MethodNotAllowed, rec);
-    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
-        resp.headers_mut().insert(header::ALLOW, v);
-    }
-    resp
-}
-
-/// The 429 for a client over `limiter` (RFC 6585 §4), with `Retry-After`
-/// and the limit in `RateLimit-Policy` / `RateLimit` (the IETF httpapi
-/// RateLimit header fields draft: quota `q` per window `w` seconds; `r`
-/// remaining, `t` seconds until there is room).
-fn too_many_requests(
-    site: &str,
-    limiter: &RateLimiter,
-    wait: Duration,
-    rec: AccessRecord,
-) -> Response<ProxyBody> {
-    crate::metrics::Counters::global().refused(Refusal::RateLimited);
-    tracing::info!(site, client = %rec.client, ?wait, "rate limited");
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
-    let mut resp = error_response(ErrorKind::RateLimited, rec);
-    let h = resp.headers_mut();
-    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    let window = limiter.period.as_secs().max(1);
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{site}\";q={};w={window}", limiter.requests)) {
-        h.insert("ratelimit-policy", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{site}\";r=0;t={secs}")) {
-        h.insert("ratelimit", v);
-    }
-    resp
-}
-
-/// A request rule's refusal: its status and body.
-fn rule_refusal(status: StatusCode, body: Bytes, mut rec: AccessRecord) -> Response<ProxyBody> {
-    rec.status = status.as_u16();
-    rec.error = Some(ErrorKind::Denied.as_str());
-    let mut resp = Response::new(ProxyBody::full(body, rec));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// 308 to the `https` URL of a cleartext request (RFC 9110 §15.4.9: the
-/// method and content are kept), to the default port 443.
-fn https_redirect(host: &str, uri: &http::Uri, mut rec: AccessRecord) -> Response<ProxyBody> {
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{}{pq}", normalise_host(host));
-    rec.status = 308;
-    let mut resp = Response::new(ProxyBody::empty(rec));
-    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// The plain-text error response for `e`, with `Retry-After` when the
-/// error names one (RFC 9110 §10.2.3).
-pub fn error_response_for(e: &Error, rec: AccessRecord) -> Response<ProxyBody> {
-    let mut r = error_response(e.kind(), rec);
-    if let Some(secs) = e.retry_after() {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    r
-}
-
-/// The plain-text error response for `kind`.
-pub fn error_response(kind: ErrorKind, mut rec: AccessRecord) -> Response<ProxyBody> {
-    let status = kind.status();
-    rec.status = status.as_u16();
-    rec.error = Some(kind.as_str());
-    let mut resp = Response::new(ProxyBody::full(
-        Bytes::from_static(kind.client_message().as_bytes()),
-        rec,
-    ));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if kind == ErrorKind::MethodNotAllowed {
-        // RFC 9110 §15.5.6: a 405 lists the methods that are carried.
-        resp.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE, TRACE"),
-        );
-    }
-    resp
 }
