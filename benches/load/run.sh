@@ -2,14 +2,20 @@
 # The load benchmark: Outpost against nginx proxy_cache and Varnish, each
 # in front of the same static origin, on loopback, in one run.
 #
-#   benches/load/run.sh [--unpinned] [--duration SECS] [--connections N]
+#   benches/load/run.sh [--unpinned] [--origin-with-proxy] [--duration SECS] [--connections N]
 #                       [--rounds N] [--disk-set-mb MB] [--warmup SECS]
 #                       [--steal-max PCT] [--steal-retries N] [--out FILE]
 #                       [--client-rcvbuf BYTES] [--scenarios LIST]
 #
 # --scenarios takes a comma-separated subset of hit-1k, hit-100k, hit-1m,
-# hot-10k, pass-1k, disk-set and storm (default: all, in that order), for
-# looking at one scenario without the full run's 20 minutes.
+# hot-10k, pass-1k, pass-keys, miss-keys, disk-set and storm (default: all
+# but pass-keys and miss-keys, in that order), for looking at one scenario
+# without the full run's 20 minutes. pass-keys: 10,000 distinct uncacheable
+# URLs (/pass/1k.bin?k=N) at random; miss-keys: a new cacheable URL on every
+# request (/1k.bin?k=<tag>-<n>), every request a miss (keys.lua).
+# --origin-with-proxy (pinned mode): the origin runs on CPU 0 with the
+# proxies, so the origin's share of a pass-through or a miss is on the
+# proxy's CPU as it is when nothing is pinned, and wrk alone on CPU 1.
 # Pinned mode (default): every proxy on CPU 0, wrk and the origin on CPU 1.
 # Each scenario runs --rounds times (3) per proxy, the proxies' order
 # rotating from round to round; the table gives each column's median and
@@ -33,6 +39,7 @@ CMDLINE="benches/load/run.sh${*:+ $*}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 MODE=pinned
+ORIGIN_WITH_PROXY=0
 DUR=10
 CONNS=64
 ROUNDS=3
@@ -47,6 +54,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --unpinned) MODE=unpinned ;;
     --pinned) MODE=pinned ;;
+    --origin-with-proxy) ORIGIN_WITH_PROXY=1 ;;
     --duration) DUR=$2; shift ;;
     --connections) CONNS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
@@ -61,8 +69,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ALL_SCENARIOS=hit-1k,hit-100k,hit-1m,hot-10k,pass-1k,disk-set,storm
-[ "$SCENARIOS" = all ] && SCENARIOS=$ALL_SCENARIOS
+ALL_SCENARIOS=hit-1k,hit-100k,hit-1m,hot-10k,pass-1k,pass-keys,miss-keys,disk-set,storm
+[ "$SCENARIOS" = all ] && SCENARIOS=hit-1k,hit-100k,hit-1m,hot-10k,pass-1k,disk-set,storm
 for s in ${SCENARIOS//,/ }; do
   case ",$ALL_SCENARIOS," in
     *",$s,"*) ;;
@@ -107,6 +115,8 @@ else
   LOAD_CPU=()
   WORKERS=auto
 fi
+ORIGIN_CPU=("${LOAD_CPU[@]}")
+[ "$ORIGIN_WITH_PROXY" = 1 ] && ORIGIN_CPU=("${PROXY_CPU[@]}")
 # Varnish's malloc storage holds the largest working set (the disk set).
 VARNISH_MEM="$(( DISK_SET_MB + 512 ))m"
 render() { sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|$WORKERS|g" "$HERE/$1" > "$RUN/$1"; }
@@ -146,7 +156,7 @@ WATCHDOG=$!
 PIDS+=($WATCHDOG)
 
 echo "== starting the origin and the proxies ($MODE)"
-"${LOAD_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
+"${ORIGIN_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
 PIDS+=($!)
 "${PROXY_CPU[@]}" nginx -p "$RUN" -c "$RUN/nginx-cache.conf" &
 NGINX_PID=$!
@@ -261,12 +271,20 @@ tcp_per_response() { # tcp_per_response REQUESTS: counters since the last call, 
       (v["TcpExtTCPHPHits"] + v["TcpExtTCPHPAcks"]) / n, v["TcpExtDelayedACKs"] / n,
       (v["TcpExtTCPToZeroWindowAdv"] + v["TcpExtTCPWantZeroWindowAdv"]) / n, v["TcpExtTCPBacklogCoalesce"] / n }'
 }
+# The wrk script for a scenario's LUA_DIR: `keys:PATH` takes keys.lua
+# (PATH with a varying query), anything else random.lua (a set's files).
+lua_script() {
+  case $1 in
+    keys:*) echo "$HERE/keys.lua" ;;
+    *) echo "$HERE/random.lua" ;;
+  esac
+}
 # run_wrk SCENARIO PROXY ROUND URL_PATH [LUA_DIR LUA_N]
 run_wrk() {
   local scen=$1 px=$2 round=$3 path=$4 luadir=${5:-} luan=${6:-}
   local pid=${ROOTPID[$px]} port=${PORT[$px]}
   local args=(-t1 -c"$CONNS" -d"${DUR}s" --latency)
-  if [ -n "$luadir" ]; then args+=(-s "$HERE/random.lua"); fi
+  if [ -n "$luadir" ]; then args+=(-s "$(lua_script "$luadir")"); fi
   local c0 c1 out s0 s1 b0 b1 busy steal attempt=0 pr mp tcp
   while :; do
     pr=$(probe)
@@ -276,7 +294,8 @@ run_wrk() {
     s0=$(steal_ticks)
     b0=$(cpu_busy_ticks)
     nstat -n 2>/dev/null || true
-    out=$(LOAD_DIR=$luadir LOAD_N=$luan "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
+    out=$(LOAD_DIR=$luadir LOAD_N=$luan LOAD_PATH=${luadir#keys:} LOAD_KEYS=$luan \
+      "${LOAD_CPU[@]}" wrk "${args[@]}" "http://127.0.0.1:$port$path")
     b1=$(cpu_busy_ticks)
     tcp=$(tcp_per_response "$(echo "$out" | awk '/requests in/{print $1}')")
     s1=$(steal_ticks)
@@ -319,8 +338,9 @@ scenario() {
   if [ "$WARM_DUR" -gt 0 ]; then
     for px in "${PROXIES[@]}"; do
       local wargs=(-t1 -c"$CONNS" -d"${WARM_DUR}s")
-      if [ -n "${3:-}" ]; then wargs+=(-s "$HERE/random.lua"); fi
-      LOAD_DIR=${3:-} LOAD_N=${4:-} "${LOAD_CPU[@]}" wrk "${wargs[@]}" \
+      if [ -n "${3:-}" ]; then wargs+=(-s "$(lua_script "$3")"); fi
+      local luadir=${3:-}
+      LOAD_DIR=$luadir LOAD_N=${4:-} LOAD_PATH=${luadir#keys:} LOAD_KEYS=${4:-} "${LOAD_CPU[@]}" wrk "${wargs[@]}" \
         "http://127.0.0.1:${PORT[$px]}$2" > /dev/null
     done
   fi
@@ -361,6 +381,12 @@ if want pass-1k; then
   for px in "${PROXIES[@]}"; do warm "$px" /pass/1k.bin 0; done
   scenario pass-1k /pass/1k.bin
 fi
+if want pass-keys; then
+  scenario pass-keys / keys:/pass/1k.bin 10000
+fi
+if want miss-keys; then
+  scenario miss-keys / keys:/1k.bin 0
+fi
 if want disk-set; then
   for px in "${PROXIES[@]}"; do warm "$px" /disk/ $DISK_N; done
   scenario disk-set / disk $DISK_N
@@ -389,6 +415,7 @@ fi
   echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/varnishd (//; s/ revision.*//'), wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')."
   if [ "$MODE" = pinned ]; then PLACEMENT="proxies on CPU 0, wrk and origin on CPU 1"; else PLACEMENT="no CPU pinning"; fi
+  [ "$MODE" = pinned ] && [ "$ORIGIN_WITH_PROXY" = 1 ] && PLACEMENT="proxies and origin on CPU 0, wrk on CPU 1"
   [ "$SCENARIOS" = "$ALL_SCENARIOS" ] || echo "Scenarios: $SCENARIOS only."
   echo "Command: \`$CMDLINE\` (wrk -t1 -c$CONNS -d${DUR}s, $ROUNDS rounds; $MODE: $PLACEMENT; $RCVBUF_NOTE)."
   echo
