@@ -186,53 +186,39 @@ pub(super) fn section(c: Option<&FileCluster>, errs: &mut Errors) -> ClusterConf
     let mut shields: Vec<Shield> = Vec::new();
     for (i, s) in c.shields.iter().flatten().enumerate() {
         let base = format!("cluster.shields[{i}]");
-        let url = match s.url.as_deref().map(OriginUrl::parse) {
-            None => {
-                errs.push(
-                    format!("{base}.url"),
-                    "missing: the shield's proxy URL, e.g. \"http://10.0.0.5:80\"",
-                );
-                continue;
-            }
-            Some(Err(e)) => {
-                errs.push(format!("{base}.url"), e);
-                continue;
-            }
-            Some(Ok(u)) => u,
+        let taken = |n: &str| shields.iter().any(|x| x.name == n);
+        let Some((name, url)) = named_url(
+            errs,
+            &base,
+            (
+                "url",
+                s.url.as_deref(),
+                "the shield's proxy URL, e.g. \"http://10.0.0.5:80\"",
+            ),
+            s.name.as_deref(),
+            taken,
+        ) else {
+            continue;
         };
-        let name = s.name.clone().unwrap_or_else(|| url.to_string());
-        if shields.iter().any(|x| x.name == name) {
-            errs.push(
-                format!("{base}.name"),
-                format!("duplicate shield name `{name}`"),
-            );
-        }
         shields.push(Shield { name, url });
     }
     let mut peers: Vec<Peer> = Vec::new();
     for (i, fp) in c.peers.iter().flatten().enumerate() {
         let base = format!("cluster.peers[{i}]");
-        let admin_url = match fp.admin.as_deref().map(OriginUrl::parse) {
-            None => {
-                errs.push(
-                    format!("{base}.admin"),
-                    "missing: the peer's admin URL, e.g. \"http://10.0.0.7:9080\"",
-                );
-                continue;
-            }
-            Some(Err(e)) => {
-                errs.push(format!("{base}.admin"), e);
-                continue;
-            }
-            Some(Ok(u)) => u,
+        let taken = |n: &str| peers.iter().any(|p| p.name == n);
+        let Some((name, admin_url)) = named_url(
+            errs,
+            &base,
+            (
+                "admin",
+                fp.admin.as_deref(),
+                "the peer's admin URL, e.g. \"http://10.0.0.7:9080\"",
+            ),
+            fp.name.as_deref(),
+            taken,
+        ) else {
+            continue;
         };
-        let name = fp.name.clone().unwrap_or_else(|| admin_url.to_string());
-        if peers.iter().any(|p| p.name == name) {
-            errs.push(
-                format!("{base}.name"),
-                format!("duplicate peer name `{name}`"),
-            );
-        }
         peers.push(Peer {
             name,
             admin: admin_url,
@@ -253,6 +239,35 @@ pub(super) fn section(c: Option<&FileCluster>, errs: &mut Errors) -> ClusterConf
         peers,
         timeout: duration(errs, "cluster.timeout", c.timeout.as_ref(), d.timeout),
     }
+}
+
+/// A list entry's URL (`url`: its key, value and what is missing when it
+/// is absent) and its name (the URL when not given; `taken` says whether a
+/// name is already used).
+fn named_url(
+    errs: &mut Errors,
+    base: &str,
+    url: (&str, Option<&str>, &str),
+    name: Option<&str>,
+    taken: impl Fn(&str) -> bool,
+) -> Option<(String, OriginUrl)> {
+    let (key, value, wanted) = url;
+    let u = match value.map(OriginUrl::parse) {
+        None => {
+            errs.push(format!("{base}.{key}"), format!("missing: {wanted}"));
+            return None;
+        }
+        Some(Err(e)) => {
+            errs.push(format!("{base}.{key}"), e);
+            return None;
+        }
+        Some(Ok(u)) => u,
+    };
+    let name = name.map_or_else(|| u.to_string(), str::to_owned);
+    if taken(&name) {
+        errs.push(format!("{base}.name"), format!("duplicate name `{name}`"));
+    }
+    Some((name, u))
 }
 
 fn nats_section(c: &FileCluster, errs: &mut Errors) -> Option<NatsConfig> {

@@ -426,15 +426,7 @@ impl Proxy {
                     rec.clone(),
                 );
                 let mut out = self.store_post(ctx, resp, s).await?;
-                if let Some(c) = set_cookie {
-                    out.headers_mut().append(header::SET_COOKIE, c);
-                }
-                site.hide
-                    .client_response(out.headers_mut(), self.server_header.as_ref());
-                if let Some(h) = hsts {
-                    out.headers_mut()
-                        .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
-                }
+                self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
                 return Ok(out);
             }
         }
@@ -463,15 +455,7 @@ impl Proxy {
         crate::origin::strip_response_hop_by_hop(&mut resp);
         let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
         let mut out = self.client_response_stripped(resp, client_version, rec.clone(), coding);
-        if let Some(c) = set_cookie {
-            out.headers_mut().append(header::SET_COOKIE, c);
-        }
-        site.hide
-            .client_response(out.headers_mut(), self.server_header.as_ref());
-        if let Some(h) = hsts {
-            out.headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
-        }
+        self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
         if bypass {
             rec.cache = "bypass";
             CacheStatus::new(CACHE_NAME)
@@ -480,6 +464,25 @@ impl Proxy {
                 .append_to(out.headers_mut());
         }
         Ok(out)
+    }
+
+    /// The last fields of a response from the origin to the client: the
+    /// sticky cookie, the site's header rules and `Server`, HSTS over TLS.
+    fn finish_passed(
+        &self,
+        site: &SiteRuntime,
+        headers: &mut http::HeaderMap,
+        set_cookie: Option<HeaderValue>,
+        hsts: Option<&HeaderValue>,
+    ) {
+        if let Some(c) = set_cookie {
+            headers.append(header::SET_COOKIE, c);
+        }
+        site.hide
+            .client_response(headers, self.server_header.as_ref());
+        if let Some(h) = hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+        }
     }
 
     /// What goes into a request to the origin for a client's request of
