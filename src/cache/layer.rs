@@ -397,8 +397,11 @@ impl CacheLayer {
             return Lookup::Miss;
         };
         // A fleet node catching up on missed purges holds its hits
-        // (not its misses) until the ban list is current.
-        self.bans.catch_up().wait().await;
+        // (not its misses) until the ban list is current. Boxed: the wait's
+        // state stays out of every hit's future.
+        if self.bans.catch_up().behind() {
+            Box::pin(self.bans.catch_up().wait()).await;
+        }
         match decode_stored_record_memo(h.meta()) {
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable cache record dropped");
