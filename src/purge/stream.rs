@@ -415,7 +415,12 @@ impl Fleet {
                         break;
                     }
                     next = messages.next() => match next {
-                        None => break,
+                        None => {
+                            // The pull ended (the server went away): pull
+                            // again after a pause, not in a tight loop.
+                            tokio::time::sleep(backoff).await;
+                            break;
+                        }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "purge consumer error; pulling again");
                             tokio::time::sleep(backoff).await;
