@@ -183,3 +183,44 @@ impl Purger {
         self.fleet.get().map(|f| f.figures())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::purge::log::PurgeLog;
+
+    #[test]
+    fn the_outbox_and_the_applied_sequence_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = PurgeLog::open(dir.path()).unwrap();
+        let outbox = |id: &str| Entry::Outbox {
+            id: id.into(),
+            message: format!("{{\"id\":\"{id}\"}}"),
+        };
+        log.append(&[
+            outbox("a"),
+            Entry::Applied { seq: 9 },
+            outbox("b"),
+            Entry::Sent { id: "a".into() },
+            outbox("c"),
+            // A rebuilt stream starts the count again.
+            Entry::Applied { seq: 2 },
+        ])
+        .unwrap();
+        drop(log);
+        let text = format!(
+            "[storage]\npath = {:?}\n[[site]]\norigins = [\"http://127.0.0.1:9\"]\n",
+            dir.path().display().to_string()
+        );
+        let cfg = crate::config::Config::from_toml(&text).unwrap();
+        let p = Purger::open(&cfg).unwrap();
+        assert_eq!(p.applied(), 2);
+        assert_eq!(p.outbox_len(), 2);
+        let fl = p.fleet_log.lock().unwrap();
+        let ids: Vec<&str> = fl.outbox.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"], "oldest first, the sent one gone");
+        let kept: Vec<Entry> = fl.entries().collect();
+        assert_eq!(kept.len(), 3, "applied and two outbox entries: {kept:?}");
+    }
+}
