@@ -270,6 +270,9 @@ fn serve(cfg: Config, inherited: outpost::server::upgrade::Inherited) -> anyhow:
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        // Before the node says it listens: a signal sent right after that line
+        // must find its handler (SIGHUP's default action ends the process).
+        let signals = Signals::install();
         let node = outpost::Node::start_with(cfg, inherited).await?;
         tracing::info!(
             cpus,
@@ -293,7 +296,7 @@ fn serve(cfg: Config, inherited: outpost::server::upgrade::Inherited) -> anyhow:
             );
         }
         tokio::select! {
-            () = shutdown_signal(&node) => tracing::info!("shutdown signal received; draining"),
+            () = shutdown_signal(&node, signals) => tracing::info!("shutdown signal received; draining"),
             () = node.handed_over() => tracing::info!("handed over to the new node; draining"),
         }
         let clean = node.shutdown().await;
@@ -302,12 +305,42 @@ fn serve(cfg: Config, inherited: outpost::server::upgrade::Inherited) -> anyhow:
     })
 }
 
+/// The signals the node handles, listened for from the start.
+struct Signals {
+    hup: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        Signals {
+            hup: listen(SignalKind::hangup(), "SIGHUP"),
+            usr1: listen(SignalKind::user_defined1(), "SIGUSR1"),
+            term: listen(
+                SignalKind::terminate(),
+                "SIGTERM; only Ctrl-C stops the node",
+            ),
+        }
+    }
+}
+
 /// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile reloads the configuration
 /// (certificates included).
-async fn shutdown_signal(node: &outpost::Node) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).ok();
-    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+async fn shutdown_signal(node: &outpost::Node, signals: Signals) {
+    let Signals {
+        mut hup,
+        mut usr1,
+        term,
+    } = signals;
     let reopens = async {
         match usr1.as_mut() {
             Some(u) => {
@@ -334,21 +367,16 @@ async fn shutdown_signal(node: &outpost::Node) {
         }
     };
     tokio::select! {
-        () = wait_for_stop() => {}
+        () = wait_for_stop(term) => {}
         () = reloads => {}
         () = reopens => {}
     }
 }
 
-async fn wait_for_stop() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+async fn wait_for_stop(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
         _ = term.recv() => {}
