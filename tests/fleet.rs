@@ -94,6 +94,20 @@ impl FleetNode {
         }
     }
 
+    /// Waits until `path` is no longer a hit here (a purge arrived).
+    async fn until_purged(&self, path: &str) {
+        let t = Instant::now();
+        while self.get(path).await.contains("hit") {
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "{path} still a hit on {} after 15 s: {}",
+                self.name,
+                self.stats().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn purge(&self, body: &str) -> serde_json::Value {
         let (s, v) = admin_purge(self.node().admin_addr(), Some(TOKEN), body).await;
         assert_eq!(s, 200, "{v}");
@@ -222,17 +236,7 @@ async fn a_purge_accepted_while_nats_is_down_reaches_the_fleet_when_it_is_back()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let t = Instant::now();
-    loop {
-        if !b.get("/y").await.contains("hit") {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the purge never reached B"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.until_purged("/y").await;
     a.stop_owned().await;
     b.stop_owned().await;
 }
@@ -272,15 +276,7 @@ async fn a_stream_rebuilt_from_scratch_is_applied_from_its_start() {
         assert!(t.elapsed() < Duration::from_secs(15), "{v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let t = Instant::now();
-    while b.get("/z").await.contains("hit") {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "B never applied the rebuilt stream: {}",
-            b.stats().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.until_purged("/z").await;
     a.stop_owned().await;
     b.stop_owned().await;
 }

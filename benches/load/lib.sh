@@ -89,20 +89,17 @@ start_origin() {
 
 # CPU ticks (user + system) and RSS (KiB) of process $1 and its children
 # (nginx's workers).
-tree_ticks() {
+# tree_sum PID FILE AWK: the sum of AWK's figure over /proc/P/FILE of PID
+# and its children.
+tree_sum() {
   local t=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    t=$((t + $(awk "$3" "/proc/$p/$2")))
   done
   echo "$t"
 }
-tree_rss() {
-  local t=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    t=$((t + $(awk '/^VmRSS/{print $2}' "/proc/$p/status")))
-  done
-  echo "$t"
-}
+tree_ticks() { tree_sum "$1" stat '{print $14 + $15}'; }
+tree_rss() { tree_sum "$1" status '/^VmRSS/{print $2}'; }
 
 # start_peer outpost|nginx OUTPOST_CONFIG NGINX_CONFIG: one proxy on the
 # proxy CPU with an empty cache (Outpost's under $RUN/outpost-cache, nginx's
