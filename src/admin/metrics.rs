@@ -227,6 +227,16 @@ impl Collector for Scrape {
                 &[(vec![], s.corrupt_reads)],
             )?;
         }
+        counter(
+            &mut e,
+            "outpost_slices",
+            "Slices of sliced objects served from the store (hit), fetched from the origin (fetch), and sliced objects restarted because a slice had another validator (restart).",
+            &[
+                (vec![("result", "hit")], st.slices.hits),
+                (vec![("result", "fetch")], st.slices.fetches),
+                (vec![("result", "restart")], st.slices.restarts),
+            ],
+        )?;
         gauge(
             &mut e,
             "outpost_fills_in_flight",

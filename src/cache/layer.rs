@@ -361,6 +361,47 @@ impl CacheLayer {
         ))
     }
 
+    /// Slice `key` of the object under `primary` ([`super::slice`]), with the
+    /// invalidations and purges of `primary` applied: a slice goes with its URI.
+    pub async fn lookup_slice(&self, primary: &Key, key: &Key, subject: &str) -> Option<Found> {
+        let h = self.get(key).await?;
+        if self.bans.catch_up().behind() {
+            Box::pin(self.bans.catch_up().wait()).await;
+        }
+        match decode_stored_record_memo(h.meta()) {
+            Ok(Record::Object(mut m))
+                if m.status == 206 && !self.invalidations.predates(primary, m.created_at) =>
+            {
+                if self.banned(subject, &mut m) {
+                    return None;
+                }
+                Some(Found {
+                    key: *key,
+                    handle: h,
+                    meta: *m,
+                })
+            }
+            Ok(_) => {
+                self.store.remove(key);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable slice record dropped");
+                self.store.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Drops the slices of the object under `primary` that cover `total`
+    /// bytes in slices of `size` (a validator change restarts the object).
+    pub fn remove_slices(&self, primary: &Key, size: u64, total: u64) {
+        let count = total.div_ceil(size.max(1));
+        for i in 0..count {
+            self.store.remove(&super::slice::slice_key(primary, i));
+        }
+    }
+
     async fn get(&self, key: &Key) -> Option<ReadHandle> {
         match self.store.lookup(key).await {
             Ok(h) => h,

@@ -36,6 +36,7 @@ pub mod meta_memo;
 pub mod post;
 pub mod range;
 mod sfv;
+pub mod slice;
 pub mod status;
 pub mod stored_body;
 mod syntax;

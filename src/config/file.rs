@@ -190,6 +190,7 @@ pub struct FileSite {
     pub stale_on_error: Option<String>,
     pub strip_targeted_fields: Option<bool>,
     pub cache_post_responses: Option<bool>,
+    pub slice: Option<SizeValue>,
     pub balance: Option<String>,
     pub retries: Option<i64>,
     pub retry_on: Option<Vec<i64>>,

@@ -28,6 +28,9 @@ pub struct Site {
     /// Store a POST's response for later GETs when its `Content-Location`
     /// is the target URI and it has explicit freshness (RFC 9110 §9.3.3).
     pub cache_post_responses: bool,
+    /// Fetch objects from the origin in aligned slices of this many bytes
+    /// with `Range` requests, each stored on its own (default: off).
+    pub slice: Option<u64>,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
     /// Answer cleartext requests with 308 to the `https` URL.
@@ -169,6 +172,12 @@ pub const MAX_EJECTION: Duration = Duration::from_secs(300);
 /// Origins of one site (the pool tracks the origins a request tried in a
 /// 64-bit set).
 pub const MAX_ORIGINS: usize = 64;
+
+/// The smallest `slice` (smaller ones would turn one object into too many requests).
+pub const MIN_SLICE: u64 = 64 << 10;
+
+/// The largest `slice`.
+pub const MAX_SLICE: u64 = 1 << 30;
 
 impl Default for PoolPolicy {
     fn default() -> Self {
@@ -524,6 +533,15 @@ pub(super) fn site(
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
         strip_targeted_fields: s.strip_targeted_fields.unwrap_or(false),
         cache_post_responses: s.cache_post_responses.unwrap_or(false),
+        slice: s.slice.as_ref().and_then(|v| {
+            let key = format!("{base}.slice");
+            let n = super::validate::size(errs, &key, Some(v), 0);
+            if n != 0 && !(MIN_SLICE..=MAX_SLICE).contains(&n) {
+                errs.push(key, format!("{n} bytes: a slice is 64KiB to 1GiB"));
+                return None;
+            }
+            (n != 0).then_some(n)
+        }),
         stale_on_error: s.stale_on_error.as_ref().and_then(|v| {
             if v == "off" {
                 return None;

@@ -43,6 +43,7 @@ pub struct Counters {
     origin_state_changes: Striped,
     corrupt_misses: Striped,
     cut_off: Striped,
+    slices: [Striped; 3],
     tls_handshakes: Striped,
     tls_failures: [Striped; TlsFailure::ALL.len()],
     refusals: [Striped; Refusal::ALL.len()],
@@ -182,6 +183,11 @@ pub struct Snapshot {
     /// Stored bodies found damaged after their head was sent: the answer
     /// was cut off.
     pub cut_off: u64,
+    /// Slices of sliced objects: served from the store, fetched from the
+    /// origin, and objects restarted because their validator changed between slices.
+    pub slice_hits: u64,
+    pub slice_fetches: u64,
+    pub slice_restarts: u64,
     /// TLS handshakes completed.
     pub tls_handshakes: u64,
     /// TLS handshakes failed, by [`TlsFailure`] in the order of `ALL`.
@@ -234,6 +240,21 @@ impl Counters {
     /// A stored body found damaged after its head went out (cut off).
     pub fn cut_off(&self) {
         self.cut_off.inc();
+    }
+
+    /// A slice of a sliced object served from the store.
+    pub fn slice_hit(&self) {
+        self.slices[0].inc();
+    }
+
+    /// A slice fetched from the origin.
+    pub fn slice_fetch(&self) {
+        self.slices[1].inc();
+    }
+
+    /// A sliced object dropped because a slice had another validator.
+    pub fn slice_restart(&self) {
+        self.slices[2].inc();
     }
 
     /// A request sent to an origin (any method, revalidations included).
@@ -297,6 +318,9 @@ impl Counters {
             origin_state_changes: self.origin_state_changes.get(),
             corrupt_misses: self.corrupt_misses.get(),
             cut_off: self.cut_off.get(),
+            slice_hits: self.slices[0].get(),
+            slice_fetches: self.slices[1].get(),
+            slice_restarts: self.slices[2].get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_failures: std::array::from_fn(|i| self.tls_failures[i].get()),
             refusals: std::array::from_fn(|i| self.refusals[i].get()),

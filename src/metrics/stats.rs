@@ -63,6 +63,9 @@ pub struct Stats {
     /// from the origin), and after it (cut off).
     pub corrupt_misses: u64,
     pub cut_off: u64,
+    /// Slices of sliced objects served from the store and fetched from the origin, and
+    /// sliced objects restarted because a slice had another validator.
+    pub slices: SliceFigures,
     /// Per coding: bytes into and out of the compressor, seconds spent in it, variants
     /// stored, bytes decoded.
     pub compression: Vec<super::compression::CodingFigures>,
@@ -143,6 +146,11 @@ impl NodeStats {
             origin_stale_retries: c.origin_stale_retries,
             corrupt_misses: c.corrupt_misses,
             cut_off: c.cut_off,
+            slices: SliceFigures {
+                hits: c.slice_hits,
+                fetches: c.slice_fetches,
+                restarts: c.slice_restarts,
+            },
             uptime_secs: self.started.elapsed().as_secs(),
             bans,
             zero_copy_bytes: arena.live_bytes,
@@ -198,4 +206,12 @@ impl Default for NodeStats {
     fn default() -> Self {
         NodeStats::new()
     }
+}
+
+/// `/stats` `slices`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SliceFigures {
+    pub hits: u64,
+    pub fetches: u64,
+    pub restarts: u64,
 }

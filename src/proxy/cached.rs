@@ -119,6 +119,15 @@ impl Ctx {
         }
     }
 
+    /// A copy for the slices of a body under way (`super::slice`): the
+    /// client's directives, no log line of its own.
+    pub(super) fn for_slices(&self) -> Ctx {
+        let mut c = self.background();
+        c.dirs = self.dirs.clone();
+        c.marker = self.marker.clone();
+        c
+    }
+
     /// A copy for a background refresh: no client directives, no log line.
     fn background(&self) -> Ctx {
         let mut rec = self.rec.clone();
@@ -199,6 +208,7 @@ impl Proxy {
         }
         // Set when the in-flight fetch for the URI is for another variant.
         let mut join_key: Option<Key> = None;
+        let mut sliced_already = false;
         for _round in 0..4 {
             let (stored, phase) = match cache
                 .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
@@ -301,6 +311,28 @@ impl Proxy {
                     },
                     Some((f, d)) => self.head_revalidate(ctx, f, d, phase).await,
                 };
+            }
+            // A site with slices answers a miss from slices of the object
+            // (`super::slice`); one that cannot be sliced is fetched whole.
+            if stored.is_none()
+                && ctx.marker.is_none()
+                && join_key.is_none()
+                && !sliced_already
+                && let Some(size) = ctx.site.slice
+                && crate::cache::slice::sliceable_request(&ctx.method, &ctx.headers)
+            {
+                sliced_already = true;
+                // An origin without ranges: its whole answer may be arriving.
+                if let Some(r) = self.serve_from_fill(ctx, ck).await {
+                    return Ok(r);
+                }
+                if let Some(r) = self.sliced(ctx, size, phase).await? {
+                    return Ok(r);
+                }
+                if ctx.headers.contains_key(RANGE) {
+                    // Its slices cannot be stored: the range alone, not the object.
+                    return self.pass(ctx, phase, Some("range")).await;
+                }
             }
             if stored.is_none() && !cache.range_fetch_whole() && ctx.headers.contains_key(RANGE) {
                 return self.pass(ctx, phase, Some("range")).await;

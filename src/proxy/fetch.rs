@@ -81,7 +81,6 @@ impl Proxy {
         stored: Option<(Found, Decision)>,
         phase: CachePhase,
     ) -> Result<Response<ProxyBody>, Error> {
-        let cache = self.cache_layer()?;
         let headers = match &stored {
             // RFC 9111 §4.3.1: validators from the stored response.
             Some((f, _)) => std::borrow::Cow::Owned(revalidation_request_headers(
@@ -96,6 +95,31 @@ impl Proxy {
         let started = Instant::now();
         let result = self.send_cacheable(ctx, &Method::GET, &headers).await;
         let resp_time = SystemTime::now();
+        self.fetched(
+            ctx,
+            writer,
+            stored,
+            phase,
+            result,
+            (req_time, resp_time, started),
+        )
+        .await
+    }
+
+    /// Handles the origin's answer to a fetch (see [`Self::fetch`]); `times`:
+    /// when the request was sent, when its response head came, and when the
+    /// fetch started.
+    pub(super) async fn fetched(
+        &self,
+        ctx: &Ctx,
+        writer: FillWriter<FillHead>,
+        stored: Option<(Found, Decision)>,
+        phase: CachePhase,
+        result: Result<Response<crate::origin::ResponseBody>, Error>,
+        times: (SystemTime, SystemTime, Instant),
+    ) -> Result<Response<ProxyBody>, Error> {
+        let cache = self.cache_layer()?;
+        let (req_time, resp_time, started) = times;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {

@@ -66,6 +66,7 @@ impl Live {
                 ignore_client_reload: s.ignore_client_reload,
                 strip_targeted_fields: s.strip_targeted_fields,
                 cache_post_responses: s.cache_post_responses,
+                slice: s.slice,
                 stale_on_error: s
                     .stale_on_error
                     .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),

@@ -18,6 +18,7 @@ mod live;
 mod pass;
 mod refuse;
 mod respond;
+mod slice;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct SiteRuntime {
     pub strip_targeted_fields: bool,
     /// Store POST responses for GETs of their `Content-Location` (the target).
     pub cache_post_responses: bool,
+    /// Fetch and store objects in aligned slices of this many bytes.
+    pub slice: Option<u64>,
     /// Answer cleartext requests with 308 to the `https` URL.
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.

@@ -305,7 +305,7 @@ impl Proxy {
         self.build(status, headers, body, rec)
     }
 
-    fn build(
+    pub(super) fn build(
         &self,
         status: StatusCode,
         headers: HeaderMap,

@@ -1,0 +1,566 @@
+//! The sliced path of a site with `slice`: a GET that missed is answered
+//! from aligned slices of the object ([`crate::cache::slice`]), each looked
+//! up on its own, fetched from the origin with a `Range` request when
+//! missing (coalesced per slice), stored as a partial response (RFC 9111
+//! §3.3), and streamed to the client in order as the body goes on. Only the
+//! slices the request covers are fetched. A slice of another
+//! representation (RFC 9111 §3.4: strong validators must match) restarts
+//! the object: its slices are dropped and the answer is cut off, so no
+//! client gets bytes of two versions.
+//!
+//! It knows the cache layer, the coalescer and the origin fetch; the slice
+//! arithmetic and validator rules are the cache's.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_RANGES, AGE, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, HeaderValue, RANGE,
+};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use outpost_storage::ReadHandle;
+
+use super::Proxy;
+use super::body::ProxyBody;
+use super::cached::{Ctx, without_preconditions};
+use crate::cache::coalesce::{FillReader, FillWriter, Join, Key, WaitError};
+use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
+use crate::cache::control::effective_response_control;
+use crate::cache::fill::{FillHead, FillJob};
+use crate::cache::freshness::{age_header_value, decide};
+use crate::cache::layer::{content_length, ttl};
+use crate::cache::meta::{ObjectMeta, flags, new_object_id};
+use crate::cache::range::{ByteRange, content_range, unsatisfied_content_range};
+use crate::cache::slice::{
+    Representation, Selected, first_slice, parse_content_range, select, slice_bounds, slice_key,
+    slice_request, slice_storability,
+};
+use crate::cache::status::{CachePhase, CacheStatus, Fwd};
+use crate::cache::stored_body::{InnerBody, Segment, fill_body, stored_body};
+use crate::cache::update::stored_header_list;
+use crate::cache::{CACHE_NAME, Found};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::metrics::Counters;
+use crate::origin::headers::add_via;
+use crate::origin::{ResponseBody, strip_response_hop_by_hop};
+
+/// The most slices an answer may cover and still be checked for a hit.
+const HIT_CHECK_SLICES: u64 = 16;
+
+/// A slice ready to be read.
+struct Slice {
+    index: u64,
+    meta: Arc<ObjectMeta>,
+    rep: Representation,
+    /// The bytes of the representation it holds.
+    bounds: ByteRange,
+    piece: Piece,
+    /// Read from the store, not fetched.
+    hit: bool,
+}
+
+/// Where a slice's bytes come from.
+enum Piece {
+    Stored(ReadHandle),
+    Fill(FillReader<FillHead>),
+}
+
+/// When a fetch's request was sent, when its response head came, and when
+/// it started.
+type FetchTimes = (SystemTime, SystemTime, Instant);
+
+/// What asking for a slice gave.
+enum Got {
+    Slice(Box<Slice>),
+    /// The origin answered other than with a 206 (it ignores `Range`, or
+    /// the object is missing, or an error): its answer, for the
+    /// whole-object path, with the times of the fetch.
+    Answer(Box<(Response<ResponseBody>, FetchTimes)>),
+    /// A 206 that cannot be stored or combined (no strong validator, `Vary`,
+    /// `no-store`, a range other than asked): the object is fetched whole.
+    Unusable,
+}
+
+impl Slice {
+    /// A slice from its metadata, if it is the 206 slice `index` should be.
+    fn of(meta: Arc<ObjectMeta>, index: u64, size: u64, piece: Piece, hit: bool) -> Option<Slice> {
+        let fields = meta.header_map();
+        let (bounds, total) = parse_content_range(&fields)?;
+        if slice_bounds(index, size, total) != Some(bounds) {
+            return None;
+        }
+        let rep = Representation::of(&fields, total)?;
+        Some(Slice {
+            index,
+            meta,
+            rep,
+            bounds,
+            piece,
+            hit,
+        })
+    }
+
+    fn from_found(f: Found, index: u64, size: u64) -> Option<Slice> {
+        let s = Slice::of(Arc::new(f.meta), index, size, Piece::Stored(f.handle), true)?;
+        match &s.piece {
+            Piece::Stored(h) if h.body_len() == s.bounds.len() => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Proxy {
+    /// Answers a GET that missed on a site with slices of `size` bytes;
+    /// `None` when the object cannot be sliced (it is then fetched whole).
+    pub(super) async fn sliced(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        size: u64,
+        phase: CachePhase,
+    ) -> Result<Option<Response<ProxyBody>>, Error> {
+        let first = first_slice(&ctx.headers, size);
+        let s = match Box::pin(self.get_slice(ctx, size, first)).await? {
+            Got::Slice(s) => s,
+            Got::Unusable => return Ok(None),
+            Got::Answer(answer) => {
+                let (resp, times) = *answer;
+                // Stored whole if it can be: later requests are hits on it.
+                let coalescer = self.cache_layer()?.coalescer();
+                let w = match coalescer.join(ctx.primary) {
+                    crate::cache::coalesce::Join::Leader(w) => w,
+                    _ => coalescer.solo(ctx.primary),
+                };
+                let r = Box::pin(self.fetched(ctx, w, None, phase, Ok(resp), times)).await?;
+                return Ok(Some(r));
+            }
+        };
+        Ok(Some(self.slice_response(ctx, size, phase, s).await))
+    }
+
+    /// Whether every slice of `r` but `held` is in the store now (looked at
+    /// for answers of up to [`HIT_CHECK_SLICES`] slices; longer ones say
+    /// `partial`).
+    async fn all_stored(&self, ctx: &Ctx, size: u64, r: ByteRange, held: u64) -> bool {
+        let (first, last) = (r.start / size, r.end / size);
+        if last - first >= HIT_CHECK_SLICES {
+            return false;
+        }
+        let Ok(cache) = self.cache_layer() else {
+            return false;
+        };
+        for i in (first..=last).filter(|i| *i != held) {
+            let key = slice_key(&ctx.primary, i);
+            if cache
+                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+                .await
+                .is_none()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The response to `ctx` whose first slice read is `s`.
+    async fn slice_response(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        size: u64,
+        phase: CachePhase,
+        s: Box<Slice>,
+    ) -> Response<ProxyBody> {
+        let total = s.rep.total;
+        let now = SystemTime::now();
+        let mut headers = self.client_fields(ctx, &s.meta);
+        headers.remove(CONTENT_RANGE);
+        headers.insert(AGE, age_header_value(s.meta.current_age(now)));
+        add_via(&mut headers, self.via.get(Version::HTTP_11));
+        let validators = Validators::from_headers(&headers, Some(s.meta.response_time));
+        let sel = select(
+            &ctx.headers,
+            total,
+            if_range_allows(&ctx.headers, &validators),
+        );
+        let bytes = sel.bytes(total);
+        // A hit when the slice read, and every other slice it covers, is
+        // stored; `partial` when some may have to be fetched (RFC 9211 §2.2).
+        let within = match bytes {
+            Some(r) if s.hit && (r.start < s.bounds.start || r.end > s.bounds.end) => {
+                self.all_stored(ctx, size, r, s.index).await
+            }
+            _ => true,
+        };
+        let (cs, log) = match (s.hit, within) {
+            (true, true) => (
+                CachePhase::Hit
+                    .cache_status(CACHE_NAME)
+                    .ttl(ttl(&s.meta, now)),
+                CachePhase::Hit.as_str(),
+            ),
+            (true, false) => (
+                CacheStatus::new(CACHE_NAME)
+                    .fwd(Fwd::Partial)
+                    .ttl(ttl(&s.meta, now)),
+                Fwd::Partial.as_str(),
+            ),
+            (false, _) => (
+                phase
+                    .cache_status(CACHE_NAME)
+                    .fwd_status(206)
+                    .stored()
+                    .ttl(ttl(&s.meta, now)),
+                phase.as_str(),
+            ),
+        };
+        cs.append_to(&mut headers);
+        let mut rec = ctx.rec.clone();
+        rec.cache = log;
+        // RFC 9110 §13.2.2: preconditions against the representation's validators.
+        match evaluate(&ctx.method, &ctx.headers, &validators) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                for n in [
+                    CONTENT_LENGTH,
+                    CONTENT_TYPE,
+                    CONTENT_ENCODING,
+                    CONTENT_LANGUAGE,
+                ] {
+                    headers.remove(n);
+                }
+                return self.build(StatusCode::NOT_MODIFIED, headers, None, rec);
+            }
+            Precondition::PreconditionFailed => {
+                let mut h = HeaderMap::new();
+                h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+                cs.append_to(&mut h);
+                return self.build(StatusCode::PRECONDITION_FAILED, h, None, rec);
+            }
+        }
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let Some(r) = bytes else {
+            if sel == Selected::Unsatisfiable {
+                // RFC 9110 §15.5.17
+                headers.insert(CONTENT_RANGE, unsatisfied_content_range(total));
+                headers.remove(CONTENT_TYPE);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+            return self.build(sel.status(), headers, None, rec);
+        };
+        if sel != Selected::Full {
+            headers.insert(CONTENT_RANGE, content_range(&r, total));
+        }
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(r.len()));
+        let walk = Walk {
+            proxy: self.clone(),
+            ctx: Arc::new(ctx.for_slices()),
+            size,
+            rep: s.rep.clone(),
+            next: r.start,
+            end: r.end,
+            held: Some(s),
+            current: None,
+            left: 0,
+            done: false,
+        };
+        let body = StreamBody::new(futures_util::stream::unfold(walk, step)).boxed_unsync();
+        self.build(sel.status(), headers, Some(body), rec)
+    }
+
+    /// The stored fields a client gets: the targeted fields when the site
+    /// strips them, and the tag field when it is hidden, are left out.
+    fn client_fields(&self, ctx: &Ctx, meta: &ObjectMeta) -> HeaderMap {
+        let Some(cache) = self.cache.as_ref() else {
+            return meta.header_map();
+        };
+        let tag = cache.hidden_tag_header();
+        let targets: &[http::HeaderName] = if ctx.site.strip_targeted_fields {
+            cache.targets()
+        } else {
+            &[]
+        };
+        meta.header_map_without(|n| targets.contains(n) || Some(n) == tag)
+    }
+
+    /// Slice `index` of the request's object: from the store when it is
+    /// there and fresh, else from the fetch of it in flight, else fetched.
+    async fn get_slice(&self, ctx: &Ctx, size: u64, index: u64) -> Result<Got, Error> {
+        let cache = self.cache_layer()?;
+        let key = slice_key(&ctx.primary, index);
+        for _round in 0..4 {
+            if let Some(f) = cache
+                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+                .await
+            {
+                let d = decide(&f.meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse);
+                if d.serve_without_origin() {
+                    if let Some(s) = Slice::from_found(f, index, size) {
+                        Counters::global().slice_hit();
+                        return Ok(Got::Slice(Box::new(s)));
+                    }
+                    // Not the slice it should be: dropped and fetched again.
+                    cache.store().remove(&key);
+                }
+            }
+            match cache.coalescer().join(key) {
+                Join::Leader(w) => return self.fetch_slice(ctx, w, size, index, key).await,
+                Join::Pass => break,
+                Join::Wait(waiter) => {
+                    if tokio::time::timeout(cache.lock_timeout(), waiter.ended())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Join::Follower(r) => match cache.coalescer().wait_head(&r).await {
+                    Ok(head) => match &*head {
+                        FillHead::Stream { meta, key: k, .. } if *k == key => {
+                            let s = Slice::of(meta.clone(), index, size, Piece::Fill(r), false);
+                            match s {
+                                Some(s) => return Ok(Got::Slice(Box::new(s))),
+                                None => break,
+                            }
+                        }
+                        FillHead::Failed(kind) => {
+                            return Err(Error::new(*kind, "the shared slice fetch failed"));
+                        }
+                        _ => {}
+                    },
+                    Err(WaitError::Abandoned) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+        let w = cache.coalescer().solo(key);
+        self.fetch_slice(ctx, w, size, index, key).await
+    }
+
+    /// Fetches slice `index` (stored under `key`) with a `Range` request
+    /// (RFC 9110 §14.2) and streams it into the store and to every request
+    /// that joined `w`.
+    async fn fetch_slice(
+        &self,
+        ctx: &Ctx,
+        w: FillWriter<FillHead>,
+        size: u64,
+        index: u64,
+        key: Key,
+    ) -> Result<Got, Error> {
+        let cache = self.cache_layer()?;
+        let mut headers = without_preconditions(&ctx.headers).into_owned();
+        headers.insert(RANGE, slice_request(index, size));
+        let req_time = SystemTime::now();
+        let started = Instant::now();
+        let result = self.send_cacheable(ctx, &Method::GET, &headers).await;
+        let resp_time = SystemTime::now();
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                w.publish(Arc::new(FillHead::Failed(e.kind())));
+                w.finish();
+                return Err(e);
+            }
+        };
+        Counters::global().slice_fetch();
+        strip_response_hop_by_hop(&mut resp);
+        ctx.site.hide.origin_response(resp.headers_mut());
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            w.release_once();
+            return Ok(Got::Answer(Box::new((
+                resp,
+                (req_time, resp_time, started),
+            ))));
+        }
+        let control = effective_response_control(resp.headers(), cache.targets());
+        let storable = slice_storability(&ctx.headers, &ctx.dirs, resp.headers(), &control);
+        let shape = parse_content_range(resp.headers())
+            .filter(|(r, total)| slice_bounds(index, size, *total) == Some(*r));
+        let (Ok(s), Some((bounds, total))) = (storable, shape) else {
+            tracing::info!(
+                index,
+                "origin's slice cannot be stored; fetching the object whole"
+            );
+            w.release_once();
+            return Ok(Got::Unusable);
+        };
+        let Some(rep) = Representation::of(resp.headers(), total) else {
+            tracing::info!("slices without a strong validator cannot be combined; fetching whole");
+            w.release_once();
+            return Ok(Got::Unusable);
+        };
+        let list = stored_header_list(resp.headers(), &s.strip_fields);
+        let mut meta = ObjectMeta::from_response(
+            new_object_id(&key),
+            StatusCode::PARTIAL_CONTENT,
+            list,
+            &cache.policy(),
+            req_time,
+            resp_time,
+        );
+        if !meta.vary.is_empty() || bounds.len() > cache.max_object_size() {
+            w.release_once();
+            return Ok(Got::Unusable);
+        }
+        meta.flags |= flags::COMPLETE;
+        let meta = Arc::new(meta);
+        let head = Arc::new(FillHead::Stream {
+            meta: meta.clone(),
+            key,
+            fwd_status: 206,
+        });
+        let Some(reader) = w.publish(head) else {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "slice fill started without us",
+            ));
+        };
+        let (parts, body) = resp.into_parts();
+        let job = FillJob {
+            key,
+            meta: Bytes::from(meta.encode()),
+            marker: None,
+            expected_len: content_length(&parts.headers),
+            idle: self.idle_body,
+            primary: ctx.primary,
+            started,
+        };
+        cache.start_fill(job, body, w);
+        Ok(Got::Slice(Box::new(Slice {
+            index,
+            meta,
+            rep,
+            bounds,
+            piece: Piece::Fill(reader),
+            hit: false,
+        })))
+    }
+
+    /// Slice `index` for a body under way, which must be of `rep`. A stored
+    /// slice of another version is dropped and fetched again; a fetched one
+    /// of another version means the object changed: its slices are dropped
+    /// (the next request starts it again) and the answer is cut off.
+    async fn next_slice(
+        &self,
+        ctx: &Ctx,
+        size: u64,
+        index: u64,
+        rep: &Representation,
+    ) -> Result<Box<Slice>, Error> {
+        for _ in 0..2 {
+            let s = match self.get_slice(ctx, size, index).await? {
+                Got::Slice(s) => s,
+                Got::Answer(answer) => {
+                    return Err(Error::new(
+                        ErrorKind::OriginProtocol,
+                        format!(
+                            "the origin answered slice {index} with {}",
+                            answer.0.status()
+                        ),
+                    ));
+                }
+                Got::Unusable => {
+                    return Err(Error::new(
+                        ErrorKind::OriginProtocol,
+                        format!("the origin's slice {index} cannot be combined"),
+                    ));
+                }
+            };
+            if s.rep == *rep {
+                return Ok(s);
+            }
+            if s.hit {
+                self.cache_layer()?
+                    .store()
+                    .remove(&slice_key(&ctx.primary, index));
+                continue;
+            }
+            break;
+        }
+        let cache = self.cache_layer()?;
+        cache.remove_slices(&ctx.primary, size, rep.total);
+        Counters::global().slice_restart();
+        tracing::warn!(
+            index,
+            "the object changed at the origin between slices: its slices are dropped"
+        );
+        Err(Error::new(
+            ErrorKind::OriginProtocol,
+            "the object changed at the origin between slices",
+        ))
+    }
+}
+
+/// The body of a sliced answer: bytes `next..=end`, slice after slice.
+struct Walk {
+    proxy: Arc<Proxy>,
+    ctx: Arc<Ctx>,
+    size: u64,
+    rep: Representation,
+    /// The next byte to send, and the last one.
+    next: u64,
+    end: u64,
+    /// The slice read before the head went out.
+    held: Option<Box<Slice>>,
+    /// The piece being sent, and how many of its bytes are still to come.
+    current: Option<InnerBody>,
+    left: u64,
+    /// Cut off: nothing more is sent.
+    done: bool,
+}
+
+fn cut(mut w: Walk, e: BoxError) -> Option<(Result<Frame<Bytes>, BoxError>, Walk)> {
+    Counters::global().cut_off();
+    w.current = None;
+    w.done = true;
+    w.held = None;
+    Some((Err(e), w))
+}
+
+async fn step(mut w: Walk) -> Option<(Result<Frame<Bytes>, BoxError>, Walk)> {
+    loop {
+        if let Some(b) = w.current.as_mut() {
+            match b.frame().await {
+                Some(Ok(f)) => {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > w.left {
+                        return cut(w, "a slice sent more bytes than it holds".into());
+                    }
+                    w.left -= n;
+                    return Some((Ok(f), w));
+                }
+                Some(Err(e)) => return cut(w, e),
+                None if w.left > 0 => return cut(w, "a slice ended early".into()),
+                None => w.current = None,
+            }
+        }
+        if w.done || w.next > w.end {
+            return None;
+        }
+        let index = w.next / w.size;
+        let s = match w.held.take().filter(|s| s.index == index) {
+            Some(s) => s,
+            None => {
+                let got = Box::pin(w.proxy.next_slice(&w.ctx, w.size, index, &w.rep)).await;
+                match got {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sliced answer cut off");
+                        return cut(w, Box::new(e));
+                    }
+                }
+            }
+        };
+        let offset = w.next - s.bounds.start;
+        let take = w.end.min(s.bounds.end) - w.next + 1;
+        w.current = Some(match s.piece {
+            Piece::Stored(h) => stored_body(h, vec![Segment::Stored { offset, len: take }]),
+            Piece::Fill(r) => fill_body(r, offset, Some(take)),
+        });
+        w.left = take;
+        w.next += take;
+    }
+}
