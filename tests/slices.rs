@@ -45,6 +45,29 @@ fn parse(v: &str, len: u64) -> Option<(u64, u64)> {
     (start <= end && start < len).then_some((start, end))
 }
 
+/// 4 GiB, made up range by range: byte i is `i % 251`.
+const HUGE: u64 = 4 << 30;
+
+fn huge_bytes(a: u64, b: u64) -> Bytes {
+    Bytes::from((a..=b).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+}
+
+fn huge(h: &http::HeaderMap) -> http::Response<TestBody> {
+    let r = h.get("range").and_then(|r| r.to_str().ok());
+    let Some((a, b)) = r.and_then(|r| parse(r, HUGE)) else {
+        return resp(400, "ranges only");
+    };
+    resp_with(
+        206,
+        &[
+            ("cache-control", "max-age=600"),
+            ("etag", "\"huge\""),
+            ("content-range", &format!("bytes {a}-{b}/{HUGE}")),
+        ],
+        huge_bytes(a, b),
+    )
+}
+
 async fn origin(knobs: Arc<Knobs>) -> TestOrigin {
     TestOrigin::start(move |req| {
         let knobs = knobs.clone();
@@ -61,6 +84,9 @@ async fn origin(knobs: Arc<Knobs>) -> TestOrigin {
                 "max-age=600"
             };
             let path = req.uri().path().to_owned();
+            if path == "/huge" {
+                return huge(req.headers());
+            }
             let body = match path.as_str() {
                 "/video" => object(v),
                 "/small" => Bytes::from_static(b"a small object"),
@@ -363,5 +389,36 @@ async fn a_purge_drops_every_slice() {
     assert_eq!(s, 206);
     assert_eq!(body, object(2).slice((7 * SLICE) as usize..));
     assert_eq!(o.count(), 11 + 4, "slices 7 to 10 fetched again");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_4_gib_object_costs_one_slice() {
+    let o = origin(Arc::default()).await;
+    let node = TestNode::start_site(
+        &format!("origins = [\"{}\"]\nslice = \"4MiB\"\n", o.url()),
+        "",
+    )
+    .await;
+    let url = node.url("/huge");
+    let (a, b) = (HUGE - 1_000_000, HUGE - 1);
+    let (s, h, body) = get_with(&url, &[("range", "bytes=-1000000")]).await;
+    // A suffix needs the length first: the first slice tells it.
+    assert_eq!(s, 206);
+    assert_eq!(h["content-range"], format!("bytes {a}-{b}/{HUGE}").as_str());
+    assert!(body == huge_bytes(a, b));
+    let (s, _, body) = get_with(&url, &[("range", &format!("bytes={}-", HUGE - 10))]).await;
+    assert_eq!(s, 206);
+    assert!(body == huge_bytes(HUGE - 10, HUGE - 1));
+    let size = 4u64 << 20;
+    let last = HUGE / size - 1;
+    assert_eq!(
+        ranges_seen(&o),
+        vec![
+            "bytes=0-4194303".to_owned(),
+            format!("bytes={}-{}", last * size, HUGE - 1)
+        ],
+        "the first slice (for the length) and the last one"
+    );
     node.shutdown().await;
 }

@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod cached;
+mod ctx;
 mod encode;
 mod fetch;
 mod gate;
