@@ -67,6 +67,8 @@ pub struct CacheLayer {
     pumps: tokio_util::task::TaskTracker,
     /// The purge ban list, checked on every hit.
     bans: Arc<BanList>,
+    /// The origins' Early Hints for cacheable objects, by URI.
+    early_hints: super::early_hints::EarlyHints,
     /// New for every layer built (each configuration load): names the set
     /// of fields left out of client headers in `cache::meta_memo`.
     id: u64,
@@ -137,6 +139,7 @@ impl CacheLayer {
             invalidations: Arc::default(),
             pumps: tokio_util::task::TaskTracker::new(),
             bans,
+            early_hints: Default::default(),
         }))
     }
 
@@ -289,6 +292,11 @@ impl CacheLayer {
         self.pumps.spawn(pump(job, body, fill));
     }
 
+    /// The origins' Early Hints for cacheable objects, by primary key.
+    pub fn early_hints(&self) -> &super::early_hints::EarlyHints {
+        &self.early_hints
+    }
+
     /// The rules that turn a response into stored metadata.
     pub fn policy(&self) -> MetaPolicy<'_> {
         MetaPolicy {
@@ -329,6 +337,7 @@ impl CacheLayer {
         }
         self.coalescer.forget(k);
         self.coalescer.clear_pass(k);
+        self.early_hints.forget(k);
     }
 
     /// The stored representation in coding `e` of the object under `base` whose version is

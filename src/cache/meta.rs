@@ -134,6 +134,11 @@ pub struct ObjectMeta {
     pub chunk_count: u64,
     /// blake3 of the whole body, if computed.
     pub body_hash: Option<[u8; 32]>,
+    /// `Link` values of the origin's 103 (Early Hints, RFC 8297) for the
+    /// response, sent again on a later revalidation of it (a site's
+    /// `early_hints`). Encoded last, and only when there are some: records
+    /// without it read as before.
+    pub early_hints: Vec<HeaderValue>,
 }
 
 /// What deriving freshness facts needs from configuration.
@@ -188,6 +193,7 @@ impl ObjectMeta {
             chunk_size: 0,
             chunk_count: 0,
             body_hash: None,
+            early_hints: Vec::new(),
         };
         let hm = m.header_map();
         m.derive(policy, &hm);
@@ -341,6 +347,12 @@ impl ObjectMeta {
             }
             None => w.buf.push(0),
         }
+        if !self.early_hints.is_empty() {
+            w.u32(u32::try_from(self.early_hints.len()).unwrap_or(u32::MAX));
+            for v in &self.early_hints {
+                w.bytes(v.as_bytes());
+            }
+        }
         w.finish()
     }
 
@@ -487,6 +499,15 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
         }
         _ => return Err(MetaError::Invalid("option tag")),
     };
+    let mut early_hints = Vec::new();
+    if !r.s.is_empty() {
+        let n = r.count(4)?;
+        for _ in 0..n {
+            let v = HeaderValue::from_bytes(r.bytes()?)
+                .map_err(|_| MetaError::Invalid("early hint"))?;
+            early_hints.push(v);
+        }
+    }
     Ok(ObjectMeta {
         object_id,
         status,
@@ -507,6 +528,7 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
         chunk_size,
         chunk_count,
         body_hash,
+        early_hints,
     })
 }
 

@@ -109,6 +109,21 @@ fn roundtrip_object_and_marker() {
 }
 
 #[test]
+fn early_hints_round_trip_and_records_without_them_still_read() {
+    let plain = sample();
+    let mut m = sample();
+    m.early_hints = vec![
+        HeaderValue::from_static("</a.css>; rel=preload; as=style"),
+        HeaderValue::from_static("</b.js>; rel=preload; as=script"),
+    ];
+    let enc = m.encode();
+    assert_eq!(ObjectMeta::decode(&enc).unwrap(), m);
+    // Without hints, nothing is added to the record.
+    assert!(plain.encode().len() < enc.len());
+    assert_eq!(ObjectMeta::decode(&plain.encode()).unwrap(), plain);
+}
+
+#[test]
 fn rejects_bad_header_and_version() {
     let enc = sample().encode();
     let mut v = enc.clone();

@@ -24,6 +24,7 @@ pub mod coalesce;
 mod codec;
 pub mod conditional;
 pub mod control;
+pub mod early_hints;
 pub mod fill;
 pub mod freshness;
 pub mod invalidate;

@@ -191,6 +191,7 @@ pub struct FileSite {
     pub strip_targeted_fields: Option<bool>,
     pub cache_post_responses: Option<bool>,
     pub slice: Option<SizeValue>,
+    pub early_hints: Option<bool>,
     pub balance: Option<String>,
     pub retries: Option<i64>,
     pub retry_on: Option<Vec<i64>>,

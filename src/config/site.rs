@@ -32,6 +32,9 @@ pub struct Site {
     /// Fetch objects from the origin in aligned slices of this many bytes
     /// with `Range` requests, each stored on its own (default: off).
     pub slice: Option<u64>,
+    /// Send the origin's Early Hints of a cacheable object at once on a
+    /// later miss or revalidation of it, before asking the origin.
+    pub early_hints: bool,
     /// How the origin pool chooses, checks and retries.
     pub pool: PoolPolicy,
     /// Answer cleartext requests with 308 to the `https` URL.
@@ -121,6 +124,7 @@ pub(super) fn site(
         ignore_client_reload: s.ignore_client_reload.unwrap_or(cache.ignore_client_reload),
         strip_targeted_fields: s.strip_targeted_fields.unwrap_or(false),
         cache_post_responses: s.cache_post_responses.unwrap_or(false),
+        early_hints: s.early_hints.unwrap_or(false),
         slice: s.slice.as_ref().and_then(|v| {
             let key = format!("{base}.slice");
             let n = super::validate::size(errs, &key, Some(v), 0);

@@ -388,8 +388,8 @@ fn visible_ascii(value: &[u8]) -> bool {
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-/// Writes the request head and reads the final response head, skipping
-/// interim (1xx) responses, before `deadline`.
+/// Writes the request head and reads the final response head, handing
+/// interim (1xx) responses to [`super::interim`], before `deadline`.
 async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Conn, Head), Failure> {
     conn.deadline.set(deadline);
     let head = {
@@ -426,6 +426,9 @@ async fn exchange_io(
                     return Err(Failure::Protocol("101 to a request without Upgrade".into()));
                 }
                 if h.status.is_informational() {
+                    // Forwarded to the client before the final response
+                    // (RFC 9110 §15.2), never stored.
+                    super::interim::from_origin(h.status, h.headers);
                     continue;
                 }
                 return Ok(h);

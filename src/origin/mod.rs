@@ -17,6 +17,7 @@
 pub mod h1;
 pub mod h1_body;
 pub mod headers;
+pub mod interim;
 pub mod names;
 pub mod pool;
 pub mod request_body;

@@ -26,6 +26,7 @@ use crate::cache::vary::variant_key;
 use crate::cache::{CACHE_NAME, Found};
 use crate::error::{Error, ErrorKind};
 use crate::origin::OriginRequest;
+use crate::origin::interim::Interim;
 use crate::origin::strip_response_hop_by_hop;
 
 impl Proxy {
@@ -89,6 +90,9 @@ impl Proxy {
             )),
             None => without_preconditions(&ctx.headers),
         };
+        if ctx.site.early_hints {
+            self.send_early_hints(ctx, stored.as_ref().map(|(f, _)| &f.meta));
+        }
         // Precise clocks: the response time becomes the object's creation
         // time, which is ordered against Vary markers and purges.
         let req_time = SystemTime::now();
@@ -264,6 +268,15 @@ impl Proxy {
             resp_time,
         );
         meta.flags |= flags::COMPLETE;
+        // RFC 8297: the origin's Early Hints for it, kept to be sent on a
+        // later miss or revalidation before the origin is asked.
+        if ctx.site.early_hints
+            && let Some(i) = Interim::current()
+        {
+            let links = i.links();
+            cache.early_hints().remember(ctx.primary, &links);
+            meta.early_hints = links;
+        }
         let (key, marker) = if meta.vary.is_empty() {
             (ctx.primary, None)
         } else {
@@ -323,6 +336,32 @@ impl Proxy {
                 Source::Fill(reader),
             )
             .await)
+    }
+
+    /// Queues a 103 (Early Hints, RFC 8297) for the client with the `Link`
+    /// values the origin sent earlier for the object (`stored`, or the URI's
+    /// remembered ones on a miss): the client can fetch them while the
+    /// origin is asked. Only for a connection that can send it.
+    fn send_early_hints(&self, ctx: &Ctx, stored: Option<&ObjectMeta>) {
+        let Some(i) = Interim::current() else {
+            return;
+        };
+        let links: Vec<http::HeaderValue> = match stored {
+            Some(m) if !m.early_hints.is_empty() => m.early_hints.clone(),
+            _ => match self
+                .cache
+                .as_ref()
+                .and_then(|c| c.early_hints().get(&ctx.primary))
+            {
+                Some(l) => l.to_vec(),
+                None => return,
+            },
+        };
+        let mut fields = http::HeaderMap::with_capacity(links.len());
+        for l in links {
+            fields.append(http::header::LINK, l);
+        }
+        i.send(StatusCode::EARLY_HINTS, fields);
     }
 
     /// Stores a POST's response (`post_storable`) as its target's GET

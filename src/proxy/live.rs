@@ -67,6 +67,7 @@ impl Live {
                 strip_targeted_fields: s.strip_targeted_fields,
                 cache_post_responses: s.cache_post_responses,
                 slice: s.slice,
+                early_hints: s.early_hints,
                 stale_on_error: s
                     .stale_on_error
                     .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),

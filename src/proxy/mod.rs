@@ -75,6 +75,8 @@ pub struct SiteRuntime {
     pub cache_post_responses: bool,
     /// Fetch and store objects in aligned slices of this many bytes.
     pub slice: Option<u64>,
+    /// Send a cacheable object's Early Hints at once on a miss or revalidation.
+    pub early_hints: bool,
     /// Answer cleartext requests with 308 to the `https` URL.
     pub https_redirect: bool,
     /// `Strict-Transport-Security` for responses over TLS.
@@ -99,6 +101,12 @@ pub struct SiteRuntime {
     /// Unique to this build of the site (a reload makes new ones): memos of
     /// decisions that depend on its settings are keyed by it.
     pub generation: u64,
+}
+
+impl crate::origin::interim::InterimFilter for SiteRuntime {
+    fn filter(&self, fields: &mut http::HeaderMap) {
+        self.hide.origin_response(fields);
+    }
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
@@ -286,6 +294,10 @@ impl Proxy {
             bypass_cache,
             trip,
         } = passed;
+        // The origin's 1xx fields are hidden like its final response's.
+        if let Some(i) = crate::origin::interim::Interim::current() {
+            i.set_filter(site.clone());
+        }
         let hsts = (conn.scheme == "https")
             .then_some(site.hsts.as_ref())
             .flatten();

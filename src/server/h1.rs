@@ -19,7 +19,9 @@
 //! close` (§9.3); requests are answered in order, pipelined ones too
 //! (§9.3.2); the response framing is `Content-Length` when the length is
 //! known, chunked otherwise (§6.1, §6.2, §7.1); no content for `HEAD`,
-//! 1xx, 204 and 304 (§6.3). A head must arrive within the header-read
+//! 1xx, 204 and 304 (§6.3); the origin's 1xx for a request, and the
+//! node's own Early Hints, are written while its pipeline waits, before
+//! its final response ([`crate::origin::interim`]). A head must arrive within the header-read
 //! timeout; a kept-alive connection waits up to the keep-alive timeout for
 //! its next request, and is closed after `keepalive_requests` of them.
 
@@ -35,9 +37,10 @@ use http::{Method, Request, Response, Uri, Version};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::h1_write::write_response;
+use super::h1_write::{write_interim, write_response};
 use super::rewind::Rewind;
 use crate::deadline::Deadline;
+use crate::origin::interim::Interim;
 use crate::proxy::RequestBody;
 use crate::proxy::body::ProxyBody;
 
@@ -188,6 +191,7 @@ where
         let mut deadline: Option<Deadline> = None;
         let mut cancelled = pin!(shutdown.cancelled());
         let mut served: u64 = 0;
+        let mut interim: Option<Interim> = None;
         let at = |t: Duration| tokio::time::Instant::from_std(crate::clock::coarse_now() + t);
         loop {
             // A new connection has the header-read timeout for its first head;
@@ -216,7 +220,11 @@ where
                         // it is not kept in this state while that runs.
                         Parsed::Take(r, close) => {
                             let head_only = r.method() == Method::HEAD;
-                            break (Box::pin(handler(r)), head_only, close);
+                            // The request's 1xx heads (RFC 9110 §15.2) are written
+                            // while its pipeline waits.
+                            let i = interim.get_or_insert_with(Interim::default);
+                            i.reset();
+                            break (Box::pin(i.clone().scope(handler(r))), head_only, close);
                         }
                         Parsed::Partial => rbuf.len() >= settings.max_head,
                         Parsed::GiveUp => true,
@@ -276,6 +284,7 @@ where
                     Wait::Timeout if keepalive_wait && !lingering && rbuf.capacity() > 0 => {
                         rbuf = BytesMut::new();
                         wbuf = Vec::new();
+                        interim = None;
                         let rest = settings
                             .keepalive_timeout
                             .saturating_sub(release_at.unwrap_or_default());
@@ -293,7 +302,27 @@ where
             };
             // Boxed: the pipeline's future is many times the size of this loop's own
             // state, and inline it would stay allocated while the connection idles.
-            let resp = pipeline.await;
+            let mut pipeline = pipeline;
+            let resp = loop {
+                let step = poll_fn(|cx| match pipeline.as_mut().poll(cx) {
+                    Poll::Ready(r) => Poll::Ready(Some(r)),
+                    Poll::Pending if interim.as_ref().is_some_and(Interim::has_pending) => {
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                })
+                .await;
+                let heads = interim.as_ref().map(Interim::take).unwrap_or_default();
+                if !heads.is_empty()
+                    && let Err(e) = write_interim(&mut io, &mut wbuf, heads).await
+                {
+                    tracing::debug!(error = %e, "client connection write failed");
+                    return;
+                }
+                if let Some(r) = step {
+                    break r;
+                }
+            };
             served += 1;
             let keep = !close
                 && !shutdown.is_cancelled()

@@ -208,6 +208,37 @@ async fn frame_now(body: &mut ProxyBody) -> Result<Next, ()> {
     .await
 }
 
+/// Writes interim (1xx) responses (RFC 9110 §15.2, RFC 9112 §4): each a
+/// status line and its fields, no content, before the final response.
+pub(crate) async fn write_interim<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut Vec<u8>,
+    heads: Vec<(StatusCode, HeaderMap)>,
+) -> io::Result<()> {
+    out.clear();
+    for (status, fields) in heads {
+        if !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
+            continue;
+        }
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &fields {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    flush(io, out).await
+}
+
 /// Writes `resp` to `io`, using `out` as its buffer. Returns whether the
 /// connection can carry another request: `keep`, and the response was
 /// sent whole and delimited.

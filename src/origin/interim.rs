@@ -1,0 +1,135 @@
+//! Interim (1xx) responses of one request (RFC 9110 §15.2) on their way
+//! from the origin, or from the request pipeline (an Early Hints response
+//! of its own), to the client connection that sends them before the final
+//! response.
+//!
+//! The client connection creates an [`Interim`] and runs the request's
+//! pipeline in its scope (a task-local): the origin client queues the 1xx
+//! heads it reads, the connection writes them out whenever the pipeline
+//! waits. A request without such a connection (a background refresh, a
+//! protocol that cannot send them) has no scope, and its 1xx are dropped,
+//! as RFC 9110 §15.2 lets a proxy do for a client that cannot take them.
+//! It knows nothing of sites or of how the heads are written.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::header::LINK;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+tokio::task_local! {
+    static CURRENT: Interim;
+}
+
+/// What is done to the fields of an origin's 1xx before a client sees them
+/// (the site's rules for the origin's response fields).
+pub trait InterimFilter: Send + Sync {
+    fn filter(&self, fields: &mut HeaderMap);
+}
+
+/// The interim responses of the request in progress on a connection.
+#[derive(Clone, Default)]
+pub struct Interim(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    /// Heads not yet written to the client.
+    pending: Vec<(StatusCode, HeaderMap)>,
+    /// `Link` values of the origin's 103s for this request.
+    links: Vec<HeaderValue>,
+    filter: Option<Arc<dyn InterimFilter>>,
+}
+
+impl Interim {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` (a request's pipeline) with `self` as its interim responses.
+    pub fn scope<F: Future>(self, f: F) -> tokio::task::futures::TaskLocalFuture<Interim, F> {
+        CURRENT.scope(self, f)
+    }
+
+    /// The interim responses of the request this task is serving, if its
+    /// connection can send them.
+    pub fn current() -> Option<Interim> {
+        CURRENT.try_with(Interim::clone).ok()
+    }
+
+    /// Starts a new request on the connection: nothing pending, no links, no filter.
+    pub fn reset(&self) {
+        let mut s = self.lock();
+        s.pending.clear();
+        s.links.clear();
+        s.filter = None;
+    }
+
+    /// Sets how the origin's 1xx fields are filtered for the client.
+    pub fn set_filter(&self, f: Arc<dyn InterimFilter>) {
+        self.lock().filter = Some(f);
+    }
+
+    /// Queues an interim response for the client.
+    pub fn send(&self, status: StatusCode, fields: HeaderMap) {
+        self.lock().pending.push((status, fields));
+    }
+
+    /// Whether heads wait to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
+    /// The heads to write now.
+    pub fn take(&self) -> Vec<(StatusCode, HeaderMap)> {
+        std::mem::take(&mut self.lock().pending)
+    }
+
+    /// The `Link` values of the 103s the origin sent for this request.
+    pub fn links(&self) -> Vec<HeaderValue> {
+        self.lock().links.clone()
+    }
+}
+
+/// An interim response read from the origin for the request this task
+/// serves: queued for its client, filtered by the site's rules; a 103's
+/// `Link` values are remembered (RFC 8297).
+pub fn from_origin(status: StatusCode, mut fields: HeaderMap) {
+    let _ = CURRENT.try_with(|i| {
+        let mut s = i.lock();
+        if let Some(f) = s.filter.clone() {
+            f.filter(&mut fields);
+        }
+        if status == StatusCode::EARLY_HINTS {
+            let links: Vec<HeaderValue> = fields.get_all(LINK).iter().cloned().collect();
+            s.links.extend(links);
+        }
+        s.pending.push((status, fields));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn heads_reach_the_scope_they_were_read_in() {
+        let i = Interim::default();
+        let mut link = HeaderMap::new();
+        link.insert(LINK, HeaderValue::from_static("</s.css>; rel=preload"));
+        i.clone()
+            .scope(async {
+                from_origin(StatusCode::CONTINUE, HeaderMap::new());
+                from_origin(StatusCode::EARLY_HINTS, link);
+            })
+            .await;
+        // Outside any scope: dropped.
+        from_origin(StatusCode::EARLY_HINTS, HeaderMap::new());
+        assert!(i.has_pending());
+        let heads = i.take();
+        assert_eq!(heads.len(), 2);
+        assert_eq!(heads[1].0, StatusCode::EARLY_HINTS);
+        assert_eq!(i.links().len(), 1);
+        assert!(!i.has_pending());
+        i.reset();
+        assert!(i.links().is_empty());
+    }
+}
