@@ -27,6 +27,7 @@ mod conn;
 pub mod fds;
 pub mod h1;
 pub mod h1_write;
+mod h2;
 pub mod h2_frames;
 mod hyper_conn;
 mod listen;
@@ -205,7 +206,13 @@ impl Node {
         let drain = cfg.server.drain_timeout;
 
         let p = proxy.clone();
-        let fast = fast_path(&cfg, &proxy, "http");
+        let mut fast = fast_path(&cfg, &proxy, "http");
+        if let Some(f) = fast.as_mut().filter(|_| cfg.server.fast_http2) {
+            f.h2 = Some((
+                listen::h2_settings(&cfg),
+                h2_handler(proxy.clone(), admin_state.clone(), "http"),
+            ));
+        }
         let max_connections = match cfg.server.max_connections {
             0 => fds::default_max_connections(nofile),
             n => n,
@@ -244,7 +251,13 @@ impl Node {
         let mut tasks = Vec::new();
         if let (Some(l), Some(t)) = (tls_l, tls.as_ref()) {
             let p = proxy.clone();
-            let fast_tls = fast_path(&cfg, &proxy, "https");
+            let mut fast_tls = fast_path(&cfg, &proxy, "https");
+            if let Some(f) = fast_tls.as_mut().filter(|_| cfg.server.fast_http2) {
+                f.h2 = Some((
+                    listen::h2_settings(&cfg),
+                    h2_handler(proxy.clone(), admin_state.clone(), "https"),
+                ));
+            }
             let purge_state = admin_state.clone();
             tasks.push(tokio::spawn(listen_tls::serve_tls(
                 l,
@@ -476,9 +489,27 @@ async fn sweep_idle_origins(proxy: Arc<Proxy>, every: Duration, cancel: Cancella
 
 /// The `PURGE` method on the proxy listener (before routing to a site),
 /// with an access-log line like any proxied request.
-async fn purge_method(
+/// The own HTTP/2 server's handler for a proxy listener of `scheme`: the
+/// `PURGE` method, as on hyper, else the pipeline.
+fn h2_handler(
+    proxy: Arc<Proxy>,
+    st: Arc<crate::admin::AdminState>,
+    scheme: &'static str,
+) -> h2::Handler {
+    Arc::new(move |req: Request<RequestBody>, peer: SocketAddr| {
+        let (p, st) = (proxy.clone(), st.clone());
+        Box::pin(async move {
+            if req.method().as_str() == "PURGE" {
+                return purge_method(&st, req, peer).await;
+            }
+            p.handle(req, ConnInfo { peer, scheme }).await
+        })
+    })
+}
+
+async fn purge_method<B>(
     st: &crate::admin::AdminState,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let rec = AccessRecord {

@@ -250,3 +250,76 @@ async fn early_hints_are_sent_on_a_miss_for_a_uri_that_had_them() {
     assert!(rest.contains("vary-miss"), "{rest}");
     node.shutdown().await;
 }
+
+/// An HTTP/2 GET (cleartext, prior knowledge) for `path`: the interim
+/// responses as they come, then the final one; `ready` is called after
+/// the first interim response.
+async fn h2_get(
+    node: &TestNode,
+    path: &str,
+    ready: impl FnOnce(),
+) -> (Vec<http::Response<()>>, http::Response<::h2::RecvStream>) {
+    let tcp = TcpStream::connect(node.proxy).await.unwrap();
+    let (mut client, conn) = ::h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}{path}", node.proxy))
+        .body(())
+        .unwrap();
+    let (mut resp, _) = client.send_request(req, true).unwrap();
+    let mut interim = Vec::new();
+    let mut ready = Some(ready);
+    let poll = async {
+        while let Some(r) = std::future::poll_fn(|cx| resp.poll_informational(cx)).await {
+            interim.push(r.unwrap());
+            if let Some(f) = ready.take() {
+                f();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .unwrap();
+    let fin = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .unwrap()
+        .unwrap();
+    (interim, fin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_get_the_interim_responses_too() {
+    let o = origin().await;
+    let node = TestNode::start_site(
+        &format!("origins = [\"http://{}\"]\nearly_hints = true\n", o.addr),
+        "",
+    )
+    .await;
+    let (interim, fin) = h2_get(&node, "/page", || {}).await;
+    let codes: Vec<u16> = interim.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [100, 102, 103]);
+    assert_eq!(
+        interim[2].headers()["link"],
+        "</style.css>; rel=preload; as=style"
+    );
+    assert!(interim[2].headers().get("server").is_none());
+    assert_eq!(fin.status(), 200);
+    assert!(fin.headers().get("link").is_none());
+    let mut body = fin.into_body();
+    let data = body.data().await.unwrap().unwrap();
+    assert_eq!(&data[..], b"hello");
+
+    // Early Hints of a revalidated object, while the origin holds its 304.
+    let (_, fin) = h2_get(&node, "/doc", || {}).await;
+    assert_eq!(fin.status(), 200);
+    no_fills(&node).await;
+    let gate = o.gate.clone();
+    let (interim, fin) = h2_get(&node, "/doc", move || gate.add_permits(1)).await;
+    let codes: Vec<u16> = interim.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [103]);
+    assert_eq!(
+        interim[0].headers()["link"],
+        "</app.css>; rel=preload; as=style"
+    );
+    assert_eq!(fin.status(), 200);
+    node.shutdown().await;
+}

@@ -123,6 +123,7 @@ pub struct FileServer {
     pub send_timeout: Option<String>,
     pub via: Option<String>,
     pub fast_http1: Option<bool>,
+    pub fast_http2: Option<bool>,
     pub tcp_notsent_lowat: Option<SizeValue>,
     pub tls_handshake_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,

@@ -212,6 +212,9 @@ pub struct ServerConfig {
     /// Serve `GET`/`HEAD` without content on the own HTTP/1.1 path
     /// (`server::h1`) instead of hyper's.
     pub fast_http1: bool,
+    /// Serve HTTP/2 on the own server (`server::h2`, which sends interim
+    /// responses) instead of hyper's; with `fast_http1` only.
+    pub fast_http2: bool,
     /// `TCP_NOTSENT_LOWAT` of client connections in bytes (0: the kernel's
     /// default, no limit).
     pub tcp_notsent_lowat: u32,
@@ -429,6 +432,7 @@ impl Config {
                 send_timeout: Duration::from_secs(60),
                 via: "outpost".into(),
                 fast_http1: true,
+                fast_http2: true,
                 tcp_notsent_lowat: 256 << 10,
                 tls_handshake_timeout: Duration::from_secs(10),
                 trusted_proxies: Vec::new(),

@@ -121,6 +121,7 @@ pub(super) fn server_section(
         },
         via,
         fast_http1: s.fast_http1.unwrap_or(d.fast_http1),
+        fast_http2: s.fast_http2.unwrap_or(d.fast_http2),
         tcp_notsent_lowat,
         tls_handshake_timeout: duration(
             errs,

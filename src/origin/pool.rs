@@ -575,6 +575,9 @@ impl Pool {
             Some(RequestBody::Hyper(b)) if !http_body::Body::is_end_stream(&b) => {
                 b.map_err(Into::into).boxed_unsync()
             }
+            Some(RequestBody::H2(b)) if !http_body::Body::is_end_stream(&b) => {
+                b.map_err(Into::into).boxed_unsync()
+            }
             Some(RequestBody::Guarded(b)) if !http_body::Body::is_end_stream(&b) => {
                 b.boxed_unsync()
             }

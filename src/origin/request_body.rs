@@ -27,7 +27,96 @@ use tokio::time::{Instant, Sleep};
 pub enum RequestBody {
     Empty,
     Hyper(Incoming),
+    /// The content of an HTTP/2 stream on the node's own HTTP/2 server.
+    H2(H2Body),
     Guarded(Guarded),
+}
+
+/// An HTTP/2 stream's content (RFC 9113 §6.1): each piece read gives its
+/// flow-control capacity back at once (the node streams it on, it does not
+/// keep it), then the trailers, if any.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: h2::RecvStream,
+    data_done: bool,
+}
+
+impl H2Body {
+    pub fn new(recv: h2::RecvStream) -> H2Body {
+        H2Body {
+            recv,
+            data_done: false,
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match this.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(d))) => {
+                    let _ = this.recv.flow_control().release_capacity(d.len());
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => this.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match this.recv.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(t))) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}
+
+/// The stream a guard is put on.
+#[derive(Debug)]
+enum Guardable {
+    Hyper(Incoming),
+    H2(H2Body),
+}
+
+impl Body for Guardable {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Guardable::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Guardable::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Guardable::Hyper(b) => b.is_end_stream(),
+            Guardable::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Guardable::Hyper(b) => b.size_hint(),
+            Guardable::H2(b) => b.size_hint(),
+        }
+    }
 }
 
 impl RequestBody {
@@ -36,6 +125,7 @@ impl RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Hyper(b) => b.is_end_stream(),
+            RequestBody::H2(b) => b.is_end_stream(),
             RequestBody::Guarded(g) => g.inner.is_end_stream(),
         }
     }
@@ -47,8 +137,13 @@ impl RequestBody {
         if max_bytes == 0 && idle.is_none() {
             return None;
         }
-        let RequestBody::Hyper(inner) = std::mem::replace(self, RequestBody::Empty) else {
-            return None;
+        let inner = match std::mem::replace(self, RequestBody::Empty) {
+            RequestBody::Hyper(b) => Guardable::Hyper(b),
+            RequestBody::H2(b) => Guardable::H2(b),
+            other => {
+                *self = other;
+                return None;
+            }
         };
         let trip = Trip::default();
         *self = RequestBody::Guarded(Guarded {
@@ -96,7 +191,7 @@ impl Trip {
 /// hyper's stream under a size limit and an idle timeout.
 #[derive(Debug)]
 pub struct Guarded {
-    inner: Incoming,
+    inner: Guardable,
     /// Bytes still allowed.
     left: u64,
     idle: Option<Duration>,
@@ -135,7 +230,7 @@ impl Body for Guarded {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let Some(idle) = this.idle else {

@@ -150,6 +150,14 @@ fn put_hex(out: &mut Vec<u8>, n: usize) {
     }
 }
 
+/// The current `Date` value.
+pub(crate) fn date_value() -> http::HeaderValue {
+    with_date(|d| {
+        http::HeaderValue::from_bytes(d)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    })
+}
+
 /// Calls `f` with the current `Date` value (IMF-fixdate, RFC 9110 §5.6.7),
 /// formatted once a second per thread.
 fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {

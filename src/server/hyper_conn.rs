@@ -1,5 +1,6 @@
 //! One connection served on hyper (HTTP/1.1 with upgrades, or HTTP/2 by
-//! prior knowledge or ALPN), ended gracefully when the listener stops
+//! prior knowledge or ALPN on the admin listener and when
+//! `server.fast_http2` is off; [`super::h2`] serves it otherwise), ended gracefully when the listener stops
 //! (in-flight requests finish, HTTP/2 gets GOAWAY) and ended for abuse when
 //! its client abuses it ([`super::abuse`]: rapid reset, control-frame
 //! floods counted by [`super::h2_frames`], a window held shut): GOAWAY, a

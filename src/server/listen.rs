@@ -102,6 +102,9 @@ pub(super) struct Fast {
     pub(super) settings: h1::Settings,
     pub(super) proxy: Arc<Proxy>,
     pub(super) scheme: &'static str,
+    /// The own HTTP/2 server, when `server.fast_http2` (its handler is set
+    /// by the node, which adds `PURGE`).
+    pub(super) h2: Option<(super::h2::Settings, super::h2::Handler)>,
 }
 
 /// The own HTTP/1 path for a listener whose connections are `scheme`, when
@@ -119,7 +122,17 @@ pub(super) fn fast_path(cfg: &Config, proxy: &Arc<Proxy>, scheme: &'static str) 
         },
         proxy: proxy.clone(),
         scheme,
+        h2: None,
     })
+}
+
+/// The own HTTP/2 server's settings.
+pub(super) fn h2_settings(cfg: &Config) -> super::h2::Settings {
+    super::h2::Settings {
+        max_concurrent_streams: cfg.server.h2_max_concurrent_streams,
+        max_header_list_size: u32::try_from(cfg.header_caps().0).unwrap_or(u32::MAX),
+        handshake_timeout: cfg.server.header_read_timeout,
+    }
 }
 
 /// Accepts connections until cancelled, then drains. Returns whether every
@@ -176,7 +189,23 @@ where
                             };
                             f.proxy.handle(req, info).await
                         };
-                        Either::Left(h1::serve(io, &f.settings, cancel, handler, with_hyper))
+                        // A connection the own HTTP/1 path gives up: HTTP/2 by prior
+                        // knowledge (RFC 9113 §3.3) to the own HTTP/2 server, the rest
+                        // to hyper.
+                        let give_up = move |io: Rewind<ZeroCopyStream>| match &f.h2 {
+                            Some((s, h2h)) if io.prefix().starts_with(super::h2::PREFACE) => {
+                                Either::Left(super::h2::serve(
+                                    io,
+                                    h2h.clone(),
+                                    *peer,
+                                    *s,
+                                    cancel.clone(),
+                                    *limits,
+                                ))
+                            }
+                            _ => Either::Right(with_hyper(io)),
+                        };
+                        Either::Left(h1::serve(io, &f.settings, cancel, handler, give_up))
                     }
                     // Boxed: inline, hyper's connection state would stay allocated in
                     // every connection's task, own-path ones included.

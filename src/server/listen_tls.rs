@@ -100,6 +100,12 @@ where
             let with_hyper =
                 move |io| super::hyper_conn::serve_hyper(io, h, peer, &builder, stop, limits);
             match fast.as_deref() {
+                Some(super::listen::Fast {
+                    h2: Some((s, h2h)),
+                    ..
+                }) if h2 => {
+                    super::h2::serve(tls, h2h.clone(), peer, *s, cancel.clone(), setup.abuse).await;
+                }
                 Some(f) if !h2 => {
                     let (p, scheme) = (f.proxy.clone(), f.scheme);
                     let handler = move |req| {

@@ -21,6 +21,11 @@ impl<T> Rewind<T> {
     pub fn new(prefix: Bytes, inner: T) -> Rewind<T> {
         Rewind { prefix, inner }
     }
+
+    /// What is still to be read first.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
