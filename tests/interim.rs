@@ -61,6 +61,10 @@ async fn origin() -> Origin {
                     "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 5\r\n\
                      Connection: close\r\n\r\nhello"
                         .to_owned()
+                } else if path == "/post" {
+                    "HTTP/1.1 103 Early Hints\r\nLink: </p.css>; rel=preload\r\n\r\n\
+                     HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        .to_owned()
                 } else if path == "/v" {
                     if head.contains("accept-language: fr") {
                         let _ = gate.acquire().await.map(|p| p.forget());
@@ -259,13 +263,28 @@ async fn h2_get(
     path: &str,
     ready: impl FnOnce(),
 ) -> (Vec<http::Response<()>>, http::Response<::h2::RecvStream>) {
+    h2_request(node, "GET", path, None, ready).await
+}
+
+async fn h2_request(
+    node: &TestNode,
+    method: &str,
+    path: &str,
+    content: Option<&'static [u8]>,
+    ready: impl FnOnce(),
+) -> (Vec<http::Response<()>>, http::Response<::h2::RecvStream>) {
     let tcp = TcpStream::connect(node.proxy).await.unwrap();
     let (mut client, conn) = ::h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(format!("http://{}{path}", node.proxy))
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", node.proxy))
         .body(())
         .unwrap();
-    let (mut resp, _) = client.send_request(req, true).unwrap();
+    let (mut resp, mut tx) = client.send_request(req, content.is_none()).unwrap();
+    if let Some(c) = content {
+        tx.send_data(bytes::Bytes::from_static(c), true).unwrap();
+    }
     let mut interim = Vec::new();
     let mut ready = Some(ready);
     let poll = async {
@@ -320,6 +339,18 @@ async fn http2_clients_get_the_interim_responses_too() {
         interim[0].headers()["link"],
         "</app.css>; rel=preload; as=style"
     );
+    assert_eq!(fin.status(), 200);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_content_gets_the_interim_responses_over_http2() {
+    let o = origin().await;
+    let node = TestNode::start(&format!("http://{}", o.addr), "").await;
+    let (interim, fin) = h2_request(&node, "POST", "/post", Some(b"x=1"), || {}).await;
+    let codes: Vec<u16> = interim.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [103]);
+    assert_eq!(interim[0].headers()["link"], "</p.css>; rel=preload");
     assert_eq!(fin.status(), 200);
     node.shutdown().await;
 }

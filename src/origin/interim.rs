@@ -37,6 +37,9 @@ struct State {
     /// `Link` values of the origin's 103s for this request.
     links: Vec<HeaderValue>,
     filter: Option<Arc<dyn InterimFilter>>,
+    /// The connection's task, woken when a head is queued from another task
+    /// (hyper's client connection).
+    waker: Option<std::task::Waker>,
 }
 
 impl Interim {
@@ -61,6 +64,7 @@ impl Interim {
         s.pending.clear();
         s.links.clear();
         s.filter = None;
+        s.waker = None;
     }
 
     /// Sets how the origin's 1xx fields are filtered for the client.
@@ -70,12 +74,42 @@ impl Interim {
 
     /// Queues an interim response for the client.
     pub fn send(&self, status: StatusCode, fields: HeaderMap) {
-        self.lock().pending.push((status, fields));
+        let mut s = self.lock();
+        s.pending.push((status, fields));
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
     }
 
-    /// Whether heads wait to be written.
-    pub fn has_pending(&self) -> bool {
-        !self.lock().pending.is_empty()
+    /// Whether heads wait to be written; if none, `cx`'s task is woken when
+    /// one is queued.
+    pub fn poll_pending(&self, cx: &std::task::Context<'_>) -> bool {
+        let mut s = self.lock();
+        if s.pending.is_empty() {
+            if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.waker = Some(cx.waker().clone());
+            }
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Queues an interim response the origin sent for this request (see
+    /// [`from_origin`]), from any task.
+    pub fn from_origin(&self, status: StatusCode, mut fields: HeaderMap) {
+        let mut s = self.lock();
+        if let Some(f) = s.filter.clone() {
+            f.filter(&mut fields);
+        }
+        if status == StatusCode::EARLY_HINTS {
+            let links: Vec<HeaderValue> = fields.get_all(LINK).iter().cloned().collect();
+            s.links.extend(links);
+        }
+        s.pending.push((status, fields));
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
     }
 
     /// The heads to write now.
@@ -92,18 +126,8 @@ impl Interim {
 /// An interim response read from the origin for the request this task
 /// serves: queued for its client, filtered by the site's rules; a 103's
 /// `Link` values are remembered (RFC 8297).
-pub fn from_origin(status: StatusCode, mut fields: HeaderMap) {
-    let _ = CURRENT.try_with(|i| {
-        let mut s = i.lock();
-        if let Some(f) = s.filter.clone() {
-            f.filter(&mut fields);
-        }
-        if status == StatusCode::EARLY_HINTS {
-            let links: Vec<HeaderValue> = fields.get_all(LINK).iter().cloned().collect();
-            s.links.extend(links);
-        }
-        s.pending.push((status, fields));
-    });
+pub fn from_origin(status: StatusCode, fields: HeaderMap) {
+    let _ = CURRENT.try_with(|i| i.from_origin(status, fields));
 }
 
 #[cfg(test)]
@@ -123,12 +147,13 @@ mod tests {
             .await;
         // Outside any scope: dropped.
         from_origin(StatusCode::EARLY_HINTS, HeaderMap::new());
-        assert!(i.has_pending());
+        let cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(i.poll_pending(&cx));
         let heads = i.take();
         assert_eq!(heads.len(), 2);
         assert_eq!(heads[1].0, StatusCode::EARLY_HINTS);
         assert_eq!(i.links().len(), 1);
-        assert!(!i.has_pending());
+        assert!(!i.poll_pending(&cx));
         i.reset();
         assert!(i.links().is_empty());
     }

@@ -586,6 +586,15 @@ impl Pool {
                 .boxed_unsync(),
         };
         let mut out = Request::new(out_body);
+        // The origin's 1xx reach the client (RFC 9110 §15.2), from hyper's
+        // connection task.
+        if let Some(i) = super::interim::Interim::current() {
+            hyper::ext::on_informational(&mut out, move |r| {
+                let mut fields = r.headers().clone();
+                super::headers::strip_hop_by_hop(&mut fields, false);
+                i.from_origin(r.status(), fields);
+            });
+        }
         *out.method_mut() = method.clone();
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;

@@ -306,7 +306,7 @@ where
             let resp = loop {
                 let step = poll_fn(|cx| match pipeline.as_mut().poll(cx) {
                     Poll::Ready(r) => Poll::Ready(Some(r)),
-                    Poll::Pending if interim.as_ref().is_some_and(Interim::has_pending) => {
+                    Poll::Pending if interim.as_ref().is_some_and(|i| i.poll_pending(cx)) => {
                         Poll::Ready(None)
                     }
                     Poll::Pending => Poll::Pending,

@@ -195,7 +195,7 @@ async fn stream(
             if let Poll::Ready(r) = pipeline.as_mut().poll(cx) {
                 return Poll::Ready(Step::Done(r));
             }
-            if interim.has_pending() {
+            if interim.poll_pending(cx) {
                 return Poll::Ready(Step::Interim);
             }
             match respond.poll_reset(cx) {
