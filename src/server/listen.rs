@@ -192,18 +192,20 @@ where
                         // A connection the own HTTP/1 path gives up: HTTP/2 by prior
                         // knowledge (RFC 9113 §3.3) to the own HTTP/2 server, the rest
                         // to hyper.
+                        // Each boxed on its own: an HTTP/2 connection does not keep
+                        // room for hyper's larger state.
                         let give_up = move |io: Rewind<ZeroCopyStream>| match &f.h2 {
                             Some((s, h2h)) if io.prefix().starts_with(super::h2::PREFACE) => {
-                                Either::Left(super::h2::serve(
+                                Either::Left(Box::pin(super::h2::serve(
                                     io,
                                     h2h.clone(),
                                     *peer,
                                     *s,
                                     cancel.clone(),
                                     *limits,
-                                ))
+                                )))
                             }
-                            _ => Either::Right(with_hyper(io)),
+                            _ => Either::Right(Box::pin(with_hyper(io))),
                         };
                         Either::Left(h1::serve(io, &f.settings, cancel, handler, give_up))
                     }
