@@ -31,6 +31,8 @@ struct Knobs {
     no_ranges: AtomicBool,
     delay_ms: AtomicU64,
     no_store: AtomicBool,
+    /// `max-age=1` instead of 600.
+    short: AtomicBool,
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against `len`.
@@ -80,6 +82,8 @@ async fn origin(knobs: Arc<Knobs>) -> TestOrigin {
             let etag = format!("\"v{v}\"");
             let cc = if knobs.no_store.load(SeqCst) {
                 "no-store"
+            } else if knobs.short.load(SeqCst) {
+                "max-age=1"
             } else {
                 "max-age=600"
             };
@@ -420,5 +424,39 @@ async fn the_end_of_a_4_gib_object_costs_one_slice() {
         ],
         "the first slice (for the length) and the last one"
     );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_slices_stand_in_when_the_origin_is_down() {
+    let knobs = Arc::new(Knobs::default());
+    knobs.short.store(true, SeqCst);
+    let o = origin(knobs.clone()).await;
+    let node = TestNode::start_site(
+        &format!(
+            "origins = [\"{}\"]\nslice = \"64KiB\"\nstale_on_error = \"1h\"\n",
+            o.url()
+        ),
+        "",
+    )
+    .await;
+    let url = node.url("/video");
+    let (s, _, _) = get(&url).await;
+    assert_eq!(s, 200);
+    until_stored(&url, &[], node.admin).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    o.stop();
+    let (a, b) = (3 * SLICE + 5, 5 * SLICE + 5);
+    let (s, h, body) = get_with(&url, &[("range", &format!("bytes={a}-{b}"))]).await;
+    assert_eq!(s, 206);
+    assert_eq!(body, object(0).slice(a as usize..=b as usize));
+    assert!(
+        cache_status(&h).contains("fwd=stale"),
+        "{}",
+        cache_status(&h)
+    );
+    let (s, _, body) = get(&url).await;
+    assert_eq!(s, 200);
+    assert!(body == object(0), "the whole object, from stale slices");
     node.shutdown().await;
 }

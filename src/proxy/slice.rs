@@ -61,6 +61,8 @@ struct Slice {
     piece: Piece,
     /// Read from the store, not fetched.
     hit: bool,
+    /// Stale, served because the origin failed.
+    stale: bool,
 }
 
 /// Where a slice's bytes come from.
@@ -101,6 +103,7 @@ impl Slice {
             bounds,
             piece,
             hit,
+            stale: false,
         })
     }
 
@@ -195,6 +198,13 @@ impl Proxy {
             _ => true,
         };
         let (cs, log) = match (s.hit, within) {
+            // RFC 9111 §4.2.4: stale, the origin having failed.
+            _ if s.stale => (
+                CachePhase::StaleIfError
+                    .cache_status(CACHE_NAME)
+                    .ttl(ttl(&s.meta, now)),
+                CachePhase::StaleIfError.as_str(),
+            ),
             (true, true) => (
                 CachePhase::Hit
                     .cache_status(CACHE_NAME)
@@ -290,6 +300,9 @@ impl Proxy {
     async fn get_slice(&self, ctx: &Ctx, size: u64, index: u64) -> Result<Got, Error> {
         let cache = self.cache_layer()?;
         let key = slice_key(&ctx.primary, index);
+        // A stale slice that may stand in when the origin fails (RFC 9111
+        // §4.2.4, `stale-if-error`, a site's `stale_on_error`).
+        let mut fallback: Option<Found> = None;
         for _round in 0..4 {
             if let Some(f) = cache
                 .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
@@ -303,10 +316,15 @@ impl Proxy {
                     }
                     // Not the slice it should be: dropped and fetched again.
                     cache.store().remove(&key);
+                } else if d.can_serve_stale_if_error() {
+                    fallback = Some(f);
                 }
             }
             match cache.coalescer().join(key) {
-                Join::Leader(w) => return self.fetch_slice(ctx, w, size, index, key).await,
+                Join::Leader(w) => {
+                    let got = self.fetch_slice(ctx, w, size, index, key).await;
+                    return Ok(stale_on_failure(got, fallback, index, size)?);
+                }
                 Join::Pass => break,
                 Join::Wait(waiter) => {
                     if tokio::time::timeout(cache.lock_timeout(), waiter.ended())
@@ -336,7 +354,8 @@ impl Proxy {
             }
         }
         let w = cache.coalescer().solo(key);
-        self.fetch_slice(ctx, w, size, index, key).await
+        let got = self.fetch_slice(ctx, w, size, index, key).await;
+        stale_on_failure(got, fallback, index, size)
     }
 
     /// Fetches slice `index` (stored under `key`) with a `Range` request
@@ -436,6 +455,7 @@ impl Proxy {
             bounds,
             piece: Piece::Fill(reader),
             hit: false,
+            stale: false,
         })))
     }
 
@@ -491,6 +511,33 @@ impl Proxy {
             ErrorKind::OriginProtocol,
             "the object changed at the origin between slices",
         ))
+    }
+}
+
+/// What a slice fetch gave, or the stale slice `fallback` in its place when
+/// the origin failed: no answer, or a 5xx (RFC 9111 §4.2.4).
+fn stale_on_failure(
+    got: Result<Got, Error>,
+    fallback: Option<Found>,
+    index: u64,
+    size: u64,
+) -> Result<Got, Error> {
+    let failed = match &got {
+        Err(_) => true,
+        Ok(Got::Answer(a)) => a.0.status().is_server_error(),
+        Ok(_) => false,
+    };
+    match fallback {
+        Some(f) if failed => match Slice::from_found(f, index, size) {
+            Some(mut s) => {
+                s.stale = true;
+                tracing::info!(index, "origin failed: a stale slice served");
+                Counters::global().slice_hit();
+                Ok(Got::Slice(Box::new(s)))
+            }
+            None => got,
+        },
+        _ => got,
     }
 }
 

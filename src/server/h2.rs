@@ -213,16 +213,7 @@ async fn stream(
     };
     armed.disarm();
     let (mut parts, body) = resp.into_parts();
-    // RFC 9113 §8.2.2: no connection-specific fields in HTTP/2.
-    for n in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::HeaderName::from_static("keep-alive"),
-        header::HeaderName::from_static("proxy-connection"),
-    ] {
-        parts.headers.remove(n);
-    }
+    without_connection_fields(&mut parts.headers);
     if !parts.headers.contains_key(header::DATE) {
         parts
             .headers
@@ -251,6 +242,23 @@ async fn stream(
     }
 }
 
+/// RFC 9113 §8.2.2: no connection-specific fields in HTTP/2 (h2 refuses a
+/// head with any), and `TE` only as `trailers`.
+fn without_connection_fields(fields: &mut http::HeaderMap) {
+    for n in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::HeaderName::from_static("keep-alive"),
+        header::HeaderName::from_static("proxy-connection"),
+    ] {
+        fields.remove(n);
+    }
+    if fields.get(header::TE).is_some_and(|v| v != "trailers") {
+        fields.remove(header::TE);
+    }
+}
+
 /// Sends the interim responses queued for the stream (RFC 9113 §8.1: any
 /// number of 1xx heads before the final one).
 fn send_interim(respond: &mut h2::server::SendResponse<Bytes>, interim: &Interim) {
@@ -261,6 +269,7 @@ fn send_interim(respond: &mut h2::server::SendResponse<Bytes>, interim: &Interim
         let mut r = Response::new(());
         *r.status_mut() = status;
         *r.headers_mut() = fields;
+        without_connection_fields(r.headers_mut());
         if let Err(e) = respond.send_informational(r) {
             tracing::debug!(error = %e, "interim response not sent");
         }
