@@ -323,7 +323,7 @@ impl Proxy {
             match cache.coalescer().join(key) {
                 Join::Leader(w) => {
                     let got = self.fetch_slice(ctx, w, size, index, key).await;
-                    return Ok(stale_on_failure(got, fallback, index, size)?);
+                    return stale_on_failure(got, fallback, index, size);
                 }
                 Join::Pass => break,
                 Join::Wait(waiter) => {
