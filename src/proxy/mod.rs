@@ -20,6 +20,7 @@ mod pass;
 mod refuse;
 mod respond;
 mod slice;
+mod slice_walk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

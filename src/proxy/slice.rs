@@ -9,7 +9,8 @@
 //! client gets bytes of two versions.
 //!
 //! It knows the cache layer, the coalescer and the origin fetch; the slice
-//! arithmetic and validator rules are the cache's.
+//! arithmetic and validator rules are the cache's, and the body's walk over
+//! the slices is [`super::slice_walk`].
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -20,8 +21,6 @@ use http::header::{
     CONTENT_TYPE, HeaderValue, RANGE,
 };
 use http::{HeaderMap, Method, Response, StatusCode, Version};
-use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
 use outpost_storage::ReadHandle;
 
 use super::Proxy;
@@ -40,10 +39,9 @@ use crate::cache::slice::{
     slice_request, slice_storability,
 };
 use crate::cache::status::{CachePhase, CacheStatus, Fwd};
-use crate::cache::stored_body::{InnerBody, Segment, fill_body, stored_body};
 use crate::cache::update::stored_header_list;
 use crate::cache::{CACHE_NAME, Found};
-use crate::error::{BoxError, Error, ErrorKind};
+use crate::error::{Error, ErrorKind};
 use crate::metrics::Counters;
 use crate::origin::headers::add_via;
 use crate::origin::{ResponseBody, strip_response_hop_by_hop};
@@ -52,13 +50,13 @@ use crate::origin::{ResponseBody, strip_response_hop_by_hop};
 const HIT_CHECK_SLICES: u64 = 16;
 
 /// A slice ready to be read.
-struct Slice {
-    index: u64,
+pub(super) struct Slice {
+    pub(super) index: u64,
     meta: Arc<ObjectMeta>,
-    rep: Representation,
+    pub(super) rep: Representation,
     /// The bytes of the representation it holds.
-    bounds: ByteRange,
-    piece: Piece,
+    pub(super) bounds: ByteRange,
+    pub(super) piece: Piece,
     /// Read from the store, not fetched.
     hit: bool,
     /// Stale, served because the origin failed.
@@ -66,7 +64,7 @@ struct Slice {
 }
 
 /// Where a slice's bytes come from.
-enum Piece {
+pub(super) enum Piece {
     Stored(ReadHandle),
     Fill(FillReader<FillHead>),
 }
@@ -264,7 +262,7 @@ impl Proxy {
             headers.insert(CONTENT_RANGE, content_range(&r, total));
         }
         headers.insert(CONTENT_LENGTH, HeaderValue::from(r.len()));
-        let walk = Walk {
+        let walk = super::slice_walk::Walk {
             proxy: self.clone(),
             ctx: Arc::new(ctx.for_slices()),
             size,
@@ -276,7 +274,7 @@ impl Proxy {
             left: 0,
             done: false,
         };
-        let body = StreamBody::new(futures_util::stream::unfold(walk, step)).boxed_unsync();
+        let body = walk.into_body();
         self.build(sel.status(), headers, Some(body), rec)
     }
 
@@ -463,7 +461,7 @@ impl Proxy {
     /// slice of another version is dropped and fetched again; a fetched one
     /// of another version means the object changed: its slices are dropped
     /// (the next request starts it again) and the answer is cut off.
-    async fn next_slice(
+    pub(super) async fn next_slice(
         &self,
         ctx: &Ctx,
         size: u64,
@@ -538,76 +536,5 @@ fn stale_on_failure(
             None => got,
         },
         _ => got,
-    }
-}
-
-/// The body of a sliced answer: bytes `next..=end`, slice after slice.
-struct Walk {
-    proxy: Arc<Proxy>,
-    ctx: Arc<Ctx>,
-    size: u64,
-    rep: Representation,
-    /// The next byte to send, and the last one.
-    next: u64,
-    end: u64,
-    /// The slice read before the head went out.
-    held: Option<Box<Slice>>,
-    /// The piece being sent, and how many of its bytes are still to come.
-    current: Option<InnerBody>,
-    left: u64,
-    /// Cut off: nothing more is sent.
-    done: bool,
-}
-
-fn cut(mut w: Walk, e: BoxError) -> Option<(Result<Frame<Bytes>, BoxError>, Walk)> {
-    Counters::global().cut_off();
-    w.current = None;
-    w.done = true;
-    w.held = None;
-    Some((Err(e), w))
-}
-
-async fn step(mut w: Walk) -> Option<(Result<Frame<Bytes>, BoxError>, Walk)> {
-    loop {
-        if let Some(b) = w.current.as_mut() {
-            match b.frame().await {
-                Some(Ok(f)) => {
-                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                    if n > w.left {
-                        return cut(w, "a slice sent more bytes than it holds".into());
-                    }
-                    w.left -= n;
-                    return Some((Ok(f), w));
-                }
-                Some(Err(e)) => return cut(w, e),
-                None if w.left > 0 => return cut(w, "a slice ended early".into()),
-                None => w.current = None,
-            }
-        }
-        if w.done || w.next > w.end {
-            return None;
-        }
-        let index = w.next / w.size;
-        let s = match w.held.take().filter(|s| s.index == index) {
-            Some(s) => s,
-            None => {
-                let got = Box::pin(w.proxy.next_slice(&w.ctx, w.size, index, &w.rep)).await;
-                match got {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sliced answer cut off");
-                        return cut(w, Box::new(e));
-                    }
-                }
-            }
-        };
-        let offset = w.next - s.bounds.start;
-        let take = w.end.min(s.bounds.end) - w.next + 1;
-        w.current = Some(match s.piece {
-            Piece::Stored(h) => stored_body(h, vec![Segment::Stored { offset, len: take }]),
-            Piece::Fill(r) => fill_body(r, offset, Some(take)),
-        });
-        w.left = take;
-        w.next += take;
     }
 }
