@@ -160,28 +160,9 @@ impl Proxy {
         // RFC 9110 §13.2.1: preconditions apply when the response would be 2xx.
         // Without any precondition field, evaluation proceeds (§13.2.2).
         if status.is_success() && preconditions {
-            match evaluate(method, &ctx.headers, &validators) {
-                Precondition::Proceed => {}
-                Precondition::NotModified => {
-                    // RFC 9110 §15.4.5: the fields a 200 would carry, minus
-                    // representation metadata; no content.
-                    for n in [
-                        CONTENT_LENGTH,
-                        CONTENT_TYPE,
-                        CONTENT_ENCODING,
-                        CONTENT_LANGUAGE,
-                        CONTENT_RANGE,
-                    ] {
-                        headers.remove(n);
-                    }
-                    return self.build(StatusCode::NOT_MODIFIED, headers, None, rec);
-                }
-                Precondition::PreconditionFailed => {
-                    let mut h = HeaderMap::new();
-                    cs_copy(&headers, &mut h);
-                    h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-                    return self.build(StatusCode::PRECONDITION_FAILED, h, None, rec);
-                }
+            match self.preconditioned(evaluate(method, &ctx.headers, &validators), headers, rec) {
+                Ok((h, r)) => (headers, rec) = (h, r),
+                Err(answer) => return answer,
             }
         }
 
@@ -303,6 +284,40 @@ impl Proxy {
             })
         };
         self.build(status, headers, body, rec)
+    }
+
+    /// What a request gets when its preconditions (RFC 9110 §13.2.2) did not
+    /// let it proceed (`Err`), or `headers` and `rec` back when they did.
+    #[allow(clippy::result_large_err)] // the error is the answer, at once sent
+    pub(super) fn preconditioned(
+        &self,
+        outcome: Precondition,
+        mut headers: HeaderMap,
+        rec: AccessRecord,
+    ) -> Result<(HeaderMap, AccessRecord), Response<ProxyBody>> {
+        match outcome {
+            Precondition::Proceed => Ok((headers, rec)),
+            Precondition::NotModified => {
+                // RFC 9110 §15.4.5: the fields a 200 would carry, minus
+                // representation metadata; no content.
+                for n in [
+                    CONTENT_LENGTH,
+                    CONTENT_TYPE,
+                    CONTENT_ENCODING,
+                    CONTENT_LANGUAGE,
+                    CONTENT_RANGE,
+                ] {
+                    headers.remove(n);
+                }
+                Err(self.build(StatusCode::NOT_MODIFIED, headers, None, rec))
+            }
+            Precondition::PreconditionFailed => {
+                let mut h = HeaderMap::new();
+                cs_copy(&headers, &mut h);
+                h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+                Err(self.build(StatusCode::PRECONDITION_FAILED, h, None, rec))
+            }
+        }
     }
 
     pub(super) fn build(

@@ -17,8 +17,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_RANGES, AGE, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, HeaderValue, RANGE,
+    ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderValue, RANGE,
 };
 use http::{HeaderMap, Method, Response, StatusCode, Version};
 use outpost_storage::ReadHandle;
@@ -27,7 +26,7 @@ use super::Proxy;
 use super::body::ProxyBody;
 use super::cached::{Ctx, without_preconditions};
 use crate::cache::coalesce::{FillReader, FillWriter, Join, Key, WaitError};
-use crate::cache::conditional::{Precondition, Validators, evaluate, if_range_allows};
+use crate::cache::conditional::{Validators, evaluate, if_range_allows};
 use crate::cache::control::effective_response_control;
 use crate::cache::fill::{FillHead, FillJob};
 use crate::cache::freshness::{age_header_value, decide};
@@ -228,26 +227,11 @@ impl Proxy {
         let mut rec = ctx.rec.clone();
         rec.cache = log;
         // RFC 9110 §13.2.2: preconditions against the representation's validators.
-        match evaluate(&ctx.method, &ctx.headers, &validators) {
-            Precondition::Proceed => {}
-            Precondition::NotModified => {
-                for n in [
-                    CONTENT_LENGTH,
-                    CONTENT_TYPE,
-                    CONTENT_ENCODING,
-                    CONTENT_LANGUAGE,
-                ] {
-                    headers.remove(n);
-                }
-                return self.build(StatusCode::NOT_MODIFIED, headers, None, rec);
-            }
-            Precondition::PreconditionFailed => {
-                let mut h = HeaderMap::new();
-                h.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-                cs.append_to(&mut h);
-                return self.build(StatusCode::PRECONDITION_FAILED, h, None, rec);
-            }
-        }
+        let outcome = evaluate(&ctx.method, &ctx.headers, &validators);
+        let (mut headers, rec) = match self.preconditioned(outcome, headers, rec) {
+            Ok(proceed) => proceed,
+            Err(answer) => return answer,
+        };
         headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         let Some(r) = bytes else {
             if sel == Selected::Unsatisfiable {
