@@ -303,7 +303,9 @@ where
             // Boxed: the pipeline's future is many times the size of this loop's own
             // state, and inline it would stay allocated while the connection idles.
             let mut pipeline = pipeline;
-            let resp = loop {
+            // The final response is never held across an await here: it would
+            // take room in every connection's state, idle ones included.
+            let (resp, heads) = loop {
                 let step = poll_fn(|cx| match pipeline.as_mut().poll(cx) {
                     Poll::Ready(r) => Poll::Ready(Some(r)),
                     Poll::Pending if interim.as_ref().is_some_and(|i| i.poll_pending(cx)) => {
@@ -313,21 +315,26 @@ where
                 })
                 .await;
                 let heads = interim.as_ref().map(Interim::take).unwrap_or_default();
-                if !heads.is_empty()
-                    && let Err(e) = write_interim(&mut io, &mut wbuf, heads).await
-                {
-                    tracing::debug!(error = %e, "client connection write failed");
-                    return;
-                }
-                if let Some(r) = step {
-                    break r;
+                match step {
+                    Some(r) => break (r, heads),
+                    None => {
+                        // Boxed: rare, and its state would take room in every connection's.
+                        if let Err(e) = Box::pin(write_interim(&mut io, &mut wbuf, heads)).await {
+                            tracing::debug!(error = %e, "client connection write failed");
+                            return;
+                        }
+                    }
                 }
             };
             served += 1;
             let keep = !close
                 && !shutdown.is_cancelled()
                 && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
-            match Box::pin(write_response(&mut io, &mut wbuf, resp, head_only, keep)).await {
+            match Box::pin(write_response(
+                &mut io, &mut wbuf, resp, head_only, keep, heads,
+            ))
+            .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     let _ = io.shutdown().await;

@@ -216,14 +216,21 @@ async fn frame_now(body: &mut ProxyBody) -> Result<Next, ()> {
     .await
 }
 
-/// Writes interim (1xx) responses (RFC 9110 §15.2, RFC 9112 §4): each a
-/// status line and its fields, no content, before the final response.
+/// Writes interim (1xx) responses (RFC 9110 §15.2, RFC 9112 §4) before the
+/// final response.
 pub(crate) async fn write_interim<W: AsyncWrite + Unpin>(
     io: &mut W,
     out: &mut Vec<u8>,
     heads: Vec<(StatusCode, HeaderMap)>,
 ) -> io::Result<()> {
     out.clear();
+    encode_interim(out, heads);
+    flush(io, out).await
+}
+
+/// Appends interim responses to `out`: each a status line and its fields,
+/// no content.
+fn encode_interim(out: &mut Vec<u8>, heads: Vec<(StatusCode, HeaderMap)>) {
     for (status, fields) in heads {
         if !status.is_informational() || status == StatusCode::SWITCHING_PROTOCOLS {
             continue;
@@ -241,24 +248,23 @@ pub(crate) async fn write_interim<W: AsyncWrite + Unpin>(
         }
         out.extend_from_slice(b"\r\n");
     }
-    if out.is_empty() {
-        return Ok(());
-    }
-    flush(io, out).await
 }
 
-/// Writes `resp` to `io`, using `out` as its buffer. Returns whether the
-/// connection can carry another request: `keep`, and the response was
-/// sent whole and delimited.
+/// Writes `resp` to `io` (after the `interim` responses not yet sent), using
+/// `out` as its buffer. Returns whether the connection can carry another
+/// request: `keep`, and the response was sent whole and delimited.
 pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     io: &mut W,
     out: &mut Vec<u8>,
     resp: Response<ProxyBody>,
     head_only: bool,
     mut keep: bool,
+    interim: Vec<(StatusCode, HeaderMap)>,
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     out.clear();
+    // 1xx heads read with the final one go out in the same write.
+    encode_interim(out, interim);
     let exact = body.size_hint().exact();
     let framing = encode_head(
         out,
@@ -521,7 +527,14 @@ mod tests {
         let sink = Shared::default();
         let mut io = sink.clone();
         let mut out = Vec::new();
-        let mut fut = pin!(write_response(&mut io, &mut out, resp, false, true));
+        let mut fut = pin!(write_response(
+            &mut io,
+            &mut out,
+            resp,
+            false,
+            true,
+            Vec::new()
+        ));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut seen = Vec::new();
         for _ in 0..10 {
