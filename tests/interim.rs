@@ -44,14 +44,9 @@ async fn origin() -> Origin {
             };
             let (gate, requests) = (g.clone(), n.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut b = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&b[..n]),
-                    }
-                }
+                let Some(buf) = raw::read_head(&mut s).await else {
+                    return;
+                };
                 requests.fetch_add(1, SeqCst);
                 let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
                 let path = head.split(' ').nth(1).unwrap_or("").to_owned();

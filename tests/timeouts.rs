@@ -200,18 +200,15 @@ async fn idle_origin_connections_are_closed_after_the_pool_timeout_without_traff
     let (tx, rx) = tokio::sync::oneshot::channel();
     let origin = tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before the request");
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        raw::read_head(&mut s)
+            .await
+            .expect("closed before the request");
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok")
             .await
             .unwrap();
         let answered = Instant::now();
         // Nothing more is asked: the next read ends when the node closes.
+        let mut chunk = [0u8; 4096];
         let n = s.read(&mut chunk).await.unwrap_or(0);
         let _ = tx.send((n, answered.elapsed()));
         // No second connection either.

@@ -51,14 +51,10 @@ async fn raw_origin(content: Vec<u8>) -> SocketAddr {
             };
             let (content, gz, zl) = (content.clone(), gz.clone(), zl.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
+                let Some(mut buf) = raw::read_head(&mut s).await else {
+                    return;
+                };
                 let mut b = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&b[..n]),
-                    }
-                }
                 let head = String::from_utf8_lossy(&buf).to_string();
                 // Read the request's content too (a POST through hyper's client).
                 let end = head.find("\r\n\r\n").unwrap_or(0) + 4;

@@ -26,6 +26,7 @@ pub mod certs;
 pub mod dead_port;
 pub mod h2;
 pub mod nats;
+pub mod raw;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
