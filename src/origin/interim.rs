@@ -52,6 +52,13 @@ impl Interim {
         CURRENT.scope(self, f)
     }
 
+    /// Runs `f` (one poll of a request's pipeline) with `self` as its interim
+    /// responses: what [`Interim::scope`] does around every poll, without a
+    /// future wrapped around the pipeline's (a move of which copies it whole).
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.clone(), f)
+    }
+
     /// The interim responses of the request this task is serving, if its
     /// connection can send them.
     pub fn current() -> Option<Interim> {

@@ -222,9 +222,11 @@ where
                             let head_only = r.method() == Method::HEAD;
                             // The request's 1xx heads (RFC 9110 §15.2) are written
                             // while its pipeline waits.
-                            let i = interim.get_or_insert_with(Interim::default);
-                            i.reset();
-                            break (Box::pin(i.clone().scope(handler(r))), head_only, close);
+                            interim.get_or_insert_with(Interim::default).reset();
+                            // Made in its box: a future this large moved into one
+                            // would be copied whole, on every request.
+                            let pipeline = Box::write(Box::new_uninit(), handler(r));
+                            break (Box::into_pin(pipeline), head_only, close);
                         }
                         Parsed::Partial => rbuf.len() >= settings.max_head,
                         Parsed::GiveUp => true,
@@ -306,12 +308,15 @@ where
             // The final response is never held across an await here: it would
             // take room in every connection's state, idle ones included.
             let (resp, heads) = loop {
-                let step = poll_fn(|cx| match pipeline.as_mut().poll(cx) {
-                    Poll::Ready(r) => Poll::Ready(Some(r)),
-                    Poll::Pending if interim.as_ref().is_some_and(|i| i.poll_pending(cx)) => {
-                        Poll::Ready(None)
+                let step = poll_fn(|cx| {
+                    let Some(i) = interim.as_ref() else {
+                        return pipeline.as_mut().poll(cx).map(Some);
+                    };
+                    match i.enter(|| pipeline.as_mut().poll(cx)) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending if i.poll_pending(cx) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
                     }
-                    Poll::Pending => Poll::Pending,
                 })
                 .await;
                 let heads = interim.as_ref().map(Interim::take).unwrap_or_default();
