@@ -153,10 +153,10 @@ pub struct MetaPolicy<'a> {
     pub tag_header: &'a HeaderName,
 }
 
-/// A fresh object id: blake3 over `seed`, a process counter and the clock.
+/// A fresh object id: blake3 over `seed`, a process counter and the clock
+/// (one hash per stored response).
 pub fn new_object_id(seed: &[u8]) -> [u8; 16] {
-    let b = super::range::generate_boundary(seed);
-    let h = blake3::hash(b.as_bytes());
+    let h = super::range::unique_hash(b"outpost-object-id\0", seed);
     let mut id = [0u8; 16];
     id.copy_from_slice(h.as_bytes().get(..16).unwrap_or(&[0u8; 16]));
     id

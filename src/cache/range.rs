@@ -202,13 +202,24 @@ pub fn unsatisfied_content_range(complete_len: u64) -> HeaderValue {
 }
 
 /// A boundary for `multipart/byteranges` (RFC 2046 §5.1.1: ≤ 70 chars):
-/// 32 hex digits from blake3 over `seed` and a process-wide counter and
-/// the clock, so it is unpredictable enough not to occur in content.
+/// 32 hex digits of [`unique_hash`], unpredictable enough not to occur in
+/// content.
 pub fn generate_boundary(seed: &[u8]) -> String {
+    unique_hash(b"outpost-boundary\0", seed)
+        .to_hex()
+        .as_str()
+        .get(..32)
+        .unwrap_or("outpost-boundary")
+        .to_owned()
+}
+
+/// blake3 over `domain`, `seed`, a process-wide counter and the clock: a
+/// value no other call returns.
+pub fn unique_hash(domain: &[u8], seed: &[u8]) -> blake3::Hash {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = blake3::Hasher::new();
-    h.update(b"outpost-boundary\0");
+    h.update(domain);
     h.update(seed);
     h.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     let nanos = std::time::SystemTime::now()
@@ -217,11 +228,6 @@ pub fn generate_boundary(seed: &[u8]) -> String {
         .unwrap_or(0);
     h.update(&nanos.to_le_bytes());
     h.finalize()
-        .to_hex()
-        .as_str()
-        .get(..32)
-        .unwrap_or("outpost-boundary")
-        .to_owned()
 }
 
 /// The framing of a `multipart/byteranges` body (RFC 9110 §14.6), so the
