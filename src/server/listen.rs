@@ -182,12 +182,14 @@ where
                 };
                 match fast.as_deref() {
                     Some(f) => {
-                        let handler = move |req| async move {
+                        // The pipeline's own future, nothing around it: `h1::serve`
+                        // makes it in its box.
+                        let handler = move |req| {
                             let info = ConnInfo {
                                 peer: *peer,
                                 scheme: f.scheme,
                             };
-                            f.proxy.handle(req, info).await
+                            f.proxy.handle(req, info)
                         };
                         // A connection the own HTTP/1 path gives up: HTTP/2 by prior
                         // knowledge (RFC 9113 §3.3) to the own HTTP/2 server, the rest
