@@ -78,7 +78,11 @@ struct State<H> {
     first: u64,
     chunks: VecDeque<Bytes>,
     retained: usize,
+    /// The body's end, as readers see it.
     end: End,
+    /// The fill is over: committed to the store (or not stored), released or
+    /// abandoned. Waiters ([`FillWaiter`]) wait for this, readers only for `end`.
+    settled: bool,
     /// Reader id → absolute index of the next chunk it will read.
     cursors: HashMap<u64, u64>,
     next_reader: u64,
@@ -217,6 +221,7 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
                     chunks: VecDeque::new(),
                     retained: 0,
                     end: End::Open,
+                    settled: false,
                     cursors: HashMap::new(),
                     next_reader: 0,
                 }),
@@ -292,7 +297,11 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
     /// or a request-driven reason such as `Authorization`): followers go to
     /// the origin, nothing is remembered.
     pub fn release_once(mut self) {
-        self.fill.lock().head = HeadState::Released;
+        {
+            let mut st = self.fill.lock();
+            st.head = HeadState::Released;
+            st.settled = true;
+        }
         self.finished = true;
         self.owner.remove(&self.key, &self.fill);
         self.fill.changed.notify_waiters();
@@ -331,9 +340,25 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
         self.fill.changed.notify_waiters();
     }
 
-    /// The body is complete (and committed to the store, if it was stored).
+    /// Every byte of the body was pushed: readers end their copies now,
+    /// without waiting for the store to commit it ([`Self::finish`]).
+    pub fn body_done(&self) {
+        {
+            let mut st = self.fill.lock();
+            if st.end == End::Open {
+                st.end = End::Complete;
+            }
+        }
+        self.fill.changed.notify_waiters();
+    }
+
+    /// The body is complete and committed to the store, if it was stored.
     pub fn finish(mut self) {
-        self.fill.lock().end = End::Complete;
+        {
+            let mut st = self.fill.lock();
+            st.end = End::Complete;
+            st.settled = true;
+        }
         self.finished = true;
         self.owner.remove(&self.key, &self.fill);
         self.fill.changed.notify_waiters();
@@ -354,8 +379,11 @@ impl<H: Send + Sync + 'static> Drop for FillWriter<H> {
             let mut st = self.fill.lock();
             match st.head {
                 HeadState::Pending => st.head = HeadState::Abandoned,
+                // A body already complete stays so for its readers.
+                _ if st.end == End::Complete => {}
                 _ => st.end = End::Failed,
             }
+            st.settled = true;
         }
         self.owner.remove(&self.key, &self.fill);
         self.fill.changed.notify_waiters();
@@ -444,7 +472,8 @@ pub struct FillWaiter<H> {
 }
 
 impl<H> FillWaiter<H> {
-    /// Returns once the fill has ended (complete, failed or released).
+    /// Returns once the fill is over (stored, failed or released): what it
+    /// stored can be looked up then.
     pub async fn ended(&self) {
         loop {
             let changed = self.fill.changed.notified();
@@ -452,9 +481,7 @@ impl<H> FillWaiter<H> {
             changed.as_mut().enable();
             {
                 let st = self.fill.lock();
-                if st.end != End::Open
-                    || matches!(st.head, HeadState::Abandoned | HeadState::Released)
-                {
+                if st.settled || matches!(st.head, HeadState::Abandoned | HeadState::Released) {
                     return;
                 }
             }

@@ -137,7 +137,8 @@ pub(super) struct PumpJob {
 }
 
 /// Streams `body` into the store and into `fill`, then commits and ends the
-/// fill. Readers see the bytes as they arrive.
+/// fill. Readers see the bytes as they arrive, and the body's end before
+/// the commit.
 pub(super) async fn pump<B>(pj: PumpJob, mut body: B, fill: FillWriter<FillHead>)
 where
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -193,6 +194,9 @@ where
         );
         return;
     }
+    // The client's copies end now: the commit below (which may wait for the
+    // disk tier's flusher) is not on their way.
+    fill.body_done();
     let invalidated = || invalidations.since(&job.primary, job.started);
     if invalidated() {
         tracing::debug!("URI invalidated during the fetch; not stored");

@@ -160,3 +160,50 @@ fn key_hash_is_stable_per_key_and_spreads_keys() {
     m.insert(c, 2);
     assert_eq!((m.get(&a), m.get(&c)), (Some(&1), Some(&2)));
 }
+
+#[tokio::test]
+async fn readers_end_at_the_body_s_end_and_waiters_at_the_commit() {
+    let c = co(1 << 20);
+    let key = [9u8; 32];
+    let Join::Leader(w) = c.join(key) else {
+        panic!("first is leader")
+    };
+    let mut r = w.publish(Arc::new("head".to_string())).unwrap();
+    w.push(Bytes::from_static(b"a")).await;
+    let waiter = c.join_existing(&key).unwrap().into_waiter();
+    w.body_done();
+    // The readers' copies are whole before the store has committed.
+    assert_eq!(r.next_chunk().await.unwrap().unwrap(), "a");
+    assert_eq!(r.next_chunk().await.unwrap(), None);
+    // A request arriving now still joins the fill (it is not over)...
+    let Join::Follower(mut late) = c.join(key) else {
+        panic!("the fill is still in flight")
+    };
+    assert_eq!(late.next_chunk().await.unwrap().unwrap(), "a");
+    assert_eq!(late.next_chunk().await.unwrap(), None);
+    // ...and whoever waits for the object to be in the store still waits.
+    let ended = tokio::time::timeout(Duration::from_millis(50), waiter.ended()).await;
+    assert!(ended.is_err(), "a waiter returned before the commit");
+    w.finish();
+    tokio::time::timeout(Duration::from_secs(5), waiter.ended())
+        .await
+        .unwrap();
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_writer_dropped_after_the_body_s_end_leaves_it_whole() {
+    let c = co(1 << 20);
+    let key = [10u8; 32];
+    let Join::Leader(w) = c.join(key) else {
+        panic!("first is leader")
+    };
+    let mut r = w.publish(Arc::new("head".to_string())).unwrap();
+    w.push(Bytes::from_static(b"a")).await;
+    w.body_done();
+    // The commit is cancelled (a shutdown): the body the readers got stays whole.
+    drop(w);
+    assert_eq!(r.next_chunk().await.unwrap().unwrap(), "a");
+    assert_eq!(r.next_chunk().await.unwrap(), None);
+    assert_eq!(c.in_flight(), 0);
+}
