@@ -134,6 +134,15 @@ async fn get_raw_with(node: &TestNode, path: &str, fields: &str) -> TcpStream {
     s
 }
 
+/// A node in front of `o` whose site replays Early Hints.
+async fn with_early_hints(o: &Origin) -> TestNode {
+    TestNode::start_site(
+        &format!("origins = [\"http://{}\"]\nearly_hints = true\n", o.addr),
+        "",
+    )
+    .await
+}
+
 /// Waits until the node has stored what it fetched.
 async fn no_fills(node: &TestNode) {
     for _ in 0..250 {
@@ -178,11 +187,7 @@ async fn interim_responses_reach_the_client_first_and_are_never_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_are_sent_before_the_origin_answers_a_revalidation() {
     let o = origin().await;
-    let node = TestNode::start_site(
-        &format!("origins = [\"http://{}\"]\nearly_hints = true\n", o.addr),
-        "",
-    )
-    .await;
+    let node = with_early_hints(&o).await;
     // First request: the origin's 103 is forwarded, and kept with the object.
     let mut s = get_raw(&node, "/doc").await;
     let text = read_until(&mut s, "doc").await;
@@ -227,11 +232,7 @@ async fn without_early_hints_a_revalidation_sends_none_of_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_are_sent_on_a_miss_for_a_uri_that_had_them() {
     let o = origin().await;
-    let node = TestNode::start_site(
-        &format!("origins = [\"http://{}\"]\nearly_hints = true\n", o.addr),
-        "",
-    )
-    .await;
+    let node = with_early_hints(&o).await;
     let mut s = get_raw_with(&node, "/v", "Accept-Language: en\r\n").await;
     read_until(&mut s, "\r\n\r\nv").await;
     no_fills(&node).await;
@@ -303,11 +304,7 @@ async fn h2_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_get_the_interim_responses_too() {
     let o = origin().await;
-    let node = TestNode::start_site(
-        &format!("origins = [\"http://{}\"]\nearly_hints = true\n", o.addr),
-        "",
-    )
-    .await;
+    let node = with_early_hints(&o).await;
     let (interim, fin) = h2_get(&node, "/page", || {}).await;
     let codes: Vec<u16> = interim.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(codes, [100, 102, 103]);

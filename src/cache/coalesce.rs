@@ -481,7 +481,8 @@ impl<H> FillWaiter<H> {
             changed.as_mut().enable();
             {
                 let st = self.fill.lock();
-                if st.settled || matches!(st.head, HeadState::Abandoned | HeadState::Released) {
+                // Releasing and abandoning settle the fill too.
+                if st.settled {
                     return;
                 }
             }

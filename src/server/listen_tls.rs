@@ -107,13 +107,13 @@ where
                     super::h2::serve(tls, h2h.clone(), peer, *s, cancel.clone(), setup.abuse).await;
                 }
                 Some(f) if !h2 => {
-                    let (p, scheme) = (f.proxy.clone(), f.scheme);
+                    // The pipeline's own future, as on the cleartext listener.
                     let handler = move |req| {
-                        let p = p.clone();
-                        async move {
-                            p.handle(req, crate::proxy::ConnInfo { peer, scheme })
-                                .await
-                        }
+                        let info = crate::proxy::ConnInfo {
+                            peer,
+                            scheme: f.scheme,
+                        };
+                        f.proxy.handle(req, info)
                     };
                     super::h1::serve(tls, &f.settings, &cancel, handler, with_hyper).await;
                 }

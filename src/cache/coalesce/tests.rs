@@ -161,15 +161,25 @@ fn key_hash_is_stable_per_key_and_spreads_keys() {
     assert_eq!((m.get(&a), m.get(&c)), (Some(&1), Some(&2)));
 }
 
+/// The leader of a new fill for `key` that published its head and pushed
+/// one chunk, `a`, and the leader's own reader.
+async fn leading_with_a_chunk(
+    c: &Arc<Coalescer<String>>,
+    key: Key,
+) -> (FillWriter<String>, FillReader<String>) {
+    let Join::Leader(w) = c.join(key) else {
+        panic!("first is leader")
+    };
+    let r = w.publish(Arc::new("head".to_string())).unwrap();
+    w.push(Bytes::from_static(b"a")).await;
+    (w, r)
+}
+
 #[tokio::test]
 async fn readers_end_at_the_body_s_end_and_waiters_at_the_commit() {
     let c = co(1 << 20);
     let key = [9u8; 32];
-    let Join::Leader(w) = c.join(key) else {
-        panic!("first is leader")
-    };
-    let mut r = w.publish(Arc::new("head".to_string())).unwrap();
-    w.push(Bytes::from_static(b"a")).await;
+    let (w, mut r) = leading_with_a_chunk(&c, key).await;
     let waiter = c.join_existing(&key).unwrap().into_waiter();
     w.body_done();
     // The readers' copies are whole before the store has committed.
@@ -195,11 +205,7 @@ async fn readers_end_at_the_body_s_end_and_waiters_at_the_commit() {
 async fn a_writer_dropped_after_the_body_s_end_leaves_it_whole() {
     let c = co(1 << 20);
     let key = [10u8; 32];
-    let Join::Leader(w) = c.join(key) else {
-        panic!("first is leader")
-    };
-    let mut r = w.publish(Arc::new("head".to_string())).unwrap();
-    w.push(Bytes::from_static(b"a")).await;
+    let (w, mut r) = leading_with_a_chunk(&c, key).await;
     w.body_done();
     // The commit is cancelled (a shutdown): the body the readers got stays whole.
     drop(w);
