@@ -44,7 +44,7 @@ async fn origin() -> Origin {
             };
             let (gate, requests) = (g.clone(), n.clone());
             tokio::spawn(async move {
-                let Some(buf) = raw::read_head(&mut s).await else {
+                let Some(mut buf) = raw::read_head(&mut s).await else {
                     return;
                 };
                 requests.fetch_add(1, SeqCst);
@@ -57,6 +57,15 @@ async fn origin() -> Origin {
                      Connection: close\r\n\r\nhello"
                         .to_owned()
                 } else if path == "/post" {
+                    // Reads the content first, as an origin that acts on it
+                    // does: whole (`x=1`) or chunked (ends `0\r\n\r\n`).
+                    let mut chunk = [0u8; 256];
+                    while !(buf.ends_with(b"x=1") || buf.ends_with(b"\r\n0\r\n\r\n")) {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                     "HTTP/1.1 103 Early Hints\r\nLink: </p.css>; rel=preload\r\n\r\n\
                      HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
                         .to_owned()
