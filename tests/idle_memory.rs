@@ -25,7 +25,8 @@ fn rss(pid: u32) -> u64 {
         * 1024
 }
 
-fn exchange(s: &mut TcpStream, host: &str) {
+/// One GET on `s`; the response's head.
+fn exchange(s: &mut TcpStream, host: &str) -> String {
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     // One write: pieces would wait on Nagle and the peer's delayed ACK.
@@ -45,6 +46,7 @@ fn exchange(s: &mut TcpStream, host: &str) {
         }
     }
     assert!(buf.starts_with(b"HTTP/1.1 200"));
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,26 +83,21 @@ async fn two_thousand_idle_keep_alive_connections_hold_no_buffers() {
     eprintln!("{per} bytes per idle connection");
     // 2 KiB each, with a quarter of that for the allocator's noise.
     assert!(per <= 2048 + 512, "{per} bytes per idle connection");
-    // A new client still gets a hit at once while they are held.
+    // A new client is still accepted and answered from the cache while they are held.
     let host2 = node.proxy.to_string();
-    let took = tokio::task::spawn_blocking(move || {
-        let t = std::time::Instant::now();
+    let head = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        exchange(&mut s, &host2);
-        t.elapsed()
+        exchange(&mut s, &host2)
     })
     .await
     .unwrap();
-    assert!(
-        took < std::time::Duration::from_millis(50),
-        "a hit took {took:?} with {CONNS} idle connections held"
-    );
+    assert!(head.contains("; hit"), "{head}");
     // Still serving, every one.
     let host = node.proxy.to_string();
     tokio::task::spawn_blocking(move || {
         let mut conns = conns;
         for s in conns.iter_mut() {
-            exchange(s, &host);
+            let _ = exchange(s, &host);
         }
     })
     .await
