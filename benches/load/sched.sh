@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# What the scheduler does per request on every core: Outpost (its
+# multi-thread runtime, a worker per CPU) and nginx (a worker per CPU)
+# serve one scenario with nothing pinned, as in run.sh's unpinned mode,
+# while `perf stat` counts, over every thread of the proxy: context
+# switches (a worker parking), migrations between CPUs, wake-ups the proxy
+# makes (of its own threads, the origin and the load generator), futex and
+# epoll_wait calls, all system calls, and CPU time. Each figure is divided
+# by the requests wrk completed in the same window.
+#
+#   benches/load/sched.sh [--binary BIN] [--seconds N] [--rounds N] SCENARIO...
+#   benches/load/sched.sh pass-1k hit-1k
+#
+# SCENARIO is hit-1k or pass-1k. Rounds alternate the two proxies; the
+# table gives each figure's median. Uses the ports of run.sh (18080, 18081,
+# 18083): not while run.sh runs. Installs perf from Debian's packages when
+# missing; stops everything it started by PID and gives up after 30 min.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN="$ROOT/target/release/outpost"
+SECS=8
+ROUNDS=3
+SCENARIOS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) BIN=$2; shift ;;
+    --seconds) SECS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    -*) echo "unknown argument $1" >&2; exit 2 ;;
+    *) SCENARIOS+=("$1") ;;
+  esac
+  shift
+done
+[ ${#SCENARIOS[@]} -gt 0 ] || { echo "usage: $0 [options] SCENARIO..." >&2; exit 2; }
+for s in "${SCENARIOS[@]}"; do
+  case "$s" in
+    hit-1k | pass-1k) ;;
+    *) echo "unknown scenario $s" >&2; exit 2 ;;
+  esac
+done
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+"$HERE/install.sh" >/dev/null
+if ! command -v perf >/dev/null 2>&1; then
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf
+fi
+ulimit -n 65536 2>/dev/null || true
+. "$HERE/lib.sh"
+build_outpost
+BASE=${LOAD_BASE:-/tmp/outpost-load}
+setup_run "$BASE/www" "$BASE/sched/run"
+# Nothing pinned: every process may use every CPU.
+PROXY_CPU=()
+LOAD_CPU=()
+sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|$(nproc)|g" "$HERE/nginx-cache.conf" \
+  > "$RUN/nginx-cache.conf"
+guard 1800
+start_origin
+TOOL="$HERE/loadtool.py"
+EVENTS=task-clock,context-switches,cpu-migrations,sched:sched_wakeup,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,raw_syscalls:sys_enter
+COLS=(task-clock context-switches cpu-migrations sched:sched_wakeup syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait raw_syscalls:sys_enter)
+RAW="$RUN/rows"
+: > "$RAW"
+
+# measure PROXY SCENARIO: one round; appends "proxy scenario req/s figures..."
+measure() {
+  local proxy=$1 s=$2 path
+  case "$s" in
+    hit-1k) path=/1k.bin ;;
+    pass-1k) path=/pass/1k.bin ;;
+  esac
+  start_peer "$proxy" "$RUN/outpost.toml" "$RUN/nginx-cache.conf"
+  for _ in 1 2 3; do python3 "$TOOL" warm "127.0.0.1:$PORT" "$path" 0 1 >/dev/null; done
+  wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT$path" >/dev/null
+  local pids
+  pids=$(echo "$PID" $(pgrep -P "$PID" || true) | tr ' ' ',')
+  perf stat -x, -e "$EVENTS" -p "$pids" -o "$RUN/stat" -- sleep "$SECS" &
+  local st=$!
+  local out
+  out=$(wrk -t1 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT$path")
+  wait "$st" || true
+  kill -TERM "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  local reqs
+  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  local row="$proxy $s $(echo "$out" | awk '/Requests\/sec/{print $2}')"
+  local c v
+  for c in "${COLS[@]}"; do
+    v=$(awk -F, -v e="$c" '$3 == e {print $1}' "$RUN/stat")
+    # task-clock is in ms: µs per request; the rest are counts per request.
+    if [ "$c" = task-clock ]; then
+      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.1f", v * 1000 / n}')"
+    else
+      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.3f", v / n}')"
+    fi
+  done
+  echo "$row" >> "$RAW"
+  echo "   $row"
+}
+
+for s in "${SCENARIOS[@]}"; do
+  for r in $(seq 1 "$ROUNDS"); do
+    echo "== $s round $r"
+    measure outpost "$s"
+    measure nginx "$s"
+  done
+done
+
+echo
+echo "# Per request, unpinned, wrk -t1 -c64 -d${SECS}s, medians of $ROUNDS rounds, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo
+echo "| scenario | proxy | req/s | CPU µs | context switches | migrations | wake-ups made | futex | epoll_wait | syscalls |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for s in "${SCENARIOS[@]}"; do
+  for p in outpost nginx; do
+    awk -v p="$p" -v s="$s" '$1 == p && $2 == s' "$RAW" | python3 -c '
+import sys, statistics
+rows = [l.split() for l in sys.stdin if l.strip()]
+cols = list(zip(*rows))
+med = [statistics.median(float(x) for x in c) for c in cols[2:]]
+fmt = ["{:,.0f}", "{:.1f}"] + ["{:.3f}"] * 6
+print("| " + rows[0][1] + " | " + rows[0][0] + " | " + " | ".join(f.format(m) for f, m in zip(fmt, med)) + " |")
+'
+  done
+done
