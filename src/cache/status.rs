@@ -305,11 +305,11 @@ impl CacheStatus {
     /// Appends this member to any `Cache-Status` already present (RFC 9211
     /// §2: caches closer to the client come later in the list).
     pub fn append_to(&self, headers: &mut HeaderMap) {
-        let mut out: Vec<u8> = Vec::with_capacity(96);
         // One lookup of the (non-standard, so costly to hash) name for both
         // reading what is there and writing the result.
         match headers.entry(CACHE_STATUS.clone()) {
             http::header::Entry::Occupied(mut e) => {
+                let mut out: Vec<u8> = Vec::with_capacity(96);
                 for v in e.iter() {
                     out.extend_from_slice(v.as_bytes());
                     out.extend_from_slice(b", ");
@@ -319,10 +319,43 @@ impl CacheStatus {
                 e.insert(self.value_of(&out));
             }
             http::header::Entry::Vacant(e) => {
-                self.encode(&mut out);
-                e.insert(self.value_of(&out));
+                e.insert(self.memoised_value());
             }
         }
+    }
+
+    /// This member alone as a field value, from a per-thread memo of the
+    /// last few encoded: most responses carry one of a handful of members
+    /// (a pass-through's is the same every time; a hit's changes with its
+    /// `ttl`), and a memoised value is a reference count, not an encoding,
+    /// a buffer and a copy.
+    fn memoised_value(&self) -> HeaderValue {
+        const SLOTS: usize = 4;
+        /// The next slot to fill, and the members with their values.
+        type Memo = (usize, [Option<(CacheStatus, HeaderValue)>; SLOTS]);
+        thread_local! {
+            static MEMO: std::cell::RefCell<Memo> =
+                const { std::cell::RefCell::new((0, [const { None }; SLOTS])) };
+        }
+        // A `key` is the request's own: not worth keeping.
+        if self.key.is_some() {
+            return self.to_header_value();
+        }
+        MEMO.with(|m| {
+            let Ok(mut m) = m.try_borrow_mut() else {
+                return self.to_header_value();
+            };
+            let (next, slots) = &mut *m;
+            if let Some((_, v)) = slots.iter().flatten().find(|(cs, _)| cs == self) {
+                return v.clone();
+            }
+            let v = self.to_header_value();
+            if let Some(slot) = slots.get_mut(*next % SLOTS) {
+                *slot = Some((self.clone(), v.clone()));
+            }
+            *next = next.wrapping_add(1);
+            v
+        })
     }
 
     /// `out` as a field value (no core::fmt on the hot path: one

@@ -515,7 +515,11 @@ impl Pool {
                         origin.health.request_succeeded();
                     }
                     let mut resp = resp.map(|b| b.with_lease(lease));
-                    resp.extensions_mut().insert(Answered(i));
+                    // Only a sticky pool reads it (`sticky_set_cookie`):
+                    // an extension costs two allocations per response.
+                    if self.sticky.is_some() {
+                        resp.extensions_mut().insert(Answered(i));
+                    }
                     if replayable
                         && self.policy.retry_on.contains(&status)
                         && self.may_retry(attempt, tried, hash_key)
