@@ -266,9 +266,47 @@ fn set_min(slot: &mut Option<u32>, v: Option<u32>, malformed: &mut bool) {
 }
 
 impl ResponseDirectives {
-    /// Parses every `Cache-Control` field line of a response.
+    /// Parses every `Cache-Control` field line of a response. A single
+    /// short line (what nearly every origin sends, the same on each of its
+    /// responses) is read through a per-thread memo of the last few.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::parse(headers.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes()))
+        let mut lines = headers.get_all(CACHE_CONTROL).iter();
+        match (lines.next(), lines.next()) {
+            (Some(v), None) => Self::memoised(v.as_bytes()),
+            _ => Self::parse(headers.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes())),
+        }
+    }
+
+    /// [`Self::parse`] of one field line, memoised by its bytes.
+    fn memoised(line: &[u8]) -> Self {
+        const SLOTS: usize = 4;
+        const LONGEST: usize = 48;
+        type Slot = Option<(usize, [u8; LONGEST], ResponseDirectives)>;
+        thread_local! {
+            static MEMO: std::cell::RefCell<(usize, [Slot; SLOTS])> =
+                const { std::cell::RefCell::new((0, [const { None }; SLOTS])) };
+        }
+        let mut key = [0u8; LONGEST];
+        let Some(k) = key.get_mut(..line.len()) else {
+            return Self::parse([line]);
+        };
+        k.copy_from_slice(line);
+        MEMO.with(|m| {
+            let Ok(mut m) = m.try_borrow_mut() else {
+                return Self::parse([line]);
+            };
+            let (next, slots) = &mut *m;
+            let mut found = slots.iter().flatten();
+            if let Some((_, _, d)) = found.find(|(n, b, _)| *n == line.len() && *b == key) {
+                return d.clone();
+            }
+            let d = Self::parse([line]);
+            if let Some(slot) = slots.get_mut(*next % SLOTS) {
+                *slot = Some((line.len(), key, d.clone()));
+            }
+            *next = next.wrapping_add(1);
+            d
+        })
     }
 
     /// Parses Cache-Control field values (each may hold several directives).

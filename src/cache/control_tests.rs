@@ -309,3 +309,37 @@ fn fields_present_finds_each_name_once_scanned() {
         .collect();
     assert!(fields_present(&h, &many).has(65));
 }
+
+#[test]
+fn a_memoised_line_reads_as_a_fresh_parse() {
+    let lines = [
+        "no-store",
+        "public, max-age=86400",
+        "max-age=60, no-cache=\"set-cookie\"",
+        "MAX-AGE=5",
+        "max-age=5",
+        "private, max-age=1, stale-while-revalidate=30",
+        "max-age=\"7\"",
+        "a-line-longer-than-the-memo-keeps-for-its-key, max-age=9",
+    ];
+    // Twice round, more lines than the memo has slots: misses, evictions
+    // and hits all read as the parser does.
+    for _ in 0..2 {
+        for l in lines {
+            let mut h = HeaderMap::new();
+            h.insert(CACHE_CONTROL, HeaderValue::from_static(l));
+            assert_eq!(
+                ResponseDirectives::from_headers(&h),
+                ResponseDirectives::parse([l.as_bytes()]),
+                "{l}"
+            );
+        }
+    }
+    // Two lines: both read.
+    let mut h = HeaderMap::new();
+    h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+    h.append(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let d = ResponseDirectives::from_headers(&h);
+    assert_eq!(d.max_age, Some(5));
+    assert!(d.no_store);
+}

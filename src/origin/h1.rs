@@ -19,13 +19,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Origin;
 use super::h1_body::{Framing, H1Body};
+#[cfg(test)]
+use super::h1_head::ConnectionOptions;
+use super::h1_head::{Head, parse_head};
 use super::headers::Forwarding;
 pub use super::stream::OriginStream;
 use crate::deadline::Deadline;
@@ -33,8 +36,6 @@ use crate::error::{Error, ErrorKind};
 
 /// Largest response head accepted from an origin.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// Most header fields accepted in one response head.
-const MAX_HEADERS: usize = 128;
 /// Bytes reserved for each read of a response head.
 const HEAD_READ: usize = 8 * 1024;
 
@@ -191,8 +192,11 @@ impl H1Client {
         mut head: Head,
         method: &Method,
     ) -> Result<Response<H1Body>, Error> {
-        let framing = Framing::of(method, head.status, &head.headers)
-            .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)))?;
+        let framing = match head.plain_length {
+            Some(n) if !head.transfer_encoding => Ok(Framing::of_length(method, head.status, n)),
+            _ => Framing::of(method, head.status, &head.headers),
+        }
+        .map_err(|e| Error::new(ErrorKind::OriginProtocol, format!("{}: {e}", origin.url)))?;
         let mut codings = Vec::new();
         if head.transfer_encoding {
             // Codings other than chunked are taken off the body (a HEAD,
@@ -329,65 +333,6 @@ impl H1Client {
     }
 }
 
-/// A parsed response head.
-struct Head {
-    status: StatusCode,
-    version: Version,
-    /// Free of hop-by-hop fields (RFC 9110 §7.6.1), but for
-    /// `Transfer-Encoding`, which [`H1Client::respond`] reads for the
-    /// framing and then removes. They are left out as the head is parsed:
-    /// inserting them to have the proxy find and remove them again cost
-    /// ~1,000 instructions per pass-through response.
-    headers: HeaderMap,
-    connection: ConnectionOptions,
-    transfer_encoding: bool,
-}
-
-/// The `close` and `keep-alive` options of a response's `Connection`
-/// (RFC 9112 §9.3, §9.6).
-#[derive(Debug, Default, Clone, Copy)]
-struct ConnectionOptions {
-    close: bool,
-    keep_alive: bool,
-}
-
-impl ConnectionOptions {
-    /// Adds the options of one `Connection` line; returns whether it names
-    /// anything else (a field that must then be stripped by name).
-    fn add_line(&mut self, value: &[u8]) -> bool {
-        // A value that is not visible ASCII reads as `close`.
-        if !visible_ascii(value) {
-            self.close = true;
-            return true;
-        }
-        let mut other = false;
-        for t in value.split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if t.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if !t.is_empty() {
-                other = true;
-            }
-        }
-        other
-    }
-
-    /// Whether the connection may carry another request (RFC 9112 §9.3).
-    fn keeps_alive(self, version: Version) -> bool {
-        !self.close && (version == Version::HTTP_11 || self.keep_alive)
-    }
-}
-
-/// Whether `value` is what `HeaderValue::to_str` accepts: visible ASCII,
-/// spaces and tabs.
-fn visible_ascii(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-}
-
 /// Writes the request head and reads the final response head, handing
 /// interim (1xx) responses to [`super::interim`], before `deadline`.
 async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Conn, Head), Failure> {
@@ -451,118 +396,6 @@ async fn exchange_io(
             Err(e) => return Err(Failure::Io(e)),
         }
     }
-}
-
-/// Parses a complete response head from the front of `buf` and removes
-/// it: `None` when more bytes are needed. Field values share the head's
-/// bytes instead of being copied one by one.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
-    // Uninitialised: filling 128 empty fields per response showed up in
-    // the pass-through profile.
-    let mut fields =
-        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let used = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp,
-        buf,
-        &mut fields,
-    ) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(format!("more than {MAX_HEADERS} header fields"));
-        }
-        Err(e) => return Err(format!("malformed response head: {e}")),
-    };
-    let code = resp.code.ok_or("no status code")?;
-    let status = StatusCode::from_u16(code).map_err(|_| format!("bad status code {code}"))?;
-    let version = match resp.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    // Offsets of each name and value, so that they can be taken from the
-    // head once it is split off the buffer.
-    let base = buf.as_ptr() as usize;
-    let n = resp.headers.len();
-    // On the stack for typical heads (zeroing room for MAX_HEADERS showed
-    // in the profile), on the heap for long ones.
-    let mut small = [(0u32, 0u32, 0u32, 0u32); 24];
-    let mut large = Vec::new();
-    let spans: &mut [(u32, u32, u32, u32)] = match small.get_mut(..n) {
-        Some(s) => s,
-        None => {
-            large.resize(n, (0, 0, 0, 0));
-            &mut large
-        }
-    };
-    for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
-        let name_at = f.name.as_ptr() as usize - base;
-        let value_at = f.value.as_ptr() as usize - base;
-        // The head is at most MAX_HEAD bytes, so offsets fit in u32.
-        *span = (
-            name_at as u32,
-            f.name.len() as u32,
-            value_at as u32,
-            f.value.len() as u32,
-        );
-    }
-    let head = buf.split_to(used).freeze();
-    // Room for what the pipeline adds (Via, Cache-Status, Age) without a
-    // rehash of the map (~600 instructions per pass-through request).
-    let mut headers = HeaderMap::with_capacity(n + 3);
-    let mut connection = ConnectionOptions::default();
-    let mut transfer_encoding = false;
-    // Connection lines that name other fields (rare): by value span.
-    let mut naming: Vec<(usize, usize)> = Vec::new();
-    for &(na, nl, va, vl) in spans.iter() {
-        let raw_name = head
-            .get(na as usize..(na + nl) as usize)
-            .unwrap_or_default();
-        let name = super::names::field_name(raw_name)
-            .ok_or_else(|| format!("bad field name {:?}", String::from_utf8_lossy(raw_name)))?;
-        let (va, vend) = (va as usize, (va + vl) as usize);
-        if vend > head.len() {
-            return Err("field value outside the head".into());
-        }
-        // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
-        if super::headers::always_hop_by_hop(&name) {
-            if name == header::TRANSFER_ENCODING {
-                transfer_encoding = true;
-            } else {
-                if name == header::CONNECTION
-                    && connection.add_line(head.get(va..vend).unwrap_or_default())
-                {
-                    naming.push((va, vend));
-                }
-                continue;
-            }
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice(va..vend))
-            .map_err(|_| format!("bad value of field {name}"))?;
-        headers.append(name, value);
-    }
-    for (va, vend) in naming {
-        // Not visible ASCII: no field is named (and it reads as close),
-        // as strip_hop_by_hop treats a line `to_str` refuses.
-        let Some(line) = head
-            .get(va..vend)
-            .filter(|v| visible_ascii(v))
-            .and_then(|v| std::str::from_utf8(v).ok())
-        else {
-            continue;
-        };
-        let tokens = line.split(',').map(str::trim).filter(|t| !t.is_empty());
-        for name in super::headers::connection_named(tokens, false) {
-            headers.remove(name);
-        }
-    }
-    Ok(Some(Head {
-        status,
-        version,
-        headers,
-        connection,
-        transfer_encoding,
-    }))
 }
 
 /// The request head: request line, the caller's fields (already free of

@@ -43,12 +43,7 @@ pub enum Framing {
 impl Framing {
     /// The framing of a response to `method` with `status` and `headers`.
     pub fn of(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, String> {
-        // RFC 9112 §6.3 item 1.
-        if *method == Method::HEAD
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if Self::bodiless(method, status) {
             return Ok(Framing::Length(0));
         }
         // §6.3 item 3: Transfer-Encoding with Content-Length may be a
@@ -81,6 +76,24 @@ impl Framing {
             }
         }
         Ok(len.map_or(Framing::Close, Framing::Length))
+    }
+
+    /// The framing of a response whose only `Content-Length` is `n` and
+    /// that has no `Transfer-Encoding`: what [`Framing::of`] finds for it.
+    pub fn of_length(method: &Method, status: StatusCode, n: u64) -> Framing {
+        if Self::bodiless(method, status) {
+            Framing::Length(0)
+        } else {
+            Framing::Length(n)
+        }
+    }
+
+    /// RFC 9112 §6.3 item 1: responses that never have content.
+    fn bodiless(method: &Method, status: StatusCode) -> bool {
+        *method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
     }
 
     /// Whether the connection can carry another exchange after this body.

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use http::{HeaderValue, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -319,6 +320,43 @@ fn connection_options_follow_rfc_9112_9_3() {
     assert_eq!(opts(&[b"x-a,close"]), (false, false, true));
     // Not visible ASCII: read as close, and stripped by name.
     assert_eq!(opts(&[b"keep-alive\xff"]), (false, false, true));
+}
+
+#[test]
+fn a_plain_content_length_frames_as_the_full_reading_does() {
+    let heads = [
+        ("Content-Length: 12", Some(12)),
+        ("Content-Length: 012", Some(12)),
+        ("Content-Length:  7  ", Some(7)),
+        ("content-length: 0", Some(0)),
+        ("Content-Length: 5, 5", None),
+        ("Content-Length: 5\r\nContent-Length: 5", None),
+        ("Content-Length: 99999999999999999999", None),
+        ("Content-Length: +5", None),
+        ("Content-Length: ", None),
+        ("Transfer-Encoding: chunked", None),
+        ("X-A: 1", None),
+    ];
+    for (fields, plain) in heads {
+        for (method, status) in [
+            (Method::GET, 200),
+            (Method::HEAD, 200),
+            (Method::GET, 204),
+            (Method::GET, 304),
+        ] {
+            let text = format!("HTTP/1.1 {status} X\r\n{fields}\r\n\r\n");
+            let mut buf = BytesMut::from(text.as_bytes());
+            let head = parse_head(&mut buf).unwrap().unwrap();
+            assert_eq!(head.plain_length, plain, "{fields:?}");
+            if let Some(n) = head.plain_length {
+                assert_eq!(
+                    Ok(Framing::of_length(&method, head.status, n)),
+                    Framing::of(&method, head.status, &head.headers),
+                    "{fields:?} {method} {status}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]

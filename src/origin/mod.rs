@@ -16,6 +16,7 @@
 
 pub mod h1;
 pub mod h1_body;
+mod h1_head;
 pub mod headers;
 pub mod interim;
 pub mod names;
