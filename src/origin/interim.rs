@@ -4,7 +4,8 @@
 //! response.
 //!
 //! The client connection creates an [`Interim`] and runs the request's
-//! pipeline in its scope (a task-local): the origin client queues the 1xx
+//! pipeline in its scope (a task-local entered around each poll of the
+//! pipeline): the origin client queues the 1xx
 //! heads it reads, the connection writes them out whenever the pipeline
 //! waits. A request without such a connection (a background refresh, a
 //! protocol that cannot send them) has no scope, and its 1xx are dropped,
@@ -47,14 +48,9 @@ impl Interim {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` (a request's pipeline) with `self` as its interim responses.
-    pub fn scope<F: Future>(self, f: F) -> tokio::task::futures::TaskLocalFuture<Interim, F> {
-        CURRENT.scope(self, f)
-    }
-
     /// Runs `f` (one poll of a request's pipeline) with `self` as its interim
-    /// responses: what [`Interim::scope`] does around every poll, without a
-    /// future wrapped around the pipeline's (a move of which copies it whole).
+    /// responses. Entered per poll rather than wrapped around the pipeline's
+    /// future: a wrapper's construction moves (copies) the whole future.
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self.clone(), f)
     }
@@ -141,17 +137,15 @@ pub fn from_origin(status: StatusCode, fields: HeaderMap) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn heads_reach_the_scope_they_were_read_in() {
+    #[test]
+    fn heads_reach_the_scope_they_were_read_in() {
         let i = Interim::default();
         let mut link = HeaderMap::new();
         link.insert(LINK, HeaderValue::from_static("</s.css>; rel=preload"));
-        i.clone()
-            .scope(async {
-                from_origin(StatusCode::CONTINUE, HeaderMap::new());
-                from_origin(StatusCode::EARLY_HINTS, link);
-            })
-            .await;
+        i.enter(|| {
+            from_origin(StatusCode::CONTINUE, HeaderMap::new());
+            from_origin(StatusCode::EARLY_HINTS, link);
+        });
         // Outside any scope: dropped.
         from_origin(StatusCode::EARLY_HINTS, HeaderMap::new());
         let cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -182,7 +182,9 @@ async fn stream(
     let (in_progress, _) = meter.request();
     let req = req.map(|b| RequestBody::H2(crate::origin::request_body::H2Body::new(b)));
     let interim = Interim::default();
-    let mut pipeline = pin!(interim.clone().scope(handler(req, peer)));
+    // The interim responses' scope is entered around each poll (see
+    // `Interim::enter`).
+    let mut pipeline = pin!(handler(req, peer));
     // Taken apart as soon as it is made: a box would cost an allocation per request.
     #[allow(clippy::large_enum_variant)]
     enum Step {
@@ -192,7 +194,7 @@ async fn stream(
     }
     let resp = loop {
         let step = poll_fn(|cx| {
-            if let Poll::Ready(r) = pipeline.as_mut().poll(cx) {
+            if let Poll::Ready(r) = interim.enter(|| pipeline.as_mut().poll(cx)) {
                 return Poll::Ready(Step::Done(r));
             }
             if interim.poll_pending(cx) {
