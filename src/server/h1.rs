@@ -308,27 +308,31 @@ where
             // The final response is never held across an await here: it would
             // take room in every connection's state, idle ones included.
             let (resp, heads) = loop {
-                let step = poll_fn(|cx| {
-                    let Some(i) = interim.as_ref() else {
-                        return pipeline.as_mut().poll(cx).map(Some);
-                    };
-                    match i.enter(|| pipeline.as_mut().poll(cx)) {
-                        Poll::Ready(r) => Poll::Ready(Some(r)),
-                        Poll::Pending if i.poll_pending(cx) => Poll::Ready(None),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await;
-                let heads = interim.as_ref().map(Interim::take).unwrap_or_default();
-                match step {
-                    Some(r) => break (r, heads),
-                    None => {
-                        // Boxed: rare, and its state would take room in every connection's.
-                        if let Err(e) = Box::pin(write_interim(&mut io, &mut wbuf, heads)).await {
-                            tracing::debug!(error = %e, "client connection write failed");
-                            return;
+                // In a block of its own: `step` (a response's size) must not be
+                // live across the interim write's await below, or it takes room
+                // in every connection's state, idle ones included.
+                let heads = {
+                    let step = poll_fn(|cx| {
+                        let Some(i) = interim.as_ref() else {
+                            return pipeline.as_mut().poll(cx).map(Some);
+                        };
+                        match i.enter(|| pipeline.as_mut().poll(cx)) {
+                            Poll::Ready(r) => Poll::Ready(Some(r)),
+                            Poll::Pending if i.poll_pending(cx) => Poll::Ready(None),
+                            Poll::Pending => Poll::Pending,
                         }
+                    })
+                    .await;
+                    let heads = interim.as_ref().map(Interim::take).unwrap_or_default();
+                    match step {
+                        Some(r) => break (r, heads),
+                        None => heads,
                     }
+                };
+                // Boxed: rare, and its state would take room in every connection's.
+                if let Err(e) = Box::pin(write_interim(&mut io, &mut wbuf, heads)).await {
+                    tracing::debug!(error = %e, "client connection write failed");
+                    return;
                 }
             };
             served += 1;
