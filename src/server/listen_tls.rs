@@ -75,27 +75,35 @@ where
             let Some((peer, _guard)) = super::conn::open_conn(&mut stream, peer, &setup).await else {
                 return;
             };
-            let handshake = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
-            };
-            let tls = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    if let Some(why) = classify(&e) {
-                        Counters::global().tls_failed(why);
-                        tracing::debug!(%peer, error = %e, reason = why.as_str(), "TLS handshake failed");
+            // In a block: the handshake's result and the stream it was borrowed
+            // from to read the ALPN protocol would otherwise keep their places
+            // (a TLS stream's size each) in the task's state for the
+            // connection's life (a local once borrowed is kept until its scope
+            // ends).
+            let (tls, h2) = {
+                let handshake = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
+                };
+                let tls = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        if let Some(why) = classify(&e) {
+                            Counters::global().tls_failed(why);
+                            tracing::debug!(%peer, error = %e, reason = why.as_str(), "TLS handshake failed");
+                        }
+                        return;
                     }
-                    return;
-                }
-                Err(_) => {
-                    Counters::global().tls_failed(TlsFailure::Timeout);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+                    Err(_) => {
+                        Counters::global().tls_failed(TlsFailure::Timeout);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                Counters::global().tls_handshake();
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                (tls, h2)
             };
-            Counters::global().tls_handshake();
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let (stop, limits) = (cancel.clone(), setup.abuse);
             let with_hyper =
                 move |io| super::hyper_conn::serve_hyper(io, h, peer, &builder, stop, limits);
@@ -104,7 +112,10 @@ where
                     h2: Some((s, h2h)),
                     ..
                 }) if h2 => {
-                    super::h2::serve(tls, h2h.clone(), peer, *s, cancel.clone(), setup.abuse).await;
+                    // Boxed: inline, an HTTP/2 connection's state would take room
+                    // in every HTTP/1.1 connection's task too.
+                    Box::pin(super::h2::serve(tls, h2h.clone(), peer, *s, cancel.clone(), setup.abuse))
+                        .await;
                 }
                 Some(f) if !h2 => {
                     // The pipeline's own future, as on the cleartext listener.
