@@ -7,11 +7,14 @@
 # open (p50/p99/max), the active clients' req/s and p99, and how many idle
 # connections were still open at the end.
 #
-#   benches/load/conns.sh [--idle N[,N...]] [--duration SECS] [--bin PATH] [--h2]
+#   benches/load/conns.sh [--idle N[,N...]] [--duration SECS] [--bin PATH] [--h2 | --tls]
 #
 # --h2: the idle connections speak HTTP/2 with prior knowledge (h2c; nginx gets
 # a second listener with `http2` for them, as its 1.22 takes either protocol on
 # a cleartext port, not both), the active ones HTTP/1.1 as before.
+# --tls: the idle connections speak HTTP/1.1 over TLS 1.3 (ALPN http/1.1, one
+# ECDSA P-256 certificate made here with openssl); each proxy gets a TLS
+# listener for them, the active ones stay on cleartext HTTP/1.1.
 #
 # The idle connections come from 127.0.0.2, .3, ... (20,000 per address, so
 # ephemeral ports never run out). Each connection is a descriptor in the
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --duration) DUR=$2; shift ;;
     --bin) BIN=$2; shift ;;
     --h2) PROTO=h2 ;;
+    --tls) PROTO=h1tls ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -43,6 +47,15 @@ setup_run "$BASE/www" "$BASE/conns"
 sed "s|@RUN@|$RUN|g; s|@WORKERS@|1|g" "$HERE/nginx-cache.conf" > "$RUN/nginx-cache.conf"
 if [ "$PROTO" = h2 ]; then
   sed -i 's|^\( *\)listen 127.0.0.1:18081 reuseport backlog=4096;|&\n\1listen 127.0.0.1:18084 http2 backlog=4096;|' "$RUN/nginx-cache.conf"
+fi
+if [ "$PROTO" = h1tls ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -keyout "$RUN/bench.key" -out "$RUN/bench.crt" -subj /CN=bench.test \
+    -addext "subjectAltName=DNS:bench.test" 2> /dev/null
+  sed -i "s|^\( *\)listen 127.0.0.1:18081 reuseport backlog=4096;|&\n\1listen 127.0.0.1:18085 ssl backlog=4096;\n\1ssl_certificate $RUN/bench.crt;\n\1ssl_certificate_key $RUN/bench.key;|" \
+    "$RUN/nginx-cache.conf"
+  sed -i 's|^admin = .*|&\ntls = "127.0.0.1:18092"|' "$RUN/outpost.toml"
+  printf '\n[[tls.certificates]]\ncert = "%s"\nkey = "%s"\n' "$RUN/bench.crt" "$RUN/bench.key" >> "$RUN/outpost.toml"
 fi
 guard 3600
 start_origin
@@ -65,6 +78,7 @@ for n in ${IDLE//,/ }; do
     before=$(tree_rss "$PID")
     IPORT=$PORT
     [ "$PROTO" = h2 ] && [ "$p" = nginx ] && IPORT=18084
+    [ "$PROTO" = h1tls ] && IPORT=$([ "$p" = nginx ] && echo 18085 || echo 18092)
     coproc IDLER { "${LOAD_CPU[@]}" python3 "$HERE/loadtool.py" idle "127.0.0.1:$IPORT" /1k.bin "$n" 20000 256 "$PROTO"; }
     read -r opened <&"${IDLER[0]}"
     read -r ready <&"${IDLER[0]}"

@@ -218,8 +218,9 @@ async def storm(addr, path, clients):
           f"done_p99_ms={pct(done, .99) * 1000:.1f}")
 
 
-async def idle(addr, path, n, per_ip, conc, h2=False):
+async def idle(addr, path, n, per_ip, conc, h2=False, tls=False):
     """Opens n keep-alive connections (up to per_ip from each of 127.0.0.2, .3, ...),
+    over TLS (HTTP/1.1 by ALPN, the certificate not checked) when `tls`,
     sends one request on each, and keeps them open and silent. Prints the time from
     connect to the whole first answer (p50, p99, max), then 'ready', then waits for a
     line on stdin before it closes them."""
@@ -233,6 +234,13 @@ async def idle(addr, path, n, per_ip, conc, h2=False):
     lat = []
     failed = 0
     sem = asyncio.Semaphore(conc)
+    ctx = None
+    if tls:
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
 
     async def one(i):
         nonlocal failed
@@ -240,9 +248,11 @@ async def idle(addr, path, n, per_ip, conc, h2=False):
         async with sem:
             t0 = time.monotonic()
             try:
-                r, w = await asyncio.open_connection(host, int(port), local_addr=(src, 0))
+                r, w = await asyncio.open_connection(
+                    host, int(port), local_addr=(src, 0), ssl=ctx,
+                    server_hostname="bench.test" if tls else None)
                 status, _, _ = await (fetch_h2 if h2 else fetch)(r, w, addr, path)
-            except (OSError, asyncio.IncompleteReadError):
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 failed += 1
                 return
             if status != 200:
@@ -358,11 +368,12 @@ def main():
             print(f"warm: {failures} failures", file=sys.stderr)
             sys.exit(1)
     elif cmd == "idle":
-        # idle ADDR PATH N [PER_IP] [CONCURRENCY] [h1|h2]
+        # idle ADDR PATH N [PER_IP] [CONCURRENCY] [h1|h2|h1tls]
         per_ip = int(sys.argv[5]) if len(sys.argv) > 5 else 20000
         conc = int(sys.argv[6]) if len(sys.argv) > 6 else 256
-        h2 = len(sys.argv) > 7 and sys.argv[7] == "h2"
-        asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4]), per_ip, conc, h2))
+        proto = sys.argv[7] if len(sys.argv) > 7 else "h1"
+        asyncio.run(idle(sys.argv[2], sys.argv[3], int(sys.argv[4]), per_ip, conc,
+                         proto == "h2", proto == "h1tls"))
     elif cmd == "storm":
         asyncio.run(storm(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif cmd == "gen":
