@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use http::header::{CACHE_CONTROL, HeaderName};
 
+use super::recent::Recent;
 use super::syntax::{
     DELTA_SECONDS_MAX, is_token, parse_delta_seconds, split_list, trim_ows, unquote,
 };
@@ -279,15 +280,15 @@ impl ResponseDirectives {
 
     /// [`Self::parse`] of one field line, memoised by its bytes.
     fn memoised(line: &[u8]) -> Self {
-        const SLOTS: usize = 4;
+        /// Longest line kept (as its length and bytes).
         const LONGEST: usize = 48;
-        type Slot = Option<(usize, [u8; LONGEST], ResponseDirectives)>;
+        type Line = (usize, [u8; LONGEST]);
         thread_local! {
-            static MEMO: std::cell::RefCell<(usize, [Slot; SLOTS])> =
-                const { std::cell::RefCell::new((0, [const { None }; SLOTS])) };
+            static MEMO: std::cell::RefCell<Recent<Line, ResponseDirectives, 4>> =
+                const { std::cell::RefCell::new(Recent::new()) };
         }
-        let mut key = [0u8; LONGEST];
-        let Some(k) = key.get_mut(..line.len()) else {
+        let mut key = (line.len(), [0u8; LONGEST]);
+        let Some(k) = key.1.get_mut(..line.len()) else {
             return Self::parse([line]);
         };
         k.copy_from_slice(line);
@@ -295,16 +296,11 @@ impl ResponseDirectives {
             let Ok(mut m) = m.try_borrow_mut() else {
                 return Self::parse([line]);
             };
-            let (next, slots) = &mut *m;
-            let mut found = slots.iter().flatten();
-            if let Some((_, _, d)) = found.find(|(n, b, _)| *n == line.len() && *b == key) {
-                return d.clone();
+            if let Some(d) = m.get(&key) {
+                return d;
             }
             let d = Self::parse([line]);
-            if let Some(slot) = slots.get_mut(*next % SLOTS) {
-                *slot = Some((line.len(), key, d.clone()));
-            }
-            *next = next.wrapping_add(1);
+            m.put(key, d.clone());
             d
         })
     }

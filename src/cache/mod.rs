@@ -36,6 +36,7 @@ pub mod meta;
 pub mod meta_memo;
 pub mod post;
 pub mod range;
+pub(crate) mod recent;
 mod sfv;
 pub mod slice;
 pub mod status;

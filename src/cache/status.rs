@@ -8,6 +8,7 @@ use std::fmt;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::recent::Recent;
 use super::sfv::{is_sf_token, write_string};
 
 /// `Cache-Status` (RFC 9211 §2).
@@ -330,12 +331,9 @@ impl CacheStatus {
     /// `ttl`), and a memoised value is a reference count, not an encoding,
     /// a buffer and a copy.
     fn memoised_value(&self) -> HeaderValue {
-        const SLOTS: usize = 4;
-        /// The next slot to fill, and the members with their values.
-        type Memo = (usize, [Option<(CacheStatus, HeaderValue)>; SLOTS]);
         thread_local! {
-            static MEMO: std::cell::RefCell<Memo> =
-                const { std::cell::RefCell::new((0, [const { None }; SLOTS])) };
+            static MEMO: std::cell::RefCell<Recent<CacheStatus, HeaderValue, 4>> =
+                const { std::cell::RefCell::new(Recent::new()) };
         }
         // A `key` is the request's own: not worth keeping.
         if self.key.is_some() {
@@ -345,15 +343,11 @@ impl CacheStatus {
             let Ok(mut m) = m.try_borrow_mut() else {
                 return self.to_header_value();
             };
-            let (next, slots) = &mut *m;
-            if let Some((_, v)) = slots.iter().flatten().find(|(cs, _)| cs == self) {
-                return v.clone();
+            if let Some(v) = m.get(self) {
+                return v;
             }
             let v = self.to_header_value();
-            if let Some(slot) = slots.get_mut(*next % SLOTS) {
-                *slot = Some((self.clone(), v.clone()));
-            }
-            *next = next.wrapping_add(1);
+            m.put(self.clone(), v.clone());
             v
         })
     }
