@@ -44,13 +44,8 @@ for s in "${SCENARIOS[@]}"; do
   esac
 done
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+# Installs perf too.
 "$HERE/install.sh" >/dev/null
-if ! command -v perf >/dev/null 2>&1; then
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf
-fi
 BASE=${LOAD_BASE:-/tmp/outpost-load}
 TOOLS=$BASE/tools
 if [ "$SVG" = 1 ] && ! command -v inferno-flamegraph >/dev/null 2>&1 \

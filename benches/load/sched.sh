@@ -40,13 +40,8 @@ for s in "${SCENARIOS[@]}"; do
   esac
 done
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+# Installs perf too.
 "$HERE/install.sh" >/dev/null
-if ! command -v perf >/dev/null 2>&1; then
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf
-fi
 ulimit -n 65536 2>/dev/null || true
 . "$HERE/lib.sh"
 build_outpost
