@@ -26,8 +26,6 @@ use tokio::time::Instant;
 
 use super::Origin;
 use super::h1_body::{Framing, H1Body};
-#[cfg(test)]
-use super::h1_head::ConnectionOptions;
 use super::h1_head::{Head, parse_head};
 use super::headers::Forwarding;
 pub use super::stream::OriginStream;

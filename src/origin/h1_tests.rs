@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::*;
 use crate::config::OriginUrl;
 use crate::origin::Origin;
+use crate::origin::h1_head::ConnectionOptions;
 use crate::origin::headers::Forwarding;
 
 /// What the scripted origin does for one request.
