@@ -312,6 +312,8 @@ pub struct NodeProcess {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener's address, when the config has one.
+    pub tls: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
@@ -360,18 +362,24 @@ impl NodeProcess {
         let mut lines = BufReader::new(out).lines();
         let mut proxy = None;
         let mut admin = None;
-        while proxy.is_none() || admin.is_none() {
+        let mut tls = None;
+        // The TLS line comes last: read up to it when the config has one.
+        let want_tls = text.contains("\ntls = ");
+        while proxy.is_none() || admin.is_none() || (want_tls && tls.is_none()) {
             let line = lines.next().expect("node exited before listening").unwrap();
             if let Some(a) = line.strip_prefix("outpost: proxy listening on http://") {
                 proxy = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("outpost: admin listening on http://") {
                 admin = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("outpost: tls listening on https://") {
+                tls = Some(a.parse().unwrap());
             }
         }
         NodeProcess {
             child,
             proxy: proxy.unwrap(),
             admin: admin.unwrap(),
+            tls,
             dir,
         }
     }
