@@ -14,17 +14,6 @@ use common::*;
 
 const CONNS: usize = 2000;
 
-fn rss(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 /// One GET on `s`; the response's head.
 fn exchange(s: &mut TcpStream, host: &str) -> String {
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -55,7 +44,6 @@ async fn two_thousand_idle_keep_alive_connections_hold_no_buffers() {
     let node = NodeProcess::start(&origin.url(), "");
     let host = node.proxy.to_string();
     let addr = node.proxy;
-    let pid = node.child.id();
     let open = |n: usize, host: String| {
         tokio::task::spawn_blocking(move || {
             let mut v = Vec::with_capacity(n);
@@ -75,10 +63,10 @@ async fn two_thousand_idle_keep_alive_connections_hold_no_buffers() {
     // Past the idle release (100 ms) and the allocator's next give-back (at most a second
     // after it, when a worker runs out of work).
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let before = rss(pid);
+    let before = node.rss();
     let mut conns = open(CONNS, host.clone()).await.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let per = rss(pid).saturating_sub(before) / CONNS as u64;
+    let per = node.rss().saturating_sub(before) / CONNS as u64;
     conns.extend(first);
     eprintln!("{per} bytes per idle connection");
     // 2 KiB each, with a quarter of that for the allocator's noise.

@@ -19,13 +19,6 @@ type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 const CONNS: usize = 1000;
 
-fn rss(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 /// One GET of a 100-byte object on `s`; the response's head, lower-cased.
 async fn exchange(s: &mut Tls) -> String {
     s.write_all(b"GET /size/100 HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
@@ -79,7 +72,6 @@ async fn a_thousand_idle_tls_connections_hold_little() {
     );
     let node = NodeProcess::start_text(&text, dir);
     let addr = node.tls.unwrap();
-    let pid = node.child.id();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca().cert.der().clone()).unwrap();
     let mut cfg = rustls::ClientConfig::builder_with_provider(outpost::server::tls::provider())
@@ -95,10 +87,10 @@ async fn a_thousand_idle_tls_connections_hold_little() {
     let first = open(addr, &cfg, CONNS / 2).await;
     // Past the idle release (100 ms) and the allocator's next give-back.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let before = rss(pid);
+    let before = node.rss();
     let mut conns = open(addr, &cfg, CONNS).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let per = rss(pid).saturating_sub(before) / CONNS as u64;
+    let per = node.rss().saturating_sub(before) / CONNS as u64;
     conns.extend(first);
     eprintln!("{per} bytes per idle TLS connection");
     assert!(per <= 12 * 1024, "{per} bytes per idle TLS connection");
