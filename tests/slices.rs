@@ -460,3 +460,57 @@ async fn stale_slices_stand_in_when_the_origin_is_down() {
     assert!(body == object(0), "the whole object, from stale slices");
     node.shutdown().await;
 }
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` is answered from the stored slices
+/// when every one the answer covers is stored and usable, else with a 504;
+/// the origin is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_cached_is_answered_from_stored_slices_and_never_fetches() {
+    let knobs = Arc::new(Knobs::default());
+    let o = origin(knobs.clone()).await;
+    let node = node(&o).await;
+    let url = node.url("/video");
+    let whole = object(0);
+    let only = ("cache-control", "only-if-cached");
+
+    let (s, _, _) = get_with(&url, &[only]).await;
+    assert_eq!(s, 504, "nothing stored");
+    assert_eq!(o.count(), 0);
+
+    // The last whole slice stored: a range within it is a hit; a range
+    // that also covers a slice not stored, and the whole object, are not.
+    let (a, b) = (9 * SLICE + 100, 9 * SLICE + 199);
+    let range = format!("bytes={a}-{b}");
+    let (s, _, _) = get_with(&url, &[("range", &range)]).await;
+    assert_eq!(s, 206);
+    until_stored(&url, &[("range", &range)], node.admin).await;
+    assert_eq!(o.count(), 1);
+    let (s, h, body) = get_with(&url, &[only, ("range", &range)]).await;
+    assert_eq!(s, 206);
+    assert_eq!(body, whole.slice(a as usize..=b as usize));
+    assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    let across = format!("bytes={}-{}", 9 * SLICE - 10, 9 * SLICE + 10);
+    let (s, _, _) = get_with(&url, &[only, ("range", &across)]).await;
+    assert_eq!(s, 504, "slice 8 is not stored");
+    let (s, _, _) = get_with(&url, &[only]).await;
+    assert_eq!(s, 504, "most slices are not stored");
+    assert_eq!(o.count(), 1, "{:?}", ranges_seen(&o));
+
+    // Every slice stored: the whole object, from the store.
+    let (s, _, _) = get(&url).await;
+    assert_eq!(s, 200);
+    until_stored(&url, &[], node.admin).await;
+    let fetched = o.count();
+    let (s, h, body) = get_with(&url, &[only]).await;
+    assert_eq!(s, 200);
+    assert!(body == whole, "the whole object");
+    assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    let (s, _, body) = get_with(&url, &[only, ("range", &across)]).await;
+    assert_eq!(s, 206);
+    assert_eq!(
+        body,
+        whole.slice((9 * SLICE - 10) as usize..=(9 * SLICE + 10) as usize)
+    );
+    assert_eq!(o.count(), fetched, "no origin request for only-if-cached");
+    node.shutdown().await;
+}

@@ -166,6 +166,15 @@ impl Proxy {
                 if let Some(r) = self.serve_from_fill(ctx, ck).await {
                     return Ok(r);
                 }
+                // A sliced object is stored as its slices, each under a key
+                // of its own; the sliced path never asks the origin here.
+                if ctx.marker.is_none()
+                    && let Some(size) = ctx.site.slice
+                    && crate::cache::slice::sliceable_request(&ctx.method, &ctx.headers)
+                    && let Some(r) = self.sliced(ctx, size, phase).await?
+                {
+                    return Ok(r);
+                }
                 return Err(Error::new(
                     ErrorKind::NotCached,
                     "only-if-cached: not stored",

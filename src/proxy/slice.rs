@@ -47,6 +47,9 @@ use crate::origin::{ResponseBody, strip_response_hop_by_hop};
 
 /// The most slices an answer may cover and still be checked for a hit.
 const HIT_CHECK_SLICES: u64 = 16;
+/// The most slices an `only-if-cached` answer may cover: each is looked up
+/// before the answer starts; a longer one is answered with a 504.
+const ONLY_IF_CACHED_SLICES: u64 = 4096;
 
 /// A slice ready to be read.
 pub(super) struct Slice {
@@ -138,15 +141,24 @@ impl Proxy {
                 return Ok(Some(r));
             }
         };
-        Ok(Some(self.slice_response(ctx, size, phase, s).await))
+        self.slice_response(ctx, size, phase, s).await.map(Some)
     }
 
     /// Whether every slice of `r` but `held` is in the store now (looked at
-    /// for answers of up to [`HIT_CHECK_SLICES`] slices; longer ones say
-    /// `partial`).
-    async fn all_stored(&self, ctx: &Ctx, size: u64, r: ByteRange, held: u64) -> bool {
+    /// for answers of up to `limit` slices; longer ones say no). With
+    /// `usable`, each must also be one the request may be answered with
+    /// without the origin.
+    async fn all_stored(
+        &self,
+        ctx: &Ctx,
+        size: u64,
+        r: ByteRange,
+        held: u64,
+        limit: u64,
+        usable: bool,
+    ) -> bool {
         let (first, last) = (r.start / size, r.end / size);
-        if last - first >= HIT_CHECK_SLICES {
+        if last - first >= limit {
             return false;
         }
         let Ok(cache) = self.cache_layer() else {
@@ -154,10 +166,15 @@ impl Proxy {
         };
         for i in (first..=last).filter(|i| *i != held) {
             let key = slice_key(&ctx.primary, i);
-            if cache
+            let Some(f) = cache
                 .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
                 .await
-                .is_none()
+            else {
+                return false;
+            };
+            if usable
+                && !decide(&f.meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse)
+                    .serve_without_origin()
             {
                 return false;
             }
@@ -172,7 +189,7 @@ impl Proxy {
         size: u64,
         phase: CachePhase,
         s: Box<Slice>,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Response<ProxyBody>, Error> {
         let total = s.rep.total;
         let now = SystemTime::now();
         let mut headers = self.client_fields(ctx, &s.meta);
@@ -189,8 +206,25 @@ impl Proxy {
         // A hit when the slice read, and every other slice it covers, is
         // stored; `partial` when some may have to be fetched (RFC 9211 §2.2).
         let within = match bytes {
+            Some(r)
+                if ctx.dirs.only_if_cached
+                    && (r.start < s.bounds.start || r.end > s.bounds.end) =>
+            {
+                // RFC 9111 §5.2.1.7: every slice stored, or no answer but a 504.
+                if !self
+                    .all_stored(ctx, size, r, s.index, ONLY_IF_CACHED_SLICES, true)
+                    .await
+                {
+                    return Err(Error::new(
+                        ErrorKind::NotCached,
+                        "only-if-cached: a slice of the answer is not stored",
+                    ));
+                }
+                true
+            }
             Some(r) if s.hit && (r.start < s.bounds.start || r.end > s.bounds.end) => {
-                self.all_stored(ctx, size, r, s.index).await
+                self.all_stored(ctx, size, r, s.index, HIT_CHECK_SLICES, false)
+                    .await
             }
             _ => true,
         };
@@ -230,7 +264,7 @@ impl Proxy {
         let outcome = evaluate(&ctx.method, &ctx.headers, &validators);
         let (mut headers, rec) = match self.preconditioned(outcome, headers, rec) {
             Ok(proceed) => proceed,
-            Err(answer) => return answer,
+            Err(answer) => return Ok(answer),
         };
         headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         let Some(r) = bytes else {
@@ -240,7 +274,7 @@ impl Proxy {
                 headers.remove(CONTENT_TYPE);
             }
             headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-            return self.build(sel.status(), headers, None, rec);
+            return Ok(self.build(sel.status(), headers, None, rec));
         };
         if sel != Selected::Full {
             headers.insert(CONTENT_RANGE, content_range(&r, total));
@@ -259,7 +293,7 @@ impl Proxy {
             done: false,
         };
         let body = walk.into_body();
-        self.build(sel.status(), headers, Some(body), rec)
+        Ok(self.build(sel.status(), headers, Some(body), rec))
     }
 
     /// The stored fields a client gets: the targeted fields when the site
@@ -301,6 +335,13 @@ impl Proxy {
                 } else if d.can_serve_stale_if_error() {
                     fallback = Some(f);
                 }
+            }
+            if ctx.dirs.only_if_cached {
+                // RFC 9111 §5.2.1.7: never the origin.
+                return Err(Error::new(
+                    ErrorKind::NotCached,
+                    "only-if-cached: a slice is not stored",
+                ));
             }
             match cache.coalescer().join(key) {
                 Join::Leader(w) => {
