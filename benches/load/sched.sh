@@ -8,8 +8,13 @@
 # epoll_wait calls, all system calls, and CPU time. Each figure is divided
 # by the requests wrk completed in the same window.
 #
-#   benches/load/sched.sh [--binary BIN] [--seconds N] [--rounds N] SCENARIO...
+#   benches/load/sched.sh [--binary BIN] [--seconds N] [--rounds N]
+#                         [--origin-with-proxy] SCENARIO...
 #   benches/load/sched.sh pass-1k hit-1k
+#
+# --origin-with-proxy: run.sh's mode of that name instead (one worker per
+# proxy, the proxy and the origin on CPU 0, wrk on CPU 1). The origin's
+# CPU time and context switches per request are counted too.
 #
 # SCENARIO is hit-1k or pass-1k. Rounds alternate the two proxies; the
 # table gives each figure's median. Uses the ports of run.sh (18080, 18081,
@@ -22,9 +27,11 @@ BIN="$ROOT/target/release/outpost"
 SECS=8
 ROUNDS=3
 SCENARIOS=()
+WITH_PROXY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) BIN=$2; shift ;;
+    --origin-with-proxy) WITH_PROXY=1 ;;
     --seconds) SECS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
@@ -47,13 +54,26 @@ ulimit -n 65536 2>/dev/null || true
 build_outpost
 BASE=${LOAD_BASE:-/tmp/outpost-load}
 setup_run "$BASE/www" "$BASE/sched/run"
-# Nothing pinned: every process may use every CPU.
-PROXY_CPU=()
-LOAD_CPU=()
-sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|$(nproc)|g" "$HERE/nginx-cache.conf" \
+if [ "$WITH_PROXY" = 1 ]; then
+  # The proxy and the origin on CPU 0, the load on CPU 1, a worker each.
+  MODE="pinned, the origin on the proxy's CPU"
+  WORKERS=1
+  ORIGIN_CPU=("${PROXY_CPU[@]}")
+else
+  # Nothing pinned: every process may use every CPU.
+  MODE=unpinned
+  WORKERS=$(nproc)
+  PROXY_CPU=()
+  LOAD_CPU=()
+  ORIGIN_CPU=()
+fi
+sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|$WORKERS|g" "$HERE/nginx-cache.conf" \
   > "$RUN/nginx-cache.conf"
 guard 1800
-start_origin
+"${ORIGIN_CPU[@]}" nginx -p "$RUN" -c "$RUN/origin.conf" &
+ORIGIN_PID=$!
+PIDS+=($ORIGIN_PID)
+wait_port 18080
 TOOL="$HERE/loadtool.py"
 EVENTS=task-clock,context-switches,cpu-migrations,sched:sched_wakeup,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,raw_syscalls:sys_enter
 COLS=(task-clock context-switches cpu-migrations sched:sched_wakeup syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait raw_syscalls:sys_enter)
@@ -74,9 +94,14 @@ measure() {
   pids=$(echo "$PID" $(pgrep -P "$PID" || true) | tr ' ' ',')
   perf stat -x, -e "$EVENTS" -p "$pids" -o "$RUN/stat" -- sleep "$SECS" &
   local st=$!
+  local opids
+  opids=$(echo "$ORIGIN_PID" $(pgrep -P "$ORIGIN_PID" || true) | tr ' ' ',')
+  perf stat -x, -e task-clock,context-switches -p "$opids" -o "$RUN/ostat" -- sleep "$SECS" &
+  local ost=$!
   local out
-  out=$(wrk -t1 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT$path")
+  out=$("${LOAD_CPU[@]}" wrk -t1 -c64 -d"${SECS}s" "http://127.0.0.1:$PORT$path")
   wait "$st" || true
+  wait "$ost" || true
   kill -TERM "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
   local reqs
@@ -86,6 +111,14 @@ measure() {
   for c in "${COLS[@]}"; do
     v=$(awk -F, -v e="$c" '$3 == e {print $1}' "$RUN/stat")
     # task-clock is in ms: µs per request; the rest are counts per request.
+    if [ "$c" = task-clock ]; then
+      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.1f", v * 1000 / n}')"
+    else
+      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.3f", v / n}')"
+    fi
+  done
+  for c in task-clock context-switches; do
+    v=$(awk -F, -v e="$c" '$3 == e {print $1}' "$RUN/ostat")
     if [ "$c" = task-clock ]; then
       row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.1f", v * 1000 / n}')"
     else
@@ -105,10 +138,10 @@ for s in "${SCENARIOS[@]}"; do
 done
 
 echo
-echo "# Per request, unpinned, wrk -t1 -c64 -d${SECS}s, medians of $ROUNDS rounds, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# Per request, $MODE, wrk -t1 -c64 -d${SECS}s, medians of $ROUNDS rounds, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
-echo "| scenario | proxy | req/s | CPU µs | context switches | migrations | wake-ups made | futex | epoll_wait | syscalls |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| scenario | proxy | req/s | CPU µs | context switches | migrations | wake-ups made | futex | epoll_wait | syscalls | origin CPU µs | origin context switches |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for s in "${SCENARIOS[@]}"; do
   for p in outpost nginx; do
     awk -v p="$p" -v s="$s" '$1 == p && $2 == s' "$RAW" | python3 -c '
@@ -116,7 +149,7 @@ import sys, statistics
 rows = [l.split() for l in sys.stdin if l.strip()]
 cols = list(zip(*rows))
 med = [statistics.median(float(x) for x in c) for c in cols[2:]]
-fmt = ["{:,.0f}", "{:.1f}"] + ["{:.3f}"] * 6
+fmt = ["{:,.0f}", "{:.1f}"] + ["{:.3f}"] * 6 + ["{:.1f}", "{:.3f}"]
 print("| " + rows[0][1] + " | " + rows[0][0] + " | " + " | ".join(f.format(m) for f, m in zip(fmt, med)) + " |")
 '
   done
