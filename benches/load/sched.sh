@@ -80,6 +80,18 @@ COLS=(task-clock context-switches cpu-migrations sched:sched_wakeup syscalls:sys
 RAW="$RUN/rows"
 : > "$RAW"
 
+# per_request STAT EVENT REQUESTS: perf stat's figure for EVENT divided by
+# the requests: task-clock (ms) as µs, the rest as counts.
+per_request() {
+  local v
+  v=$(awk -F, -v e="$2" '$3 == e {print $1}' "$1")
+  if [ "$2" = task-clock ]; then
+    awk -v v="$v" -v n="$3" 'BEGIN{printf "%.1f", v * 1000 / n}'
+  else
+    awk -v v="$v" -v n="$3" 'BEGIN{printf "%.3f", v / n}'
+  fi
+}
+
 # measure PROXY SCENARIO: one round; appends "proxy scenario req/s figures..."
 measure() {
   local proxy=$1 s=$2 path
@@ -107,23 +119,10 @@ measure() {
   local reqs
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
   local row="$proxy $s $(echo "$out" | awk '/Requests\/sec/{print $2}')"
-  local c v
-  for c in "${COLS[@]}"; do
-    v=$(awk -F, -v e="$c" '$3 == e {print $1}' "$RUN/stat")
-    # task-clock is in ms: µs per request; the rest are counts per request.
-    if [ "$c" = task-clock ]; then
-      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.1f", v * 1000 / n}')"
-    else
-      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.3f", v / n}')"
-    fi
-  done
+  local c
+  for c in "${COLS[@]}"; do row="$row $(per_request "$RUN/stat" "$c" "$reqs")"; done
   for c in task-clock context-switches; do
-    v=$(awk -F, -v e="$c" '$3 == e {print $1}' "$RUN/ostat")
-    if [ "$c" = task-clock ]; then
-      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.1f", v * 1000 / n}')"
-    else
-      row="$row $(awk -v v="$v" -v n="$reqs" 'BEGIN{printf "%.3f", v / n}')"
-    fi
+    row="$row $(per_request "$RUN/ostat" "$c" "$reqs")"
   done
   echo "$row" >> "$RAW"
   echo "   $row"
