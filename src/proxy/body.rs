@@ -117,8 +117,14 @@ pub fn full_inner(data: Bytes) -> InnerBody {
         .boxed_unsync()
 }
 
-/// The client-facing response body.
-pub struct ProxyBody {
+/// The client-facing response body. Its state is boxed: a response moves
+/// through every layer of the pipeline and the connection's loop, and with
+/// the body a pointer a response is 120 bytes, which a move copies in
+/// registers; with the state inline (384 bytes) each move was a `memcpy`
+/// call (~40 of them per pass-through request).
+pub struct ProxyBody(Box<State>);
+
+struct State {
     inner: InnerBody,
     idle: Option<Duration>,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -141,7 +147,7 @@ impl ProxyBody {
     /// The cache phase of the response's access record (`Cache-Status`
     /// vocabulary, see [`crate::cache::status::CachePhase::as_str`]).
     pub fn cache_phase(&self) -> Option<&'static str> {
-        self.record.as_ref().map(|r| r.cache)
+        self.0.record.as_ref().map(|r| r.cache)
     }
 
     /// Wraps `inner`; `idle` applies the idle-body timeout to an origin body.
@@ -149,7 +155,7 @@ impl ProxyBody {
         if record.ttfb.is_none() {
             record.ttfb = record.start.map(|s| s.elapsed());
         }
-        ProxyBody {
+        ProxyBody(Box::new(State {
             inner,
             idle,
             sleep: None,
@@ -158,7 +164,7 @@ impl ProxyBody {
             outcome: "aborted",
             unflushed: false,
             deferred: None,
-        }
+        }))
     }
 
     /// A complete in-memory body.
@@ -170,7 +176,9 @@ impl ProxyBody {
     pub fn empty(record: AccessRecord) -> ProxyBody {
         ProxyBody::full(Bytes::new(), record)
     }
+}
 
+impl State {
     fn finish(&mut self, outcome: &'static str) {
         self.outcome = outcome;
         if let Some(r) = self.record.take() {
@@ -184,10 +192,10 @@ impl Body for ProxyBody {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
+        let this = &mut *self.get_mut().0;
         if let Some(e) = this.deferred.take() {
             this.finish("cut_off");
             return Poll::Ready(Some(Err(e)));
@@ -237,15 +245,15 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.0.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.0.inner.size_hint()
     }
 }
 
-impl Drop for ProxyBody {
+impl Drop for State {
     fn drop(&mut self) {
         if self.record.is_some() {
             // hyper does not poll the body of a HEAD response or a 304; an
