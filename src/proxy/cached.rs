@@ -145,7 +145,7 @@ impl Proxy {
                         }
                         _ => CachePhase::Stale,
                     };
-                    (Some((*f, d)), phase)
+                    (Some((f, d)), phase)
                 }
                 Lookup::Miss => {
                     ctx.marker = None;
@@ -188,7 +188,7 @@ impl Proxy {
                         Some(r) => Ok(r),
                         None => self.pass(ctx, phase, None).await,
                     },
-                    Some((f, d)) => self.head_revalidate(ctx, f, d, phase).await,
+                    Some((f, d)) => self.head_revalidate(ctx, *f, d, phase).await,
                 };
             }
             // A site with slices answers a miss from slices of the object
@@ -265,7 +265,7 @@ impl Proxy {
                             FillHead::Failed(kind) => {
                                 if let Some((f, d)) = stored {
                                     if d.can_serve_stale_if_error() {
-                                        return Ok(self.serve_stale_if_error(ctx, f, None).await);
+                                        return Ok(self.serve_stale_if_error(ctx, *f, None).await);
                                     }
                                     return Err(Error::new(
                                         ErrorKind::RevalidationFailed,
@@ -463,7 +463,7 @@ impl Proxy {
         }
         // Only if no other fetch for the key is running.
         if let Join::Leader(w) = cache.coalescer().join(ctx.primary) {
-            match self.fetch(ctx, w, Some((*f, d)), CachePhase::Stale).await {
+            match self.fetch(ctx, w, Some((f, d)), CachePhase::Stale).await {
                 // The pump stores the body without us reading it.
                 Ok(resp) => drop(resp),
                 Err(e) => tracing::warn!(error = %e, "background refresh failed"),

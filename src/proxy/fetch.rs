@@ -79,7 +79,7 @@ impl Proxy {
         &self,
         ctx: &Ctx,
         writer: FillWriter<FillHead>,
-        stored: Option<(Found, Decision)>,
+        stored: Option<(Box<Found>, Decision)>,
         phase: CachePhase,
     ) -> Result<Response<ProxyBody>, Error> {
         let headers = match &stored {
@@ -117,7 +117,7 @@ impl Proxy {
         &self,
         ctx: &Ctx,
         writer: FillWriter<FillHead>,
-        stored: Option<(Found, Decision)>,
+        stored: Option<(Box<Found>, Decision)>,
         phase: CachePhase,
         result: Result<Response<crate::origin::ResponseBody>, Error>,
         times: (SystemTime, SystemTime, Instant),
@@ -131,7 +131,7 @@ impl Proxy {
                 writer.finish();
                 return match stored {
                     Some((f, d)) if d.can_serve_stale_if_error() => {
-                        Ok(self.serve_stale_if_error(ctx, f, None).await)
+                        Ok(self.serve_stale_if_error(ctx, *f, None).await)
                     }
                     // RFC 9111 §5.2.2.2: an error, not the stale response.
                     Some(_) => Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
@@ -193,7 +193,7 @@ impl Proxy {
             && let Some(f) = stored
         {
             writer.release_once();
-            return Ok(self.serve_stale_if_error(ctx, f, Some(status)).await);
+            return Ok(self.serve_stale_if_error(ctx, *f, Some(status)).await);
         }
 
         let control = effective_response_control(resp.headers(), cache.targets());

@@ -221,10 +221,9 @@ impl Proxy {
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(
         self: &Arc<Self>,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
-        let mut req = req;
         let host = request_host(&req);
         // The sites and controls in force when the request arrived (the
         // request keeps its site; the guard is gone before any wait).
