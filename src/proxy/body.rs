@@ -121,7 +121,7 @@ pub fn full_inner(data: Bytes) -> InnerBody {
 /// through every layer of the pipeline and the connection's loop, and with
 /// the body a pointer a response is 120 bytes, which a move copies in
 /// registers; with the state inline (384 bytes) each move was a `memcpy`
-/// call (~40 of them per pass-through request).
+/// call.
 pub struct ProxyBody(Box<State>);
 
 struct State {
