@@ -5,7 +5,7 @@
 #   benches/load/run.sh [--unpinned] [--origin-with-proxy] [--duration SECS] [--connections N]
 #                       [--rounds N] [--disk-set-mb MB] [--warmup SECS]
 #                       [--steal-max PCT] [--steal-retries N] [--out FILE]
-#                       [--client-rcvbuf BYTES] [--scenarios LIST]
+#                       [--client-rcvbuf BYTES] [--scenarios LIST] [--binary BIN]
 #
 # --scenarios takes a comma-separated subset of hit-1k, hit-100k, hit-1m,
 # hot-10k, pass-1k, pass-keys, miss-keys, disk-set and storm (default: all
@@ -34,6 +34,9 @@
 # the receive windows' autotuning to chance: in some rounds the client's
 # window paced every 1 MiB response, whatever the proxy (nginx's hit-1m
 # always, Outpost's in 0–4 of 5 rounds; benches/load/README.md, "Method").
+#
+# --binary runs that Outpost binary instead of building the checkout's (to
+# compare two builds, or a build with other runtime settings, run by run).
 set -euo pipefail
 CMDLINE="benches/load/run.sh${*:+ $*}"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,6 +53,7 @@ STEAL_RETRIES=2
 CLIENT_RCVBUF=4194304
 SCENARIOS=all
 OUT="$HERE/RESULTS.md"
+OUTPOST_BIN=
 while [ $# -gt 0 ]; do
   case "$1" in
     --unpinned) MODE=unpinned ;;
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --client-rcvbuf) CLIENT_RCVBUF=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
+    --binary) OUTPOST_BIN=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -88,9 +93,11 @@ TOOL="$HERE/loadtool.py"
 "$HERE/install.sh"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-echo "== building outpost (release)"
-(cd "$ROOT" && cargo build --release --bin outpost -q)
-OUTPOST_BIN="$ROOT/target/release/outpost"
+if [ -z "$OUTPOST_BIN" ]; then
+  echo "== building outpost (release)"
+  (cd "$ROOT" && cargo build --release --bin outpost -q)
+  OUTPOST_BIN="$ROOT/target/release/outpost"
+fi
 
 echo "== generating content under $WWW"
 mkdir -p "$WWW/pass" "$WWW/slow"
