@@ -243,7 +243,7 @@ impl Node {
                         peer,
                         scheme: "http",
                     };
-                    p.handle(req.map(RequestBody::Hyper), info).await
+                    p.handle(Box::new(req.map(RequestBody::Hyper)), info).await
                 }
             },
             fast,
@@ -284,7 +284,7 @@ impl Node {
                             peer,
                             scheme: "https",
                         };
-                        p.handle(req.map(RequestBody::Hyper), info).await
+                        p.handle(Box::new(req.map(RequestBody::Hyper)), info).await
                     }
                 },
                 fast_tls,
@@ -502,7 +502,7 @@ fn h2_handler(
             if req.method().as_str() == "PURGE" {
                 return purge_method(&st, req, peer).await;
             }
-            p.handle(req, ConnInfo { peer, scheme }).await
+            p.handle(Box::new(req), ConnInfo { peer, scheme }).await
         })
     })
 }

@@ -221,7 +221,7 @@ impl Proxy {
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(
         self: &Arc<Self>,
-        mut req: Request<RequestBody>,
+        mut req: Box<Request<RequestBody>>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
         let host = request_host(&req);
@@ -282,7 +282,7 @@ impl Proxy {
     /// `trusted`: its peer is a trusted proxy.
     async fn forward(
         self: &Arc<Self>,
-        mut req: Request<RequestBody>,
+        mut req: Box<Request<RequestBody>>,
         passed: Passed,
         trusted: bool,
         conn: ConnInfo,
@@ -303,8 +303,8 @@ impl Proxy {
             .flatten();
         // RFC 9110 §7.8: only HTTP/1.1 has Upgrade.
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut *req));
+        let (mut parts, body) = (*req).into_parts();
         let path_and_query = parts
             .uri
             .path_and_query()

@@ -79,7 +79,9 @@ pub(crate) enum Parsed {
     /// Incomplete: read more.
     Partial,
     /// A request this path takes, and whether it asked to close.
-    Take(Request<RequestBody>, bool),
+    /// Boxed: it moves from here through the connection to the pipeline,
+    /// and a box moves in a register where the request would be copied.
+    Take(Box<Request<RequestBody>>, bool),
     /// Anything else: hyper takes the connection.
     GiveUp,
 }
@@ -142,7 +144,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
         headers.append(name, value);
     }
     buf.advance(len);
-    let mut r = Request::new(RequestBody::Empty);
+    let mut r = Box::new(Request::new(RequestBody::Empty));
     *r.method_mut() = method;
     *r.uri_mut() = uri;
     *r.version_mut() = Version::HTTP_11;
@@ -180,7 +182,7 @@ pub(crate) fn serve<'a, IO, H, HF, G, GF>(
 ) -> impl Future<Output = ()>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    H: Fn(Request<RequestBody>) -> HF,
+    H: Fn(Box<Request<RequestBody>>) -> HF,
     HF: Future<Output = Response<ProxyBody>>,
     G: FnOnce(Rewind<IO>) -> GF,
     GF: Future<Output = ()>,
