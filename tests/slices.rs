@@ -54,7 +54,7 @@ fn huge_bytes(a: u64, b: u64) -> Bytes {
     Bytes::from((a..=b).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
 }
 
-fn huge(h: &http::HeaderMap) -> http::Response<TestBody> {
+fn huge(h: &http::HeaderMap, cc: &str) -> http::Response<TestBody> {
     let r = h.get("range").and_then(|r| r.to_str().ok());
     let Some((a, b)) = r.and_then(|r| parse(r, HUGE)) else {
         return resp(400, "ranges only");
@@ -62,7 +62,7 @@ fn huge(h: &http::HeaderMap) -> http::Response<TestBody> {
     resp_with(
         206,
         &[
-            ("cache-control", "max-age=600"),
+            ("cache-control", cc),
             ("etag", "\"huge\""),
             ("content-range", &format!("bytes {a}-{b}/{HUGE}")),
         ],
@@ -89,7 +89,7 @@ async fn origin(knobs: Arc<Knobs>) -> TestOrigin {
             };
             let path = req.uri().path().to_owned();
             if path == "/huge" {
-                return huge(req.headers());
+                return huge(req.headers(), cc);
             }
             let body = match path.as_str() {
                 "/video" => object(v),
@@ -512,5 +512,92 @@ async fn only_if_cached_is_answered_from_stored_slices_and_never_fetches() {
         whole.slice((9 * SLICE - 10) as usize..=(9 * SLICE + 10) as usize)
     );
     assert_eq!(o.count(), fetched, "no origin request for only-if-cached");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_is_answered_from_the_first_slice() {
+    let knobs = Arc::new(Knobs::default());
+    let o = origin(knobs.clone()).await;
+    let node = node(&o).await;
+    let url = node.url("/video");
+    let only = ("cache-control", "only-if-cached");
+
+    let (s, _, _) = request_with("HEAD", &url, &[only]).await;
+    assert_eq!(s, 504, "nothing stored");
+    assert_eq!(o.count(), 0);
+
+    // Only the first slice stored: enough for the fields of the whole.
+    let (s, _, _) = get_with(&url, &[("range", &slice_range(0))]).await;
+    assert_eq!(s, 206);
+    until_stored(&url, &[("range", &slice_range(0))], node.admin).await;
+    let fetched = o.count();
+    for extra in [Some(only), None, Some(("range", "bytes=0-9"))] {
+        let headers: Vec<_> = extra.into_iter().collect();
+        let (s, h, body) = request_with("HEAD", &url, &headers).await;
+        // RFC 9110 §14.2: Range is for GET only.
+        assert_eq!(s, 200, "{headers:?}");
+        assert!(body.is_empty());
+        assert_eq!(h["content-length"], LEN.to_string().as_str());
+        assert_eq!(h["etag"], "\"v0\"");
+        assert!(h.get("content-range").is_none());
+        assert!(cache_status(&h).contains("hit"), "{}", cache_status(&h));
+    }
+    assert_eq!(o.count(), fetched, "HEADs answered without the origin");
+    // The GET with only-if-cached still needs every slice.
+    let (s, _, _) = get_with(&url, &[only]).await;
+    assert_eq!(s, 504);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_only_if_cached_answer_is_not_cut_off_when_its_slices_go_stale() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let knobs = Arc::new(Knobs::default());
+    knobs.short.store(true, SeqCst);
+    let o = origin(knobs.clone()).await;
+    let node = node(&o).await;
+    let url = node.url("/huge");
+    // 64 slices (4 MiB), fresh for about a second.
+    let (a, b) = (0u64, 64 * SLICE - 1);
+    let range = format!("bytes={a}-{b}");
+    let (s, _, _) = get_with(&url, &[("range", &range)]).await;
+    assert_eq!(s, 206);
+    // More slices than a hit is checked for: the last one's fill is
+    // awaited instead.
+    let last = format!("bytes={}-{b}", b - 9);
+    until_stored(&url, &[("range", &last)], node.admin).await;
+    let fetched = o.count();
+    assert_eq!(fetched, 64);
+
+    // A client that reads the head, then stops for longer than the slices
+    // stay fresh: most of the body is walked after they went stale.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut c = sock.connect(node.proxy).await.unwrap();
+    let req = format!(
+        "GET /huge HTTP/1.1\r\nHost: {}\r\nRange: {range}\r\n\
+         Cache-Control: only-if-cached\r\nConnection: close\r\n\r\n",
+        node.proxy
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = c.read(&mut got).await.unwrap();
+    got.truncate(n);
+    assert!(
+        got.starts_with(b"HTTP/1.1 206"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.read_to_end(&mut got).await.unwrap();
+    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        got.len() - at,
+        (b - a + 1) as usize,
+        "the whole range, not cut off"
+    );
+    assert!(got[at..] == huge_bytes(a, b)[..]);
+    assert_eq!(o.count(), fetched, "only-if-cached: never the origin");
     node.shutdown().await;
 }

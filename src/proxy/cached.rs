@@ -170,10 +170,17 @@ impl Proxy {
                 // of its own; the sliced path never asks the origin here.
                 if ctx.marker.is_none()
                     && let Some(size) = ctx.site.slice
-                    && crate::cache::slice::sliceable_request(&ctx.method, &ctx.headers)
-                    && let Some(r) = self.sliced(ctx, size, phase).await?
                 {
-                    return Ok(r);
+                    let r = if ctx.method == Method::HEAD {
+                        self.sliced_head(ctx, size, phase).await?
+                    } else if crate::cache::slice::sliceable_request(&ctx.method, &ctx.headers) {
+                        self.sliced(ctx, size, phase).await?
+                    } else {
+                        None
+                    };
+                    if let Some(r) = r {
+                        return Ok(r);
+                    }
                 }
                 return Err(Error::new(
                     ErrorKind::NotCached,
@@ -186,7 +193,16 @@ impl Proxy {
                 return match stored {
                     None => match self.serve_from_fill(ctx, ck).await {
                         Some(r) => Ok(r),
-                        None => self.pass(ctx, phase, None).await,
+                        None => {
+                            // A sliced object: its fields from its first slice.
+                            if ctx.marker.is_none()
+                                && let Some(size) = ctx.site.slice
+                                && let Some(r) = self.sliced_head(ctx, size, phase).await?
+                            {
+                                return Ok(r);
+                            }
+                            self.pass(ctx, phase, None).await
+                        }
                     },
                     Some((f, d)) => self.head_revalidate(ctx, *f, d, phase).await,
                 };

@@ -60,7 +60,7 @@ pub(super) struct Slice {
     pub(super) bounds: ByteRange,
     pub(super) piece: Piece,
     /// Read from the store, not fetched.
-    hit: bool,
+    pub(super) hit: bool,
     /// Stale, served because the origin failed.
     stale: bool,
 }
@@ -76,7 +76,7 @@ pub(super) enum Piece {
 type FetchTimes = (SystemTime, SystemTime, Instant);
 
 /// What asking for a slice gave.
-enum Got {
+pub(super) enum Got {
     Slice(Box<Slice>),
     /// The origin answered other than with a 206 (it ignores `Range`, or
     /// the object is missing, or an error): its answer, for the
@@ -126,7 +126,7 @@ impl Proxy {
         phase: CachePhase,
     ) -> Result<Option<Response<ProxyBody>>, Error> {
         let first = first_slice(&ctx.headers, size);
-        let s = match Box::pin(self.get_slice(ctx, size, first)).await? {
+        let s = match Box::pin(self.get_slice(ctx, size, first, None)).await? {
             Got::Slice(s) => s,
             Got::Unusable => return Ok(None),
             Got::Answer(answer) => {
@@ -142,6 +142,37 @@ impl Proxy {
             }
         };
         self.slice_response(ctx, size, phase, s).await.map(Some)
+    }
+
+    /// A HEAD on a site with slices whose object is not stored whole: the
+    /// fields a GET would get (RFC 9110 §9.3.2), from the first slice when
+    /// it is stored and may be served without the origin; `None` when it
+    /// is not. A HEAD has no content, so no other slice is needed.
+    pub(super) async fn sliced_head(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        size: u64,
+        phase: CachePhase,
+    ) -> Result<Option<Response<ProxyBody>>, Error> {
+        let cache = self.cache_layer()?;
+        let key = slice_key(&ctx.primary, 0);
+        let Some(f) = cache
+            .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+            .await
+        else {
+            return Ok(None);
+        };
+        let d = decide(&f.meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse);
+        if !d.serve_without_origin() {
+            return Ok(None);
+        }
+        let Some(s) = Slice::from_found(f, 0, size) else {
+            return Ok(None);
+        };
+        Counters::global().slice_hit();
+        self.slice_response(ctx, size, phase, Box::new(s))
+            .await
+            .map(Some)
     }
 
     /// Whether every slice of `r` but `held` is in the store now (looked at
@@ -197,15 +228,19 @@ impl Proxy {
         headers.insert(AGE, age_header_value(s.meta.current_age(now)));
         add_via(&mut headers, self.via.get(Version::HTTP_11));
         let validators = Validators::from_headers(&headers, Some(s.meta.response_time));
+        let head = ctx.method == Method::HEAD;
+        // RFC 9110 §14.2: Range applies to GET only.
         let sel = select(
             &ctx.headers,
             total,
-            if_range_allows(&ctx.headers, &validators),
+            !head && if_range_allows(&ctx.headers, &validators),
         );
         let bytes = sel.bytes(total);
         // A hit when the slice read, and every other slice it covers, is
         // stored; `partial` when some may have to be fetched (RFC 9211 §2.2).
         let within = match bytes {
+            // A HEAD sends no slice's bytes.
+            _ if head => true,
             Some(r)
                 if ctx.dirs.only_if_cached
                     && (r.start < s.bounds.start || r.end > s.bounds.end) =>
@@ -280,6 +315,9 @@ impl Proxy {
             headers.insert(CONTENT_RANGE, content_range(&r, total));
         }
         headers.insert(CONTENT_LENGTH, HeaderValue::from(r.len()));
+        if head {
+            return Ok(self.build(sel.status(), headers, None, rec));
+        }
         let walk = super::slice_walk::Walk {
             proxy: self.clone(),
             ctx: Arc::new(ctx.for_slices()),
@@ -287,6 +325,10 @@ impl Proxy {
             rep: s.rep.clone(),
             next: r.start,
             end: r.end,
+            // RFC 9111 §5.2.1.7: every slice was checked as of now; one
+            // that goes stale while the body is sent is still sent, as
+            // the origin may not be asked.
+            as_of: ctx.dirs.only_if_cached.then_some(now),
             held: Some(s),
             current: None,
             left: 0,
@@ -313,7 +355,14 @@ impl Proxy {
 
     /// Slice `index` of the request's object: from the store when it is
     /// there and fresh, else from the fetch of it in flight, else fetched.
-    async fn get_slice(&self, ctx: &Ctx, size: u64, index: u64) -> Result<Got, Error> {
+    /// Freshness is judged as of `as_of` when given, else now.
+    pub(super) async fn get_slice(
+        &self,
+        ctx: &Ctx,
+        size: u64,
+        index: u64,
+        as_of: Option<SystemTime>,
+    ) -> Result<Got, Error> {
         let cache = self.cache_layer()?;
         let key = slice_key(&ctx.primary, index);
         // A stale slice that may stand in when the origin fails (RFC 9111
@@ -324,7 +373,8 @@ impl Proxy {
                 .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
                 .await
             {
-                let d = decide(&f.meta.facts(SystemTime::now()), &ctx.dirs, &ctx.reuse);
+                let at = as_of.unwrap_or_else(SystemTime::now);
+                let d = decide(&f.meta.facts(at), &ctx.dirs, &ctx.reuse);
                 if d.serve_without_origin() {
                     if let Some(s) = Slice::from_found(f, index, size) {
                         Counters::global().slice_hit();
@@ -480,60 +530,6 @@ impl Proxy {
             hit: false,
             stale: false,
         })))
-    }
-
-    /// Slice `index` for a body under way, which must be of `rep`. A stored
-    /// slice of another version is dropped and fetched again; a fetched one
-    /// of another version means the object changed: its slices are dropped
-    /// (the next request starts it again) and the answer is cut off.
-    pub(super) async fn next_slice(
-        &self,
-        ctx: &Ctx,
-        size: u64,
-        index: u64,
-        rep: &Representation,
-    ) -> Result<Box<Slice>, Error> {
-        for _ in 0..2 {
-            let s = match self.get_slice(ctx, size, index).await? {
-                Got::Slice(s) => s,
-                Got::Answer(answer) => {
-                    return Err(Error::new(
-                        ErrorKind::OriginProtocol,
-                        format!(
-                            "the origin answered slice {index} with {}",
-                            answer.0.status()
-                        ),
-                    ));
-                }
-                Got::Unusable => {
-                    return Err(Error::new(
-                        ErrorKind::OriginProtocol,
-                        format!("the origin's slice {index} cannot be combined"),
-                    ));
-                }
-            };
-            if s.rep == *rep {
-                return Ok(s);
-            }
-            if s.hit {
-                self.cache_layer()?
-                    .store()
-                    .remove(&slice_key(&ctx.primary, index));
-                continue;
-            }
-            break;
-        }
-        let cache = self.cache_layer()?;
-        cache.remove_slices(&ctx.primary, size, rep.total);
-        Counters::global().slice_restart();
-        tracing::warn!(
-            index,
-            "the object changed at the origin between slices: its slices are dropped"
-        );
-        Err(Error::new(
-            ErrorKind::OriginProtocol,
-            "the object changed at the origin between slices",
-        ))
     }
 }
 

@@ -5,6 +5,7 @@
 //! the answer off (its head is gone): never a wrong byte.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -12,10 +13,12 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::Proxy;
 use super::cached::Ctx;
-use super::slice::{Piece, Slice};
+use super::slice::{Got, Piece, Slice};
 use crate::cache::slice::Representation;
+use crate::cache::slice::slice_key;
 use crate::cache::stored_body::{InnerBody, Segment, fill_body, stored_body};
 use crate::error::BoxError;
+use crate::error::{Error, ErrorKind};
 use crate::metrics::Counters;
 
 /// The body of a sliced answer: bytes `next..=end`, slice after slice.
@@ -27,6 +30,9 @@ pub(super) struct Walk {
     /// The next byte to send, and the last one.
     pub(super) next: u64,
     pub(super) end: u64,
+    /// The time slices are judged fresh at (`only-if-cached`: when the
+    /// answer started); `None`: when each is reached.
+    pub(super) as_of: Option<SystemTime>,
     /// The slice read before the head went out.
     pub(super) held: Option<Box<Slice>>,
     /// The piece being sent, and how many of its bytes are still to come.
@@ -68,7 +74,8 @@ async fn step(mut w: Walk) -> Option<(Result<Frame<Bytes>, BoxError>, Walk)> {
         let s = match w.held.take().filter(|s| s.index == index) {
             Some(s) => s,
             None => {
-                let got = Box::pin(w.proxy.next_slice(&w.ctx, w.size, index, &w.rep)).await;
+                let got =
+                    Box::pin(w.proxy.next_slice(&w.ctx, w.size, index, &w.rep, w.as_of)).await;
                 match got {
                     Ok(s) => s,
                     Err(e) => {
@@ -93,5 +100,63 @@ impl Walk {
     /// The response body.
     pub(super) fn into_body(self) -> InnerBody {
         StreamBody::new(futures_util::stream::unfold(self, step)).boxed_unsync()
+    }
+}
+
+impl Proxy {
+    /// Slice `index` for a body under way, which must be of `rep`. A stored
+    /// slice of another version is dropped and fetched again; a fetched one
+    /// of another version means the object changed: its slices are dropped
+    /// (the next request starts it again) and the answer is cut off.
+    /// Freshness is judged as of `as_of` when given.
+    pub(super) async fn next_slice(
+        &self,
+        ctx: &Ctx,
+        size: u64,
+        index: u64,
+        rep: &Representation,
+        as_of: Option<SystemTime>,
+    ) -> Result<Box<Slice>, Error> {
+        for _ in 0..2 {
+            let s = match self.get_slice(ctx, size, index, as_of).await? {
+                Got::Slice(s) => s,
+                Got::Answer(answer) => {
+                    return Err(Error::new(
+                        ErrorKind::OriginProtocol,
+                        format!(
+                            "the origin answered slice {index} with {}",
+                            answer.0.status()
+                        ),
+                    ));
+                }
+                Got::Unusable => {
+                    return Err(Error::new(
+                        ErrorKind::OriginProtocol,
+                        format!("the origin's slice {index} cannot be combined"),
+                    ));
+                }
+            };
+            if s.rep == *rep {
+                return Ok(s);
+            }
+            if s.hit {
+                self.cache_layer()?
+                    .store()
+                    .remove(&slice_key(&ctx.primary, index));
+                continue;
+            }
+            break;
+        }
+        let cache = self.cache_layer()?;
+        cache.remove_slices(&ctx.primary, size, rep.total);
+        Counters::global().slice_restart();
+        tracing::warn!(
+            index,
+            "the object changed at the origin between slices: its slices are dropped"
+        );
+        Err(Error::new(
+            ErrorKind::OriginProtocol,
+            "the object changed at the origin between slices",
+        ))
     }
 }
