@@ -60,15 +60,15 @@ async fn two_thousand_idle_keep_alive_connections_hold_no_buffers() {
     // What each idle connection adds: measured from a first thousand held (the runtime's
     // tables for connections, grown once, are in place by then) to CONNS more.
     let first = open(CONNS / 2, host.clone()).await.unwrap();
-    // Past the idle release (100 ms) and the allocator's next give-back (at most a second
-    // after it, when a worker runs out of work).
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let before = node.rss();
+    // Each reading is taken once the node's memory has settled: past the idle release
+    // (100 ms) and the allocator's give-back of what the requests freed, whose timing
+    // depends on when a worker next runs out of work.
+    let before = node.settled_rss().await;
     let mut conns = open(CONNS, host.clone()).await.unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let per = node.rss().saturating_sub(before) / CONNS as u64;
+    let after = node.settled_rss().await;
+    let per = after.saturating_sub(before) / CONNS as u64;
     conns.extend(first);
-    eprintln!("{per} bytes per idle connection");
+    eprintln!("{per} bytes per idle connection (resident {before} → {after})");
     // 2 KiB each, with a quarter of that for the allocator's noise.
     assert!(per <= 2048 + 512, "{per} bytes per idle connection");
     // A new client is still accepted and answered from the cache while they are held.

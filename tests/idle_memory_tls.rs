@@ -85,12 +85,11 @@ async fn a_thousand_idle_tls_connections_hold_little() {
     // Warm: the object is stored, the runtime's threads and pools exist.
     drop(open(addr, &cfg, 100).await);
     let first = open(addr, &cfg, CONNS / 2).await;
-    // Past the idle release (100 ms) and the allocator's next give-back.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let before = node.rss();
+    // Each reading once the node's memory has settled (the idle release, the allocator's
+    // give-back).
+    let before = node.settled_rss().await;
     let mut conns = open(addr, &cfg, CONNS).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let per = node.rss().saturating_sub(before) / CONNS as u64;
+    let per = node.settled_rss().await.saturating_sub(before) / CONNS as u64;
     conns.extend(first);
     eprintln!("{per} bytes per idle TLS connection");
     assert!(per <= 12 * 1024, "{per} bytes per idle TLS connection");

@@ -392,6 +392,27 @@ impl NodeProcess {
         kb * 1024
     }
 
+    /// The node's resident memory once it has settled: read every 250 ms until four
+    /// readings in a row are within 32 KiB of each other (the allocator gives back what
+    /// requests freed when a worker next runs out of work), at most 10 s; the least of
+    /// the last four.
+    pub async fn settled_rss(&self) -> u64 {
+        let mut window = std::collections::VecDeque::new();
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            window.push_back(self.rss());
+            if window.len() > 4 {
+                window.pop_front();
+            }
+            let lo = window.iter().copied().min().unwrap_or(0);
+            let hi = window.iter().copied().max().unwrap_or(0);
+            if window.len() == 4 && hi - lo <= 32 << 10 {
+                break;
+            }
+        }
+        window.iter().copied().min().unwrap_or(0)
+    }
+
     /// Peak resident memory (VmHWM) of the node, in bytes.
     pub fn peak_rss(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
