@@ -8,8 +8,12 @@
 # time (the kernel's share is not counted at all).
 #
 #   benches/load/instructions.sh [--binary BIN] [--config FILE] [--seconds N]
-#                                [--top N] PATH...
+#                                [--top N] [--nginx] PATH...
 #   benches/load/instructions.sh /pass/1k.bin /1k.bin
+#
+# --nginx counts nginx instead, configured as in run.sh (nginx-cache.conf, one
+# worker, its master process off so that callgrind sees the worker): the
+# same figure for the peer, to compare the two request paths.
 #
 # --config serves with another config (its proxy on 127.0.0.1:18083, its
 # one site in front of 127.0.0.1:18080), e.g. security.sh's guarded.toml;
@@ -27,6 +31,7 @@ BIN="$ROOT/target/release/outpost"
 SECS=10
 TOP=25
 CONF=
+NGINX=
 PATHS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +39,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS=$2; shift ;;
     --top) TOP=$2; shift ;;
     --config) CONF=$2; shift ;;
+    --nginx) NGINX=1 ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) PATHS+=("$1") ;;
   esac
@@ -49,15 +55,22 @@ if ! command -v valgrind >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 fi
 . "$HERE/lib.sh"
-build_outpost
+[ -n "$NGINX" ] || build_outpost
 setup_run "${LOAD_BASE:-/tmp/outpost-load}/instructions/www" "${LOAD_BASE:-/tmp/outpost-load}/instructions/run"
 guard 1800
 [ -n "$CONF" ] || CONF="$RUN/outpost.toml"
 CACHE_DIR=$(awk -F'"' '/^path *=/{print $2; exit}' "$CONF")
 
+PORT=18083
+if [ -n "$NGINX" ]; then
+  PORT=18081
+  sed "s|@RUN@|$RUN|g; s|@WWW@|$WWW|g; s|@WORKERS@|1|g; s|^daemon off;|daemon off;\nmaster_process off;|" \
+    "$HERE/nginx-cache.conf" > "$RUN/nginx-cache.conf"
+fi
+
 fetch() { # one request, answer discarded
-  exec 3<>/dev/tcp/127.0.0.1/18083
-  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:18083\r\nConnection: close\r\n\r\n' "$1" >&3
+  exec 3<>/dev/tcp/127.0.0.1/$PORT
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$1" "$PORT" >&3
   cat <&3 >/dev/null
   exec 3<&-
 }
@@ -65,15 +78,20 @@ fetch() { # one request, answer discarded
 start_origin
 
 for path in "${PATHS[@]}"; do
-  rm -rf "${CACHE_DIR:-$RUN/outpost-cache}" "$RUN"/callgrind.*
-  "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
-    "$BIN" serve --config "$CONF" > "$RUN/outpost.log" 2>&1 &
+  rm -rf "${CACHE_DIR:-$RUN/outpost-cache}" "$RUN/nginx-cache" "$RUN"/callgrind.*
+  if [ -n "$NGINX" ]; then
+    "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
+      nginx -p "$RUN" -c "$RUN/nginx-cache.conf" > "$RUN/nginx.log" 2>&1 &
+  else
+    "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
+      "$BIN" serve --config "$CONF" > "$RUN/outpost.log" 2>&1 &
+  fi
   P=$!
   PIDS+=($P)
-  wait_port 18083
+  wait_port $PORT
   for _ in 1 2 3 4 5; do fetch "$path"; done
   callgrind_control -z "$P" >/dev/null
-  out=$("${LOAD_CPU[@]}" wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:18083$path")
+  out=$("${LOAD_CPU[@]}" wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$PORT$path")
   n=$(echo "$out" | awk '/requests in/{print $1}')
   callgrind_control -d "$P" >/dev/null
   kill -TERM "$P" 2>/dev/null || true
