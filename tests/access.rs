@@ -149,6 +149,19 @@ async fn origins_stay_hidden_and_reflected_fields_do_not_reach_them() {
         assert_eq!(h["x-frame-options"], "DENY");
     }
     assert_eq!(o.count(), 2, "the second /cached is a hit");
+    // A request with content goes to the origin on another client: its answer
+    // loses the same fields.
+    let post = http::Request::post(node.url("/pass"))
+        .body(full("form=1"))
+        .unwrap();
+    let (st, h, _) = send(post).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["server"], "outpost");
+    assert!(
+        h.get("x-powered-by").is_none() && h.get("x-internal").is_none(),
+        "POST: {h:?}"
+    );
+    assert_eq!(o.count(), 3);
     for seen in o.seen.lock().unwrap().iter() {
         assert!(seen.headers.get("x-forwarded-host").is_none());
         assert!(seen.headers.get("x-original-url").is_none());

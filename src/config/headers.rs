@@ -114,9 +114,20 @@ pub(super) fn header_rules(
             ..d
         };
     };
+    let response_remove = names(errs, &key("response_remove"), f.response_remove.as_ref())
+        .unwrap_or(d.response_remove);
+    for (i, n) in response_remove.iter().enumerate() {
+        // RFC 9112 §6.3: the length read from it frames the origin's
+        // message, and the client's answer carries one of its own.
+        if n == http::header::CONTENT_LENGTH {
+            errs.push(
+                format!("{}[{i}]", key("response_remove")),
+                "`content-length` frames the message and cannot be removed",
+            );
+        }
+    }
     HeaderRules {
-        response_remove: names(errs, &key("response_remove"), f.response_remove.as_ref())
-            .unwrap_or(d.response_remove),
+        response_remove,
         response_set: pairs(errs, &key("response_set"), f.response_set.as_ref()),
         request_remove: names(errs, &key("request_remove"), f.request_remove.as_ref())
             .unwrap_or_default(),

@@ -74,6 +74,18 @@ fn every_error_is_reported_with_its_key() {
 }
 
 #[test]
+fn response_remove_may_not_name_content_length() {
+    let site = "[[site]]\norigins = [\"http://127.0.0.1:2\"]\n[site.headers]\n\
+                response_remove = [\"x-a\", \"Content-Length\"]\n";
+    let e = Config::from_toml(site).unwrap_err();
+    assert!(
+        e.0.iter()
+            .any(|e| e.key == "site[0].headers.response_remove[1]"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn tcp_notsent_lowat_is_a_size_bounded_or_off() {
     let site = "[[site]]\norigins = [\"http://127.0.0.1:2\"]\n";
     let c = Config::from_toml(site).unwrap();

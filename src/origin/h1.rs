@@ -19,7 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderMap, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -156,13 +156,14 @@ impl H1Client {
         path_and_query: &str,
         headers: &HeaderMap,
         fwd: &Forwarding<'_>,
+        drop_fields: &[HeaderName],
     ) -> Result<Response<H1Body>, Error> {
         let head = encode_head(method, path_and_query, headers, fwd);
         // A tick early at worst (crate::clock).
         let now = Instant::from_std(crate::clock::coarse_now());
         let deadline = now + self.response_header_timeout;
         if let Some(conn) = origin.idle.take(self.limits, now) {
-            match exchange(conn, &head, deadline).await {
+            match exchange(conn, &head, deadline, drop_fields).await {
                 Ok((conn, resp)) => return self.respond(origin, conn, resp, method),
                 // RFC 9112 §9.3.1: the origin may close an idle connection
                 // at any time. A request it never answered is retried on a
@@ -175,7 +176,7 @@ impl H1Client {
             }
         }
         let conn = self.connect(origin, deadline).await?;
-        match exchange(conn, &head, deadline).await {
+        match exchange(conn, &head, deadline, drop_fields).await {
             Ok((conn, resp)) => self.respond(origin, conn, resp, method),
             Err(f) => Err(self.failure(origin, f)),
         }
@@ -333,11 +334,17 @@ impl H1Client {
 
 /// Writes the request head and reads the final response head, handing
 /// interim (1xx) responses to [`super::interim`], before `deadline`.
-async fn exchange(mut conn: Conn, head: &[u8], deadline: Instant) -> Result<(Conn, Head), Failure> {
+/// Fields named in `drop_fields` are left out of the heads read.
+async fn exchange(
+    mut conn: Conn,
+    head: &[u8],
+    deadline: Instant,
+    drop_fields: &[HeaderName],
+) -> Result<(Conn, Head), Failure> {
     conn.deadline.set(deadline);
     let head = {
         let Conn { io, buf, deadline } = &mut conn;
-        let mut io_done = pin!(exchange_io(io, buf, head));
+        let mut io_done = pin!(exchange_io(io, buf, head, drop_fields));
         std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = io_done.as_mut().poll(cx) {
                 return Poll::Ready(r);
@@ -354,6 +361,7 @@ async fn exchange_io(
     stream: &mut OriginStream,
     buf: &mut BytesMut,
     head: &[u8],
+    drop_fields: &[HeaderName],
 ) -> Result<Head, Failure> {
     // Nothing of a response arrived: the origin may not have seen the
     // request (a pooled connection it closed) or dropped it.
@@ -362,7 +370,7 @@ async fn exchange_io(
     let mut received = false;
     loop {
         if !buf.is_empty() {
-            if let Some(h) = parse_head(buf).map_err(Failure::Protocol)? {
+            if let Some(h) = parse_head(buf, drop_fields).map_err(Failure::Protocol)? {
                 // RFC 9110 §15.2: interim responses precede the final one;
                 // 101 is final only for an upgrade, which is not sent here.
                 if h.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -5,7 +5,7 @@
 //! Owns: the parse. Must not know: connections, pools or bodies.
 
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
 
 /// Most header fields accepted in one response head.
 pub(super) const MAX_HEADERS: usize = 128;
@@ -76,7 +76,10 @@ pub(super) fn visible_ascii(value: &[u8]) -> bool {
 /// Parses a complete response head from the front of `buf` and removes
 /// it: `None` when more bytes are needed. Field values share the head's
 /// bytes instead of being copied one by one.
-pub(super) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+    drop_fields: &[HeaderName],
+) -> Result<Option<Head>, String> {
     // Uninitialised: filling 128 empty fields per response showed up in
     // the pass-through profile.
     let mut fields =
@@ -164,6 +167,10 @@ pub(super) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, String> {
                 lengths.0 + 1,
                 plain_digits(head.get(va..vend).unwrap_or_default()),
             );
+        }
+        // After the framing's fields were read: what the caller drops.
+        if drop_fields.contains(&name) {
+            continue;
         }
         let value = HeaderValue::from_maybe_shared(head.slice(va..vend))
             .map_err(|_| format!("bad value of field {name}"))?;

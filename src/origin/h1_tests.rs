@@ -127,7 +127,7 @@ fn headers(host: &str) -> HeaderMap {
 
 async fn get(s: &Scripted, method: Method, path: &str) -> Result<(StatusCode, Bytes), String> {
     let resp = client()
-        .send(&s.origin, &method, path, &headers("a"), &fwd())
+        .send(&s.origin, &method, path, &headers("a"), &fwd(), &[])
         .await
         .map_err(|e| format!("{:?}: {e}", e.kind()))?;
     let status = resp.status();
@@ -174,7 +174,7 @@ async fn request_heads_carry_the_fields_and_a_zero_length_where_content_is_defin
     h.append("x-forwarded-proto", HeaderValue::from_static("https"));
     h.append(header::VIA, HeaderValue::from_static("1.0 edge"));
     let resp = client()
-        .send(&s.origin, &Method::GET, "/p?q=1", &h, &fwd())
+        .send(&s.origin, &Method::GET, "/p?q=1", &h, &fwd(), &[])
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -237,7 +237,7 @@ async fn a_chunked_body_split_across_reads_is_decoded() {
     });
     let origin = origin_at(addr);
     let resp = client()
-        .send(&origin, &Method::GET, "/", &headers("a"), &fwd())
+        .send(&origin, &Method::GET, "/", &headers("a"), &fwd(), &[])
         .await
         .unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -286,7 +286,7 @@ async fn hop_by_hop_fields_are_left_out_of_the_response_head() {
     let mut names = Vec::new();
     for _ in 0..3 {
         let resp = client()
-            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
+            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd(), &[])
             .await
             .unwrap();
         let mut n: Vec<String> = resp.headers().keys().map(|k| k.to_string()).collect();
@@ -347,7 +347,7 @@ fn a_plain_content_length_frames_as_the_full_reading_does() {
         ] {
             let text = format!("HTTP/1.1 {status} X\r\n{fields}\r\n\r\n");
             let mut buf = BytesMut::from(text.as_bytes());
-            let head = parse_head(&mut buf).unwrap().unwrap();
+            let head = parse_head(&mut buf, &[]).unwrap().unwrap();
             assert_eq!(head.plain_length, plain, "{fields:?}");
             if let Some(n) = head.plain_length {
                 assert_eq!(
@@ -358,6 +358,22 @@ fn a_plain_content_length_frames_as_the_full_reading_does() {
             }
         }
     }
+}
+
+#[test]
+fn dropped_fields_are_left_out_of_the_head_and_framing_and_connection_still_read() {
+    let drop = [header::SERVER, HeaderName::from_static("x-powered-by")];
+    let text = "HTTP/1.1 200 OK\r\nServer: Apache/2\r\nX-Powered-By: PHP\r\n\
+                Connection: close\r\nContent-Length: 2\r\nX-Kept: 1\r\n\r\nok";
+    let mut buf = BytesMut::from(text.as_bytes());
+    let head = parse_head(&mut buf, &drop).unwrap().unwrap();
+    assert!(head.headers.get(header::SERVER).is_none());
+    assert!(head.headers.get("x-powered-by").is_none());
+    assert_eq!(head.headers["x-kept"], "1");
+    assert_eq!(head.headers[header::CONTENT_LENGTH], "2");
+    assert_eq!(head.plain_length, Some(2));
+    assert!(head.connection.close);
+    assert_eq!(&buf[..], b"ok");
 }
 
 #[tokio::test]
@@ -477,7 +493,7 @@ async fn a_refused_connect_is_origin_refused() {
     let addr = socket.local_addr().unwrap();
     let origin = origin_at(addr);
     let e = client()
-        .send(&origin, &Method::GET, "/", &headers("a"), &fwd())
+        .send(&origin, &Method::GET, "/", &headers("a"), &fwd(), &[])
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OriginRefused);
@@ -496,7 +512,7 @@ async fn idle_connections_past_the_timeout_are_not_used() {
     };
     for _ in 0..2 {
         let resp = c
-            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
+            .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd(), &[])
             .await
             .unwrap();
         resp.into_body().collect().await.unwrap();
@@ -516,7 +532,7 @@ async fn heads_with_many_fields_keep_every_field_in_order() {
     head.push_str("\r\nok");
     let s = scripted(move |_| reply(&head)).await;
     let resp = client()
-        .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd())
+        .send(&s.origin, &Method::GET, "/", &headers("a"), &fwd(), &[])
         .await
         .unwrap();
     let h = resp.headers().clone();

@@ -39,6 +39,16 @@ pub(crate) fn always_hop_by_hop(name: &HeaderName) -> bool {
     }
 }
 
+/// Removes every field named in `names`.
+pub fn remove_fields(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if headers.is_empty() {
+        return;
+    }
+    for n in names {
+        headers.remove(n);
+    }
+}
+
 /// Removes hop-by-hop fields: `Connection` and every field it names,
 /// `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`
 /// (RFC 9110 §7.6.1). With `keep_upgrade`, `Upgrade` and a bare

@@ -168,10 +168,11 @@ impl OriginClient {
         path_and_query: &str,
         headers: &HeaderMap,
         fwd: &headers::Forwarding<'_>,
+        drop_fields: &[http::HeaderName],
     ) -> Result<Response<ResponseBody>, Error> {
         let resp = self
             .h1
-            .send(origin, method, path_and_query, headers, fwd)
+            .send(origin, method, path_and_query, headers, fwd, drop_fields)
             .await?;
         Ok(resp.map(ResponseBody::h1))
     }

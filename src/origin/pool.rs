@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use http::{HeaderMap, Method, Request, Response, Version, header};
+use http::{HeaderMap, HeaderName, Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
 use outpost_storage::counter::Striped;
 
@@ -49,6 +49,9 @@ pub struct OriginRequest<'a> {
     pub hash_key: Option<&'a [u8; 32]>,
     /// The origin a sticky cookie names (tried first while it is up).
     pub prefer: Option<usize>,
+    /// Response fields the caller has no use for (a site's hidden ones):
+    /// left out of the response, on the own client as its head is parsed.
+    pub drop_fields: &'a [HeaderName],
 }
 
 /// Which origin of its pool answered a response (in its extensions).
@@ -455,6 +458,7 @@ impl Pool {
             fwd,
             hash_key,
             prefer,
+            drop_fields,
         } = req;
         let has_content = body.as_ref().is_some_and(|b| !b.is_end_stream());
         let upgrade = headers.contains_key(header::UPGRADE);
@@ -498,11 +502,15 @@ impl Pool {
             let started = Instant::now();
             let sent = if lean {
                 self.client
-                    .send_bodyless(origin, method, path_and_query, headers, fwd)
+                    .send_bodyless(origin, method, path_and_query, headers, fwd, drop_fields)
                     .await
             } else {
                 self.send_hyper(origin, method, path_and_query, headers, body.take(), fwd)
                     .await
+                    .map(|mut r| {
+                        super::headers::remove_fields(r.headers_mut(), drop_fields);
+                        r
+                    })
             };
             match sent {
                 Ok(resp) => {

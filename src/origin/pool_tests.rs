@@ -89,6 +89,7 @@ async fn a_refused_attempt_is_counted_and_retried_on_the_next_origin() {
         fwd: &fwd,
         hash_key: None,
         prefer: None,
+        drop_fields: &[],
     };
     // Round robin starts at the dead origin: the retry goes to the live one.
     let resp = pool.send(req()).await.unwrap();

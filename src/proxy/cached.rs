@@ -400,7 +400,6 @@ impl Proxy {
             Err(e) => return Err(Error::new(ErrorKind::RevalidationFailed, e.to_string())),
         };
         strip_response_hop_by_hop(&mut resp);
-        ctx.site.hide.origin_response(resp.headers_mut());
         if resp.status() == StatusCode::OK
             && head_outcome(
                 &f.meta.header_map(),

@@ -52,6 +52,7 @@ impl Proxy {
                     fwd: &fwd,
                     hash_key: Some(&ctx.primary),
                     prefer: None,
+                    drop_fields: ctx.site.hide.response_strip(),
                 })
                 .await;
             if let Some(r) = answer {
@@ -68,6 +69,7 @@ impl Proxy {
                 fwd: &fwd,
                 hash_key: ctx.balance_key.as_ref(),
                 prefer: ctx.sticky.prefer,
+                drop_fields: ctx.site.hide.response_strip(),
             })
             .await
     }
@@ -141,7 +143,6 @@ impl Proxy {
         };
         // Hop-by-hop fields are neither stored nor forwarded (RFC 9110 §7.6.1).
         strip_response_hop_by_hop(&mut resp);
-        ctx.site.hide.origin_response(resp.headers_mut());
         let status = resp.status();
         let (stored, stored_decision) = match stored {
             Some((f, d)) => (Some(f), Some(d)),

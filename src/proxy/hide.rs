@@ -9,8 +9,10 @@
 //!   then `request_remove` and `request_set`.
 //! - Responses from the origin, before they are stored or passed on: its
 //!   `Server` and the `response_remove` fields (`X-Powered-By` and the
-//!   like by default). Stored objects keep none of them, so a hit pays
-//!   nothing for this.
+//!   like by default), which the origin layer leaves out of the responses
+//!   it returns ([`Hide::response_strip`]), and interim responses lose
+//!   here. Stored objects keep none of them, so a hit pays nothing for
+//!   this.
 //! - Every response to a client: `response_set`, and `Server` when
 //!   `server_header` gives one.
 
@@ -69,7 +71,14 @@ impl Hide {
         }
     }
 
-    /// An origin's response, before it is stored or passed on.
+    /// What an origin's response loses before it is stored or passed on:
+    /// `Server` and the `response_remove` fields.
+    pub fn response_strip(&self) -> &[HeaderName] {
+        &self.strip
+    }
+
+    /// An origin's response (an interim one: a final one comes from the
+    /// origin layer without [`Hide::response_strip`]'s fields).
     pub fn origin_response(&self, headers: &mut HeaderMap) {
         remove_present(headers, &self.strip);
     }

@@ -412,6 +412,7 @@ impl Proxy {
                 fwd: &self.forwarding(client_version, client_ip, conn.scheme),
                 hash_key: key.as_ref(),
                 prefer: sticky.prefer,
+                drop_fields: site.hide.response_strip(),
             })
             .await;
         // Content over its limits ends the origin request: the client is
@@ -421,7 +422,6 @@ impl Proxy {
             .pool
             .sticky_set_cookie(&resp, sticky, conn.scheme == "https");
         rec.status = resp.status().as_u16();
-        site.hide.origin_response(resp.headers_mut());
         if let Some(cache) = self.cache.as_ref() {
             // RFC 9111 §4.4: a successful unsafe request invalidates.
             cache.invalidate_after(&site.name, &method, &target, resp.status(), resp.headers());

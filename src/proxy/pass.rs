@@ -35,10 +35,10 @@ impl Proxy {
                 fwd: &self.forwarding(ctx.client_version, ctx.client_ip, ctx.target.scheme),
                 hash_key: ctx.balance_key.as_ref(),
                 prefer: ctx.sticky.prefer,
+                drop_fields: ctx.site.hide.response_strip(),
             })
             .await?;
         strip_response_hop_by_hop(&mut resp);
-        ctx.site.hide.origin_response(resp.headers_mut());
         Ok(self.pass_response(ctx, resp, phase, detail))
     }
 

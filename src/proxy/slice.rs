@@ -459,7 +459,6 @@ impl Proxy {
         };
         Counters::global().slice_fetch();
         strip_response_hop_by_hop(&mut resp);
-        ctx.site.hide.origin_response(resp.headers_mut());
         if resp.status() != StatusCode::PARTIAL_CONTENT {
             w.release_once();
             return Ok(Got::Answer(Box::new((
