@@ -199,7 +199,8 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
             }
             return Join::Wait(FillWaiter { fill: fill.clone() });
         }
-        let w = self.solo(key);
+        let mut w = self.solo(key);
+        w.shared = true;
         map.insert(key, w.fill.clone());
         Join::Leader(w)
     }
@@ -232,6 +233,7 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
             key,
             owner: self.clone(),
             finished: false,
+            shared: false,
         }
     }
 
@@ -275,6 +277,9 @@ pub struct FillWriter<H: Send + Sync + 'static> {
     key: Key,
     owner: Arc<Coalescer<H>>,
     finished: bool,
+    /// In the in-flight table (a solo writer's fill never is: leaving
+    /// takes no shard lock).
+    shared: bool,
 }
 
 impl<H: Send + Sync + 'static> FillWriter<H> {
@@ -303,7 +308,9 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
             st.settled = true;
         }
         self.finished = true;
-        self.owner.remove(&self.key, &self.fill);
+        if self.shared {
+            self.owner.remove(&self.key, &self.fill);
+        }
         self.fill.changed.notify_waiters();
     }
 
@@ -360,7 +367,9 @@ impl<H: Send + Sync + 'static> FillWriter<H> {
             st.settled = true;
         }
         self.finished = true;
-        self.owner.remove(&self.key, &self.fill);
+        if self.shared {
+            self.owner.remove(&self.key, &self.fill);
+        }
         self.fill.changed.notify_waiters();
     }
 
@@ -385,7 +394,9 @@ impl<H: Send + Sync + 'static> Drop for FillWriter<H> {
             }
             st.settled = true;
         }
-        self.owner.remove(&self.key, &self.fill);
+        if self.shared {
+            self.owner.remove(&self.key, &self.fill);
+        }
         self.fill.changed.notify_waiters();
     }
 }
