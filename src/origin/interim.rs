@@ -61,18 +61,28 @@ impl Interim {
         CURRENT.try_with(Interim::clone).ok()
     }
 
-    /// Starts a new request on the connection: nothing pending, no links, no filter.
+    /// Starts a new request on the connection: nothing pending, no links.
+    /// The filter stays until the next request that asks an origin sets
+    /// its own (see [`Interim::set_filter`]).
     pub fn reset(&self) {
         let mut s = self.lock();
         s.pending.clear();
         s.links.clear();
-        s.filter = None;
         s.waker = None;
     }
 
-    /// Sets how the origin's 1xx fields are filtered for the client.
-    pub fn set_filter(&self, f: Arc<dyn InterimFilter>) {
-        self.lock().filter = Some(f);
+    /// Sets how the origin's 1xx fields are filtered for the client; kept
+    /// as it is when it is `f` already (a connection's requests are mostly
+    /// for one site: no count that every core writes is touched).
+    pub fn set_filter<F: InterimFilter + 'static>(&self, f: &Arc<F>) {
+        let mut s = self.lock();
+        if s.filter
+            .as_ref()
+            .is_some_and(|g| std::ptr::addr_eq(Arc::as_ptr(g), Arc::as_ptr(f)))
+        {
+            return;
+        }
+        s.filter = Some(f.clone());
     }
 
     /// Queues an interim response for the client.

@@ -226,8 +226,9 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let host = request_host(&req);
         // The sites and controls in force when the request arrived (the
-        // request keeps its site; the guard is gone before any wait).
-        let live = self.live.load_full();
+        // request keeps its site; the guard is gone before any wait). A
+        // guard, not a clone: a clone writes the count every core shares.
+        let live = self.live.load();
         // The client's address: the peer's, or what a trusted proxy in
         // front says (every later control and the log use it).
         let client = live.admission.client_ip(conn.peer.ip(), req.headers());
@@ -296,7 +297,7 @@ impl Proxy {
         } = passed;
         // The origin's 1xx fields are hidden like its final response's.
         if let Some(i) = crate::origin::interim::Interim::current() {
-            i.set_filter(site.clone());
+            i.set_filter(&site);
         }
         let hsts = (conn.scheme == "https")
             .then_some(site.hsts.as_ref())
