@@ -146,6 +146,17 @@ pub trait Fields {
         });
         found
     }
+
+    /// Whether the first value of `name` satisfies `f` (`false` when there
+    /// is none).
+    fn first_is(&self, name: &HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool) -> bool {
+        let mut yes = false;
+        self.each(name, &mut |v| {
+            yes = f(v);
+            false
+        });
+        yes
+    }
 }
 
 impl Fields for HeaderMap {
@@ -207,9 +218,9 @@ pub fn compressible(
     cfg.enabled
         && status == StatusCode::OK
         && len.is_none_or(|l| l >= cfg.min_size.max(1))
-        && headers
-            .first(&CONTENT_TYPE)
-            .is_some_and(|v| v.to_str().is_ok_and(|t| cfg.compresses_type(t)))
+        && headers.first_is(&CONTENT_TYPE, &mut |v| {
+            v.to_str().is_ok_and(|t| cfg.compresses_type(t))
+        })
         && content_coding(headers) == Coding::Identity
         && !no_transform(headers)
 }

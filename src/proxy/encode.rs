@@ -148,11 +148,9 @@ pub(super) fn code_passed(
     if !cfg.enabled || !cfg.compress_uncacheable || *method == Method::HEAD {
         return None;
     }
-    let len = resp
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
+    // The length the body is framed with (its Content-Length, read once
+    // as the head was parsed), not looked up and parsed again.
+    let len = http_body::Body::size_hint(resp.body()).exact();
     if !compressible(cfg, resp.status(), resp.headers(), len) {
         return None;
     }
