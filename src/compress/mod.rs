@@ -218,11 +218,54 @@ pub fn compressible(
     cfg.enabled
         && status == StatusCode::OK
         && len.is_none_or(|l| l >= cfg.min_size.max(1))
-        && headers.first_is(&CONTENT_TYPE, &mut |v| {
-            v.to_str().is_ok_and(|t| cfg.compresses_type(t))
-        })
+        && headers.first_is(&CONTENT_TYPE, &mut |v| type_compressed(cfg, v))
         && content_coding(headers) == Coding::Identity
         && !no_transform(headers)
+}
+
+/// The longest `Content-Type` value whose answer is memoised.
+const TYPE_MEMO_LEN: usize = 46;
+
+/// (type list, value length, value, answer), four slots by length and first
+/// byte: a site's answers carry a handful of types, each asked about on every
+/// answer that may be compressed.
+type TypeMemo = [(u64, u8, [u8; TYPE_MEMO_LEN], bool); 4];
+
+thread_local! {
+    static TYPE_MEMO: std::cell::RefCell<TypeMemo> =
+        const { std::cell::RefCell::new([(0, 0, [0; TYPE_MEMO_LEN], false); 4]) };
+}
+
+/// Whether `cfg` compresses the media type of the `Content-Type` value `v`.
+fn type_compressed(cfg: &CompressionConfig, v: &HeaderValue) -> bool {
+    let answer = |v: &HeaderValue| v.to_str().is_ok_and(|t| cfg.compresses_type(t));
+    let b = v.as_bytes();
+    let (Some(&first), true) = (b.first(), b.len() <= TYPE_MEMO_LEN) else {
+        return answer(v);
+    };
+    let id = cfg.types_id();
+    let slot = (b.len() ^ usize::from(first)) & 3;
+    let hit = TYPE_MEMO
+        .try_with(|m| {
+            let m = m.try_borrow().ok()?;
+            let (mid, len, bytes, yes) = &m[slot];
+            (*mid == id && usize::from(*len) == b.len() && bytes.get(..b.len()) == Some(b))
+                .then_some(*yes)
+        })
+        .ok()
+        .flatten();
+    if let Some(yes) = hit {
+        return yes;
+    }
+    let yes = answer(v);
+    let _ = TYPE_MEMO.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            let mut bytes = [0; TYPE_MEMO_LEN];
+            bytes[..b.len()].copy_from_slice(b);
+            m[slot] = (id, b.len() as u8, bytes, yes);
+        }
+    });
+    yes
 }
 
 /// `Cache-Control: no-transform` (RFC 9111 §5.2.2.6): an intermediary must not change the

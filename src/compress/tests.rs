@@ -170,3 +170,34 @@ fn a_coded_representation_has_its_own_tag_and_varies() {
     vary_on_accept_encoding(&mut h);
     assert_eq!(h[VARY], "*");
 }
+
+#[test]
+fn the_type_memo_answers_for_its_own_list_only() {
+    let site = |types: &str| {
+        let text = format!(
+            "[[site]]\norigins = [\"http://127.0.0.1:2\"]\n[site.compression]\ntypes = [{types}]\n"
+        );
+        crate::config::Config::from_toml(&text).unwrap().sites[0]
+            .compression
+            .clone()
+    };
+    let (json, png) = (site("\"application/json\""), site("\"image/png\""));
+    let ct = |t: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_str(t).unwrap());
+        h
+    };
+    let ok = http::StatusCode::OK;
+    for _ in 0..3 {
+        assert!(compressible(&json, ok, &ct("application/json"), None));
+        assert!(!compressible(&png, ok, &ct("application/json"), None));
+        assert!(compressible(&png, ok, &ct("image/png"), None));
+        assert!(!compressible(&json, ok, &ct("image/png"), None));
+        // Another spelling of the same type, parameters after it.
+        assert!(compressible(&json, ok, &ct("application/JSON"), None));
+        assert!(compressible(&json, ok, &ct("application/jsoN; x"), None));
+    }
+    // A value longer than the memo keeps is answered all the same.
+    let long = format!("application/json; {}", "p=1; ".repeat(20));
+    assert!(compressible(&json, ok, &ct(&long), None));
+}

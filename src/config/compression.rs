@@ -104,6 +104,15 @@ pub struct Types {
     patterns: Vec<TypePattern>,
     exact: std::collections::HashSet<String, foldhash::fast::RandomState>,
     prefixes: Vec<String>,
+    /// New with every change of the list (0: the empty default), so that
+    /// answers memoised for one list are never taken for another.
+    id: u64,
+}
+
+/// A new [`Types::id`].
+fn next_types_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl PartialEq for Types {
@@ -120,6 +129,7 @@ impl Types {
             patterns: Vec::new(),
             exact: Default::default(),
             prefixes: Vec::new(),
+            id: next_types_id(),
         };
         for p in patterns {
             t.push(p);
@@ -135,6 +145,7 @@ impl Types {
             TypePattern::Prefix(x) => self.prefixes.push(x.clone()),
         }
         self.patterns.push(p);
+        self.id = next_types_id();
     }
 
     fn clear(&mut self) {
@@ -239,6 +250,12 @@ impl CompressionConfig {
         }
         .trim();
         self.types.contains(essence)
+    }
+
+    /// Identifies the media type list (see [`Types`]): answers about it may
+    /// be memoised under it.
+    pub fn types_id(&self) -> u64 {
+        self.types.id
     }
 
     /// The level for `e`.
