@@ -45,6 +45,63 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// RFC 3986 §6.2.2–§6.2.3): drops userinfo, lower-cases the host, removes
 /// an empty or default port, and writes other ports without leading zeros.
 pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
+    // A node's requests carry a handful of authorities: the last one whose
+    // form is a prefix of itself is remembered per thread.
+    let https = match scheme {
+        "http" => false,
+        "https" => true,
+        _ => return normalise_authority_scan(scheme, authority),
+    };
+    if let Some(n) = memo_get(https, authority)
+        && let Some(form) = authority.get(..n)
+    {
+        return Cow::Borrowed(form);
+    }
+    let form = normalise_authority_scan(scheme, authority);
+    if let Cow::Borrowed(f) = &form
+        && authority.starts_with(f)
+    {
+        memo_put(https, authority, f.len());
+    }
+    form
+}
+
+/// The longest authority [`normalise_authority`] remembers.
+const AUTHORITY_MEMO_LEN: usize = 62;
+
+thread_local! {
+    /// (https, authority's length, authority, length of its form).
+    static AUTHORITY_MEMO: std::cell::Cell<(bool, u8, [u8; AUTHORITY_MEMO_LEN], u8)> =
+        const { std::cell::Cell::new((false, 0, [0; AUTHORITY_MEMO_LEN], 0)) };
+}
+
+fn memo_get(https: bool, authority: &str) -> Option<usize> {
+    let b = authority.as_bytes();
+    if b.is_empty() || b.len() > AUTHORITY_MEMO_LEN {
+        return None;
+    }
+    AUTHORITY_MEMO
+        .try_with(|m| {
+            let (h, len, bytes, n) = m.get();
+            (h == https && usize::from(len) == b.len() && bytes.get(..b.len()) == Some(b))
+                .then_some(usize::from(n))
+        })
+        .ok()
+        .flatten()
+}
+
+fn memo_put(https: bool, authority: &str, n: usize) {
+    let b = authority.as_bytes();
+    if b.is_empty() || b.len() > AUTHORITY_MEMO_LEN {
+        return;
+    }
+    let mut bytes = [0; AUTHORITY_MEMO_LEN];
+    bytes[..b.len()].copy_from_slice(b);
+    let _ = AUTHORITY_MEMO.try_with(|m| m.set((https, b.len() as u8, bytes, n as u8)));
+}
+
+/// [`normalise_authority`] without the memo.
+fn normalise_authority_scan<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
     // One pass over the bytes (this runs twice per request): where the
     // userinfo ends, where the port starts, and whether anything needs
     // lower-casing.
@@ -341,6 +398,34 @@ mod tests {
         let long = format!("/{}", "x".repeat(2000));
         let want = *blake3::hash(&canonical_form("s", "http", "h", long.as_bytes())).as_bytes();
         assert_eq!(primary_key("s", "http", "h", long.as_bytes()), want);
+    }
+
+    #[test]
+    fn the_authority_memo_answers_as_the_scan_does() {
+        let authorities = [
+            "example.com:80",
+            "example.com:443",
+            "example.com",
+            "Example.com:80",
+            "example.com:8080",
+            "u@example.com:80",
+            "[::1]:80",
+            "h:0080",
+        ];
+        for _ in 0..2 {
+            for scheme in ["http", "https", "ftp", "HTTP"] {
+                for a in authorities {
+                    // Asked twice in a row: the second answer is the memo's.
+                    for _ in 0..2 {
+                        assert_eq!(
+                            normalise_authority(scheme, a),
+                            normalise_authority_scan(scheme, a),
+                            "{scheme} {a}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
