@@ -46,58 +46,81 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 /// an empty or default port, and writes other ports without leading zeros.
 pub fn normalise_authority<'a>(scheme: &str, authority: &'a str) -> Cow<'a, str> {
     // A node's requests carry a handful of authorities: the last one whose
-    // form is a prefix of itself is remembered per thread.
+    // form is a slice of itself is remembered per thread.
     let https = match scheme {
         "http" => false,
         "https" => true,
         _ => return normalise_authority_scan(scheme, authority),
     };
-    if let Some(n) = memo_get(https, authority)
-        && let Some(form) = authority.get(..n)
+    let kind = u8::from(https);
+    if let Some((a, b)) = memo_get(&AUTHORITY_MEMO, kind, authority)
+        && let Some(form) = authority.get(a..b)
     {
         return Cow::Borrowed(form);
     }
     let form = normalise_authority_scan(scheme, authority);
     if let Cow::Borrowed(f) = &form
-        && authority.starts_with(f)
+        && let Some(span) = span_in(authority, f)
     {
-        memo_put(https, authority, f.len());
+        memo_put(&AUTHORITY_MEMO, kind, authority, span);
     }
     form
 }
 
-/// The longest authority [`normalise_authority`] remembers.
-const AUTHORITY_MEMO_LEN: usize = 62;
+/// The longest authority or host remembered.
+const MEMO_LEN: usize = 62;
+
+/// A string last seen by a normaliser, with what it gave: (kind, its
+/// length, its bytes, the form's start and end within it).
+type Memo = (u8, u8, [u8; MEMO_LEN], u8, u8);
 
 thread_local! {
-    /// (https, authority's length, authority, length of its form).
-    static AUTHORITY_MEMO: std::cell::Cell<(bool, u8, [u8; AUTHORITY_MEMO_LEN], u8)> =
-        const { std::cell::Cell::new((false, 0, [0; AUTHORITY_MEMO_LEN], 0)) };
+    static AUTHORITY_MEMO: std::cell::Cell<Memo> =
+        const { std::cell::Cell::new((0, 0, [0; MEMO_LEN], 0, 0)) };
+    static HOST_MEMO: std::cell::Cell<Memo> =
+        const { std::cell::Cell::new((0, 0, [0; MEMO_LEN], 0, 0)) };
 }
 
-fn memo_get(https: bool, authority: &str) -> Option<usize> {
-    let b = authority.as_bytes();
-    if b.is_empty() || b.len() > AUTHORITY_MEMO_LEN {
+/// The form `memo` holds for `s` of `kind`: its start and end in `s`.
+fn memo_get(
+    memo: &'static std::thread::LocalKey<std::cell::Cell<Memo>>,
+    kind: u8,
+    s: &str,
+) -> Option<(usize, usize)> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MEMO_LEN {
         return None;
     }
-    AUTHORITY_MEMO
-        .try_with(|m| {
-            let (h, len, bytes, n) = m.get();
-            (h == https && usize::from(len) == b.len() && bytes.get(..b.len()) == Some(b))
-                .then_some(usize::from(n))
-        })
-        .ok()
-        .flatten()
+    memo.try_with(|m| {
+        let (k, len, bytes, start, end) = m.get();
+        (k == kind && usize::from(len) == b.len() && bytes.get(..b.len()) == Some(b))
+            .then_some((usize::from(start), usize::from(end)))
+    })
+    .ok()
+    .flatten()
 }
 
-fn memo_put(https: bool, authority: &str, n: usize) {
-    let b = authority.as_bytes();
-    if b.is_empty() || b.len() > AUTHORITY_MEMO_LEN {
+/// Remembers that `s` of `kind` gave `s[start..end]`.
+fn memo_put(
+    memo: &'static std::thread::LocalKey<std::cell::Cell<Memo>>,
+    kind: u8,
+    s: &str,
+    (start, end): (usize, usize),
+) {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MEMO_LEN || end > b.len() {
         return;
     }
-    let mut bytes = [0; AUTHORITY_MEMO_LEN];
+    let mut bytes = [0; MEMO_LEN];
     bytes[..b.len()].copy_from_slice(b);
-    let _ = AUTHORITY_MEMO.try_with(|m| m.set((https, b.len() as u8, bytes, n as u8)));
+    let _ = memo.try_with(|m| m.set((kind, b.len() as u8, bytes, start as u8, end as u8)));
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len()).then_some((start, end))
 }
 
 /// [`normalise_authority`] without the memo.
@@ -286,6 +309,24 @@ pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
 
 /// Lower-cases a host and strips the port (`[::1]:80` → `[::1]`).
 pub fn normalise_host(host: &str) -> std::borrow::Cow<'_, str> {
+    // As `normalise_authority`: the last host whose form is a slice of it
+    // is remembered per thread.
+    if let Some((a, b)) = memo_get(&HOST_MEMO, 0, host)
+        && let Some(form) = host.get(a..b)
+    {
+        return std::borrow::Cow::Borrowed(form);
+    }
+    let form = normalise_host_scan(host);
+    if let std::borrow::Cow::Borrowed(f) = &form
+        && let Some(span) = span_in(host, f)
+    {
+        memo_put(&HOST_MEMO, 0, host, span);
+    }
+    form
+}
+
+/// [`normalise_host`] without the memo.
+fn normalise_host_scan(host: &str) -> std::borrow::Cow<'_, str> {
     // Bytes, not chars (this runs on every request, and char-wise trimming
     // and searching cost ~300 instructions). Every byte looked for is ASCII,
     // which in UTF-8 never occurs inside another character, so each cut is
@@ -423,6 +464,26 @@ mod tests {
                             "{scheme} {a}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_host_memo_answers_as_the_scan_does() {
+        let hosts = [
+            "example.com:80",
+            " example.com ",
+            "Example.com",
+            "example.com.",
+            "[::1]:80",
+            "h:0080",
+            "\u{a0}example.com",
+        ];
+        for _ in 0..2 {
+            for h in hosts {
+                for _ in 0..2 {
+                    assert_eq!(normalise_host(h), normalise_host_scan(h), "{h:?}");
                 }
             }
         }
