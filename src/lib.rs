@@ -27,8 +27,8 @@
 //! - [`config`]: the configuration file, its validation and the embedded
 //!   default. [`metrics`]: counters, per-site request series and the
 //!   node's statistics.
-//! - [`error`], [`clock`], [`deadline`]: the error type, coarse clocks and
-//!   reusable timeouts.
+//! - [`error`], [`clock`], [`deadline`], [`fields`]: the error type, coarse
+//!   clocks, reusable timeouts and lookups in small header maps.
 //!
 //! Below all of them, the `outpost-storage` crate keeps bytes under
 //! 32-byte keys in memory and on disk and knows nothing of HTTP.
@@ -44,6 +44,7 @@ pub mod compress;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod fields;
 pub mod logging;
 pub mod metrics;
 pub mod origin;

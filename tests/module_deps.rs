@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["purge", "admission", "cluster"],
     &["cache", "origin", "access_log", "compress"],
     &["config", "metrics"],
-    &["error", "clock", "deadline"],
+    &["error", "clock", "deadline", "fields"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

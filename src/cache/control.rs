@@ -271,10 +271,10 @@ impl ResponseDirectives {
     /// short line (what nearly every origin sends, the same on each of its
     /// responses) is read through a per-thread memo of the last few.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut lines = headers.get_all(CACHE_CONTROL).iter();
+        let mut lines = crate::fields::all(headers, &CACHE_CONTROL);
         match (lines.next(), lines.next()) {
             (Some(v), None) => Self::memoised(v.as_bytes()),
-            _ => Self::parse(headers.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes())),
+            _ => Self::parse(crate::fields::all(headers, &CACHE_CONTROL).map(|v| v.as_bytes())),
         }
     }
 
@@ -342,7 +342,7 @@ impl ResponseDirectives {
 impl RequestDirectives {
     /// Parses every `Cache-Control` field line of a request.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::parse(headers.get_all(CACHE_CONTROL).iter().map(|v| v.as_bytes()))
+        Self::parse(crate::fields::all(headers, &CACHE_CONTROL).map(|v| v.as_bytes()))
     }
 
     /// Parses Cache-Control field values of a request.

@@ -297,7 +297,7 @@ pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
     if let Some(a) = req.uri().authority() {
         return Some(a.as_str().to_owned());
     }
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let mut hosts = crate::fields::all(req.headers(), &http::header::HOST);
     let h = hosts.next()?;
     if hosts.next().is_some() {
         // RFC 9112 §3.2: more than one Host is a bad request.

@@ -161,7 +161,7 @@ pub trait Fields {
 
 impl Fields for HeaderMap {
     fn each(&self, name: &HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool) {
-        for v in self.get_all(name) {
+        for v in crate::fields::all(self, name) {
             if !f(v) {
                 return;
             }

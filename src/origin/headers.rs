@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// Whether a request or response asks for a protocol upgrade
 /// (`Connection: upgrade` plus `Upgrade`, RFC 9110 §7.8).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    crate::fields::has(headers, &header::UPGRADE)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
@@ -246,7 +246,7 @@ impl Forwarding<'_> {
         }
         out.extend_from_slice(b"x-forwarded-for: ");
         // The earlier hops' list, as add_forwarded combines it.
-        for v in headers.get_all(&XFF) {
+        for v in crate::fields::all(headers, &XFF) {
             if let Ok(v) = v.to_str() {
                 let v = v.trim();
                 if !v.is_empty() {

@@ -461,7 +461,7 @@ impl Pool {
             drop_fields,
         } = req;
         let has_content = body.as_ref().is_some_and(|b| !b.is_end_stream());
-        let upgrade = headers.contains_key(header::UPGRADE);
+        let upgrade = crate::fields::has(headers, &header::UPGRADE);
         // Requests without content or upgrade take our HTTP/1 client.
         let lean = !has_content && !upgrade;
         let replayable = !has_content && !upgrade && is_idempotent(method);

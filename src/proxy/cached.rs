@@ -71,7 +71,7 @@ impl Proxy {
         if ctx.method == Method::GET
             && !ctx.dirs.only_if_cached
             && cache.coalescer().is_pass(&ctx.primary)
-            && !ctx.headers.contains_key(RANGE)
+            && !crate::fields::has(&ctx.headers, &RANGE)
         {
             let w = cache.coalescer().solo(ctx.primary);
             return self.fetch(ctx, w, None, CachePhase::UriMiss).await;
@@ -224,12 +224,15 @@ impl Proxy {
                 if let Some(r) = self.sliced(ctx, size, phase).await? {
                     return Ok(r);
                 }
-                if ctx.headers.contains_key(RANGE) {
+                if crate::fields::has(&ctx.headers, &RANGE) {
                     // Its slices cannot be stored: the range alone, not the object.
                     return self.pass(ctx, phase, Some("range")).await;
                 }
             }
-            if stored.is_none() && !cache.range_fetch_whole() && ctx.headers.contains_key(RANGE) {
+            if stored.is_none()
+                && !cache.range_fetch_whole()
+                && crate::fields::has(&ctx.headers, &RANGE)
+            {
                 return self.pass(ctx, phase, Some("range")).await;
             }
             tracing::debug!(
@@ -496,7 +499,7 @@ async fn first_piece_intact(h: &outpost_storage::ReadHandle, ctx: &Ctx) -> bool 
     if h.inline_body().is_some()
         || h.body_len() == 0
         || ctx.method != Method::GET
-        || ctx.headers.contains_key(RANGE)
+        || crate::fields::has(&ctx.headers, &RANGE)
     {
         return true;
     }

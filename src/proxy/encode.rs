@@ -47,7 +47,7 @@ pub(super) enum Coded {
 /// Accept-Encoding` (a request without the field, which leaves the coding to the
 /// origin, selects at most one more).
 pub(super) fn take_accepts(cfg: &CompressionConfig, headers: &mut HeaderMap) -> Accepts {
-    if !cfg.enabled || !headers.contains_key(ACCEPT_ENCODING) {
+    if !cfg.enabled || !crate::fields::has(headers, &ACCEPT_ENCODING) {
         return Accepts::default();
     }
     let a = Accepts::from_headers(headers);
@@ -106,7 +106,7 @@ impl Proxy {
         if !yes {
             return Coded::AsIs { vary: false };
         }
-        if ctx.headers.contains_key(RANGE) && ctx.method == Method::GET {
+        if crate::fields::has(&ctx.headers, &RANGE) && ctx.method == Method::GET {
             return Coded::AsIs { vary: true };
         }
         let Some(e) = accepts.best(&cfg.prefer) else {

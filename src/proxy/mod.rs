@@ -324,7 +324,7 @@ impl Proxy {
             .map(|s| s.read(headers))
             .unwrap_or_default();
         site.hide.request(headers, trusted);
-        if !headers.contains_key(header::HOST) {
+        if !crate::fields::has(headers, &header::HOST) {
             // HTTP/2 carries the host in :authority (RFC 9113 §8.3.1).
             if let Ok(v) = HeaderValue::from_str(&host) {
                 headers.insert(header::HOST, v);
