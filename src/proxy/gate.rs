@@ -66,7 +66,12 @@ impl Live {
             return Err(Error::new(ErrorKind::UriTooLong, "request target too long"));
         }
         // A path that an origin would read as above its root never goes on.
-        if let Some(pq) = req.uri().path_and_query() {
+        // (A plain path, nearly every one, has nothing to refuse or change.)
+        if let Some(pq) = req
+            .uri()
+            .path_and_query()
+            .filter(|pq| !crate::admission::path::plain(pq.as_str()))
+        {
             if let Err(why) = crate::admission::path::check(pq.as_str()) {
                 Counters::global().refused(Refusal::Path);
                 return Err(Error::new(ErrorKind::BadRequest, why));
