@@ -39,6 +39,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,14 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct BanList {
     inner: RwLock<Inner>,
+    /// Whether a URL, prefix or tag ban may be kept, and the floor plus
+    /// one (0: none): what a lookup reads first, without the lock. A read
+    /// lock writes the lock's shared count, a cache line every core then
+    /// takes in turn on every hit; most lookups find no ban that could
+    /// apply. Both are written under the write lock: `any` set before a ban
+    /// goes in, cleared only once a prune left the maps empty.
+    any: AtomicBool,
+    floor: AtomicU64,
     /// Whether the list is current (a fleet node catching up is not).
     catch_up: super::catch_up::CatchUp,
 }
@@ -156,11 +165,34 @@ pub fn millis(t: SystemTime) -> u64 {
 /// path and query as received (`/` when empty). The scheme is not part of
 /// it: a purge covers http and https alike.
 pub fn ban_subject(scheme: &str, authority: &str, path_and_query: &str) -> String {
-    ban_subject_normalised(&normalise_authority(scheme, authority), path_and_query)
+    BanSubject::new(&normalise_authority(scheme, authority), path_and_query).text()
+}
+
+/// A request's [`ban_subject`], its text made only when a ban could
+/// apply: the authority already normalised, the path and query as
+/// received.
+#[derive(Debug, Clone, Copy)]
+pub struct BanSubject<'a> {
+    authority: &'a str,
+    path_and_query: &'a str,
+}
+
+impl<'a> BanSubject<'a> {
+    pub fn new(authority: &'a str, path_and_query: &'a str) -> Self {
+        BanSubject {
+            authority,
+            path_and_query,
+        }
+    }
+
+    /// The subject's text (see [`ban_subject`]).
+    pub fn text(&self) -> String {
+        ban_subject_normalised(self.authority, self.path_and_query)
+    }
 }
 
 /// [`ban_subject`] for an authority [`normalise_authority`] already returned.
-pub fn ban_subject_normalised(authority: &str, path_and_query: &str) -> String {
+fn ban_subject_normalised(authority: &str, path_and_query: &str) -> String {
     let a = authority;
     let mut s = String::with_capacity(a.len() + path_and_query.len().max(1));
     s.push_str(a);
@@ -183,17 +215,28 @@ impl BanList {
         &self.catch_up
     }
 
-    /// The verdict for a stored object: `subject` from [`ban_subject`],
-    /// its tags, its `created_at` and `response_time` (last validation).
-    /// Hard wins over soft. Costs one read lock plus one hash lookup per
-    /// tag and a scan of the prefix bans.
+    /// The verdict for a stored object: the request's `subject`, the
+    /// object's tags, its `created_at` and `response_time` (last
+    /// validation). Hard wins over soft. With no URL, prefix or tag ban
+    /// kept, costs two atomic loads; else the subject's text, one read
+    /// lock, one hash lookup per tag and a scan of the prefix bans.
     pub fn check(
         &self,
-        subject: &str,
+        subject: &BanSubject<'_>,
         tags: &[String],
         created_at: SystemTime,
         validated_at: SystemTime,
     ) -> BanVerdict {
+        if !self.any.load(Ordering::Acquire) {
+            let floor = self.floor.load(Ordering::Acquire);
+            return if floor != 0 && millis(created_at) < floor {
+                BanVerdict::Hard
+            } else {
+                BanVerdict::None
+            };
+        }
+        let subject = subject.text();
+        let subject = subject.as_str();
         let Ok(inner) = self.inner.read() else {
             // A poisoned lock: a writer panicked. Be safe: treat as purged.
             return BanVerdict::Hard;
@@ -236,6 +279,7 @@ impl BanList {
     /// Adds a ban.
     pub fn add(&self, ban: &Ban) {
         if let Ok(mut inner) = self.inner.write() {
+            self.any.store(true, Ordering::Release);
             inner
                 .map(ban.kind)
                 .entry(ban.pattern.clone())
@@ -248,6 +292,7 @@ impl BanList {
     pub fn raise_floor(&self, at_ms: u64) {
         if let Ok(mut inner) = self.inner.write() {
             inner.floor_ms = Some(inner.floor_ms.map_or(at_ms, |f| f.max(at_ms)));
+            self.mirror_floor(&inner);
         }
     }
 
@@ -351,7 +396,18 @@ impl BanList {
         if let Some(d) = dropped {
             inner.floor_ms = Some(old.map_or(d, |f| f.max(d)));
         }
+        self.mirror_floor(inner);
+        if inner.urls.is_empty() && inner.prefixes.is_empty() && inner.tags.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
         (inner.floor_ms != old).then_some(inner.floor_ms).flatten()
+    }
+
+    /// Copies the floor to the atomic a lookup reads first (called under
+    /// the write lock).
+    fn mirror_floor(&self, inner: &Inner) {
+        let plus_one = inner.floor_ms.map_or(0, |f| f.saturating_add(1));
+        self.floor.store(plus_one, Ordering::Release);
     }
 }
 

@@ -18,7 +18,7 @@ use outpost_storage::{ReadHandle, Store, StoreConfig, WriteHandle};
 
 use bytes::Bytes;
 
-use super::bans::{BanList, BanVerdict};
+use super::bans::{BanList, BanSubject, BanVerdict};
 use super::coalesce::{Coalescer, FillWriter, Key};
 use super::control::target_list;
 use super::fill::{FillHead, FillJob, Invalidations, pump};
@@ -372,7 +372,12 @@ impl CacheLayer {
 
     /// Slice `key` of the object under `primary` ([`super::slice`]), with the
     /// invalidations and purges of `primary` applied: a slice goes with its URI.
-    pub async fn lookup_slice(&self, primary: &Key, key: &Key, subject: &str) -> Option<Found> {
+    pub async fn lookup_slice(
+        &self,
+        primary: &Key,
+        key: &Key,
+        subject: &BanSubject<'_>,
+    ) -> Option<Found> {
         let h = self.get(key).await?;
         if self.bans.catch_up().behind() {
             Box::pin(self.bans.catch_up().wait()).await;
@@ -425,7 +430,7 @@ impl CacheLayer {
 
     /// Applies the ban list to a found object: `true` when it is purged;
     /// a soft ban marks it stale (revalidate, stale-if-error still allowed).
-    fn banned(&self, subject: &str, m: &mut ObjectMeta) -> bool {
+    fn banned(&self, subject: &BanSubject<'_>, m: &mut ObjectMeta) -> bool {
         match self
             .bans
             .check(subject, &m.tags, m.created_at, m.response_time)
@@ -442,7 +447,12 @@ impl CacheLayer {
     /// The stored response for a request, following a vary marker; the
     /// ban list is applied to what is found (`subject`: see
     /// [`super::bans::ban_subject`]).
-    pub async fn lookup(&self, primary: &Key, headers: &HeaderMap, subject: &str) -> Lookup {
+    pub async fn lookup(
+        &self,
+        primary: &Key,
+        headers: &HeaderMap,
+        subject: &BanSubject<'_>,
+    ) -> Lookup {
         let Some(h) = self.get(primary).await else {
             return Lookup::Miss;
         };

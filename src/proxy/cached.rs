@@ -81,7 +81,7 @@ impl Proxy {
         let mut sliced_already = false;
         for _round in 0..4 {
             let (stored, phase) = match cache
-                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject())
                 .await
             {
                 Lookup::Found(f, marker) => {
@@ -247,7 +247,7 @@ impl Proxy {
                     if stored.is_none()
                         && matches!(
                             cache
-                                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+                                .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject())
                                 .await,
                             Lookup::Found(..)
                         )
@@ -469,7 +469,7 @@ impl Proxy {
             return;
         };
         let Lookup::Found(f, marker) = cache
-            .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject)
+            .lookup(&ctx.primary, &ctx.headers, &ctx.ban_subject())
             .await
         else {
             return;

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method, Version};
 use super::SiteRuntime;
 use super::body::AccessRecord;
 use crate::cache::RequestTarget;
-use crate::cache::bans::ban_subject_normalised;
+use crate::cache::bans::BanSubject;
 use crate::cache::coalesce::Key;
 use crate::cache::control::RequestDirectives;
 use crate::cache::freshness::ReuseOptions;
@@ -36,8 +36,8 @@ pub struct Ctx {
     pub(super) rec: AccessRecord,
     /// The vary marker found under the primary key, if any.
     pub(super) marker: Option<VaryMarker>,
-    /// What URL and prefix bans match (`crate::cache::bans::ban_subject`).
-    pub(super) ban_subject: String,
+    /// The authority's normal form, for the ban subject ([`Ctx::ban_subject`]).
+    authority: AuthorityForm,
     /// What the balancer hashes (`balance = "hash"` or `"client_ip"`).
     pub(super) balance_key: Option<[u8; 32]>,
     /// The origin the request's sticky cookie names, if any.
@@ -54,7 +54,42 @@ pub struct Ctx {
     pub(super) shield_hop: bool,
 }
 
+/// A request's authority in the form the key and ban subject use: most
+/// often a slice of the authority as received (kept as its span, so a
+/// request that never asks for its ban subject makes no string), else its
+/// own string.
+#[derive(Clone)]
+enum AuthorityForm {
+    Span(usize, usize),
+    Owned(String),
+}
+
+impl AuthorityForm {
+    fn of(received: &str, form: std::borrow::Cow<'_, str>) -> Self {
+        match form {
+            std::borrow::Cow::Borrowed(f) => {
+                let at = (f.as_ptr() as usize).wrapping_sub(received.as_ptr() as usize);
+                match received.get(at..at + f.len()) {
+                    // The same bytes at that place: `f` is a slice of it.
+                    Some(s) if s.as_ptr() == f.as_ptr() => AuthorityForm::Span(at, at + f.len()),
+                    _ => AuthorityForm::Owned(f.to_owned()),
+                }
+            }
+            std::borrow::Cow::Owned(f) => AuthorityForm::Owned(f),
+        }
+    }
+}
+
 impl Ctx {
+    /// What URL and prefix bans match (`crate::cache::bans::ban_subject`).
+    pub(super) fn ban_subject(&self) -> BanSubject<'_> {
+        let authority = match &self.authority {
+            AuthorityForm::Span(a, b) => self.target.authority.get(*a..*b).unwrap_or_default(),
+            AuthorityForm::Owned(s) => s,
+        };
+        BanSubject::new(authority, &self.target.path_and_query)
+    }
+
     pub(super) fn new(
         site: Arc<SiteRuntime>,
         method: Method,
@@ -74,7 +109,7 @@ impl Ctx {
             &authority,
             target.path_and_query.as_bytes(),
         );
-        let ban_subject = ban_subject_normalised(&authority, &target.path_and_query);
+        let authority = AuthorityForm::of(&target.authority, authority);
         let dirs = RequestDirectives::from_headers(&headers);
         let reuse = ReuseOptions {
             ignore_client_reload: site.ignore_client_reload,
@@ -98,7 +133,7 @@ impl Ctx {
             client_ip,
             rec,
             marker: None,
-            ban_subject,
+            authority,
             balance_key,
             sticky: StickyRequest::default(),
             accepts: Accepts::default(),
@@ -133,7 +168,7 @@ impl Ctx {
             client_ip: self.client_ip,
             rec,
             marker: None,
-            ban_subject: self.ban_subject.clone(),
+            authority: self.authority.clone(),
             balance_key: self.balance_key,
             sticky: self.sticky,
             accepts: self.accepts,

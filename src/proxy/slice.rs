@@ -157,7 +157,7 @@ impl Proxy {
         let cache = self.cache_layer()?;
         let key = slice_key(&ctx.primary, 0);
         let Some(f) = cache
-            .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+            .lookup_slice(&ctx.primary, &key, &ctx.ban_subject())
             .await
         else {
             return Ok(None);
@@ -198,7 +198,7 @@ impl Proxy {
         for i in (first..=last).filter(|i| *i != held) {
             let key = slice_key(&ctx.primary, i);
             let Some(f) = cache
-                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject())
                 .await
             else {
                 return false;
@@ -370,7 +370,7 @@ impl Proxy {
         let mut fallback: Option<Found> = None;
         for _round in 0..4 {
             if let Some(f) = cache
-                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject)
+                .lookup_slice(&ctx.primary, &key, &ctx.ban_subject())
                 .await
             {
                 let at = as_of.unwrap_or_else(SystemTime::now);
