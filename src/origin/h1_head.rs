@@ -5,7 +5,9 @@
 //! Owns: the parse. Must not know: connections, pools or bodies.
 
 use bytes::BytesMut;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+
+use super::names::Role;
 
 /// Most header fields accepted in one response head.
 pub(super) const MAX_HEADERS: usize = 128;
@@ -143,30 +145,30 @@ pub(super) fn parse_head(
         let raw_name = head
             .get(na as usize..(na + nl) as usize)
             .unwrap_or_default();
-        let name = super::names::field_name(raw_name)
+        let (name, role) = super::names::field_name(raw_name)
             .ok_or_else(|| format!("bad field name {:?}", String::from_utf8_lossy(raw_name)))?;
         let (va, vend) = (va as usize, (va + vl) as usize);
         if vend > head.len() {
             return Err("field value outside the head".into());
         }
-        // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
-        if super::headers::always_hop_by_hop(&name) {
-            if name == header::TRANSFER_ENCODING {
-                transfer_encoding = true;
-            } else {
-                if name == header::CONNECTION
-                    && connection.add_line(head.get(va..vend).unwrap_or_default())
-                {
+        match role {
+            Role::Plain => {}
+            // RFC 9110 §7.6.1: hop-by-hop fields are not forwarded.
+            // Transfer-Encoding stays for the framing, which removes it.
+            Role::TransferEncoding => transfer_encoding = true,
+            Role::Connection => {
+                if connection.add_line(head.get(va..vend).unwrap_or_default()) {
                     naming.push((va, vend));
                 }
                 continue;
             }
-        }
-        if name == header::CONTENT_LENGTH {
-            lengths = (
-                lengths.0 + 1,
-                plain_digits(head.get(va..vend).unwrap_or_default()),
-            );
+            Role::HopByHop => continue,
+            Role::ContentLength => {
+                lengths = (
+                    lengths.0 + 1,
+                    plain_digits(head.get(va..vend).unwrap_or_default()),
+                );
+            }
         }
         // After the framing's fields were read: what the caller drops.
         if drop_fields.contains(&name) {

@@ -17,26 +17,67 @@ use http::header::{
     TRANSFER_ENCODING, VARY,
 };
 
+/// What the head's parse does with a field, known with its name (so that
+/// the name is not compared again with each of those it matters for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Kept as it is.
+    Plain,
+    /// `Content-Length` (RFC 9112 §6.3).
+    ContentLength,
+    /// `Transfer-Encoding`: read for the framing (RFC 9112 §6.1).
+    TransferEncoding,
+    /// `Connection`: its options read, the field not forwarded (RFC 9110
+    /// §7.6.1).
+    Connection,
+    /// Any other hop-by-hop field: not forwarded.
+    HopByHop,
+}
+
+use Role::{Connection as Conn, ContentLength as Len, Plain, TransferEncoding as Te};
+
 /// Canonical spellings of common response fields, by name length.
-fn candidates(len: usize) -> &'static [(&'static [u8], HeaderName)] {
+fn candidates(len: usize) -> &'static [(&'static [u8], HeaderName, Role)] {
     match len {
-        3 => &[(b"Age", AGE)],
-        4 => &[(b"Date", DATE), (b"ETag", ETAG), (b"Vary", VARY)],
-        6 => &[(b"Server", SERVER)],
-        7 => &[(b"Expires", EXPIRES)],
-        8 => &[(b"Location", LOCATION)],
-        10 => &[(b"Connection", CONNECTION), (b"Set-Cookie", SET_COOKIE)],
-        12 => &[(b"Content-Type", CONTENT_TYPE)],
-        13 => &[
-            (b"Cache-Control", CACHE_CONTROL),
-            (b"Last-Modified", LAST_MODIFIED),
-            (b"Accept-Ranges", ACCEPT_RANGES),
-            (b"Content-Range", CONTENT_RANGE),
+        3 => &[(b"Age", AGE, Plain)],
+        4 => &[
+            (b"Date", DATE, Plain),
+            (b"ETag", ETAG, Plain),
+            (b"Vary", VARY, Plain),
         ],
-        14 => &[(b"Content-Length", CONTENT_LENGTH)],
-        16 => &[(b"Content-Encoding", CONTENT_ENCODING)],
-        17 => &[(b"Transfer-Encoding", TRANSFER_ENCODING)],
+        6 => &[(b"Server", SERVER, Plain)],
+        7 => &[(b"Expires", EXPIRES, Plain)],
+        8 => &[(b"Location", LOCATION, Plain)],
+        10 => &[
+            (b"Connection", CONNECTION, Conn),
+            (b"Set-Cookie", SET_COOKIE, Plain),
+        ],
+        12 => &[(b"Content-Type", CONTENT_TYPE, Plain)],
+        13 => &[
+            (b"Cache-Control", CACHE_CONTROL, Plain),
+            (b"Last-Modified", LAST_MODIFIED, Plain),
+            (b"Accept-Ranges", ACCEPT_RANGES, Plain),
+            (b"Content-Range", CONTENT_RANGE, Plain),
+        ],
+        14 => &[(b"Content-Length", CONTENT_LENGTH, Len)],
+        16 => &[(b"Content-Encoding", CONTENT_ENCODING, Plain)],
+        17 => &[(b"Transfer-Encoding", TRANSFER_ENCODING, Te)],
         _ => &[],
+    }
+}
+
+/// The role of a name that is not among the candidates.
+fn role_of(name: &HeaderName) -> Role {
+    if *name == CONTENT_LENGTH {
+        Role::ContentLength
+    } else if !super::headers::always_hop_by_hop(name) {
+        Role::Plain
+    } else if *name == CONNECTION {
+        Role::Connection
+    } else if *name == TRANSFER_ENCODING {
+        Role::TransferEncoding
+    } else {
+        Role::HopByHop
     }
 }
 
@@ -66,20 +107,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     word(a, n - 8) == word(b, n - 8)
 }
 
-/// The field name `raw` as sent by an origin, or `None` when it is not a
-/// valid field name.
-pub fn field_name(raw: &[u8]) -> Option<HeaderName> {
+/// The field name `raw` as sent by an origin and its role, or `None` when
+/// it is not a valid field name.
+pub(super) fn field_name(raw: &[u8]) -> Option<(HeaderName, Role)> {
     let known = candidates(raw.len());
-    if let Some((_, name)) = known.iter().find(|(canon, _)| same(canon, raw)) {
-        return Some(name.clone());
+    if let Some((_, name, role)) = known.iter().find(|(canon, ..)| same(canon, raw)) {
+        return Some((name.clone(), *role));
     }
-    if let Some((_, name)) = known
+    if let Some((_, name, role)) = known
         .iter()
-        .find(|(canon, _)| canon.eq_ignore_ascii_case(raw))
+        .find(|(canon, ..)| canon.eq_ignore_ascii_case(raw))
     {
-        return Some(name.clone());
+        return Some((name.clone(), *role));
     }
-    HeaderName::from_bytes(raw).ok()
+    let name = HeaderName::from_bytes(raw).ok()?;
+    let role = role_of(&name);
+    Some((name, role))
 }
 
 #[cfg(test)]
@@ -89,8 +132,9 @@ mod tests {
     #[test]
     fn every_candidate_is_its_own_canonical_name() {
         for len in 0..32 {
-            for (canon, name) in candidates(len) {
+            for (canon, name, role) in candidates(len) {
                 assert_eq!(canon.len(), len);
+                assert_eq!(*role, role_of(name), "{name}");
                 assert_eq!(
                     HeaderName::from_bytes(canon).ok().as_ref(),
                     Some(name),
@@ -115,8 +159,35 @@ mod tests {
             b"Set-Cookie",
         ] {
             assert_eq!(
-                field_name(raw),
+                field_name(raw).map(|(n, _)| n),
                 HeaderName::from_bytes(raw).ok(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_name_in_any_spelling() {
+        for (raw, role) in [
+            (&b"Content-Length"[..], Role::ContentLength),
+            (b"content-LENGTH", Role::ContentLength),
+            (b"Connection", Role::Connection),
+            (b"CONNECTION", Role::Connection),
+            (b"Transfer-Encoding", Role::TransferEncoding),
+            (b"transfer-encoding", Role::TransferEncoding),
+            (b"TE", Role::HopByHop),
+            (b"Trailer", Role::HopByHop),
+            (b"Upgrade", Role::HopByHop),
+            (b"Keep-Alive", Role::HopByHop),
+            (b"Proxy-Authenticate", Role::HopByHop),
+            (b"Server", Role::Plain),
+            (b"X-Custom", Role::Plain),
+            (b"Content-Type", Role::Plain),
+        ] {
+            assert_eq!(
+                field_name(raw).map(|(_, r)| r),
+                Some(role),
                 "{}",
                 String::from_utf8_lossy(raw)
             );
