@@ -166,7 +166,7 @@ pub(super) fn parse_head(
             Role::ContentLength => {
                 lengths = (
                     lengths.0 + 1,
-                    plain_digits(head.get(va..vend).unwrap_or_default()),
+                    crate::fields::plain_digits(head.get(va..vend).unwrap_or_default()),
                 );
             }
         }
@@ -204,15 +204,4 @@ pub(super) fn parse_head(
             _ => None,
         },
     }))
-}
-
-/// `v` as a number when it is one to nineteen ASCII digits (RFC 9110
-/// §8.6's `1*DIGIT`, short enough not to overflow).
-fn plain_digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
 }

@@ -76,9 +76,7 @@ pub fn encode_head(
     for (name, value) in headers {
         if !bodiless {
             if name == header::CONTENT_LENGTH {
-                length = std::str::from_utf8(value.as_bytes())
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok());
+                length = crate::fields::plain_digits(value.as_bytes().trim_ascii());
                 continue;
             }
             if name == header::TRANSFER_ENCODING {
