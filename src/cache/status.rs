@@ -304,14 +304,19 @@ impl CacheStatus {
     }
 
     /// Appends this member to any `Cache-Status` already present (RFC 9211
-    /// §2: caches closer to the client come later in the list).
+    /// §2: caches closer to the client come later in the list). Empty
+    /// lines are empty lists (RFC 8941 §3.1): left out of the result.
     pub fn append_to(&self, headers: &mut HeaderMap) {
         // One lookup of the (non-standard, so costly to hash) name for both
         // reading what is there and writing the result.
         match headers.entry(CACHE_STATUS.clone()) {
+            http::header::Entry::Occupied(mut e) if e.iter().all(|v| v.is_empty()) => {
+                // Replaced in place: no room taken.
+                e.insert(self.memoised_value());
+            }
             http::header::Entry::Occupied(mut e) => {
                 let mut out: Vec<u8> = Vec::with_capacity(96);
-                for v in e.iter() {
+                for v in e.iter().filter(|v| !v.is_empty()) {
                     out.extend_from_slice(v.as_bytes());
                     out.extend_from_slice(b", ");
                 }
@@ -322,6 +327,15 @@ impl CacheStatus {
             http::header::Entry::Vacant(e) => {
                 e.insert(self.memoised_value());
             }
+        }
+    }
+
+    /// Makes room in `headers` for a later [`Self::append_to`] that then
+    /// adds nothing: an empty line (an empty list) when there is no
+    /// `Cache-Status` yet.
+    pub fn make_room(headers: &mut HeaderMap) {
+        if let http::header::Entry::Vacant(e) = headers.entry(CACHE_STATUS.clone()) {
+            e.insert(HeaderValue::from_static(""));
         }
     }
 
@@ -538,5 +552,34 @@ mod tests {
         CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
         let all: Vec<_> = h.get_all(&CACHE_STATUS).iter().collect();
         assert_eq!(all, ["Origin, Shield; hit, Outpost; hit"]);
+    }
+
+    #[test]
+    fn room_made_is_taken_in_place_and_empty_lines_are_empty_lists() {
+        // No Cache-Status stored: an empty line, then ours alone, in place.
+        let mut h = HeaderMap::new();
+        h.insert(http::header::ETAG, HeaderValue::from_static("\"a\""));
+        CacheStatus::make_room(&mut h);
+        let room = h.len();
+        CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
+        assert_eq!(h.len(), room);
+        assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Outpost; hit");
+        // An upstream member stored: no room made, ours appended after it.
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_STATUS.clone(),
+            HeaderValue::from_static("Shield; hit"),
+        );
+        CacheStatus::make_room(&mut h);
+        assert_eq!(h.get_all(&CACHE_STATUS).iter().count(), 1);
+        CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
+        assert_eq!(h.get(&CACHE_STATUS).unwrap(), "Shield; hit, Outpost; hit");
+        // Empty lines among upstream ones are left out of the list.
+        let mut h = HeaderMap::new();
+        h.append(CACHE_STATUS.clone(), HeaderValue::from_static(""));
+        h.append(CACHE_STATUS.clone(), HeaderValue::from_static("Origin"));
+        CachePhase::Hit.cache_status("Outpost").append_to(&mut h);
+        let all: Vec<_> = h.get_all(&CACHE_STATUS).iter().collect();
+        assert_eq!(all, ["Origin, Outpost; hit"]);
     }
 }
