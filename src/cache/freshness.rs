@@ -288,7 +288,7 @@ pub fn initial_age(
 
 /// The `Age` header value to send (§5.1), clamped to 2^31 (§1.2.2).
 pub fn age_header_value(current_age: u64) -> HeaderValue {
-    HeaderValue::from(current_age.min(u64::from(DELTA_SECONDS_MAX)))
+    crate::fields::number(current_age.min(u64::from(DELTA_SECONDS_MAX)))
 }
 
 /// What the reuse decision needs to know about a stored response.

@@ -278,7 +278,7 @@ impl Proxy {
         rec: AccessRecord,
     ) -> Response<ProxyBody> {
         if status != StatusCode::NOT_MODIFIED && status != StatusCode::NO_CONTENT {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            headers.insert(CONTENT_LENGTH, crate::fields::number(len));
         }
         if headers.get(header::ACCEPT_RANGES).is_none() && status == StatusCode::OK {
             headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
