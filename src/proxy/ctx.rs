@@ -69,9 +69,10 @@ impl AuthorityForm {
         match form {
             std::borrow::Cow::Borrowed(f) => {
                 let at = (f.as_ptr() as usize).wrapping_sub(received.as_ptr() as usize);
-                match received.get(at..at + f.len()) {
+                let end = at.checked_add(f.len());
+                match end.and_then(|end| Some((end, received.get(at..end)?))) {
                     // The same bytes at that place: `f` is a slice of it.
-                    Some(s) if s.as_ptr() == f.as_ptr() => AuthorityForm::Span(at, at + f.len()),
+                    Some((end, s)) if s.as_ptr() == f.as_ptr() => AuthorityForm::Span(at, end),
                     _ => AuthorityForm::Owned(f.to_owned()),
                 }
             }
@@ -176,5 +177,38 @@ impl Ctx {
             prefetched: std::sync::Mutex::new(None),
             shield_hop: self.shield_hop,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn text<'a>(received: &'a str, form: &'a AuthorityForm) -> &'a str {
+        match form {
+            AuthorityForm::Span(a, b) => received.get(*a..*b).unwrap_or("<bad span>"),
+            AuthorityForm::Owned(s) => s,
+        }
+    }
+
+    #[test]
+    fn an_authority_form_is_a_span_only_of_the_authority_received() {
+        let received = String::from("Example.com:80");
+        let other = String::from("example.com");
+        // A slice of what was received: kept as its span.
+        let form = AuthorityForm::of(&received, Cow::Borrowed(&received[8..11]));
+        assert!(matches!(form, AuthorityForm::Span(8, 11)));
+        assert_eq!(text(&received, &form), "com");
+        let form = AuthorityForm::of(&received, Cow::Borrowed(&received[..]));
+        assert_eq!(text(&received, &form), "Example.com:80");
+        // Anything else is its own string, whatever its address.
+        let form = AuthorityForm::of(&received, Cow::Borrowed(&other[..]));
+        assert!(matches!(form, AuthorityForm::Owned(_)));
+        assert_eq!(text(&received, &form), "example.com");
+        let form = AuthorityForm::of(&received, Cow::Owned("example.com".into()));
+        assert_eq!(text(&received, &form), "example.com");
+        let form = AuthorityForm::of(&received, Cow::Borrowed(""));
+        assert_eq!(text(&received, &form), "");
     }
 }
