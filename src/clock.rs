@@ -20,22 +20,38 @@ use std::time::{Duration, Instant};
 
 use rustix::time::{ClockId, clock_gettime};
 
-fn read(id: ClockId) -> Duration {
+/// Nanoseconds of clock `id` (the monotonic clocks start near boot, so
+/// this does not wrap for centuries).
+fn read_nanos(id: ClockId) -> u64 {
     let t = clock_gettime(id);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
+    u64::try_from(t.tv_sec)
+        .unwrap_or(0)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(u64::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// The first reading of both clocks: what the coarse one is counted from.
+fn base() -> (Instant, u64) {
+    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
+    *BASE.get_or_init(|| (Instant::now(), read_nanos(ClockId::MonotonicCoarse)))
 }
 
 /// The monotonic time to within a clock tick, as an [`Instant`]
 /// comparable with `Instant::now()` to within a tick either way.
 pub fn coarse_now() -> Instant {
     // The coarse clock and `Instant` count from the same origin; one
-    // pairing taken at first use converts the one to the other.
-    static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
-    let (at, coarse_at) = *BASE.get_or_init(|| (Instant::now(), read(ClockId::MonotonicCoarse)));
-    at + read(ClockId::MonotonicCoarse).saturating_sub(coarse_at)
+    // pairing taken at first use converts the one to the other. Counted
+    // in nanoseconds: `Duration` arithmetic (a carry per step) made up
+    // most of a reading's cost.
+    let (at, coarse_at) = base();
+    at + Duration::from_nanos(read_nanos(ClockId::MonotonicCoarse).saturating_sub(coarse_at))
+}
+
+/// Coarse milliseconds since the first reading of this clock: for times
+/// compared only with each other (no `Instant` made).
+pub fn coarse_millis() -> u64 {
+    let (_, coarse_at) = base();
+    read_nanos(ClockId::MonotonicCoarse).saturating_sub(coarse_at) / 1_000_000
 }
 
 #[cfg(test)]
@@ -62,6 +78,17 @@ mod tests {
             let t = coarse_now();
             assert!(t >= last);
             last = t;
+        }
+    }
+
+    #[test]
+    fn coarse_millis_follow_coarse_now() {
+        let (at, _) = base();
+        for _ in 0..3 {
+            let ms = coarse_millis();
+            let since = coarse_now().saturating_duration_since(at).as_millis() as u64;
+            assert!(since.abs_diff(ms) <= 50, "{ms} against {since}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -20,7 +20,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Key;
 
@@ -40,12 +40,8 @@ pub struct PassMemory {
 
 /// Coarse milliseconds since the first call, wrapping at 2^32.
 fn now_ms() -> u32 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(crate::clock::coarse_now);
     // Truncation is the wrap: ends are compared with wrapping arithmetic.
-    crate::clock::coarse_now()
-        .saturating_duration_since(base)
-        .as_millis() as u32
+    crate::clock::coarse_millis() as u32
 }
 
 /// The set's first slot and the tag of `key`.
