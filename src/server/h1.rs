@@ -122,7 +122,7 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
     let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
     let mut close = false;
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+        let Some(name) = request_name(h.name.as_bytes()) else {
             return Parsed::GiveUp;
         };
         // RFC 9112 §6: content (or a promise of it) and protocol changes
@@ -150,6 +150,48 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
     *r.version_mut() = Version::HTTP_11;
     *r.headers_mut() = headers;
     Parsed::Take(r, close)
+}
+
+/// Canonical spellings of the fields clients send most, by name length.
+fn request_names(len: usize) -> &'static [(&'static [u8], HeaderName)] {
+    use http::header::*;
+    match len {
+        4 => &[(b"Host", HOST)],
+        5 => &[(b"Range", RANGE)],
+        6 => &[
+            (b"Accept", ACCEPT),
+            (b"Cookie", COOKIE),
+            (b"Origin", ORIGIN),
+            (b"Pragma", PRAGMA),
+        ],
+        7 => &[(b"Referer", REFERER), (b"Upgrade", UPGRADE)],
+        10 => &[(b"User-Agent", USER_AGENT), (b"Connection", CONNECTION)],
+        13 => &[
+            (b"Cache-Control", CACHE_CONTROL),
+            (b"If-None-Match", IF_NONE_MATCH),
+            (b"Authorization", AUTHORIZATION),
+        ],
+        14 => &[(b"Content-Length", CONTENT_LENGTH)],
+        15 => &[
+            (b"Accept-Encoding", ACCEPT_ENCODING),
+            (b"Accept-Language", ACCEPT_LANGUAGE),
+        ],
+        17 => &[
+            (b"If-Modified-Since", IF_MODIFIED_SINCE),
+            (b"Transfer-Encoding", TRANSFER_ENCODING),
+        ],
+        _ => &[],
+    }
+}
+
+/// A request's field name (as [`HeaderName::from_bytes`] reads it): the
+/// common ones from a table (~110 instructions fewer a field), the rest
+/// through `from_bytes`.
+fn request_name(raw: &[u8]) -> Option<HeaderName> {
+    match crate::fields::find_name(raw, request_names(raw.len()), |c| c.0) {
+        Some((_, name)) => Some(name.clone()),
+        None => HeaderName::from_bytes(raw).ok(),
+    }
 }
 
 /// Whether a `Connection` value lists `close`.

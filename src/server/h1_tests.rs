@@ -65,3 +65,34 @@ fn too_many_fields_go_to_hyper() {
     raw.push_str("\r\n");
     assert!(matches!(parsed(&raw), Parsed::GiveUp));
 }
+
+#[test]
+fn request_names_read_as_from_bytes_does() {
+    for len in 0..32 {
+        for (canon, name) in request_names(len) {
+            assert_eq!(canon.len(), len);
+            assert_eq!(HeaderName::from_bytes(canon).ok().as_ref(), Some(name));
+        }
+    }
+    for raw in [
+        &b"Host"[..],
+        b"host",
+        b"HOST",
+        b"Accept-Encoding",
+        b"accept-language",
+        b"User-Agent",
+        b"X-Forwarded-For",
+        b"Sec-Fetch-Mode",
+        b"Hos",
+        b"Hostt",
+        b"Bad Name",
+        b"",
+    ] {
+        assert_eq!(
+            request_name(raw),
+            HeaderName::from_bytes(raw).ok(),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
