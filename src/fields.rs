@@ -41,16 +41,6 @@ pub fn has(map: &HeaderMap, name: &HeaderName) -> bool {
     }
 }
 
-/// The first value of `name` in `map`.
-#[inline]
-pub fn first<'a>(map: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
-    if map.len() <= SCAN_LINES {
-        map.iter().find_map(|(k, v)| (k == name).then_some(v))
-    } else {
-        map.get(name)
-    }
-}
-
 /// Every value of `name` in `map`, in order.
 #[inline]
 pub fn all<'a>(map: &'a HeaderMap, name: &'a HeaderName) -> All<'a> {
@@ -106,7 +96,7 @@ fn word(s: &[u8], at: usize) -> u64 {
 /// `a == b`, a word at a time for names of eight bytes or more (a `bcmp`
 /// call per candidate cost more than the rest of the lookup).
 #[inline]
-pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n < 8 || b.len() != n {
         return a == b;
@@ -196,7 +186,6 @@ mod tests {
             }
             for name in &names {
                 assert_eq!(has(&map, name), map.contains_key(name), "{size} {name}");
-                assert_eq!(first(&map, name), map.get(name), "{size} {name}");
                 let ours: Vec<_> = all(&map, name).collect();
                 let theirs: Vec<_> = map.get_all(name).iter().collect();
                 assert_eq!(ours, theirs, "{size} {name}");
