@@ -8,7 +8,8 @@
 # time (the kernel's share is not counted at all).
 #
 #   benches/load/instructions.sh [--binary BIN] [--config FILE] [--seconds N]
-#                                [--top N] [--nginx] PATH...
+#                                [--top N] [--nginx] [--unpinned] [--cache-sim]
+#                                PATH...
 #   benches/load/instructions.sh /pass/1k.bin /1k.bin
 #
 # --nginx counts nginx instead, configured as in run.sh (nginx-cache.conf, one
@@ -18,6 +19,15 @@
 # --config serves with another config (its proxy on 127.0.0.1:18083, its
 # one site in front of 127.0.0.1:18080), e.g. security.sh's guarded.toml;
 # its storage directory is emptied before each path.
+#
+# --unpinned leaves Outpost unpinned: it then runs its multi-thread runtime
+# (one worker per CPU; callgrind runs one thread at a time), which counts
+# what that scheduler adds per request.
+#
+# --cache-sim has callgrind simulate the caches and branch predictors too
+# (a model, not this CPU: this VM has no hardware counters) and prints the
+# misses per request: instruction and data L1 and last-level misses, and
+# mispredicted conditional and indirect branches.
 #
 # PATH is served from the load benchmark's content (1k.bin, 100k.bin,
 # pass/1k.bin). Prints, per path: requests, instructions per request, and
@@ -32,6 +42,8 @@ SECS=10
 TOP=25
 CONF=
 NGINX=
+UNPINNED=
+SIM=()
 PATHS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +52,8 @@ while [ $# -gt 0 ]; do
     --top) TOP=$2; shift ;;
     --config) CONF=$2; shift ;;
     --nginx) NGINX=1 ;;
+    --unpinned) UNPINNED=1 ;;
+    --cache-sim) SIM=(--cache-sim=yes --branch-sim=yes) ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) PATHS+=("$1") ;;
   esac
@@ -55,6 +69,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 fi
 . "$HERE/lib.sh"
+[ -z "$UNPINNED" ] || PROXY_CPU=()
 [ -n "$NGINX" ] || build_outpost
 setup_run "${LOAD_BASE:-/tmp/outpost-load}/instructions/www" "${LOAD_BASE:-/tmp/outpost-load}/instructions/run"
 guard 1800
@@ -80,10 +95,10 @@ start_origin
 for path in "${PATHS[@]}"; do
   rm -rf "${CACHE_DIR:-$RUN/outpost-cache}" "$RUN/nginx-cache" "$RUN"/callgrind.*
   if [ -n "$NGINX" ]; then
-    "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
+    "${PROXY_CPU[@]}" valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$RUN/callgrind.%p" \
       nginx -p "$RUN" -c "$RUN/nginx-cache.conf" > "$RUN/nginx.log" 2>&1 &
   else
-    "${PROXY_CPU[@]}" valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.%p" \
+    "${PROXY_CPU[@]}" valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$RUN/callgrind.%p" \
       "$BIN" serve --config "$CONF" > "$RUN/outpost.log" 2>&1 &
   fi
   P=$!
@@ -99,6 +114,17 @@ for path in "${PATHS[@]}"; do
   dump="$RUN/callgrind.$P.1"
   total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
   echo "$path  requests=$n  instructions/request=$(awk -v t="$total" -v n="$n" 'BEGIN{printf "%.0f", t/n}')"
+  if [ ${#SIM[@]} -gt 0 ]; then
+    # Every event callgrind counted, per request (Ir instructions; I1mr,
+    # D1mr, D1mw L1 misses; ILmr, DLmr, DLmw last-level misses; Bc, Bi
+    # conditional and indirect branches, Bcm, Bim their mispredictions).
+    callgrind_annotate "$dump" 2>/dev/null | awk -v n="$n" '
+      /^Events shown:/ { for (i = 3; i <= NF; i++) ev[i - 2] = $i; k = NF - 2 }
+      /PROGRAM TOTALS/ { line = "  per request:"
+        # Each count is followed by its share, "(100.0%)".
+        for (i = 1; i <= k; i++) { v = $(2 * i - 1); gsub(",", "", v); line = line sprintf(" %s %.1f", ev[i], v / n) }
+        print line }'
+  fi
   [ "$TOP" -gt 0 ] || continue
   # Own instructions per request, largest first (entries above 20,000 are
   # whole call trees callgrind charges to the frames open at the dump).

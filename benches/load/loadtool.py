@@ -288,7 +288,7 @@ def median(v):
 
 
 def table(raw_path):
-    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal[|probe[|busy[|memcpy]]]]`
+    """Rows of `scenario|proxy|round|req/s|p50|p99|cpu|rss|errors[|steal[|probe[|busy[|memcpy[|user]]]]]`
     (one per wrk run) -> one markdown row per scenario and proxy: the median
     of each column over the rounds, the req/s range, the peak RSS, any
     errors, req/s as a ratio to Outpost's median, the same ratio taken round
@@ -318,7 +318,7 @@ def table(raw_path):
     med = {}
     for key, rs in runs.items():
         cols = {}
-        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe"), (12, "mem")):
+        for i, name in ((3, "rps"), (4, "p50"), (5, "p99"), (6, "cpu"), (7, "rss"), (9, "steal"), (10, "probe"), (12, "mem"), (13, "user")):
             vals = [v for v in (num(r[i]) for r in rs if len(r) > i) if v is not None]
             cols[name] = vals
         busy = [r[11].split("/") for r in rs if len(r) > 11 and "/" in r[11]]
@@ -326,9 +326,9 @@ def table(raw_path):
         cols["busy1"] = [v for v in (num(b[1]) for b in busy) if v is not None]
         med[key] = cols
     print("| scenario | proxy | req/s (median) | req/s range | p50 ms | p99 ms "
-          "| CPU µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
+          "| CPU µs/req | user µs/req | peak RSS MiB | req/s vs Outpost | same round: median (range) "
           "| errors | steal % (max) | pipe probe µs (max) | memcpy GB/s (min) | CPU 0/1 busy % |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|")
 
     def by_round(key):
         return {r[2]: v for r in runs.get(key, []) if (v := num(r[3])) is not None}
@@ -347,7 +347,7 @@ def table(raw_path):
         errs = " ".join(sorted({r[8].strip() for r in runs[key] if r[8].strip()}))
         fmt = lambda name, spec: format(median(c[name]), spec) if c[name] else "-"
         print(f"| {scen} | {px} | {rps:.0f} | {rng} | {fmt('p50', '.3f')} | "
-              f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | "
+              f"{fmt('p99', '.3f')} | {fmt('cpu', '.1f')} | {fmt('user', '.1f')} | "
               f"{max(c['rss']) if c['rss'] else 0:.0f} | {ratio} | {same_round} | {errs} | "
               f"{format(max(c['steal']), '.1f') if c['steal'] else '-'} | "
               f"{format(max(c['probe']), '.2f') if c['probe'] else '-'} | "

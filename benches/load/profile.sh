@@ -5,13 +5,16 @@
 # flamegraph (SVG). The profiles behind benches/load/README.md were taken
 # this way.
 #
-#   benches/load/profile.sh [--binary BIN] [--seconds N] [--top N] [--no-svg] SCENARIO...
+#   benches/load/profile.sh [--binary BIN] [--seconds N] [--top N] [--no-svg]
+#                           [--unpinned] SCENARIO...
 #   benches/load/profile.sh hit-100k pass-1k
 #
 # SCENARIO is one of hit-1k, hit-100k, hit-1m, pass-1k, hot-10k and
 # disk-set (2 GiB of 100 KiB objects behind a 256 MiB memory tier; its
 # warm-up writes the set through Outpost first, ~1 minute). Pinned as in
-# run.sh: Outpost on CPU 0, the origin and wrk (-t1 -c64) on CPU 1.
+# run.sh: Outpost on CPU 0, the origin and wrk (-t1 -c64) on CPU 1;
+# --unpinned pins nothing (Outpost then runs its multi-thread runtime, as
+# in run.sh's unpinned mode).
 # Results go to $LOAD_BASE/profile/out (default /tmp/outpost-load):
 # SCENARIO.txt (report) and SCENARIO.svg (flamegraph). Uses the ports of
 # run.sh (18080, 18083): not while run.sh runs. Installs perf from Debian's
@@ -24,6 +27,7 @@ BIN="$ROOT/target/release/outpost"
 SECS=10
 TOP=40
 SVG=1
+UNPINNED=0
 SCENARIOS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS=$2; shift ;;
     --top) TOP=$2; shift ;;
     --no-svg) SVG=0 ;;
+    --unpinned) UNPINNED=1 ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) SCENARIOS+=("$1") ;;
   esac
@@ -55,6 +60,11 @@ if [ "$SVG" = 1 ] && ! command -v inferno-flamegraph >/dev/null 2>&1 \
 fi
 export PATH="$TOOLS/bin:$PATH"
 . "$HERE/lib.sh"
+if [ "$UNPINNED" = 1 ]; then
+  PROXY_CPU=()
+  LOAD_CPU=()
+fi
+MODE=$([ "$UNPINNED" = 1 ] && echo unpinned || echo pinned)
 build_outpost
 setup_run "$BASE/www" "$BASE/profile/run"
 OUT=$BASE/profile/out
@@ -104,7 +114,10 @@ for s in "${SCENARIOS[@]}"; do
   wait "$P" 2>/dev/null || true
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   {
-    echo "# $s: $rps req/s under perf (pinned, wrk -t1 -c64 -d${SECS}s), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# $s: $rps req/s under perf ($MODE, wrk -t1 -c64 -d${SECS}s), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# self time per binary"
+    perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null \
+      | grep -v '^#' | grep '%' | head -8 || true
     echo "# self time per function, user and kernel"
     perf report -i "$data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
       | grep -v '^#' | grep '%' | head -"$TOP" || true # head closing the pipe early

@@ -197,17 +197,18 @@ tree() { # a process and its descendants
   echo "$p"
   for c in $(pgrep -P "$p" 2>/dev/null); do tree "$c"; done
 }
-cpu_ticks() {
-  local sum=0
+cpu_ticks() { # "user+system user" clock ticks of a process and its descendants
+  local sum=0 usr=0
   for p in $(tree "$1"); do
     if [ -r "/proc/$p/stat" ]; then
       local f
       f=$(sed 's/^.*) //' "/proc/$p/stat")
       set -- $f
       sum=$(( sum + ${12} + ${13} ))
+      usr=$(( usr + ${12} ))
     fi
   done
-  echo $sum
+  echo "$sum $usr"
 }
 hwm_kb() {
   local sum=0
@@ -322,18 +323,20 @@ run_wrk() {
     attempt=$((attempt + 1))
     printf '  %-10s %-8s r%s  steal %s %% > %s %%: round run again\n' "$scen" "$px" "$round" "$steal" "$STEAL_MAX"
   done
-  local rps reqs p50 p99 errs mem cpu
+  local rps reqs p50 p99 errs mem cpu usr
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
   p50=$(to_ms "$(echo "$out" | awk '$1=="50%"{print $2}')")
   p99=$(to_ms "$(echo "$out" | awk '$1=="99%"{print $2}')")
   errs=$(echo "$out" | awk '/Non-2xx/{print $5} /Socket errors/{print "sock"}' | tr '\n' ' ')
   mem=$(( $(hwm_kb "$pid") / 1024 ))
-  cpu=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", t/k*1e6/n; else print "-" }')
-  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy|$mp" >> "$RAW"
+  # CPU (user + system) and its user part, µs per request.
+  read -r cpu usr < <(echo "$c0 $c1" | awk -v k="$TCK" -v n="$reqs" '{
+    if (n > 0) printf "%.1f %.1f\n", ($3 - $1) / k * 1e6 / n, ($4 - $2) / k * 1e6 / n; else print "- -" }')
+  echo "$scen|$px|$round|$rps|$p50|$p99|$cpu|$mem|${errs:-}|$steal|$pr|$busy|$mp|$usr" >> "$RAW"
   echo "$scen|$px|$round|$tcp" >> "$TCPLOG"
-  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req  peak %5s MiB  steal %4s %%  probe %5s us %5s GB/s  busy %7s %%  tcp %s %s\n' \
-    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$mem" "$steal" "$pr" "$mp" "$busy" "$tcp" "${errs:-}"
+  printf '  %-10s %-8s r%s %10s req/s  p50 %8s ms  p99 %8s ms  cpu %6s us/req (user %5s)  peak %5s MiB  steal %4s %%  probe %5s us %5s GB/s  busy %7s %%  tcp %s %s\n' \
+    "$scen" "$px" "$round" "$rps" "$p50" "$p99" "$cpu" "$usr" "$mem" "$steal" "$pr" "$mp" "$busy" "$tcp" "${errs:-}"
 }
 # scenario NAME URL_PATH [LUA_DIR LUA_N]: ROUNDS rounds over the proxies,
 # the order rotating so that no proxy always runs first.
