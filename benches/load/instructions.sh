@@ -9,7 +9,7 @@
 #
 #   benches/load/instructions.sh [--binary BIN] [--config FILE] [--seconds N]
 #                                [--top N] [--nginx] [--unpinned] [--cache-sim]
-#                                PATH...
+#                                [--connections N] PATH...
 #   benches/load/instructions.sh /pass/1k.bin /1k.bin
 #
 # --nginx counts nginx instead, configured as in run.sh (nginx-cache.conf, one
@@ -26,8 +26,11 @@
 #
 # --cache-sim has callgrind simulate the caches and branch predictors too
 # (a model, not this CPU: this VM has no hardware counters) and prints the
-# misses per request: instruction and data L1 and last-level misses, and
-# mispredicted conditional and indirect branches.
+# misses per request: instruction and data L1 misses (32 KiB each),
+# misses of a 512 KiB second level (a core's L2 on this host; callgrind's
+# "last level"), and mispredicted conditional and indirect branches.
+# --connections sets wrk's connections (16 by default; run.sh uses 64):
+# more connections, more state that does not stay in the caches.
 #
 # PATH is served from the load benchmark's content (1k.bin, 100k.bin,
 # pass/1k.bin). Prints, per path: requests, instructions per request, and
@@ -44,6 +47,7 @@ CONF=
 NGINX=
 UNPINNED=
 SIM=()
+CONNS=16
 PATHS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,7 +57,8 @@ while [ $# -gt 0 ]; do
     --config) CONF=$2; shift ;;
     --nginx) NGINX=1 ;;
     --unpinned) UNPINNED=1 ;;
-    --cache-sim) SIM=(--cache-sim=yes --branch-sim=yes) ;;
+    --cache-sim) SIM=(--cache-sim=yes --branch-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=524288,8,64) ;;
+    --connections) CONNS=$2; shift ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) PATHS+=("$1") ;;
   esac
@@ -106,7 +111,7 @@ for path in "${PATHS[@]}"; do
   wait_port $PORT
   for _ in 1 2 3 4 5; do fetch "$path"; done
   callgrind_control -z "$P" >/dev/null
-  out=$("${LOAD_CPU[@]}" wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$PORT$path")
+  out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT$path")
   n=$(echo "$out" | awk '/requests in/{print $1}')
   callgrind_control -d "$P" >/dev/null
   kill -TERM "$P" 2>/dev/null || true
