@@ -1,7 +1,7 @@
 //! A cheap clock for timestamps that tolerate a few milliseconds of error
 //! and are compared only with each other or with deadlines: hit-for-pass
-//! marks, idle origin connections, and the header-read and
-//! response-header deadlines.
+//! marks, idle origin connections, origins' health, and the header-read
+//! and response-header deadlines.
 //!
 //! It knows nothing of what it times.
 //!
@@ -39,12 +39,18 @@ fn base() -> (Instant, u64) {
 /// The monotonic time to within a clock tick, as an [`Instant`]
 /// comparable with `Instant::now()` to within a tick either way.
 pub fn coarse_now() -> Instant {
+    coarse_now_and_millis().0
+}
+
+/// One coarse reading as both [`coarse_now`] and [`coarse_millis`].
+pub fn coarse_now_and_millis() -> (Instant, u64) {
     // The coarse clock and `Instant` count from the same origin; one
     // pairing taken at first use converts the one to the other. Counted
     // in nanoseconds: `Duration` arithmetic (a carry per step) made up
     // most of a reading's cost.
     let (at, coarse_at) = base();
-    at + Duration::from_nanos(read_nanos(ClockId::MonotonicCoarse).saturating_sub(coarse_at))
+    let since = read_nanos(ClockId::MonotonicCoarse).saturating_sub(coarse_at);
+    (at + Duration::from_nanos(since), since / 1_000_000)
 }
 
 /// Coarse milliseconds since the first reading of this clock: for times
@@ -89,6 +95,17 @@ mod tests {
             let since = coarse_now().saturating_duration_since(at).as_millis() as u64;
             assert!(since.abs_diff(ms) <= 50, "{ms} against {since}");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn one_reading_is_the_same_time_both_ways() {
+        let (at, _) = base();
+        for _ in 0..3 {
+            let (now, ms) = coarse_now_and_millis();
+            // Both from one reading: the same time to the millisecond.
+            assert_eq!(now.saturating_duration_since(at).as_millis() as u64, ms);
+            std::thread::sleep(Duration::from_millis(7));
         }
     }
 }

@@ -55,23 +55,33 @@ pub struct PoolLimits {
     pub idle_timeout: Duration,
 }
 
-/// An origin's idle keep-alive connections, newest last.
+impl PoolLimits {
+    /// The idle timeout in milliseconds.
+    fn idle_ms(self) -> u64 {
+        u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// An origin's idle keep-alive connections, newest last, each with the
+/// time it was put there ([`crate::clock::coarse_millis`]: compared with
+/// the idle timeout only, so no `Instant` is made per request).
 #[derive(Debug, Default)]
 pub struct IdleConns {
-    conns: Mutex<Vec<(Conn, Instant)>>,
+    conns: Mutex<Vec<(Conn, u64)>>,
 }
 
 impl IdleConns {
-    fn lock(&self) -> MutexGuard<'_, Vec<(Conn, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Conn, u64)>> {
         // A panic while holding the lock leaves a valid Vec behind.
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used connection that has not idled too long.
-    fn take(&self, limits: PoolLimits, now: Instant) -> Option<Conn> {
+    /// The most recently used connection that has not idled too long
+    /// (`now`: coarse milliseconds).
+    fn take(&self, limits: PoolLimits, now: u64) -> Option<Conn> {
         let mut conns = self.lock();
         while let Some((c, at)) = conns.pop() {
-            if now.saturating_duration_since(at) < limits.idle_timeout {
+            if now.saturating_sub(at) < limits.idle_ms() {
                 return Some(c);
             }
         }
@@ -81,7 +91,7 @@ impl IdleConns {
     /// Keeps `conn` for reuse, first closing connections past the idle
     /// timeout (the oldest are first).
     pub(super) fn put(&self, mut conn: Conn, limits: PoolLimits) {
-        let now = Instant::from_std(crate::clock::coarse_now());
+        let now = crate::clock::coarse_millis();
         let mut conns = self.lock();
         drop_expired(&mut conns, limits, now);
         if conns.len() < limits.max_idle {
@@ -99,7 +109,7 @@ impl IdleConns {
     /// (up to `max_idle`, each a descriptor, and in `CLOSE_WAIT` once the
     /// origin closes its end) until the node stops; the node calls this
     /// periodically (through [`super::Pool::sweep_idle`]).
-    pub(super) fn sweep(&self, limits: PoolLimits, now: Instant) -> usize {
+    pub(super) fn sweep(&self, limits: PoolLimits, now: u64) -> usize {
         drop_expired(&mut self.lock(), limits, now)
     }
 
@@ -116,10 +126,11 @@ impl IdleConns {
 
 /// Closes the connections of `conns` (oldest first) that idled past the
 /// timeout; returns how many.
-fn drop_expired(conns: &mut Vec<(Conn, Instant)>, limits: PoolLimits, now: Instant) -> usize {
+fn drop_expired(conns: &mut Vec<(Conn, u64)>, limits: PoolLimits, now: u64) -> usize {
+    let idle = limits.idle_ms();
     let expired = conns
         .iter()
-        .take_while(|(_, at)| now.saturating_duration_since(*at) >= limits.idle_timeout)
+        .take_while(|(_, at)| now.saturating_sub(*at) >= idle)
         .count();
     conns.drain(..expired);
     expired
@@ -160,9 +171,9 @@ impl H1Client {
     ) -> Result<Response<H1Body>, Error> {
         let head = encode_head(method, path_and_query, headers, fwd);
         // A tick early at worst (crate::clock).
-        let now = Instant::from_std(crate::clock::coarse_now());
-        let deadline = now + self.response_header_timeout;
-        if let Some(conn) = origin.idle.take(self.limits, now) {
+        let (now, now_ms) = crate::clock::coarse_now_and_millis();
+        let deadline = Instant::from_std(now) + self.response_header_timeout;
+        if let Some(conn) = origin.idle.take(self.limits, now_ms) {
             match exchange(conn, &head, deadline, drop_fields).await {
                 Ok((conn, resp)) => return self.respond(origin, conn, resp, method),
                 // RFC 9112 §9.3.1: the origin may close an idle connection

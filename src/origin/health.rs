@@ -13,19 +13,15 @@
 //! actions.
 
 use std::sync::Mutex;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::MAX_EJECTION;
 
 /// Milliseconds on the coarse clock since the first reading (never 0, so
 /// that 0 can mean "never").
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let now = crate::clock::coarse_now();
-    let epoch = *EPOCH.get_or_init(|| now);
-    u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX) + 1
+    crate::clock::coarse_millis().saturating_add(1)
 }
 
 /// What `GET /origins` reports for an origin.

@@ -143,8 +143,9 @@ impl OriginClient {
     /// Closes the idle connections to `origin` that are past the pool's idle
     /// timeout; returns how many.
     pub fn sweep_idle(&self, origin: &Origin) -> usize {
-        let now = tokio::time::Instant::from_std(crate::clock::coarse_now());
-        origin.idle.sweep(self.h1.limits, now)
+        origin
+            .idle
+            .sweep(self.h1.limits, crate::clock::coarse_millis())
     }
 
     /// The absolute URI for `path_and_query` on `origin`.
