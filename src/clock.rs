@@ -14,6 +14,12 @@
 //! fetch's start and an object's creation time are compared with purges
 //! and Vary markers (a coarse creation time made a new object look older
 //! than the marker written just before it).
+//!
+//! Durations that are measured and reported (the latency histograms, an
+//! origin's mean time to its head) use [`Stamp`]: the precise monotonic
+//! clock `Instant` reads, kept as nanoseconds in a `u64`, so that a
+//! duration is a subtraction rather than `Instant`'s checked arithmetic
+//! (~57 instructions each, three per pass-through request).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -51,6 +57,23 @@ pub fn coarse_now_and_millis() -> (Instant, u64) {
     let (at, coarse_at) = base();
     let since = read_nanos(ClockId::MonotonicCoarse).saturating_sub(coarse_at);
     (at + Duration::from_nanos(since), since / 1_000_000)
+}
+
+/// A reading of the precise monotonic clock (`CLOCK_MONOTONIC`, as
+/// `Instant::now()`), in nanoseconds: for durations to be measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    /// Now.
+    pub fn now() -> Stamp {
+        Stamp(read_nanos(ClockId::Monotonic))
+    }
+
+    /// The time since this reading (zero if the clock reads earlier).
+    pub fn elapsed(self) -> Duration {
+        Duration::from_nanos(Stamp::now().0.saturating_sub(self.0))
+    }
 }
 
 /// Coarse milliseconds since the first reading of this clock: for times
@@ -95,6 +118,21 @@ mod tests {
             let since = coarse_now().saturating_duration_since(at).as_millis() as u64;
             assert!(since.abs_diff(ms) <= 50, "{ms} against {since}");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn stamps_measure_what_instants_measure() {
+        for _ in 0..3 {
+            let (i, s) = (Instant::now(), Stamp::now());
+            std::thread::sleep(Duration::from_millis(15));
+            let (a, b) = (s.elapsed(), i.elapsed());
+            // Read in the other order: the stamp's span lies within the instant's.
+            assert!(a <= b, "{a:?} against {b:?}");
+            assert!(
+                a >= Duration::from_millis(15) && b - a < SLACK,
+                "{a:?} against {b:?}"
+            );
         }
     }
 

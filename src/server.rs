@@ -521,7 +521,7 @@ async fn purge_method<B>(
         status: 0,
         cache: "purge",
         error: None,
-        start: st.access_log.then(std::time::Instant::now),
+        start: st.access_log.then(crate::clock::Stamp::now),
         enabled: st.access_log,
         rule: None,
         site: None,

@@ -14,7 +14,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
@@ -499,7 +498,7 @@ impl Pool {
             };
             crate::metrics::Counters::global().origin_request();
             origin.stats.requests.inc();
-            let started = Instant::now();
+            let started = crate::clock::Stamp::now();
             let sent = if lean {
                 self.client
                     .send_bodyless(origin, method, path_and_query, headers, fwd, drop_fields)

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -32,7 +32,7 @@ pub struct AccessRecord {
     /// Error kind, if the request failed.
     pub error: Option<&'static str>,
     /// When the request arrived; only taken when the record is logged.
-    pub start: Option<Instant>,
+    pub start: Option<crate::clock::Stamp>,
     pub enabled: bool,
     /// The request rule that matched, if any.
     pub rule: Option<std::sync::Arc<str>>,

@@ -24,7 +24,7 @@ mod slice_walk;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -253,7 +253,7 @@ impl Proxy {
             cache: "pass",
             error: None,
             // For the access log and the latency histograms.
-            start: Some(Instant::now()),
+            start: Some(crate::clock::Stamp::now()),
             enabled: self.access_log,
             rule: None,
             site: None,
