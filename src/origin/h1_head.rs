@@ -75,6 +75,11 @@ pub(super) fn visible_ascii(value: &[u8]) -> bool {
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
+/// A name length as one bit of a `u64` (lengths from 63 share the last).
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
 /// Parses a complete response head from the front of `buf` and removes
 /// it: `None` when more bytes are needed. Field values share the head's
 /// bytes instead of being copied one by one.
@@ -141,6 +146,12 @@ pub(super) fn parse_head(
     let mut lengths = (0u32, None);
     // Connection lines that name other fields (rare): by value span.
     let mut naming: Vec<(usize, usize)> = Vec::new();
+    // The lengths of the names to drop, as bits: a field of another length
+    // is not compared with each of them (most fields; with the default
+    // five names that was ~45 compares per response).
+    let drop_lengths = drop_fields
+        .iter()
+        .fold(0u64, |m, n| m | length_bit(n.as_str().len()));
     for &(na, nl, va, vl) in spans.iter() {
         let raw_name = head
             .get(na as usize..(na + nl) as usize)
@@ -171,7 +182,7 @@ pub(super) fn parse_head(
             }
         }
         // After the framing's fields were read: what the caller drops.
-        if drop_fields.contains(&name) {
+        if drop_lengths & length_bit(nl as usize) != 0 && drop_fields.contains(&name) {
             continue;
         }
         let value = HeaderValue::from_maybe_shared(head.slice(va..vend))

@@ -376,6 +376,48 @@ fn dropped_fields_are_left_out_of_the_head_and_framing_and_connection_still_read
     assert_eq!(&buf[..], b"ok");
 }
 
+#[test]
+fn the_dropped_fields_are_those_named_whatever_their_length_and_case() {
+    // Names of the same length as a dropped one, longer than 63 bytes
+    // (their lengths share one bit), in any case.
+    let long_a = format!("x-{}", "a".repeat(70));
+    let long_b = format!("x-{}", "b".repeat(80));
+    let drop = [
+        header::SERVER,
+        HeaderName::from_static("x-powered-by"),
+        HeaderName::from_bytes(long_a.as_bytes()).unwrap(),
+    ];
+    let sent = [
+        "Server",
+        "SERVER",
+        "X-Powered-By",
+        "Content-Type",
+        "x-powered-bz",
+        "Vary",
+        long_a.as_str(),
+        &long_a.to_uppercase(),
+        long_b.as_str(),
+        "X-Kept",
+    ];
+    let mut text = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for (i, n) in sent.iter().enumerate() {
+        text.push_str(&format!("{n}: v{i}\r\n"));
+    }
+    text.push_str("\r\nok");
+    let mut buf = BytesMut::from(text.as_bytes());
+    let head = parse_head(&mut buf, &drop).unwrap().unwrap();
+    for (i, n) in sent.iter().enumerate() {
+        let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+        let got = head
+            .headers
+            .get(&name)
+            .map(|v| v.to_str().unwrap().to_string());
+        let want = (!drop.contains(&name)).then(|| format!("v{i}"));
+        assert_eq!(got, want, "{n}");
+    }
+    assert_eq!(head.headers.len(), 6, "{:?}", head.headers);
+}
+
 #[tokio::test]
 async fn interim_responses_are_skipped() {
     let s = scripted(|_| {
