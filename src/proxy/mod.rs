@@ -336,7 +336,7 @@ impl Proxy {
 
         let target = RequestTarget {
             scheme: conn.scheme,
-            authority: host.clone(),
+            authority: host,
             path_and_query,
         };
         let method = parts.method.clone();
