@@ -31,7 +31,9 @@ pub struct AccessRecord {
     pub cache: &'static str,
     /// Error kind, if the request failed.
     pub error: Option<&'static str>,
-    /// When the request arrived; only taken when the record is logged.
+    /// When the request arrived (the latency histograms and the access log
+    /// measure from it); `None` when nothing measures it (an admin request
+    /// without an access log).
     pub start: Option<crate::clock::Stamp>,
     pub enabled: bool,
     /// The request rule that matched, if any.
