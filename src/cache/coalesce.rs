@@ -181,6 +181,12 @@ impl<H: Send + Sync + 'static> Coalescer<H> {
         self.pass.contains(key)
     }
 
+    /// Remembers `key` as uncacheable (hit-for-pass), as a writer's
+    /// [`FillWriter::release`] does.
+    pub fn remember_pass(&self, key: Key) {
+        self.pass.remember(key);
+    }
+
     /// Forgets hit-for-pass for `key` (e.g. after a purge).
     pub fn clear_pass(&self, key: &Key) {
         self.pass.forget(key);

@@ -25,6 +25,7 @@ use crate::error::{Error, ErrorKind};
 use crate::origin::strip_response_hop_by_hop;
 
 pub(super) use super::ctx::Ctx;
+use super::fetch::Sharing;
 pub(super) use crate::cache::conditional::without_preconditions;
 
 impl Proxy {
@@ -73,7 +74,7 @@ impl Proxy {
             && cache.coalescer().is_pass(&ctx.primary)
             && !crate::fields::has(&ctx.headers, &RANGE)
         {
-            let w = cache.coalescer().solo(ctx.primary);
+            let w = Sharing::Alone(ctx.primary);
             return self.fetch(ctx, w, None, CachePhase::UriMiss).await;
         }
         // Set when the in-flight fetch for the URI is for another variant.
@@ -242,6 +243,7 @@ impl Proxy {
             );
             match cache.coalescer().join(ck) {
                 Join::Leader(w) => {
+                    let w = Sharing::Fill(w);
                     // A fill may have committed and left while our lookup
                     // was reading the disk: look again before fetching.
                     if stored.is_none()
@@ -264,13 +266,13 @@ impl Proxy {
                         .await
                         .is_err()
                     {
-                        let w = cache.coalescer().solo(ck);
+                        let w = Sharing::Alone(ck);
                         return self.fetch(ctx, w, stored, phase).await;
                     }
                     continue;
                 }
                 Join::Pass => {
-                    let w = cache.coalescer().solo(ck);
+                    let w = Sharing::Alone(ck);
                     return self.fetch(ctx, w, stored, phase).await;
                 }
                 Join::Follower(r) => {
@@ -346,14 +348,14 @@ impl Proxy {
                         },
                         Err(WaitError::Abandoned) => continue,
                         Err(_) => {
-                            let w = cache.coalescer().solo(ck);
+                            let w = Sharing::Alone(ck);
                             return self.fetch(ctx, w, stored, phase).await;
                         }
                     }
                 }
             }
         }
-        let w = cache.coalescer().solo(ctx.primary);
+        let w = Sharing::Alone(ctx.primary);
         self.fetch(ctx, w, None, CachePhase::UriMiss).await
     }
 
@@ -481,7 +483,10 @@ impl Proxy {
         }
         // Only if no other fetch for the key is running.
         if let Join::Leader(w) = cache.coalescer().join(ctx.primary) {
-            match self.fetch(ctx, w, Some((f, d)), CachePhase::Stale).await {
+            match self
+                .fetch(ctx, Sharing::Fill(w), Some((f, d)), CachePhase::Stale)
+                .await
+            {
                 // The pump stores the body without us reading it.
                 Ok(resp) => drop(resp),
                 Err(e) => tracing::warn!(error = %e, "background refresh failed"),

@@ -13,7 +13,7 @@ use super::Proxy;
 use super::body::ProxyBody;
 use super::cached::{Ctx, without_preconditions};
 use super::respond::Source;
-use crate::cache::coalesce::FillWriter;
+use crate::cache::coalesce::{Coalescer, FillWriter, Key};
 use crate::cache::conditional::revalidation_request_headers;
 use crate::cache::control::effective_response_control;
 use crate::cache::fill::{FillHead, FillJob};
@@ -28,6 +28,57 @@ use crate::error::{Error, ErrorKind};
 use crate::origin::OriginRequest;
 use crate::origin::interim::Interim;
 use crate::origin::strip_response_hop_by_hop;
+
+/// Who shares a fetch's answer: the requests that joined its fill, or
+/// nobody (a URI marked hit-for-pass, a request that gave up waiting for
+/// another's fetch): then no fill is made unless the answer is stored.
+pub(super) enum Sharing {
+    Fill(FillWriter<FillHead>),
+    /// The key a fill would be made for.
+    Alone(Key),
+}
+
+impl Sharing {
+    /// No answer to share: followers learn why (and fetch themselves).
+    fn failed(self, kind: ErrorKind) {
+        if let Sharing::Fill(w) = self {
+            w.publish(Arc::new(FillHead::Failed(kind)));
+            w.finish();
+        }
+    }
+
+    /// The stored response was freshened: followers look it up again.
+    fn refreshed(self) {
+        if let Sharing::Fill(w) = self {
+            w.publish(Arc::new(FillHead::Refreshed));
+            w.finish();
+        }
+    }
+
+    /// The answer is not shared, this time only (an error status, or a
+    /// request-driven reason such as `Authorization`).
+    fn release_once(self) {
+        if let Sharing::Fill(w) = self {
+            w.release_once();
+        }
+    }
+
+    /// The answer is not shared, and the key is marked hit-for-pass (again).
+    fn release(self, coalescer: &Coalescer<FillHead>) {
+        match self {
+            Sharing::Fill(w) => w.release(),
+            Sharing::Alone(key) => coalescer.remember_pass(key),
+        }
+    }
+
+    /// The fill a storable answer is streamed through.
+    fn writer(self, coalescer: &Arc<Coalescer<FillHead>>) -> FillWriter<FillHead> {
+        match self {
+            Sharing::Fill(w) => w,
+            Sharing::Alone(key) => coalescer.solo(key),
+        }
+    }
+}
 
 impl Proxy {
     /// Sends a cache fill or revalidation upstream: to the object's shield
@@ -76,11 +127,11 @@ impl Proxy {
 
     /// Fetches the whole response from the origin (conditionally when a
     /// stale response is stored), stores it if allowed, and answers the
-    /// request. `writer` is the fill to share the response through.
+    /// request. `writer`: who shares the response.
     pub(super) async fn fetch(
         &self,
         ctx: &Ctx,
-        writer: FillWriter<FillHead>,
+        writer: Sharing,
         stored: Option<(Box<Found>, Decision)>,
         phase: CachePhase,
     ) -> Result<Response<ProxyBody>, Error> {
@@ -118,7 +169,7 @@ impl Proxy {
     pub(super) async fn fetched(
         &self,
         ctx: &Ctx,
-        writer: FillWriter<FillHead>,
+        writer: Sharing,
         stored: Option<(Box<Found>, Decision)>,
         phase: CachePhase,
         result: Result<Response<crate::origin::ResponseBody>, Error>,
@@ -129,8 +180,7 @@ impl Proxy {
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
-                writer.publish(Arc::new(FillHead::Failed(e.kind())));
-                writer.finish();
+                writer.failed(e.kind());
                 return match stored {
                     Some((f, d)) if d.can_serve_stale_if_error() => {
                         Ok(self.serve_stale_if_error(ctx, *f, None).await)
@@ -166,8 +216,7 @@ impl Proxy {
                 Ok(false) => tracing::debug!("revalidated object was evicted meanwhile"),
                 Err(e) => tracing::warn!(error = %e, "storing refreshed headers failed"),
             }
-            writer.publish(Arc::new(FillHead::Refreshed));
-            writer.finish();
+            writer.refreshed();
             let now = SystemTime::now();
             let phase = CachePhase::Revalidated;
             let cs = phase
@@ -218,9 +267,9 @@ impl Proxy {
                 p => p,
             }
         };
-        let w = writer;
         match storable {
             Ok(s) => {
+                let w = writer.writer(cache.coalescer());
                 self.store_response(ctx, w, resp, s, phase, (req_time, resp_time, started))
                     .await
             }
@@ -230,10 +279,10 @@ impl Proxy {
                     NoCacheReason::Authorization | NoCacheReason::RequestNoStore
                 );
                 if status.is_server_error() || request_driven {
-                    w.release_once();
+                    writer.release_once();
                 } else {
                     // Hit-for-pass: later requests do not wait.
-                    w.release();
+                    writer.release(cache.coalescer());
                 }
                 Ok(self.pass_response(ctx, resp, phase, Some(reason.as_str())))
             }

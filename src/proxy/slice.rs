@@ -25,6 +25,7 @@ use outpost_storage::ReadHandle;
 use super::Proxy;
 use super::body::ProxyBody;
 use super::cached::{Ctx, without_preconditions};
+use super::fetch::Sharing;
 use crate::cache::coalesce::{FillReader, FillWriter, Join, Key, WaitError};
 use crate::cache::conditional::{Validators, evaluate, if_range_allows};
 use crate::cache::control::effective_response_control;
@@ -134,8 +135,8 @@ impl Proxy {
                 // Stored whole if it can be: later requests are hits on it.
                 let coalescer = self.cache_layer()?.coalescer();
                 let w = match coalescer.join(ctx.primary) {
-                    crate::cache::coalesce::Join::Leader(w) => w,
-                    _ => coalescer.solo(ctx.primary),
+                    Join::Leader(w) => Sharing::Fill(w),
+                    _ => Sharing::Alone(ctx.primary),
                 };
                 let r = Box::pin(self.fetched(ctx, w, None, phase, Ok(resp), times)).await?;
                 return Ok(Some(r));
