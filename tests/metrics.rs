@@ -1,5 +1,6 @@
 //! `GET /metrics` through real sockets, read by a Prometheus text-format
-//! parser: series move with traffic (a hit, a miss, a 429 refusal),
+//! parser: series move with traffic (a hit, a miss, a 429 refusal, a
+//! request the cache is bypassed for),
 //! histograms are consistent (`+Inf` and `_count` equal the requests of
 //! their series), OpenMetrics is served on `Accept`, and no URL or client
 //! address is ever a label.
@@ -162,4 +163,34 @@ async fn series_move_with_traffic_and_histograms_add_up() {
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     assert!(open.trim_end().ends_with("# EOF"));
     assert!(open.contains("# TYPE outpost_requests counter"));
+}
+
+#[tokio::test]
+async fn requests_the_cache_is_bypassed_for_count_as_bypass() {
+    let o = TestOrigin::start(|_| async { resp_with(200, &[], "done") }).await;
+    let node = TestNode::start(&o.url(), "").await;
+    // RFC 9111 §4.4: a POST goes to the origin, its answer is not stored.
+    for _ in 0..3 {
+        let (status, headers, _) = request_with("POST", &node.url("/form"), &[]).await;
+        assert_eq!(status, 200);
+        assert!(cache_status(&headers).contains("fwd=bypass"), "{headers:?}");
+    }
+    let (_, text) = scrape(node.admin, None).await;
+    let s = parse(&text);
+    let bypass = [("site", "default"), ("cache", "bypass")];
+    assert_eq!(
+        value(&s, "outpost_requests_total", &bypass),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&s, "outpost_request_duration_seconds_count", &bypass),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&s, "outpost_requests_total", &[("cache", "pass")]),
+        None,
+        "{text}"
+    );
 }

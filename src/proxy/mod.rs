@@ -358,7 +358,9 @@ impl Proxy {
                 target,
                 client_version,
                 client_ip,
-                rec.clone(),
+                // The cached path answers every request (errors too): the
+                // record goes with it.
+                rec.take(),
             );
             ctx.sticky = sticky;
             ctx.accepts = accepts;
@@ -466,15 +468,17 @@ impl Proxy {
             if let Some(c) = set_cookie {
                 rp.headers.append(header::SET_COOKIE, c);
             }
-            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.clone())));
+            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.take())));
         }
         let bypass = self.cache.is_some() && site.cache;
-        crate::origin::strip_response_hop_by_hop(&mut resp);
-        let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
-        let mut out = self.client_response_stripped(resp, client_version, rec.clone(), coding);
-        self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
         if bypass {
             rec.cache = "bypass";
+        }
+        crate::origin::strip_response_hop_by_hop(&mut resp);
+        let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
+        let mut out = self.client_response_stripped(resp, client_version, rec.take(), coding);
+        self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
+        if bypass {
             CacheStatus::new(CACHE_NAME)
                 .fwd(Fwd::Bypass)
                 .fwd_status(rec.status)
