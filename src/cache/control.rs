@@ -342,7 +342,12 @@ impl ResponseDirectives {
 impl RequestDirectives {
     /// Parses every `Cache-Control` field line of a request.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::parse(crate::fields::all(headers, &CACHE_CONTROL).map(|v| v.as_bytes()))
+        let mut lines = crate::fields::all(headers, &CACHE_CONTROL).peekable();
+        // Most requests have none: nothing to parse.
+        if lines.peek().is_none() {
+            return Self::default();
+        }
+        Self::parse(lines.map(|v| v.as_bytes()))
     }
 
     /// Parses Cache-Control field values of a request.

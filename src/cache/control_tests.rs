@@ -343,3 +343,18 @@ fn a_memoised_line_reads_as_a_fresh_parse() {
     assert_eq!(d.max_age, Some(5));
     assert!(d.no_store);
 }
+
+#[test]
+fn a_request_without_cache_control_has_the_directives_of_no_lines() {
+    let none = RequestDirectives::from_headers(&hm(&[("pragma", b"no-cache")]));
+    assert_eq!(none, req(&[]));
+    assert_eq!(none, RequestDirectives::default());
+    // With lines, they are read (the early return is only for none).
+    let some = RequestDirectives::from_headers(&hm(&[("cache-control", b"no-cache")]));
+    assert!(some.no_cache);
+    let two = RequestDirectives::from_headers(&hm(&[
+        ("cache-control", b"max-age=5"),
+        ("cache-control", b"only-if-cached"),
+    ]));
+    assert_eq!(two, req(&[b"max-age=5", b"only-if-cached"]));
+}
