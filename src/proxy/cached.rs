@@ -36,9 +36,11 @@ impl Proxy {
     }
 
     /// Serves a GET or HEAD through the cache. Errors become responses that
-    /// carry `Cache-Status` too.
-    pub(super) async fn cached(self: &Arc<Self>, mut ctx: Ctx) -> Response<ProxyBody> {
-        match self.cached_inner(&mut ctx).await {
+    /// carry `Cache-Status` too. `ctx` by reference: the caller keeps it in
+    /// its own state (a `Ctx` taken by value is copied into this future and
+    /// again into its locals, ~760 bytes each time).
+    pub(super) async fn cached(self: &Arc<Self>, ctx: &mut Ctx) -> Response<ProxyBody> {
+        match self.cached_inner(ctx).await {
             Ok(r) => r,
             Err(e) => {
                 match e.kind().fault() {
@@ -512,7 +514,7 @@ async fn first_piece_intact(h: &outpost_storage::ReadHandle, ctx: &Ctx) -> bool 
     match reader.next_chunk().await {
         Ok(Some(first)) => {
             if let Ok(mut p) = ctx.prefetched.lock() {
-                *p = Some((reader, first));
+                *p = Some(Box::new((reader, first)));
             }
             true
         }

@@ -49,7 +49,9 @@ pub struct Ctx {
     pub(super) detail: Option<&'static str>,
     /// The first piece of the hit's body, read before its head was sent, with the
     /// reader that goes on from it (see `first_piece_intact`).
-    pub(super) prefetched: std::sync::Mutex<Option<(outpost_storage::BodyReader, bytes::Bytes)>>,
+    /// Boxed: few hits have one, and every request's `Ctx` would carry its room.
+    pub(super) prefetched:
+        std::sync::Mutex<Option<Box<(outpost_storage::BodyReader, bytes::Bytes)>>>,
     /// The request came from an edge (`cluster::HOP`): never ask a shield.
     pub(super) shield_hop: bool,
 }

@@ -368,7 +368,7 @@ impl Proxy {
             ctx.sticky = sticky;
             ctx.accepts = accepts;
             ctx.shield_hop = shield_hop;
-            let mut resp = self.cached(ctx).await;
+            let mut resp = self.cached(&mut ctx).await;
             site.hide
                 .client_response(resp.headers_mut(), self.server_header.as_ref());
             if let Some(h) = hsts {

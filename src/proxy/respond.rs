@@ -378,6 +378,6 @@ fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
 /// The first piece of `h`'s body read before the head went out, if it was of this very
 /// object (a coded variant's body is another) and the whole body is sent.
 fn prefetched(ctx: &Ctx, h: &ReadHandle, len: u64) -> Option<(outpost_storage::BodyReader, Bytes)> {
-    let (reader, first) = ctx.prefetched.lock().ok()?.take()?;
+    let (reader, first) = *ctx.prefetched.lock().ok()?.take()?;
     (len == h.body_len() && reader.is_of(h)).then_some((reader, first))
 }
