@@ -21,25 +21,24 @@ mod refuse;
 mod respond;
 mod slice;
 mod slice_walk;
+mod uncached;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 
 use crate::admission::rules::Rules;
 use crate::admission::{AccessList, RateLimiter};
-use crate::cache::key::{primary_key, request_host};
-use crate::cache::status::{CacheStatus, Fwd};
-use crate::cache::{CACHE_NAME, CacheLayer, RequestTarget};
+use crate::cache::key::request_host;
+use crate::cache::{CacheLayer, RequestTarget};
 use crate::config::{Config, HostPattern};
 use crate::error::Error;
 use crate::origin::headers::{Forwarding, ViaValues, add_via, is_upgrade, strip_hop_by_hop};
-use crate::origin::{HashOn, OriginClient, OriginRequest, Pool, ResponseBody, client_key};
+use crate::origin::{OriginClient, Pool, ResponseBody};
 use arc_swap::ArcSwap;
 use body::{AccessRecord, ProxyBody};
 use gate::{Gate, Passed};
@@ -108,6 +107,14 @@ impl crate::origin::interim::InterimFilter for SiteRuntime {
     fn filter(&self, fields: &mut http::HeaderMap) {
         self.hide.origin_response(fields);
     }
+}
+
+/// Where a request the gate let through goes.
+enum Route {
+    /// The cache path, with what it derived from the request.
+    Cache(cached::Ctx),
+    /// The origin, as it is.
+    Origin(uncached::ToOrigin),
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
@@ -283,12 +290,54 @@ impl Proxy {
     /// `trusted`: its peer is a trusted proxy.
     async fn forward(
         self: &Arc<Self>,
-        mut req: Box<Request<RequestBody>>,
+        req: Box<Request<RequestBody>>,
         passed: Passed,
         trusted: bool,
         conn: ConnInfo,
         rec: &mut AccessRecord,
     ) -> Result<Response<ProxyBody>, Error> {
+        // Only the `Ctx` is held while the cache path waits: the request's
+        // parts, its body and what the origin path needs live in `ready`'s
+        // frame, not in the state of every request in flight.
+        let mut ctx = match self.ready(req, passed, trusted, conn, rec) {
+            Route::Cache(ctx) => ctx,
+            Route::Origin(to_origin) => return self.forward_uncached(to_origin, conn, rec).await,
+        };
+        let mut resp = self.cached(&mut ctx).await;
+        let site = &ctx.site;
+        site.hide
+            .client_response(resp.headers_mut(), self.server_header.as_ref());
+        if conn.scheme == "https"
+            && let Some(h) = site.hsts.as_ref()
+        {
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
+        }
+        // A hit or a miss by the phase the cache path recorded (the
+        // same that went into `Cache-Status`).
+        let m = crate::metrics::Counters::global();
+        if resp
+            .body()
+            .cache_phase()
+            .is_some_and(crate::cache::status::CachePhase::is_hit_name)
+        {
+            m.hit();
+        } else {
+            m.miss();
+        }
+        Ok(resp)
+    }
+
+    /// Readies a request for the cache path (its `Ctx`) or, when the cache
+    /// does not see it, for the origin path.
+    fn ready(
+        &self,
+        mut req: Box<Request<RequestBody>>,
+        passed: Passed,
+        trusted: bool,
+        conn: ConnInfo,
+        rec: &mut AccessRecord,
+    ) -> Route {
         let Passed {
             site,
             host,
@@ -299,9 +348,6 @@ impl Proxy {
         if let Some(i) = crate::origin::interim::Interim::current() {
             i.set_filter(&site);
         }
-        let hsts = (conn.scheme == "https")
-            .then_some(site.hsts.as_ref())
-            .flatten();
         // RFC 9110 §7.8: only HTTP/1.1 has Upgrade.
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut *req));
@@ -368,126 +414,20 @@ impl Proxy {
             ctx.sticky = sticky;
             ctx.accepts = accepts;
             ctx.shield_hop = shield_hop;
-            let mut resp = self.cached(&mut ctx).await;
-            site.hide
-                .client_response(resp.headers_mut(), self.server_header.as_ref());
-            if let Some(h) = hsts {
-                resp.headers_mut()
-                    .insert(header::STRICT_TRANSPORT_SECURITY, h.clone());
-            }
-            // A hit or a miss by the phase the cache path recorded (the
-            // same that went into `Cache-Status`).
-            let m = crate::metrics::Counters::global();
-            if resp
-                .body()
-                .cache_phase()
-                .is_some_and(crate::cache::status::CachePhase::is_hit_name)
-            {
-                m.hit();
-            } else {
-                m.miss();
-            }
-            return Ok(resp);
+            return Route::Cache(ctx);
         }
-
-        // What the client takes, for a response compressed on its way.
-        let accepts = if site.compression.enabled && site.compression.compress_uncacheable {
-            crate::compress::Accepts::from_headers(&parts.headers)
-        } else {
-            crate::compress::Accepts::default()
-        };
-        // `balance = "hash"` sends a URL to one origin (the cache key's),
-        // `client_ip` a client.
-        let key = match site.pool.hash_on() {
-            HashOn::Nothing => None,
-            HashOn::CacheKey => Some(primary_key(
-                &site.name,
-                target.scheme,
-                &target.authority,
-                target.path_and_query.as_bytes(),
-            )),
-            HashOn::ClientIp => Some(client_key(client_ip)),
-        };
-        let sent = site
-            .pool
-            .send(OriginRequest {
-                method: &method,
-                path_and_query: &target.path_and_query,
-                headers: &parts.headers,
-                body: Some(body),
-                fwd: &self.forwarding(client_version, client_ip, conn.scheme),
-                hash_key: key.as_ref(),
-                prefer: sticky.prefer,
-                drop_fields: site.hide.response_strip(),
-            })
-            .await;
-        // Content over its limits ends the origin request: the client is
-        // told why, not that the origin failed.
-        let mut resp = sent.map_err(|e| gate::tripped(trip.as_ref()).unwrap_or(e))?;
-        let set_cookie = site
-            .pool
-            .sticky_set_cookie(&resp, sticky, conn.scheme == "https");
-        rec.status = resp.status().as_u16();
-        if let Some(cache) = self.cache.as_ref() {
-            // RFC 9111 §4.4: a successful unsafe request invalidates.
-            cache.invalidate_after(&site.name, &method, &target, resp.status(), resp.headers());
-            // RFC 9110 §9.3.3: a POST's response may answer later GETs.
-            if method == Method::POST
-                && site.cache
-                && site.cache_post_responses
-                && let Some(s) = fetch::post_storable(cache, &target, &parts.headers, &resp)
-            {
-                crate::origin::strip_response_hop_by_hop(&mut resp);
-                let ctx = cached::Ctx::new(
-                    site.clone(),
-                    method,
-                    std::mem::take(&mut parts.headers),
-                    target,
-                    client_version,
-                    client_ip,
-                    rec.clone(),
-                );
-                let mut out = self.store_post(ctx, resp, s).await?;
-                self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
-                return Ok(out);
-            }
-        }
-        if let Some(client_up) = client_upgrade
-            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        {
-            let origin_up = hyper::upgrade::on(&mut resp);
-            // The tunnel counts as in flight on its origin while it lasts.
-            let lease = resp.body_mut().take_lease();
-            tokio::spawn(async move {
-                tunnel(client_up, origin_up).await;
-                drop(lease);
-            });
-            let (mut rp, _) = resp.into_parts();
-            strip_hop_by_hop(&mut rp.headers, true);
-            add_via(&mut rp.headers, self.via.get(rp.version));
-            rp.version = client_version;
-            site.hide
-                .client_response(&mut rp.headers, self.server_header.as_ref());
-            if let Some(c) = set_cookie {
-                rp.headers.append(header::SET_COOKIE, c);
-            }
-            return Ok(Response::from_parts(rp, ProxyBody::empty(rec.take())));
-        }
-        let bypass = self.cache.is_some() && site.cache;
-        if bypass {
-            rec.cache = "bypass";
-        }
-        crate::origin::strip_response_hop_by_hop(&mut resp);
-        let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
-        let mut out = self.client_response_stripped(resp, client_version, rec.take(), coding);
-        self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
-        if bypass {
-            CacheStatus::new(CACHE_NAME)
-                .fwd(Fwd::Bypass)
-                .fwd_status(rec.status)
-                .append_to(out.headers_mut());
-        }
-        Ok(out)
+        Route::Origin(uncached::ToOrigin {
+            site,
+            method,
+            target,
+            parts,
+            body,
+            client_version,
+            client_ip,
+            sticky,
+            trip,
+            client_upgrade,
+        })
     }
 
     /// The last fields of a response from the origin to the client: the
@@ -543,19 +483,5 @@ impl Proxy {
             body = crate::compress::stream::encode(body, e, level, None);
         }
         Response::from_parts(rp, ProxyBody::new(body, Some(self.idle_body), rec))
-    }
-}
-
-/// Copies bytes both ways between an upgraded client and origin connection.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, origin) {
-        Ok((c, o)) => {
-            let mut c = TokioIo::new(c);
-            let mut o = TokioIo::new(o);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut o).await {
-                tracing::debug!(error = %e, "upgraded connection closed");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "protocol upgrade failed"),
     }
 }
