@@ -148,12 +148,13 @@ impl Proxy {
         }
         crate::origin::strip_response_hop_by_hop(&mut resp);
         let coding = encode::code_passed(&site.compression, &accepts, &method, &mut resp);
+        let fwd_status = rec.status;
         let mut out = self.client_response_stripped(resp, client_version, rec.take(), coding);
         self.finish_passed(&site, out.headers_mut(), set_cookie, hsts);
         if bypass {
             CacheStatus::new(CACHE_NAME)
                 .fwd(Fwd::Bypass)
-                .fwd_status(rec.status)
+                .fwd_status(fwd_status)
                 .append_to(out.headers_mut());
         }
         Ok(out)
