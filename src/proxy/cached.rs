@@ -38,7 +38,7 @@ impl Proxy {
     /// Serves a GET or HEAD through the cache. Errors become responses that
     /// carry `Cache-Status` too. `ctx` by reference: the caller keeps it in
     /// its own state (a `Ctx` taken by value is copied into this future and
-    /// again into its locals, ~760 bytes each time).
+    /// again into its locals, 640 bytes each time).
     pub(super) async fn cached(self: &Arc<Self>, ctx: &mut Ctx) -> Response<ProxyBody> {
         match self.cached_inner(ctx).await {
             Ok(r) => r,
