@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the load benchmark needs from Debian's packages, if missing:
-# nginx (origin and peer), varnish (peer), wrk (load generator), perf, nstat.
+# nginx (origin and peer), varnish (peer), wrk (load generator), perf, nstat,
+# curl and openssl (tls.sh, pgo.sh).
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v varnishd >/dev/null 2>&1 || need+=(varnish)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # perf: the host probe around each round (run.sh) and profile.sh.
 command -v perf >/dev/null 2>&1 || need+=(linux-perf)
 # nstat: TCP counters per round (run.sh).

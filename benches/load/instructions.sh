@@ -33,7 +33,9 @@
 # more connections, more state that does not stay in the caches.
 #
 # PATH is served from the load benchmark's content (1k.bin, 100k.bin,
-# pass/1k.bin). Prints, per path: requests, instructions per request, and
+# pass/1k.bin); keys:PATH:N asks for one of N keys of PATH at random
+# (keys:/pass/1k.bin:10000 is run.sh's pass-keys), keys:PATH:0 for a new
+# key every time (miss-keys). Prints, per path: requests, instructions per request, and
 # the functions with the most instructions of their own per request. Uses
 # the ports of run.sh (18080, 18083): not while run.sh runs. Installs
 # valgrind from Debian's packages when missing; stops what it started.
@@ -109,9 +111,19 @@ for path in "${PATHS[@]}"; do
   P=$!
   PIDS+=($P)
   wait_port $PORT
-  for _ in 1 2 3 4 5; do fetch "$path"; done
+  # keys:PATH:N asks for PATH?k=<one of N> at random (run.sh's pass-keys,
+  # hot-10k), keys:PATH:0 for a new key every time (miss-keys).
+  LOAD=("http://127.0.0.1:$PORT$path")
+  base=$path
+  if [[ $path == keys:* ]]; then
+    rest=${path#keys:}
+    base=${rest%:*}
+    export LOAD_PATH=$base LOAD_KEYS=${rest##*:}
+    LOAD=(-s "$HERE/keys.lua" "http://127.0.0.1:$PORT/")
+  fi
+  for _ in 1 2 3 4 5; do fetch "$base"; done
   callgrind_control -z "$P" >/dev/null
-  out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT$path")
+  out=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "${LOAD[@]}")
   n=$(echo "$out" | awk '/requests in/{print $1}')
   callgrind_control -d "$P" >/dev/null
   kill -TERM "$P" 2>/dev/null || true
