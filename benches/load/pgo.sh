@@ -41,6 +41,8 @@ BIN="$ROOT/target/pgo-gen/release/outpost"
 "$HERE/install.sh" > /dev/null
 guard 2400
 
+# The toolchain rust-toolchain.toml pins, whose LLVM wrote the counts.
+cd "$ROOT"
 SYSROOT=$(rustc --print sysroot)
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 PROFDATA="$SYSROOT/lib/rustlib/$HOST/bin/llvm-profdata"
