@@ -2,7 +2,7 @@
 # A profile-guided build of Outpost (PGO): an instrumented build serves the
 # load benchmark's scenarios for a while, and the release build is then
 # compiled with the counts it recorded, so that the compiler lays out the
-# request paths hot code together and inlines along them. Outpost's request
+# request paths' hot code together and inlines along them. Outpost's request
 # path is long, straight-line code (each layer's `async fn` one large
 # `poll`), so the instruction cache is where it loses time; see
 # benches/load/README.md for what this build changes.
