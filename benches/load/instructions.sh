@@ -35,10 +35,11 @@
 # PATH is served from the load benchmark's content (1k.bin, 100k.bin,
 # pass/1k.bin); keys:PATH:N asks for one of N keys of PATH at random
 # (keys:/pass/1k.bin:10000 is run.sh's pass-keys), keys:PATH:0 for a new
-# key every time (miss-keys). Prints, per path: requests, instructions per request, and
-# the functions with the most instructions of their own per request. Uses
-# the ports of run.sh (18080, 18083): not while run.sh runs. Installs
-# valgrind from Debian's packages when missing; stops what it started.
+# key every time (miss-keys). Prints, per path: requests, instructions per
+# request, and the functions with the most instructions of their own per
+# request. Uses the ports of run.sh (18080, 18083): not while run.sh runs.
+# Installs valgrind from Debian's packages when missing; stops what it
+# started.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -115,6 +116,7 @@ for path in "${PATHS[@]}"; do
   # hot-10k), keys:PATH:0 for a new key every time (miss-keys).
   LOAD=("http://127.0.0.1:$PORT$path")
   base=$path
+  unset LOAD_PATH LOAD_KEYS
   if [[ $path == keys:* ]]; then
     rest=${path#keys:}
     base=${rest%:*}
