@@ -109,21 +109,29 @@ impl crate::origin::interim::InterimFilter for SiteRuntime {
     }
 }
 
-/// Where a request the gate let through goes: a return value, taken apart
-/// at once and never kept, so its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Route {
-    /// The cache path, with what it derived from the request. Boxed: by
-    /// value it was copied whole (640 bytes) into the route and again into
-    /// the pipeline's state, which lives in its connection's box and has
-    /// left the CPU's caches by that connection's next request (64 busy
-    /// connections); a box from the allocator is the block the last
-    /// request gave back, still cached. Modelled (`benches/load/
-    /// instructions.sh --cache-sim`, 64 connections): second-level misses
-    /// per request −10 % on a pass-through, −31 % on a hit.
+/// What [`Proxy::admit`] made of a request. Each part in a box: the
+/// future that waits on it keeps only the pointer. Its state lives in the
+/// connection's box, whose lines have left the CPU's caches by that
+/// connection's next request (64 busy connections); a block from the
+/// allocator is the one the last request gave back, still cached. The
+/// `Ctx` (640 bytes) by value was copied twice into that state.
+enum Admitted {
+    /// Answered already: by the gate (a refusal, a redirect) or an error.
+    Answer(Box<Response<ProxyBody>>),
+    /// The cache path, with what it derived from the request (and its
+    /// record).
     Cache(Box<cached::Ctx>),
-    /// The origin, as it is.
-    Origin(uncached::ToOrigin),
+    /// The origin, as it is, with the record of the request.
+    Origin(Box<uncached::ToOrigin>, Box<AccessRecord>),
+}
+
+/// The answer to a request that failed, logged by whose fault it is.
+fn failed(e: &Error, rec: AccessRecord) -> Response<ProxyBody> {
+    match e.kind().fault() {
+        crate::error::Fault::Client => tracing::info!(error = %e, "bad request"),
+        _ => tracing::warn!(error = %e, "request failed"),
+    }
+    error_response_for(e, rec)
 }
 
 /// The proxy: the settings of the pipeline that stay for the process's
@@ -237,9 +245,28 @@ impl Proxy {
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(
         self: &Arc<Self>,
-        mut req: Box<Request<RequestBody>>,
+        req: Box<Request<RequestBody>>,
         conn: ConnInfo,
     ) -> Response<ProxyBody> {
+        // What comes before the first wait runs in a plain function: its
+        // locals (the access record, the gate's verdict, the live config's
+        // guard) stay on the stack instead of taking lines of this future's
+        // state, which lives in the connection's box and has left the CPU's
+        // caches by the connection's next request.
+        match self.admit(req, conn) {
+            Admitted::Answer(r) => *r,
+            Admitted::Cache(mut ctx) => self.serve_cached(&mut ctx, conn).await,
+            Admitted::Origin(to_origin, mut rec) => {
+                match self.forward_uncached(*to_origin, conn, &mut rec).await {
+                    Ok(r) => r,
+                    Err(e) => failed(&e, *rec),
+                }
+            }
+        }
+    }
+
+    /// The request's record, the gate, and the route it takes.
+    fn admit(&self, mut req: Box<Request<RequestBody>>, conn: ConnInfo) -> Admitted {
         let host = request_host(&req);
         // The sites and controls in force when the request arrived (the
         // request keeps its site; the guard is gone before any wait). A
@@ -278,41 +305,20 @@ impl Proxy {
         let gated = live.gate(&mut req, host, &conn, &mut rec);
         let trusted = live.admission.trusts(conn.peer.ip());
         drop(live);
-        let result = match gated {
-            Ok(Gate::Pass(passed)) => self.forward(req, passed, trusted, conn, &mut rec).await,
-            Ok(Gate::Answer(r)) => Ok(*r),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(resp) => resp,
-            Err(e) => {
-                match e.kind().fault() {
-                    crate::error::Fault::Client => tracing::info!(error = %e, "bad request"),
-                    _ => tracing::warn!(error = %e, "request failed"),
-                }
-                error_response_for(&e, rec)
-            }
+        match gated {
+            Ok(Gate::Pass(passed)) => self.ready(req, passed, trusted, conn, rec),
+            Ok(Gate::Answer(r)) => Admitted::Answer(r),
+            Err(e) => Admitted::Answer(Box::new(failed(&e, rec))),
         }
     }
 
-    /// A request the gate let through: to the cache or the origin.
-    /// `trusted`: its peer is a trusted proxy.
-    async fn forward(
+    /// A request on the cache path, and the last fields of its answer.
+    async fn serve_cached(
         self: &Arc<Self>,
-        req: Box<Request<RequestBody>>,
-        passed: Passed,
-        trusted: bool,
+        ctx: &mut cached::Ctx,
         conn: ConnInfo,
-        rec: &mut AccessRecord,
-    ) -> Result<Response<ProxyBody>, Error> {
-        // Only the `Ctx` is held while the cache path waits: the request's
-        // parts, its body and what the origin path needs live in `ready`'s
-        // frame, not in the state of every request in flight.
-        let mut ctx = match self.ready(req, passed, trusted, conn, rec) {
-            Route::Cache(ctx) => ctx,
-            Route::Origin(to_origin) => return self.forward_uncached(to_origin, conn, rec).await,
-        };
-        let mut resp = self.cached(&mut ctx).await;
+    ) -> Response<ProxyBody> {
+        let mut resp = self.cached(ctx).await;
         let site = &ctx.site;
         site.hide
             .client_response(resp.headers_mut(), self.server_header.as_ref());
@@ -334,7 +340,7 @@ impl Proxy {
         } else {
             m.miss();
         }
-        Ok(resp)
+        resp
     }
 
     /// Readies a request for the cache path (its `Ctx`) or, when the cache
@@ -345,8 +351,8 @@ impl Proxy {
         passed: Passed,
         trusted: bool,
         conn: ConnInfo,
-        rec: &mut AccessRecord,
-    ) -> Route {
+        rec: AccessRecord,
+    ) -> Admitted {
         let Passed {
             site,
             host,
@@ -418,14 +424,14 @@ impl Proxy {
                 client_ip,
                 // The cached path answers every request (errors too): the
                 // record goes with it.
-                rec.take(),
+                rec,
             ));
             ctx.sticky = sticky;
             ctx.accepts = accepts;
             ctx.shield_hop = shield_hop;
-            return Route::Cache(ctx);
+            return Admitted::Cache(ctx);
         }
-        Route::Origin(uncached::ToOrigin {
+        let to_origin = Box::new(uncached::ToOrigin {
             site,
             method,
             target,
@@ -436,7 +442,8 @@ impl Proxy {
             sticky,
             trip,
             client_upgrade,
-        })
+        });
+        Admitted::Origin(to_origin, Box::new(rec))
     }
 
     /// The last fields of a response from the origin to the client: the
