@@ -1,9 +1,10 @@
 //! Writing one response of the own HTTP/1.1 path ([`super::h1`]): the
 //! head, the framing, and the body as it comes.
 //!
-//! Small bodies are copied behind the head and leave in one `write`; a
-//! large chunk goes out with the head in one `writev` without a copy, so
-//! that [`super::zero_copy`] can `sendfile` a cached body. Whatever is
+//! A small chunk with more of the body behind it is copied behind the
+//! head; the chunk that ends a body of known length, and a large chunk, go
+//! out with what is buffered in one `writev` without a copy (so that
+//! [`super::zero_copy`] can `sendfile` a cached body). Whatever is
 //! buffered is written before waiting for more of the body (an origin
 //! stream), so the client never waits on bytes that are already here.
 //!
@@ -355,7 +356,12 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
             }
         }
         this_turn += data.len() as u64;
-        if data.len() <= COPY_MAX {
+        // The chunk that ends a body of known length leaves with what is
+        // buffered in one `writev`, not copied behind it: the copy cost the
+        // instructions and wrote a connection's buffer whose lines had left
+        // the CPU's caches since its last response.
+        let ends_body = !chunked && left == 0;
+        if data.len() <= COPY_MAX && !ends_body {
             out.extend_from_slice(&data);
         } else {
             write_two(io, out, &data).await?;
