@@ -113,8 +113,8 @@ impl crate::origin::interim::InterimFilter for SiteRuntime {
 /// future that waits on it keeps only the pointer. Its state lives in the
 /// connection's box, whose lines have left the CPU's caches by that
 /// connection's next request (64 busy connections); a block from the
-/// allocator is the one the last request gave back, still cached. The
-/// `Ctx` (640 bytes) by value was copied twice into that state.
+/// allocator is the one the last request gave back, still cached. By
+/// value, the `Ctx` (640 bytes) would be copied twice into that state.
 enum Admitted {
     /// Answered already: by the gate (a refusal, a redirect) or an error.
     Answer(Box<Response<ProxyBody>>),
