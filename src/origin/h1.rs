@@ -186,7 +186,9 @@ impl H1Client {
                 Err(f) => return Err(self.failure(origin, f)),
             }
         }
-        let conn = self.connect(origin, deadline).await?;
+        // Boxed: a connect's state (most of this future's) stays out of
+        // every request's future, as most requests find an idle connection.
+        let conn = Box::pin(self.connect(origin, deadline)).await?;
         match exchange(conn, &head, deadline, drop_fields).await {
             Ok((conn, resp)) => self.respond(origin, conn, resp, method),
             Err(f) => Err(self.failure(origin, f)),

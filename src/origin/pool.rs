@@ -379,33 +379,43 @@ impl Pool {
         self.balancer.pick(&self.origins, open, key)
     }
 
-    /// A lease on `origin`, waiting up to `queue_timeout` under `max_conns`.
-    async fn lease(&self, origin: &Arc<Origin>) -> Result<Lease, Error> {
+    /// A lease on `origin` if `max_conns` leaves room now (`None`: the
+    /// request must queue, [`Pool::lease_queued`]).
+    fn try_lease(&self, origin: &Arc<Origin>) -> Option<Lease> {
         let permit = match &origin.limit {
             None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    match tokio::time::timeout(
-                        self.policy.queue_timeout,
-                        sem.clone().acquire_owned(),
-                    )
+            Some(sem) => Some(sem.clone().try_acquire_owned().ok()?),
+        };
+        origin.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            origin: origin.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// A lease on `origin`, waiting up to `queue_timeout` under `max_conns`
+    /// (only when [`Pool::try_lease`] found no room: it is kept out of the
+    /// request's future, which holds it boxed while it waits).
+    async fn lease_queued(&self, origin: &Arc<Origin>) -> Result<Lease, Error> {
+        let permit = match &origin.limit {
+            None => None,
+            Some(sem) => {
+                match tokio::time::timeout(self.policy.queue_timeout, sem.clone().acquire_owned())
                     .await
-                    {
-                        Ok(Ok(p)) => Some(p),
-                        _ => {
-                            return Err(Error::new(
-                                ErrorKind::OriginBusy,
-                                format!(
-                                    "{}: {} requests in flight for {:?}",
-                                    origin.url, self.policy.max_conns, self.policy.queue_timeout
-                                ),
-                            )
-                            .with_retry_after(1));
-                        }
+                {
+                    Ok(Ok(p)) => Some(p),
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::OriginBusy,
+                            format!(
+                                "{}: {} requests in flight for {:?}",
+                                origin.url, self.policy.max_conns, self.policy.queue_timeout
+                            ),
+                        )
+                        .with_retry_after(1));
                     }
                 }
-            },
+            }
         };
         origin.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Lease {
@@ -492,9 +502,12 @@ impl Pool {
                 tried |= 1 << i;
             }
             let origin = &self.origins[i];
-            let lease = match self.lease(origin).await {
-                Ok(l) => l,
-                Err(busy) => return last.unwrap_or(Err(busy)),
+            let lease = match self.try_lease(origin) {
+                Some(l) => l,
+                None => match Box::pin(self.lease_queued(origin)).await {
+                    Ok(l) => l,
+                    Err(busy) => return last.unwrap_or(Err(busy)),
+                },
             };
             crate::metrics::Counters::global().origin_request();
             origin.stats.requests.inc();
@@ -504,7 +517,8 @@ impl Pool {
                     .send_bodyless(origin, method, path_and_query, headers, fwd, drop_fields)
                     .await
             } else {
-                self.send_hyper(origin, method, path_and_query, headers, body.take(), fwd)
+                // Boxed: its state stays out of every request's future.
+                Box::pin(self.send_hyper(origin, method, path_and_query, headers, body.take(), fwd))
                     .await
                     .map(|mut r| {
                         super::headers::remove_fields(r.headers_mut(), drop_fields);
