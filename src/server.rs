@@ -35,6 +35,7 @@ mod listen_tls;
 pub mod proxy_header;
 pub mod reload;
 pub mod rewind;
+mod stop;
 pub mod timer;
 pub mod tls;
 pub mod upgrade;
@@ -51,12 +52,13 @@ use crate::proxy::{ConnInfo, Proxy, RequestBody};
 use conn::{ConnSetup, ProxyProtocol};
 use http_body_util::BodyExt;
 use listen::{fast_path, http_builder, listener, local, serve};
+use stop::Stop;
 
 /// A running node: its bound addresses and the handle to stop it.
 pub struct Node {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
-    cancel: CancellationToken,
+    stop: Stop,
     tasks: Vec<JoinHandle<bool>>,
     proxy: Arc<Proxy>,
     drain: Duration,
@@ -86,11 +88,11 @@ const PIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The old node's release (see `upgrade`): stop accepting, hand the store over.
 async fn release_to_new_node(
-    cancel: CancellationToken,
+    stop: Stop,
     cache: Option<Arc<CacheLayer>>,
     purger: Arc<crate::purge::Purger>,
 ) -> String {
-    cancel.cancel();
+    stop.stop();
     // The new process takes the purge stream's durable consumer over.
     purger.stop_fleet();
     let Some(cache) = cache else {
@@ -201,7 +203,8 @@ impl Node {
                 })
             },
         });
-        let cancel = CancellationToken::new();
+        let stop = Stop::default();
+        let cancel = stop.token().clone();
         let builder = http_builder(&cfg.server, cfg.header_caps());
         let drain = cfg.server.drain_timeout;
 
@@ -223,7 +226,7 @@ impl Node {
         let proxy_task = tokio::spawn(serve(
             proxy_l,
             builder.clone(),
-            cancel.clone(),
+            stop.clone(),
             drain,
             ConnSetup {
                 sendfile_bytes: sendfile_bytes.clone(),
@@ -263,7 +266,7 @@ impl Node {
                 l,
                 t.server_config(),
                 builder.clone(),
-                cancel.clone(),
+                stop.clone(),
                 drain,
                 cfg.server.tls_handshake_timeout,
                 ConnSetup {
@@ -294,7 +297,7 @@ impl Node {
         let admin_task = tokio::spawn(serve(
             admin_l,
             builder,
-            cancel.clone(),
+            stop.clone(),
             drain,
             ConnSetup {
                 sendfile_bytes: SendfileBytes::default(),
@@ -320,11 +323,11 @@ impl Node {
         let sampler = tokio::spawn(sample_rates(admin_sampled, cancel.clone()));
         let upgraded = CancellationToken::new();
         let release: upgrade::ReleaseFn = {
-            let (cancel, cache) = (cancel.clone(), proxy_keep.cache().cloned());
+            let (stop, cache) = (stop.clone(), proxy_keep.cache().cloned());
             let purger = purger.clone();
             Arc::new(move || {
-                let (cancel, cache, purger) = (cancel.clone(), cache.clone(), purger.clone());
-                Box::pin(async move { release_to_new_node(cancel, cache, purger).await })
+                let (stop, cache, purger) = (stop.clone(), cache.clone(), purger.clone());
+                Box::pin(async move { release_to_new_node(stop, cache, purger).await })
             })
         };
         let upgrades = tokio::spawn(upgrade::serve(
@@ -352,7 +355,7 @@ impl Node {
         Ok(Node {
             proxy_addr,
             admin_addr,
-            cancel,
+            stop,
             tasks,
             proxy: proxy_keep,
             drain,
@@ -405,7 +408,7 @@ impl Node {
     /// Stops accepting, waits for in-flight requests (up to the drain
     /// timeout) and returns whether everything drained in time.
     pub async fn shutdown(self) -> bool {
-        self.cancel.cancel();
+        self.stop.stop();
         self.purger.stop_fleet();
         self.upgrades.abort();
         if !self.upgraded.is_cancelled() {

@@ -228,12 +228,20 @@ async fn shutdown_closes_idle_connections_and_finishes_busy_ones() {
     .await;
     let node = TestNode::start(&origin.url(), "").await;
     let mut idle = TcpStream::connect(node.proxy).await.unwrap();
-    idle.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = idle.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Three requests: the connection waits idle between them, each wait
+    // after the first without asking the stop signal's token again.
+    for path in ["/first", "/second", "/third"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        idle.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"done") {
+            let mut buf = vec![0u8; 4096];
+            let n = idle.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{path}: closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{path}");
+    }
     let mut busy = TcpStream::connect(node.proxy).await.unwrap();
     busy.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

@@ -35,7 +35,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
 use super::h1_write::{write_interim, write_response};
 use super::rewind::Rewind;
@@ -218,7 +217,7 @@ enum Wait {
 pub(crate) fn serve<'a, IO, H, HF, G, GF>(
     mut io: IO,
     settings: &'a Settings,
-    shutdown: &'a CancellationToken,
+    shutdown: &'a super::stop::Stop,
     handler: H,
     give_up: G,
 ) -> impl Future<Output = ()>
@@ -233,7 +232,9 @@ where
         let mut rbuf = BytesMut::with_capacity(READ_BUF);
         let mut wbuf = Vec::with_capacity(1024);
         let mut deadline: Option<Deadline> = None;
-        let mut cancelled = pin!(shutdown.cancelled());
+        let mut cancelled = pin!(shutdown.token().cancelled());
+        // Whether `cancelled` was polled (its waiter holds this task's waker).
+        let mut registered = false;
         let mut served: u64 = 0;
         let mut interim: Option<Interim> = None;
         // The last request's pipeline future, finished: its box is used
@@ -305,9 +306,20 @@ where
                     if let Poll::Ready(r) = read {
                         return Poll::Ready(Wait::Read(r));
                     }
-                    // Graceful shutdown closes idle connections only.
-                    if idle && !lingering && cancelled.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wait::Shutdown);
+                    // Graceful shutdown closes idle connections only. The
+                    // token is polled once, which registers this task with
+                    // it; the flag, set before it wakes anyone, says the rest
+                    // (polled again, it takes locks every connection shares).
+                    if idle && !lingering {
+                        let stopped = if registered {
+                            shutdown.is_stopped()
+                        } else {
+                            registered = true;
+                            cancelled.as_mut().poll(cx).is_ready()
+                        };
+                        if stopped {
+                            return Poll::Ready(Wait::Shutdown);
+                        }
                     }
                     match deadline.as_mut().map(|d| d.poll_expired(cx)) {
                         Some(Poll::Ready(())) => Poll::Ready(Wait::Timeout),
@@ -395,7 +407,7 @@ where
             spare = Some(pipeline);
             served += 1;
             let keep = !close
-                && !shutdown.is_cancelled()
+                && !shutdown.is_stopped()
                 && (settings.keepalive_requests == 0 || served < settings.keepalive_requests);
             match Box::pin(write_response(
                 &mut io, &mut wbuf, resp, head_only, keep, heads,

@@ -142,7 +142,7 @@ pub(super) fn h2_settings(cfg: &Config) -> super::h2::Settings {
 pub(super) async fn serve<F, Fut, B>(
     listener: TcpListener,
     builder: Builder<TokioExecutor>,
-    cancel: CancellationToken,
+    stop: super::stop::Stop,
     drain: Duration,
     conn: ConnSetup,
     handler: F,
@@ -159,12 +159,12 @@ where
     let builder = Arc::new(builder);
     let fast = fast.map(Arc::new);
     let mut backoff = fds::Backoff::default();
-    while let Some((mut stream, peer)) = accept(&listener, &cancel, &mut backoff).await {
+    while let Some((mut stream, peer)) = accept(&listener, stop.token(), &mut backoff).await {
         let conn = conn.clone();
         let h = handler.clone();
         let builder = builder.clone();
         let fast = fast.clone();
-        let cancel = cancel.clone();
+        let stop = stop.clone();
         tracker.spawn(async move {
             let Some((peer, _guard)) = open_conn(&mut stream, peer, &conn).await else {
                 return;
@@ -175,10 +175,9 @@ where
             // (a reference each) instead of keeping copies of their own.
             let served = {
                 let io = ZeroCopyStream::new(stream, conn.sendfile_bytes);
-                let (h, peer, builder, cancel, limits) =
-                    (&h, &peer, &builder, &cancel, &conn.abuse);
+                let (h, peer, builder, stop, limits) = (&h, &peer, &builder, &stop, &conn.abuse);
                 let with_hyper = move |io: Rewind<ZeroCopyStream>| {
-                    serve_hyper(io, h.clone(), *peer, builder, cancel.clone(), *limits)
+                    serve_hyper(io, h.clone(), *peer, builder, stop.token().clone(), *limits)
                 };
                 match fast.as_deref() {
                     Some(f) => {
@@ -203,13 +202,13 @@ where
                                     h2h.clone(),
                                     *peer,
                                     *s,
-                                    cancel.clone(),
+                                    stop.token().clone(),
                                     *limits,
                                 )))
                             }
                             _ => Either::Right(Box::pin(with_hyper(io))),
                         };
-                        Either::Left(h1::serve(io, &f.settings, cancel, handler, give_up))
+                        Either::Left(h1::serve(io, &f.settings, stop, handler, give_up))
                     }
                     // Boxed: inline, hyper's connection state would stay allocated in
                     // every connection's task, own-path ones included.

@@ -15,7 +15,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Counters, TlsFailure};
 
@@ -43,7 +42,7 @@ pub(super) async fn serve_tls<F, Fut, B>(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     builder: Builder<TokioExecutor>,
-    cancel: CancellationToken,
+    stop: super::stop::Stop,
     drain: Duration,
     handshake_timeout: Duration,
     setup: super::conn::ConnSetup,
@@ -63,13 +62,13 @@ where
     let builder = Arc::new(builder);
     let mut backoff = super::fds::Backoff::default();
     while let Some((mut stream, peer)) =
-        super::listen::accept(&listener, &cancel, &mut backoff).await
+        super::listen::accept(&listener, stop.token(), &mut backoff).await
     {
         let setup = setup.clone();
         let acceptor = acceptor.clone();
         let h = handler.clone();
         let builder = builder.clone();
-        let cancel = cancel.clone();
+        let stop = stop.clone();
         let fast = fast.clone();
         tracker.spawn(async move {
             let Some((peer, _guard)) = super::conn::open_conn(&mut stream, peer, &setup).await else {
@@ -82,7 +81,7 @@ where
             // ends).
             let (tls, h2) = {
                 let handshake = tokio::select! {
-                    _ = cancel.cancelled() => return,
+                    _ = stop.token().cancelled() => return,
                     r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
                 };
                 let tls = match handshake {
@@ -104,9 +103,9 @@ where
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                 (tls, h2)
             };
-            let (stop, limits) = (cancel.clone(), setup.abuse);
+            let (token, limits) = (stop.token().clone(), setup.abuse);
             let with_hyper =
-                move |io| super::hyper_conn::serve_hyper(io, h, peer, &builder, stop, limits);
+                move |io| super::hyper_conn::serve_hyper(io, h, peer, &builder, token, limits);
             match fast.as_deref() {
                 Some(super::listen::Fast {
                     h2: Some((s, h2h)),
@@ -114,7 +113,7 @@ where
                 }) if h2 => {
                     // Boxed: inline, an HTTP/2 connection's state would take room
                     // in every HTTP/1.1 connection's task too.
-                    Box::pin(super::h2::serve(tls, h2h.clone(), peer, *s, cancel.clone(), setup.abuse))
+                    Box::pin(super::h2::serve(tls, h2h.clone(), peer, *s, stop.token().clone(), setup.abuse))
                         .await;
                 }
                 Some(f) if !h2 => {
@@ -126,7 +125,7 @@ where
                         };
                         f.proxy.handle(req, info)
                     };
-                    super::h1::serve(tls, &f.settings, &cancel, handler, with_hyper).await;
+                    super::h1::serve(tls, &f.settings, &stop, handler, with_hyper).await;
                 }
                 // Boxed, as on the cleartext listener.
                 _ => Box::pin(with_hyper(super::rewind::Rewind::new(bytes::Bytes::new(), tls))).await,
