@@ -165,11 +165,85 @@ impl<'a> Reader<'a> {
         let n = self.count(4)?;
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
-            v.push(
-                HeaderName::from_bytes(self.bytes()?)
-                    .map_err(|_| MetaError::Invalid("field name"))?,
-            );
+            v.push(self.name()?);
         }
         Ok(v)
+    }
+    /// A field name. The names stored most often are recognised by their
+    /// spelling (a name is stored as `HeaderName::as_str`, lower case),
+    /// without `HeaderName::from_bytes`, which lower-cases every name into a
+    /// scratch buffer and matches it against all standard names (~110–150
+    /// instructions a field); any other name goes through it.
+    pub(super) fn name(&mut self) -> Result<HeaderName, MetaError> {
+        let raw = self.bytes()?;
+        if let Some(n) =
+            crate::fields::find_name(raw, common_names(raw.len()), |n| n.as_str().as_bytes())
+        {
+            return Ok(n.clone());
+        }
+        HeaderName::from_bytes(raw).map_err(|_| MetaError::Invalid("field name"))
+    }
+}
+
+/// The field names of stored responses seen most often, by length.
+fn common_names(len: usize) -> &'static [HeaderName] {
+    use http::header::{
+        ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, DATE,
+        ETAG, EXPIRES, LAST_MODIFIED, SERVER, VARY,
+    };
+    match len {
+        3 => &[AGE],
+        4 => &[DATE, ETAG, VARY],
+        6 => &[SERVER],
+        7 => &[EXPIRES],
+        12 => &[CONTENT_TYPE],
+        13 => &[CACHE_CONTROL, LAST_MODIFIED, ACCEPT_RANGES],
+        14 => &[CONTENT_LENGTH],
+        16 => &[CONTENT_ENCODING],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_names_are_their_own_spelling() {
+        for len in 0..32 {
+            for n in common_names(len) {
+                assert_eq!(n.as_str().len(), len);
+                assert_eq!(
+                    HeaderName::from_bytes(n.as_str().as_bytes()).ok().as_ref(),
+                    Some(n)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_reads_back_as_written_common_or_not() {
+        for name in [
+            "content-type",
+            "etag",
+            "x-custom",
+            "Content-Type",
+            "cache-control",
+        ] {
+            let mut w = Writer::new(1);
+            w.bytes(name.as_bytes());
+            let mut r = Reader {
+                s: &w.buf[MAGIC.len() + 2..],
+            };
+            let got = r.name().ok();
+            assert_eq!(got, HeaderName::from_bytes(name.as_bytes()).ok(), "{name}");
+        }
+        // Not a field name: an error, as before.
+        let mut w = Writer::new(1);
+        w.bytes(b"bad name");
+        let mut r = Reader {
+            s: &w.buf[MAGIC.len() + 2..],
+        };
+        assert!(r.name().is_err());
     }
 }

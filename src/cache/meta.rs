@@ -460,8 +460,7 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
     let n = r.count(8)?;
     let mut headers = Vec::with_capacity(n);
     for _ in 0..n {
-        let name =
-            HeaderName::from_bytes(r.bytes()?).map_err(|_| MetaError::Invalid("header name"))?;
+        let name = r.name()?;
         let raw = r.bytes()?;
         let value = match shared {
             Some(b) => HeaderValue::from_maybe_shared(b.slice_ref(raw)),
