@@ -11,7 +11,7 @@
 #
 # Writes target/pgo/release/outpost (the optimised binary) and
 # target/pgo/outpost.profdata (the merged profile); the instrumented build
-# goes to target/pgo-gen. Two release builds (~5 min each on 2 cores).
+# goes to target/pgo-gen. Two release builds (~7 min each on 2 cores).
 # Training, N seconds per workload (default 5), on both runtimes (pinned to
 # one CPU: the current-thread runtime; unpinned: the multi-thread one):
 # pass-through of one URL and of 10,000, hits of 1 KiB and 100 KiB and of a
