@@ -32,21 +32,31 @@ thread_local! {
     static MEMO: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Index of `form`'s slot: a multiply-rotate hash of its words (only a
-/// position; the bytes are compared).
+/// Index of `form`'s slot: each 8-byte word (the tail zero-padded) is
+/// multiplied in and its high half folded back down, so that every byte
+/// reaches the slot bits (only a position; the bytes are compared). A
+/// multiply-rotate hash without the fold kept differences in a word's high
+/// bytes out of them: 1,000 URIs differing in their last digits took 43
+/// slots, and the memo missed ~90 % of requests across 10,000 of them.
 fn slot_of(form: &[u8]) -> usize {
     const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, w: u64| {
+        let h = (h ^ w).wrapping_mul(K);
+        h ^ (h >> 32)
+    };
     let mut h: u64 = form.len() as u64;
     let mut words = form.chunks_exact(8);
     for w in &mut words {
         let mut b = [0u8; 8];
         b.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+        h = mix(h, u64::from_le_bytes(b));
     }
-    for &b in words.remainder() {
-        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+    let mut tail = [0u8; 8];
+    for (d, s) in tail.iter_mut().zip(words.remainder()) {
+        *d = *s;
     }
-    (h >> 32) as usize & (SLOTS - 1)
+    h = mix(h, u64::from_le_bytes(tail));
+    (h.wrapping_mul(K) >> 32) as usize & (SLOTS - 1)
 }
 
 /// The key of `form`: from the memo when this thread computed it last for
@@ -104,6 +114,25 @@ mod tests {
         assert_eq!(key_of(form, counted), hash(form));
         assert_eq!(key_of(form, counted), hash(form));
         assert_eq!(calls.get(), 1, "the second lookup is answered by the memo");
+    }
+
+    #[test]
+    fn forms_differing_in_their_last_bytes_spread_over_the_slots() {
+        // Canonical forms of one path with a varying query (the shape of
+        // `/pass/1k.bin?k=N` in `key::normalised_parts`): random placement
+        // gives ~970 distinct slots for 1,000 forms.
+        let form = |i: usize| {
+            let mut f = b"outpost-key-v1\0".to_vec();
+            let pq = format!("/pass/1k.bin?k={i}");
+            for field in [&b"bench"[..], b"http", b"127.0.0.1:18083", pq.as_bytes()] {
+                f.extend_from_slice(&(field.len() as u64).to_le_bytes());
+                f.extend_from_slice(field);
+            }
+            f
+        };
+        let slots: std::collections::HashSet<usize> =
+            (0..1000).map(|i| slot_of(&form(i))).collect();
+        assert!(slots.len() > 930, "{} distinct slots", slots.len());
     }
 
     #[test]
