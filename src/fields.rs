@@ -17,8 +17,11 @@
 //! going through `str` (a pass-through response's head is read twice for
 //! its length: as the origin's is parsed and as the client's is written).
 //!
-//! Owns: how a field or a name is found and a length read. Must not know: what any
-//! field means.
+//! And [`WireFields`]: field lines in HTTP/1.1 wire form, made once and
+//! sent as they are.
+//!
+//! Owns: how a field or a name is found, a length read and a line written.
+//! Must not know: what any field means.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -30,6 +33,61 @@ const SCAN_KEYS: usize = 6;
 /// scan of lines walks each entry's list of values too: nine cost 20 ns,
 /// a lookup 14).
 const SCAN_LINES: usize = 6;
+
+/// Header field lines in HTTP/1.1 wire form (RFC 9112 §5: each a name, a
+/// colon, a space, the value and CRLF), as the node's own HTTP/1.1 writer
+/// sends them. A clone shares the bytes.
+#[derive(Clone, Debug)]
+pub struct WireFields {
+    bytes: bytes::Bytes,
+    has_date: bool,
+}
+
+impl WireFields {
+    /// The lines of `fields`, in order. Names are written as `HeaderName`
+    /// spells them (lower case); values as they are (a `HeaderValue` has
+    /// no CR or LF).
+    pub fn encode<'a>(fields: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Self {
+        let mut out = Vec::with_capacity(256);
+        let mut has_date = false;
+        for (name, value) in fields {
+            has_date |= name == header::DATE;
+            push_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        WireFields {
+            bytes: out.into(),
+            has_date,
+        }
+    }
+
+    /// These lines and one more.
+    pub fn with_line(self, name: &HeaderName, value: &HeaderValue) -> Self {
+        let mut out = Vec::from(self.bytes);
+        push_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        WireFields {
+            bytes: out.into(),
+            has_date: self.has_date || name == header::DATE,
+        }
+    }
+
+    /// The lines.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether one of them is `Date`.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+}
+
+/// Appends `name: value` and CRLF.
+pub fn push_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Whether `map` has a field `name`.
 #[inline]

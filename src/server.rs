@@ -26,6 +26,7 @@ pub mod abuse;
 mod conn;
 pub mod fds;
 pub mod h1;
+pub mod h1_head;
 pub mod h1_write;
 mod h2;
 pub mod h2_frames;
@@ -245,6 +246,7 @@ impl Node {
                     let info = ConnInfo {
                         peer,
                         scheme: "http",
+                        wire_heads: false,
                     };
                     p.handle(Box::new(req.map(RequestBody::Hyper)), info).await
                 }
@@ -286,6 +288,7 @@ impl Node {
                         let info = ConnInfo {
                             peer,
                             scheme: "https",
+                            wire_heads: false,
                         };
                         p.handle(Box::new(req.map(RequestBody::Hyper)), info).await
                     }
@@ -505,7 +508,15 @@ fn h2_handler(
             if req.method().as_str() == "PURGE" {
                 return purge_method(&st, req, peer).await;
             }
-            p.handle(Box::new(req), ConnInfo { peer, scheme }).await
+            p.handle(
+                Box::new(req),
+                ConnInfo {
+                    peer,
+                    scheme,
+                    wire_heads: false,
+                },
+            )
+            .await
         })
     })
 }

@@ -357,6 +357,12 @@ impl CacheStatus {
         }
     }
 
+    /// This member alone as the field's value: what [`Self::append_to`]
+    /// sets in a map whose `Cache-Status` is absent or a placeholder.
+    pub fn field_value(&self) -> HeaderValue {
+        self.memoised_value()
+    }
+
     /// This member alone as a field value, from a per-thread memo of the
     /// last few encoded: most responses carry one of a handful of members
     /// (a pass-through's is the same every time; a hit's changes with its

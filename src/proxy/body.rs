@@ -160,6 +160,40 @@ struct State {
     unflushed: bool,
     /// An error held back until that data is flushed.
     deferred: Option<BoxError>,
+    /// The head's fields in wire form, for the own HTTP/1.1 writer (in a
+    /// box: every other response would carry its room).
+    wire: Option<Box<WireHead>>,
+}
+
+/// A hit's head as the own HTTP/1.1 writer sends it
+/// (`crate::server::h1_head::encode_head`): the stored fields the client
+/// is sent, already in wire form, and the two that change from response
+/// to response. The response's own map then holds only what is added
+/// after it was built, none of it among these lines (`Server`,
+/// `Strict-Transport-Security` and a site's response fields are set
+/// there: a stored head that has one of them is not sent this way).
+/// Other writers (HTTP/2, hyper's) never get such a response: the
+/// pipeline makes it only for a connection of the own HTTP/1.1 path
+/// (`ConnInfo::wire_heads`).
+#[derive(Debug)]
+pub struct WireHead {
+    /// Every stored field sent, `Via` and `Accept-Ranges`.
+    pub fields: crate::fields::WireFields,
+    /// RFC 9111 §5.1.
+    pub age: http::HeaderValue,
+    /// RFC 9211.
+    pub cache_status: http::HeaderValue,
+    /// The content's length (RFC 9110 §8.6).
+    pub len: u64,
+}
+
+impl WireHead {
+    /// Appends its lines.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.fields.bytes());
+        crate::fields::push_line(out, b"age", self.age.as_bytes());
+        crate::fields::push_line(out, b"cache-status", self.cache_status.as_bytes());
+    }
 }
 
 /// Raised when the origin pauses longer than `timeouts.idle_body`.
@@ -188,7 +222,20 @@ impl ProxyBody {
             outcome: "aborted",
             unflushed: false,
             deferred: None,
+            wire: None,
         }))
+    }
+
+    /// The same body, its response's head to be sent as `wire` says.
+    pub fn with_wire(mut self, wire: Box<WireHead>) -> ProxyBody {
+        self.0.wire = Some(wire);
+        self
+    }
+
+    /// The head in wire form, if the response has one (taken by the
+    /// writer).
+    pub fn take_wire(&mut self) -> Option<Box<WireHead>> {
+        self.0.wire.take()
     }
 
     /// A complete in-memory body.

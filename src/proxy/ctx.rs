@@ -54,6 +54,9 @@ pub struct Ctx {
         std::sync::Mutex<Option<Box<(outpost_storage::BodyReader, bytes::Bytes)>>>,
     /// The request came from an edge (`cluster::HOP`): never ask a shield.
     pub(super) shield_hop: bool,
+    /// Its connection's writer takes a hit's head in wire form
+    /// (`ConnInfo::wire_heads`).
+    pub(super) wire_heads: bool,
 }
 
 /// A request's authority in the form the key and ban subject use: most
@@ -143,6 +146,7 @@ impl Ctx {
             detail: None,
             prefetched: std::sync::Mutex::new(None),
             shield_hop: false,
+            wire_heads: false,
         }
     }
 
@@ -178,6 +182,8 @@ impl Ctx {
             detail: None,
             prefetched: std::sync::Mutex::new(None),
             shield_hop: self.shield_hop,
+            // Its responses are not written to a client.
+            wire_heads: false,
         }
     }
 }

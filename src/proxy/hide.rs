@@ -83,6 +83,12 @@ impl Hide {
         remove_present(headers, &self.strip);
     }
 
+    /// Whether [`Hide::client_response`] sets `name` (given a `Server` value
+    /// or not).
+    pub fn sets_response(&self, name: &HeaderName, server: bool) -> bool {
+        (server && name == SERVER) || self.rules.response_set.iter().any(|(n, _)| n == name)
+    }
+
     /// Any response to a client.
     pub fn client_response(&self, headers: &mut HeaderMap, server: Option<&HeaderValue>) {
         for (n, v) in &self.rules.response_set {

@@ -54,6 +54,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`, for `X-Forwarded-Proto` and cache keys.
     pub scheme: &'static str,
+    /// Responses go out through the own HTTP/1.1 writer, which takes a
+    /// hit's head in wire form ([`body::WireHead`]).
+    pub wire_heads: bool,
 }
 
 /// A site at run time.
@@ -429,6 +432,7 @@ impl Proxy {
             ctx.sticky = sticky;
             ctx.accepts = accepts;
             ctx.shield_hop = shield_hop;
+            ctx.wire_heads = conn.wire_heads;
             return Admitted::Cache(ctx);
         }
         let to_origin = Box::new(uncached::ToOrigin {

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Version};
 use outpost_storage::ReadHandle;
 
 use super::Proxy;
-use super::body::{AccessRecord, ProxyBody};
+use super::body::{AccessRecord, ProxyBody, WireHead};
 use super::cached::Ctx;
 use super::encode::Coded;
 use crate::cache::coalesce::FillReader;
@@ -22,11 +22,12 @@ use crate::cache::control::fields_present;
 use crate::cache::fill::FillHead;
 use crate::cache::freshness::age_header_value;
 use crate::cache::meta::ObjectMeta;
-use crate::cache::meta_memo::client_headers_memo;
+use crate::cache::meta_memo::{client_headers_memo, wire_fields_memo};
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
-use crate::cache::status::CacheStatus;
+use crate::cache::status::{CACHE_STATUS, CacheStatus};
 use crate::cache::stored_body::{Segment, fill_body, stored_body, stored_body_from};
 use crate::compress;
+use crate::fields::WireFields;
 use crate::origin::headers::add_via;
 
 /// Where the body comes from.
@@ -85,6 +86,14 @@ impl Proxy {
         src: Source,
         coded: Coded,
     ) -> Response<ProxyBody> {
+        // One scan of the request's names for all of them (RFC 9110 §13.1
+        // preconditions, §13.1.5 If-Range, §14.2 Range).
+        let asked = fields_present(&ctx.headers, &CONDITIONAL_AND_RANGE);
+        let plain = (0..CONDITIONAL_AND_RANGE.len()).all(|i| !asked.has(i));
+        let src = match self.wire_hit(ctx, meta, age, &cs, phase, src, &coded, plain) {
+            Ok(answer) => return answer,
+            Err(src) => src,
+        };
         // Targeted fields (RFC 9213) when the site strips them and, if
         // configured, the tag field are left out as the map is built: a lookup of each (non-standard)
         // name to remove it cost ~180 instructions per hit.
@@ -163,9 +172,6 @@ impl Proxy {
         // their dates on every plain hit showed up in the profile. They come
         // from the map just built (the removed targeted and tag fields carry
         // none).
-        // One scan of the request's names for all of them (RFC 9110 §13.1
-        // preconditions, §13.1.5 If-Range, §14.2 Range).
-        let asked = fields_present(&ctx.headers, &CONDITIONAL_AND_RANGE);
         let preconditions = (0..4).any(|i| asked.has(i));
         let validators = if preconditions || asked.has(4) {
             Validators::from_headers(&headers, Some(meta.response_time))
@@ -283,23 +289,90 @@ impl Proxy {
         if headers.get(header::ACCEPT_RANGES).is_none() && status == StatusCode::OK {
             headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
-        let body = if ctx.method == Method::HEAD || len == 0 {
-            None
-        } else {
-            Some(match src {
-                // A body kept in the head goes out as it is: no stream of
-                // chunks to poll (~1,000 instructions per small hit).
-                Source::Stored(h) | Source::Refreshed(h) => match h.inline_body() {
-                    Some(b) if b.len() as u64 == len => super::body::full_inner(b),
-                    _ => match prefetched(ctx, &h, len) {
-                        Some((reader, first)) => stored_body_from(h, reader, first, len),
-                        None => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
-                    },
-                },
-                Source::Fill(f) => fill_body(f, 0, None),
-            })
-        };
+        let body = whole_body(ctx, len, src);
         self.build(status, headers, body, rec)
+    }
+
+    /// A plain hit (a GET with no precondition or range (`plain`), the stored
+    /// representation as it is, a 200) on a connection whose writer takes
+    /// heads in wire form, when the stored fields are kept for it on this
+    /// thread: the response [`Self::full`] would make, its fields in wire
+    /// form ([`WireHead`]) and its map empty. `src` back otherwise.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn wire_hit(
+        &self,
+        ctx: &Ctx,
+        meta: &ObjectMeta,
+        age: u64,
+        cs: &CacheStatus,
+        phase: &'static str,
+        src: Source,
+        coded: &Coded,
+        plain: bool,
+    ) -> Result<Response<ProxyBody>, Source> {
+        let (Some(cache), Source::Stored(h), Coded::AsIs { vary: false }) =
+            (self.cache.as_ref(), &src, coded)
+        else {
+            return Err(src);
+        };
+        if !plain || !ctx.wire_heads || ctx.method != Method::GET || meta.status != 200 {
+            return Err(src);
+        }
+        let site = &ctx.site;
+        let key = (cache.id(), site.generation);
+        let Some(fields) = wire_fields_memo(h.meta(), key, |map| self.wire_fields(site, map))
+        else {
+            return Err(src);
+        };
+        let len = h.body_len();
+        let mut rec = ctx.rec.clone();
+        rec.cache = phase;
+        rec.status = 200;
+        let body = match whole_body(ctx, len, src) {
+            Some(b) => ProxyBody::new(b, None, rec),
+            None => ProxyBody::empty(rec),
+        };
+        Ok(Response::new(body.with_wire(Box::new(WireHead {
+            fields,
+            age: age_header_value(age),
+            cache_status: cs.field_value(),
+            len,
+        }))))
+    }
+
+    /// The lines of a stored head's client map (as [`Self::respond_coded`]
+    /// builds it, with its placeholders) that every plain hit of it sends,
+    /// `Accept-Ranges` (RFC 9110 §14.3) added when the map has none; `None`
+    /// when a field the response gets later could end up twice: one
+    /// the site or the node sets (`Server`, `Strict-Transport-Security`,
+    /// `response_set`), a `Cache-Status` from upstream (ours is appended to
+    /// it), or framing fields (never stored).
+    fn wire_fields(&self, site: &super::SiteRuntime, map: &HeaderMap) -> Option<WireFields> {
+        let server = self.server_header.is_some();
+        // Replaced on each response: Age, our Cache-Status placeholder and
+        // Content-Length (the writer's framing).
+        let per_response = |n: &http::HeaderName, v: &HeaderValue| {
+            n == AGE || n == CONTENT_LENGTH || (n == CACHE_STATUS && v.is_empty())
+        };
+        for (n, v) in map {
+            if per_response(n, v) {
+                continue;
+            }
+            if n == CACHE_STATUS
+                || n == header::TRANSFER_ENCODING
+                || n == header::CONNECTION
+                || (n == header::STRICT_TRANSPORT_SECURITY && site.hsts.is_some())
+                || site.hide.sets_response(n, server)
+            {
+                return None;
+            }
+        }
+        let fields = WireFields::encode(map.iter().filter(|(n, v)| !per_response(n, v)));
+        Some(if map.contains_key(header::ACCEPT_RANGES) {
+            fields
+        } else {
+            fields.with_line(&header::ACCEPT_RANGES, &HeaderValue::from_static("bytes"))
+        })
     }
 
     /// What a request gets when its preconditions (RFC 9110 §13.2.2) did not
@@ -373,6 +446,26 @@ fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
             to.append(n.clone(), v.clone());
         }
     }
+}
+
+/// The body of a whole response of `len` bytes from `src`: none for HEAD
+/// or no content.
+fn whole_body(ctx: &Ctx, len: u64, src: Source) -> Option<super::body::InnerBody> {
+    if ctx.method == Method::HEAD || len == 0 {
+        return None;
+    }
+    Some(match src {
+        // A body kept in the head goes out as it is: no stream of
+        // chunks to poll (~1,000 instructions per small hit).
+        Source::Stored(h) | Source::Refreshed(h) => match h.inline_body() {
+            Some(b) if b.len() as u64 == len => super::body::full_inner(b),
+            _ => match prefetched(ctx, &h, len) {
+                Some((reader, first)) => stored_body_from(h, reader, first, len),
+                None => stored_body(h, vec![Segment::Stored { offset: 0, len }]),
+            },
+        },
+        Source::Fill(f) => fill_body(f, 0, None),
+    })
 }
 
 /// The first piece of `h`'s body read before the head went out, if it was of this very

@@ -219,7 +219,7 @@ async fn stream(
     if !parts.headers.contains_key(header::DATE) {
         parts
             .headers
-            .insert(header::DATE, super::h1_write::date_value());
+            .insert(header::DATE, super::h1_head::date_value());
     }
     if !parts.headers.contains_key(header::CONTENT_LENGTH)
         && let Some(n) = body.size_hint().exact()

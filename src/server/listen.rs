@@ -187,6 +187,8 @@ where
                             let info = ConnInfo {
                                 peer: *peer,
                                 scheme: f.scheme,
+                                // `h1::serve` writes its responses.
+                                wire_heads: true,
                             };
                             f.proxy.handle(req, info)
                         };

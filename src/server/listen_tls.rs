@@ -122,6 +122,8 @@ where
                         let info = crate::proxy::ConnInfo {
                             peer,
                             scheme: f.scheme,
+                            // `h1::serve` writes its responses.
+                            wire_heads: true,
                         };
                         f.proxy.handle(req, info)
                     };

@@ -1,0 +1,147 @@
+//! The head of a hit on the node's own HTTP/1.1 path, read off the socket:
+//! an object hit again and again on one thread has its stored fields sent
+//! from their wire form (after its first few hits), and the client must
+//! get the fields it got when they were built one by one: each stored
+//! line once, in order, `Age`, `Cache-Status`, `Content-Length`, `Date`
+//! and `Accept-Ranges` once each, and fields the site or the node sets
+//! (`response_set`, `Server`) set, not added twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use http::Response;
+use std::net::SocketAddr;
+
+/// One GET on a connection of its own: the response's field lines (names
+/// lower-cased) and its body.
+async fn fetch(addr: SocketAddr, path: &str, extra: &str) -> (Vec<(String, String)>, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: a.test\r\n{extra}Connection: close\r\n\r\n");
+    let text = raw(addr, req.as_bytes()).await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    assert!(status.starts_with("HTTP/1.1 200 "), "{text}");
+    let fields = lines
+        .map(|l| {
+            let (n, v) = l.split_once(": ").expect("name: value");
+            (n.to_ascii_lowercase(), v.to_string())
+        })
+        .collect();
+    (fields, body.to_string())
+}
+
+fn values<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    fields
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// The lines that do not change from hit to hit, sorted by name (their
+/// order within one name kept).
+fn stable(fields: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<_> = fields
+        .iter()
+        .filter(|(n, _)| n != "age" && n != "date" && n != "cache-status")
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+async fn origin() -> TestOrigin {
+    TestOrigin::start(|_req| async {
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .header("content-type", "text/plain")
+            .header("etag", "\"v1\"")
+            .header("x-list", "one")
+            .header("x-list", "two")
+            .header("x-frame-options", "SAMEORIGIN")
+            .header("server", "origin-software")
+            .body(full("hello, hits"))
+            .unwrap()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_hit_sent_from_its_wire_form_has_the_head_it_had_before() {
+    let origin = origin().await;
+    let node = TestNode::start(&origin.url(), "").await;
+    let (miss, body) = fetch(node.proxy, "/o", "").await;
+    assert_eq!(body, "hello, hits");
+    assert!(
+        values(&miss, "cache-status")[0].contains("fwd="),
+        "{miss:?}"
+    );
+    let mut hits = Vec::new();
+    for _ in 0..6 {
+        hits.push(fetch(node.proxy, "/o", "").await);
+    }
+    let first = &hits[0].0;
+    for (fields, body) in &hits {
+        assert_eq!(body, "hello, hits");
+        assert_eq!(stable(fields), stable(first), "{fields:?}");
+        for once in [
+            "age",
+            "cache-status",
+            "content-length",
+            "date",
+            "accept-ranges",
+            "etag",
+            "via",
+        ] {
+            assert_eq!(values(fields, once).len(), 1, "{once} in {fields:?}");
+        }
+        assert_eq!(values(fields, "x-list"), ["one", "two"], "{fields:?}");
+        assert_eq!(values(fields, "content-length"), ["11"]);
+        assert!(
+            values(fields, "cache-status")[0].contains("hit"),
+            "{fields:?}"
+        );
+        // The origin's software is not told.
+        assert!(values(fields, "server").is_empty(), "{fields:?}");
+    }
+    assert_eq!(origin.count(), 1);
+    // A conditional request and a range still get theirs.
+    let req =
+        "GET /o HTTP/1.1\r\nHost: a.test\r\nIf-None-Match: \"v1\"\r\nConnection: close\r\n\r\n";
+    assert!(
+        raw(node.proxy, req.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 304 ")
+    );
+    let req = "GET /o HTTP/1.1\r\nHost: a.test\r\nRange: bytes=0-4\r\nConnection: close\r\n\r\n";
+    let text = raw(node.proxy, req.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 206 "), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn fields_the_site_sets_are_set_once_on_every_hit() {
+    let origin = origin().await;
+    let site = format!(
+        "origins = [\"{}\"]\n[site.headers]\nresponse_set = {{ \"x-frame-options\" = \"DENY\" }}\n",
+        origin.url()
+    );
+    let node = TestNode::start_site(&site, "[server]\nserver_header = \"outpost\"\n").await;
+    fetch(node.proxy, "/o", "").await;
+    for _ in 0..6 {
+        let (fields, body) = fetch(node.proxy, "/o", "").await;
+        assert_eq!(body, "hello, hits");
+        assert_eq!(values(&fields, "x-frame-options"), ["DENY"], "{fields:?}");
+        assert_eq!(values(&fields, "server"), ["outpost"], "{fields:?}");
+        assert_eq!(values(&fields, "x-list"), ["one", "two"], "{fields:?}");
+        assert_eq!(values(&fields, "age").len(), 1, "{fields:?}");
+    }
+    // HEAD answers with the GET's length and no body.
+    let req = "HEAD /o HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let text = raw(node.proxy, req.as_bytes()).await;
+    assert!(text.contains("content-length: 11\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "{text}");
+    node.shutdown().await;
+}
