@@ -42,9 +42,9 @@ enum Slot {
         raw: Bytes,
         rec: Record,
         client: Option<(u64, HeaderMap)>,
-        /// The client map's fields in wire form, made for the key given
-        /// (see [`wire_fields_memo`]); `None` inside when they may not go
-        /// out that way.
+        /// The client's fields in wire form, made for the key given (see
+        /// [`wire_fields_memo`]); `None` inside when they may not go out
+        /// that way.
         wire: Option<((u64, u64), Option<WireFields>)>,
     },
 }
@@ -115,15 +115,11 @@ pub fn client_headers_memo(
             return build();
         };
         match memo.get_mut((word as usize) & (SLOTS - 1)) {
-            Some(Slot::Kept {
-                raw, client, wire, ..
-            }) if raw[..] == input[..] => match client {
+            Some(Slot::Kept { raw, client, .. }) if raw[..] == input[..] => match client {
                 Some((id, map)) if *id == skip_id => map.clone(),
                 _ => {
                     let map = build();
                     *client = Some((skip_id, map.clone()));
-                    // Made from the map it replaces: made again.
-                    *wire = None;
                     map
                 }
             },
@@ -133,33 +129,28 @@ pub fn client_headers_memo(
 }
 
 /// The fields a client is sent for the stored head `input`, in wire form:
-/// made by `encode` from the map [`client_headers_memo`] keeps for it
-/// (built for the field set `key.0`), once per `key`, and kept beside that
-/// map. `None` when the record or its map is not kept (the caller builds
-/// the head as usual), or when `encode` said the fields may not go out
-/// that way. Costs a compare of the record's bytes and a reference count,
-/// where a clone of the map, the fields added to it, their encoding and
-/// the map's drop were ~3,000 instructions of a 1 KiB hit.
+/// made by `make` once per `key` (the caller's: what decides which fields
+/// are sent) and kept beside the record. `None` when the record is not
+/// kept (the caller makes its own); `Some(None)` when `make` said the
+/// fields may not go out that way. Costs a compare of the record's bytes
+/// and a reference count, where a clone of the memo's client map, the
+/// fields added to it, their encoding and the map's drop were ~3,000
+/// instructions of a 1 KiB hit.
 pub fn wire_fields_memo(
     input: &Bytes,
     key: (u64, u64),
-    encode: impl FnOnce(&HeaderMap) -> Option<WireFields>,
-) -> Option<WireFields> {
+    make: impl FnOnce() -> Option<WireFields>,
+) -> Option<Option<WireFields>> {
     let word = checksum_word(input)?;
     MEMO.with(|m| {
         let mut memo = m.try_borrow_mut().ok()?;
         match memo.get_mut((word as usize) & (SLOTS - 1)) {
-            Some(Slot::Kept {
-                raw,
-                client: Some((id, map)),
-                wire,
-                ..
-            }) if raw[..] == input[..] && *id == key.0 => match wire {
-                Some((k, w)) if *k == key => w.clone(),
+            Some(Slot::Kept { raw, wire, .. }) if raw[..] == input[..] => match wire {
+                Some((k, w)) if *k == key => Some(w.clone()),
                 _ => {
-                    let w = encode(map);
+                    let w = make();
                     *wire = Some((key, w.clone()));
-                    w
+                    Some(w)
                 }
             },
             _ => None,
@@ -279,43 +270,39 @@ mod tests {
     }
 
     #[test]
-    fn wire_fields_are_made_once_per_key_from_the_kept_map() {
+    fn wire_fields_are_made_once_per_key_for_a_kept_record() {
         use http::HeaderValue;
         let a = marker(&["accept-language"], 40);
         let made = std::cell::Cell::new(0);
+        let mut map = HeaderMap::new();
+        map.insert("x-built", HeaderValue::from_static("1"));
         let wire = |key: (u64, u64)| {
-            wire_fields_memo(&a, key, |map| {
+            wire_fields_memo(&a, key, || {
                 made.set(made.get() + 1);
                 Some(WireFields::encode(map.iter()))
             })
         };
-        let map = || {
-            let mut h = HeaderMap::new();
-            h.insert("x-built", HeaderValue::from_static("1"));
-            h
-        };
-        // Nothing before the record and its map are kept.
+        // Nothing before the record is kept (its second decode).
         assert!(wire((5, 1)).is_none());
         decode_stored_record_memo(&a).unwrap();
-        decode_stored_record_memo(&a).unwrap();
         assert!(wire((5, 1)).is_none());
-        client_headers_memo(&a, 5, map);
-        let w = wire((5, 1)).unwrap();
+        decode_stored_record_memo(&a).unwrap();
+        let w = wire((5, 1)).unwrap().unwrap();
         assert_eq!(w.bytes(), b"x-built: 1\r\n");
-        assert!(wire((5, 1)).is_some());
+        assert!(wire((5, 1)).unwrap().is_some());
         assert_eq!(made.get(), 1);
-        // Another site's settings make them again; another field set has
-        // no map kept for it.
-        assert!(wire((5, 2)).is_some());
+        // Another key (a new configuration, another site) makes them again.
+        assert!(wire((5, 2)).unwrap().is_some());
         assert_eq!(made.get(), 2);
-        assert!(wire((6, 2)).is_none());
-        // A map built for a new field set drops what was made from the old.
-        client_headers_memo(&a, 6, map);
-        assert!(wire((6, 2)).is_some());
-        assert_eq!(made.get(), 3);
-        // What encode refused stays refused for that key.
-        let refused = wire_fields_memo(&a, (6, 3), |_| None);
-        assert!(refused.is_none());
-        assert!(wire_fields_memo(&a, (6, 3), |_| unreachable!()).is_none());
+        // What make refused stays refused for that key.
+        let refused = wire_fields_memo(&a, (6, 3), || None);
+        assert!(matches!(refused, Some(None)));
+        let again = wire_fields_memo(&a, (6, 3), || unreachable!());
+        assert!(matches!(again, Some(None)));
+        // Other bytes in the same slot get nothing kept.
+        let mut forged = a.to_vec();
+        let at = forged.len() - CHECKSUM_LEN - 1;
+        forged[at] ^= 1;
+        assert!(wire_fields_memo(&Bytes::from(forged), (6, 3), || unreachable!()).is_none());
     }
 }

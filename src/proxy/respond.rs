@@ -320,8 +320,30 @@ impl Proxy {
         }
         let site = &ctx.site;
         let key = (cache.id(), site.generation);
-        let Some(fields) = wire_fields_memo(h.meta(), key, |map| self.wire_fields(site, map))
-        else {
+        // The lines straight from the stored list, filtered as the map
+        // would be: made once for a head the memo keeps; made for each hit
+        // of one it does not keep (a large hot set's mostly), which still
+        // costs less than building, filling, encoding and dropping a map.
+        let tag = cache.hidden_tag_header();
+        let targets: &[http::HeaderName] = if site.strip_targeted_fields {
+            cache.targets()
+        } else {
+            &[]
+        };
+        let make = || {
+            let stored = || {
+                meta.headers
+                    .iter()
+                    .map(|(n, v)| (n, v))
+                    .filter(|(n, _)| !targets.contains(n) && tag != Some(*n))
+            };
+            self.wire_fields(site, stored, self.via.get(Version::HTTP_11))
+        };
+        let made = match wire_fields_memo(h.meta(), key, make) {
+            Some(kept) => kept,
+            None => make(),
+        };
+        let Some(fields) = made else {
             return Err(src);
         };
         let len = h.body_len();
@@ -340,24 +362,35 @@ impl Proxy {
         }))))
     }
 
-    /// The lines of a stored head's client map (as [`Self::respond_coded`]
-    /// builds it, with its placeholders) that every plain hit of it sends,
-    /// `Accept-Ranges` (RFC 9110 §14.3) added when the map has none; `None`
+    /// The lines a plain hit of a stored head sends: its fields as
+    /// `fields` gives them (the stored list filtered as
+    /// [`Self::respond_coded`] filters it), `via`, and `Accept-Ranges`
+    /// (RFC 9110 §14.3) when there is none; `None`
     /// when a field the response gets later could end up twice: one
     /// the site or the node sets (`Server`, `Strict-Transport-Security`,
     /// `response_set`), a `Cache-Status` from upstream (ours is appended to
     /// it), or framing fields (never stored).
-    fn wire_fields(&self, site: &super::SiteRuntime, map: &HeaderMap) -> Option<WireFields> {
+    fn wire_fields<'a, I>(
+        &self,
+        site: &super::SiteRuntime,
+        fields: impl Fn() -> I,
+        via: Option<&'a HeaderValue>,
+    ) -> Option<WireFields>
+    where
+        I: Iterator<Item = (&'a http::HeaderName, &'a HeaderValue)>,
+    {
         let server = self.server_header.is_some();
         // Replaced on each response: Age, our Cache-Status placeholder and
         // Content-Length (the writer's framing).
         let per_response = |n: &http::HeaderName, v: &HeaderValue| {
             n == AGE || n == CONTENT_LENGTH || (n == CACHE_STATUS && v.is_empty())
         };
-        for (n, v) in map {
+        let mut ranges = false;
+        for (n, v) in fields() {
             if per_response(n, v) {
                 continue;
             }
+            ranges |= n == header::ACCEPT_RANGES;
             if n == CACHE_STATUS
                 || n == header::TRANSFER_ENCODING
                 || n == header::CONNECTION
@@ -367,12 +400,15 @@ impl Proxy {
                 return None;
             }
         }
-        let fields = WireFields::encode(map.iter().filter(|(n, v)| !per_response(n, v)));
-        Some(if map.contains_key(header::ACCEPT_RANGES) {
-            fields
-        } else {
-            fields.with_line(&header::ACCEPT_RANGES, &HeaderValue::from_static("bytes"))
-        })
+        let via = via.map(|v| (&header::VIA, v));
+        static BYTES: HeaderValue = HeaderValue::from_static("bytes");
+        let ranges = (!ranges).then_some((&header::ACCEPT_RANGES, &BYTES));
+        Some(WireFields::encode(
+            fields()
+                .filter(|(n, v)| !per_response(n, v))
+                .chain(via)
+                .chain(ranges),
+        ))
     }
 
     /// What a request gets when its preconditions (RFC 9110 §13.2.2) did not
