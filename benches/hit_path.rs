@@ -72,7 +72,7 @@
 //!   `response_head_encode` is the own HTTP/1.1 path's head serialisation
 //!   (`server::h1_head::encode_head`); `response_head_encode_wire` the same
 //!   head when a plain hit carries its stored fields in wire form, kept per
-//!   thread beside the map (`wire_fields_memo`): the status line, one copy of
+//!   thread (`wire_fields_memo`): the status line, one copy of
 //!   those lines, `Age`, `Cache-Status` and the framing, an empty map.
 //! - A body of up to 128 KiB is kept in the head, so a hit is one memory-tier
 //!   lookup, and the lookup takes such a body whole
