@@ -60,16 +60,6 @@ impl WireFields {
         }
     }
 
-    /// These lines and one more.
-    pub fn with_line(self, name: &HeaderName, value: &HeaderValue) -> Self {
-        let mut out = Vec::from(self.bytes);
-        push_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
-        WireFields {
-            bytes: out.into(),
-            has_date: self.has_date || name == header::DATE,
-        }
-    }
-
     /// The lines.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use http::StatusCode;
 use http::header::{self, HeaderMap};
 
+use crate::fields::push_line;
 use crate::proxy::body::WireHead;
 
 /// How the content of a response is delimited (RFC 9112 §6).
@@ -71,10 +72,7 @@ pub fn encode_head(
         } else if name == header::CONNECTION && super::h1::has_close(value.as_bytes()) {
             *keep = false;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let framing = if bodiless {
         Framing::None
@@ -161,10 +159,7 @@ pub(super) fn encode_interim(out: &mut Vec<u8>, heads: Vec<(StatusCode, HeaderMa
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
         for (name, value) in &fields {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            push_line(out, name.as_str().as_bytes(), value.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }
