@@ -149,3 +149,43 @@ async fn fields_the_site_sets_are_set_once_on_every_hit() {
     assert!(text.ends_with("\r\n\r\n"), "{text}");
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn fields_kept_from_clients_stay_out_of_every_hit() {
+    // The purge-tag field (kept from clients by default) and, for a site
+    // that strips them, the targeted fields (RFC 9213 §2.1): left out of
+    // the first hit (its stored head read as it is) and of the hits after
+    // it (the head kept per thread), as of a hit built the usual way.
+    let origin = TestOrigin::start(|_req| async {
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .header("cdn-cache-control", "max-age=600")
+            .header("surrogate-key", "t-one t-two")
+            .header("content-type", "text/plain")
+            .header("x-after", "kept")
+            .body(full("hello, hits"))
+            .unwrap()
+    })
+    .await;
+    let site = format!(
+        "origins = [\"{}\"]\nstrip_targeted_fields = true\n",
+        origin.url()
+    );
+    let node = TestNode::start_site(&site, "").await;
+    let (miss, _) = fetch(node.proxy, "/o", "").await;
+    let (built, _) = fetch(node.proxy, "/o", "If-None-Match: \"other\"\r\n").await;
+    let mut heads = vec![miss, built];
+    for _ in 0..4 {
+        heads.push(fetch(node.proxy, "/o", "").await.0);
+    }
+    for fields in &heads {
+        assert!(values(fields, "surrogate-key").is_empty(), "{fields:?}");
+        assert!(values(fields, "cdn-cache-control").is_empty(), "{fields:?}");
+        assert_eq!(values(fields, "x-after"), ["kept"], "{fields:?}");
+        assert_eq!(values(fields, "content-type"), ["text/plain"], "{fields:?}");
+    }
+    assert_eq!(stable(&heads[1]), stable(&heads[2]));
+    assert_eq!(stable(&heads[2]), stable(&heads[5]));
+    assert_eq!(origin.count(), 1);
+    node.shutdown().await;
+}
