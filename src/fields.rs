@@ -48,11 +48,16 @@ impl WireFields {
     /// spells them (lower case); values as they are (a `HeaderValue` has
     /// no CR or LF).
     pub fn encode<'a>(fields: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>) -> Self {
-        let mut lines = WireLines::default();
-        for (n, v) in fields {
-            lines.push(n.as_str().as_bytes(), v.as_bytes());
+        let mut out = Vec::with_capacity(256);
+        let mut has_date = false;
+        for (name, value) in fields {
+            has_date |= name == header::DATE;
+            push_line(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
-        lines.finish()
+        WireFields {
+            bytes: out.into(),
+            has_date,
+        }
     }
 
     /// The lines.
@@ -63,35 +68,6 @@ impl WireFields {
     /// Whether one of them is `Date`.
     pub fn has_date(&self) -> bool {
         self.has_date
-    }
-}
-
-/// [`WireFields`] being written, a line at a time.
-#[derive(Debug, Default)]
-pub struct WireLines {
-    out: Vec<u8>,
-    has_date: bool,
-}
-
-impl WireLines {
-    /// Adds the line of a field given as bytes: `name` a field name in lower
-    /// case, `value` a valid field value (as `HeaderName` and `HeaderValue`
-    /// hold them, or a stored record's fields once checked:
-    /// `cache::stored_fields`).
-    pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        if self.out.is_empty() {
-            self.out.reserve(256);
-        }
-        self.has_date |= name == b"date";
-        push_line(&mut self.out, name, value);
-    }
-
-    /// The lines written.
-    pub fn finish(self) -> WireFields {
-        WireFields {
-            bytes: self.out.into(),
-            has_date: self.has_date,
-        }
     }
 }
 

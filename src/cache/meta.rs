@@ -14,6 +14,7 @@
 //! hostile bytes never panics nor allocates more than the input size.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -26,7 +27,6 @@ use super::control::{EffectiveControl, effective_response_control};
 use super::freshness::{
     HeuristicConfig, StoredFacts, current_age, freshness_lifetime, initial_age,
 };
-use super::stored_fields::{StoredFields, read_list};
 use super::update::{HeaderList, to_header_map, update_headers};
 use super::vary::Vary;
 
@@ -101,9 +101,7 @@ pub struct ObjectMeta {
     /// Stored header fields, order and repeats preserved. Shared: a hit
     /// clones the decoded record from the per-thread memo
     /// (`cache::meta_memo`), and copying the list cost ~700 instructions.
-    /// Read back from the store, they stay the record's bytes until a list
-    /// is asked for ([`StoredFields`]).
-    pub headers: StoredFields,
+    pub headers: Arc<HeaderList>,
     /// When the request that produced it was sent (§4.2.3 `request_time`).
     pub request_time: SystemTime,
     /// When the response was received (§4.2.3 `response_time`).
@@ -178,7 +176,7 @@ impl ObjectMeta {
         let mut m = ObjectMeta {
             object_id,
             status: status.as_u16(),
-            headers: StoredFields::from_list(headers),
+            headers: Arc::new(headers),
             request_time,
             response_time,
             created_at: response_time,
@@ -256,13 +254,12 @@ impl ObjectMeta {
         request_time: SystemTime,
         response_time: SystemTime,
     ) {
-        let mut headers = update_headers(&self.headers, new_headers, protect);
+        self.headers = Arc::new(update_headers(&self.headers, new_headers, protect));
         if !new_headers.contains_key(AGE) {
             // The old Age described the old response; age now comes from
             // the validating response (§4.2.3, §4.3.4).
-            headers.retain(|(n, _)| n != AGE);
+            Arc::make_mut(&mut self.headers).retain(|(n, _)| n != AGE);
         }
-        self.headers = StoredFields::from_list(headers);
         self.request_time = request_time;
         self.response_time = response_time;
         self.flags &= !flags::FORCED_STALE;
@@ -320,10 +317,10 @@ impl ObjectMeta {
         let mut w = Writer::new(KIND_OBJECT);
         w.buf.extend_from_slice(&self.object_id);
         w.u16(self.status);
-        w.u32(u32::try_from(self.headers.count()).unwrap_or(u32::MAX));
-        for (n, v) in self.headers.pairs() {
-            w.bytes(n);
-            w.bytes(v);
+        w.u32(u32::try_from(self.headers.len()).unwrap_or(u32::MAX));
+        for (n, v) in self.headers.iter() {
+            w.bytes(n.as_str().as_bytes());
+            w.bytes(v.as_bytes());
         }
         w.time(self.request_time);
         w.time(self.response_time);
@@ -461,10 +458,17 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
         return Err(MetaError::Invalid("status"));
     }
     let n = r.count(8)?;
-    let headers = match shared {
-        Some(b) => StoredFields::read(r, n, b)?,
-        None => StoredFields::from_list(read_list(r, n, None)?),
-    };
+    let mut headers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.name()?;
+        let raw = r.bytes()?;
+        let value = match shared {
+            Some(b) => HeaderValue::from_maybe_shared(b.slice_ref(raw)),
+            None => HeaderValue::from_bytes(raw),
+        }
+        .map_err(|_| MetaError::Invalid("header value"))?;
+        headers.push((name, value));
+    }
     let request_time = r.time()?;
     let response_time = r.time()?;
     let created_at = r.time()?;
@@ -506,7 +510,7 @@ fn read_object(r: &mut Reader<'_>, shared: Option<&Bytes>) -> Result<ObjectMeta,
     Ok(ObjectMeta {
         object_id,
         status,
-        headers,
+        headers: Arc::new(headers),
         request_time,
         response_time,
         created_at,

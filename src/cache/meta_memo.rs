@@ -75,11 +75,7 @@ pub fn decode_stored_record_memo(input: &Bytes) -> Result<Record, MetaError> {
             Slot::Seen(w) if *w == word => {
                 // Seen before: keep it, decoded from a copy of its own.
                 let raw = Bytes::copy_from_slice(input);
-                let mut rec = decode_stored_record(&raw)?;
-                // Its clones share one list of fields, made now.
-                if let Record::Object(m) = &mut rec {
-                    m.headers.make_list();
-                }
+                let rec = decode_stored_record(&raw)?;
                 let out = rec.clone();
                 *slot = Slot::Kept {
                     raw,

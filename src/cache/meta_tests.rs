@@ -222,12 +222,10 @@ fn apply_update_from_304() {
         heuristic: HeuristicConfig::default(),
     };
     let mut m = sample();
-    let mut list = m.headers.to_vec();
-    list.push((
+    std::sync::Arc::make_mut(&mut m.headers).push((
         http::header::CONTENT_LENGTH,
         HeaderValue::from_static("12345"),
     ));
-    m.headers = crate::cache::stored_fields::StoredFields::from_list(list);
     m.flags |= flags::FORCED_STALE;
     let created = m.created_at;
     let mut nm = HeaderMap::new();

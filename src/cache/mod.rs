@@ -41,7 +41,6 @@ mod sfv;
 pub mod slice;
 pub mod status;
 pub mod stored_body;
-pub mod stored_fields;
 mod syntax;
 pub mod update;
 pub mod vary;

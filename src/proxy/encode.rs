@@ -55,15 +55,6 @@ pub(super) fn take_accepts(cfg: &CompressionConfig, headers: &mut HeaderMap) -> 
     a
 }
 
-// Here, above both: `compress` and `cache` do not know each other.
-impl Fields for crate::cache::stored_fields::StoredFields {
-    // Inlined where the name is a constant, as the slice's loop is.
-    #[inline]
-    fn each(&self, name: &http::HeaderName, f: &mut dyn FnMut(&HeaderValue) -> bool) {
-        crate::cache::stored_fields::StoredFields::each(self, name, f);
-    }
-}
-
 impl Proxy {
     /// The representation of `meta` (stored under `key`, body `src`) for `ctx`'s client.
     pub(super) async fn coded(
@@ -78,7 +69,7 @@ impl Proxy {
             return Coded::AsIs { vary: false };
         }
         let status = StatusCode::from_u16(meta.status).unwrap_or(StatusCode::OK);
-        let fields = &meta.headers;
+        let fields: &[_] = &meta.headers;
         let accepts = &ctx.accepts;
         match content_coding(fields) {
             Coding::Other => return Coded::AsIs { vary: false },

@@ -83,15 +83,10 @@ impl Hide {
         remove_present(headers, &self.strip);
     }
 
-    /// Whether [`Hide::client_response`] sets the field `name` (its name in
-    /// lower case; given a `Server` value or not).
-    pub fn sets_response(&self, name: &[u8], server: bool) -> bool {
-        (server && name == SERVER.as_str().as_bytes())
-            || self
-                .rules
-                .response_set
-                .iter()
-                .any(|(n, _)| n.as_str().as_bytes() == name)
+    /// Whether [`Hide::client_response`] sets `name` (given a `Server` value
+    /// or not).
+    pub fn sets_response(&self, name: &HeaderName, server: bool) -> bool {
+        (server && name == SERVER) || self.rules.response_set.iter().any(|(n, _)| n == name)
     }
 
     /// Any response to a client.

@@ -24,10 +24,10 @@ use crate::cache::freshness::age_header_value;
 use crate::cache::meta::ObjectMeta;
 use crate::cache::meta_memo::{client_headers_memo, wire_fields_memo};
 use crate::cache::range::{self, MultipartPlan, RangeOutcome, generate_boundary};
-use crate::cache::status::CacheStatus;
+use crate::cache::status::{CACHE_STATUS, CacheStatus};
 use crate::cache::stored_body::{Segment, fill_body, stored_body, stored_body_from};
 use crate::compress;
-use crate::fields::{WireFields, WireLines};
+use crate::fields::WireFields;
 use crate::origin::headers::add_via;
 
 /// Where the body comes from.
@@ -331,13 +331,12 @@ impl Proxy {
             &[]
         };
         let make = || {
-            // Names compared as bytes: the stored fields stay the record's
-            // bytes (`cache::stored_fields`).
-            let left_out = |n: &[u8]| {
-                targets.iter().any(|t| t.as_str().as_bytes() == n)
-                    || tag.is_some_and(|t| t.as_str().as_bytes() == n)
+            let stored = || {
+                meta.headers
+                    .iter()
+                    .map(|(n, v)| (n, v))
+                    .filter(|(n, _)| !targets.contains(n) && tag != Some(*n))
             };
-            let stored = meta.headers.pairs().filter(|(n, _)| !left_out(n));
             self.wire_fields(site, stored, self.via.get(Version::HTTP_11))
         };
         let made = match wire_fields_memo(h.meta(), key, make) {
@@ -371,38 +370,45 @@ impl Proxy {
     /// the site or the node sets (`Server`, `Strict-Transport-Security`,
     /// `response_set`), a `Cache-Status` from upstream (ours is appended to
     /// it), or framing fields (never stored).
-    fn wire_fields<'a>(
+    fn wire_fields<'a, I>(
         &self,
         site: &super::SiteRuntime,
-        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-        via: Option<&HeaderValue>,
-    ) -> Option<WireFields> {
+        fields: impl Fn() -> I,
+        via: Option<&'a HeaderValue>,
+    ) -> Option<WireFields>
+    where
+        I: Iterator<Item = (&'a http::HeaderName, &'a HeaderValue)>,
+    {
         let server = self.server_header.is_some();
-        let mut lines = WireLines::default();
+        // Replaced on each response: Age, our Cache-Status placeholder and
+        // Content-Length (the writer's framing).
+        let per_response = |n: &http::HeaderName, v: &HeaderValue| {
+            n == AGE || n == CONTENT_LENGTH || (n == CACHE_STATUS && v.is_empty())
+        };
         let mut ranges = false;
-        for (n, v) in fields {
-            match WireKind::of(n) {
-                // Replaced on each response: Age, our Cache-Status
-                // placeholder and Content-Length (the writer's framing).
-                WireKind::PerResponse => continue,
-                WireKind::CacheStatus if v.is_empty() => continue,
-                WireKind::CacheStatus | WireKind::Framing => return None,
-                WireKind::Hsts if site.hsts.is_some() => return None,
-                WireKind::AcceptRanges => ranges = true,
-                WireKind::Hsts | WireKind::Other => {}
+        for (n, v) in fields() {
+            if per_response(n, v) {
+                continue;
             }
-            if site.hide.sets_response(n, server) {
+            ranges |= n == header::ACCEPT_RANGES;
+            if n == CACHE_STATUS
+                || n == header::TRANSFER_ENCODING
+                || n == header::CONNECTION
+                || (n == header::STRICT_TRANSPORT_SECURITY && site.hsts.is_some())
+                || site.hide.sets_response(n, server)
+            {
                 return None;
             }
-            lines.push(n, v);
         }
-        if let Some(v) = via {
-            lines.push(b"via", v.as_bytes());
-        }
-        if !ranges {
-            lines.push(b"accept-ranges", b"bytes");
-        }
-        Some(lines.finish())
+        let via = via.map(|v| (&header::VIA, v));
+        static BYTES: HeaderValue = HeaderValue::from_static("bytes");
+        let ranges = (!ranges).then_some((&header::ACCEPT_RANGES, &BYTES));
+        Some(WireFields::encode(
+            fields()
+                .filter(|(n, v)| !per_response(n, v))
+                .chain(via)
+                .chain(ranges),
+        ))
     }
 
     /// What a request gets when its preconditions (RFC 9110 §13.2.2) did not
@@ -468,37 +474,6 @@ static CONDITIONAL_AND_RANGE: [http::HeaderName; 6] = [
     header::IF_RANGE,
     header::RANGE,
 ];
-
-/// What [`Proxy::wire_fields`] does with a stored field, by its name in lower
-/// case (matched on its length first: most names are none of these).
-enum WireKind {
-    /// `Age`, `Content-Length`: the response's own take their place.
-    PerResponse,
-    /// `Cache-Status`: an empty one is our placeholder.
-    CacheStatus,
-    /// `Transfer-Encoding`, `Connection`: never stored.
-    Framing,
-    /// `Strict-Transport-Security`.
-    Hsts,
-    /// `Accept-Ranges`.
-    AcceptRanges,
-    Other,
-}
-
-impl WireKind {
-    fn of(n: &[u8]) -> WireKind {
-        match n.len() {
-            3 if n == b"age" => WireKind::PerResponse,
-            10 if n == b"connection" => WireKind::Framing,
-            12 if n == b"cache-status" => WireKind::CacheStatus,
-            13 if n == b"accept-ranges" => WireKind::AcceptRanges,
-            14 if n == b"content-length" => WireKind::PerResponse,
-            17 if n == b"transfer-encoding" => WireKind::Framing,
-            25 if n == b"strict-transport-security" => WireKind::Hsts,
-            _ => WireKind::Other,
-        }
-    }
-}
 
 /// Copies `Cache-Status` and `Age` (for a 412 built from a stored object).
 fn cs_copy(from: &HeaderMap, to: &mut HeaderMap) {
