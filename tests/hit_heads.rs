@@ -154,8 +154,9 @@ async fn fields_the_site_sets_are_set_once_on_every_hit() {
 async fn fields_kept_from_clients_stay_out_of_every_hit() {
     // The purge-tag field (kept from clients by default) and, for a site
     // that strips them, the targeted fields (RFC 9213 §2.1): left out of
-    // the first hit (its stored head read as it is) and of the hits after
-    // it (the head kept per thread), as of a hit built the usual way.
+    // the first plain hit (its lines made from the decoded record) and of
+    // the hits after it (the lines kept per thread), as of a hit built the
+    // usual way.
     let origin = TestOrigin::start(|_req| async {
         Response::builder()
             .header("cache-control", "max-age=600")
